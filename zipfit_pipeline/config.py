@@ -1,0 +1,175 @@
+"""The project file (`zipfit.yaml`): sources, targets, models, budgets, compressor and training settings.
+
+Partitions are derived from it, so adding a source dataset here adds a partition and scores only that
+dataset. Relative paths are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from zipfit_pipeline.engine.compression import check_compressor
+from zipfit_pipeline.engine.selection import METHODS
+from zipfit_pipeline.engine.training import TrainSettings
+
+CONFIG_ENV = "ZIPFIT_CONFIG"
+DEFAULT_CONFIG = "zipfit.yaml"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"  # safe in partition keys, file names and the CLI
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(Strict):
+    """Where examples come from and how a text is made of a row."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    path: str = Field(description="file, folder, save_to_disk folder, DuckDB file or hub id")
+    format: Literal["json", "csv", "parquet", "text_folder", "hf_disk", "hub", "duckdb"] | None = None
+    text_field: str = "text"
+    template: str | None = Field(None, description="a str.format template over fields, instead of text_field")
+    id_field: str | None = None
+    query: str | None = Field(None, description="SQL for a DuckDB input")
+    split: str = "train"
+
+
+class TargetSpec(DatasetSpec):
+    """A target task: rows [start, end) of its input are the alignment set, others the held-out test split."""
+
+    alignment_rows: tuple[int, int]
+    test_rows: tuple[int, int]
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> TargetSpec:
+        (a0, a1), (t0, t1) = self.alignment_rows, self.test_rows
+        if a0 >= a1 or t0 >= t1:
+            raise ValueError(f"target {self.name}: row ranges must be non-empty [start, end)")
+        if a0 < t1 and t0 < a1:
+            raise ValueError(f"target {self.name}: alignment_rows and test_rows overlap")
+        return self
+
+
+class ModelSpec(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    pretrained: str = Field(description="hub id or local folder of a transformers causal LM")
+
+
+class ScoringSettings(Strict):
+    compressor: Literal["gzip", "lz4", "zstd"] = "gzip"
+    level: int = 9
+    chunk_size: int = Field(256, ge=1)
+    workers: int = Field(0, ge=0, description="processes; 0 means one per core")
+
+    @model_validator(mode="after")
+    def _valid_level(self) -> ScoringSettings:
+        check_compressor(self.compressor, self.level)
+        return self
+
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+class SelectionSettings(Strict):
+    methods: list[str] = ["zipfit", "random"]
+    budgets: list[int] = Field([100_000, 200_000], min_length=1)
+    seed: int = 0
+
+    @field_validator("methods")
+    @classmethod
+    def _known(cls, methods: list[str]) -> list[str]:
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown selection methods {unknown}; choose from {list(METHODS)}")
+        return methods
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive(cls, budgets: list[int]) -> list[int]:
+        if any(b <= 0 for b in budgets) or len(set(budgets)) != len(budgets):
+            raise ValueError("budgets must be distinct positive token counts")
+        return sorted(budgets)
+
+
+class TrainingSettings(Strict):
+    block_size: int = 1024
+    batch_size: int = 4
+    learning_rate: float = 5e-5
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    curve_points: int = Field(1, ge=0)
+    eval_max_length: int = 1024
+    eval_batch_size: int = 8
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(
+            block_size=self.block_size, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            warmup_fraction=self.warmup_fraction, weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm, seed=self.seed, curve_points=self.curve_points,
+        )
+
+
+class ProjectConfig(Strict):
+    root: Path = Field(Path("."), description="folder that relative paths are resolved against")
+    store: str = "data/zipfit.duckdb"
+    artifacts: str = "data/artifacts"
+    cache: str = "data/cache"
+    sources: list[DatasetSpec] = Field(min_length=1)
+    targets: list[TargetSpec] = Field(min_length=1)
+    models: list[ModelSpec] = Field(min_length=1)
+    scoring: ScoringSettings = ScoringSettings()
+    selection: SelectionSettings = SelectionSettings()
+    training: TrainingSettings = TrainingSettings()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ProjectConfig:
+        for kind, items in (("source", self.sources), ("target", self.targets), ("model", self.models)):
+            names = [item.name for item in items]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} names must be unique, got {names}")
+        return self
+
+    def resolve(self, path: str) -> Path:
+        return (self.root / path).resolve()
+
+    def source(self, name: str) -> DatasetSpec:
+        return next(s for s in self.sources if s.name == name)
+
+    def target(self, name: str) -> TargetSpec:
+        return next(t for t in self.targets if t.name == name)
+
+    def model(self, name: str) -> ModelSpec:
+        return next(m for m in self.models if m.name == name)
+
+    def input_path(self, spec: DatasetSpec) -> str:
+        """A local path resolved against the project folder; a hub id as it is."""
+        local = self.resolve(spec.path)
+        return str(local) if local.exists() or spec.format != "hub" else spec.path
+
+    def model_path(self, spec: ModelSpec) -> str:
+        local = self.resolve(spec.pretrained)
+        return str(local) if local.exists() else spec.pretrained
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)).resolve()
+
+
+def load_project(path: str | Path | None = None) -> ProjectConfig:
+    """Read and validate the project file; errors name the file and the offending field."""
+    file = Path(path).resolve() if path else config_path()
+    if not file.is_file():
+        raise FileNotFoundError(f"project file {file} not found (set {CONFIG_ENV} or run from the project folder)")
+    raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    raw["root"] = file.parent / raw.get("root", ".")
+    try:
+        return ProjectConfig.model_validate(raw)
+    except ValueError as error:
+        raise ValueError(f"{file}: {error}") from error

@@ -1,0 +1,33 @@
+"""Dagster Definitions built from the project file (ZIPFIT_CONFIG, default ./zipfit.yaml)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from zipfit_pipeline.assets.evaluation import build_evaluation_assets
+from zipfit_pipeline.assets.ingest import build_ingest_assets
+from zipfit_pipeline.assets.scoring import build_scoring_assets
+from zipfit_pipeline.assets.selection import build_selection_assets
+from zipfit_pipeline.assets.training import build_training_assets
+from zipfit_pipeline.config import ProjectConfig, config_path, load_project
+from zipfit_pipeline.partitions import project_partitions
+from zipfit_pipeline.resources import ProjectResource, StoreResource
+
+
+def build_assets(config: ProjectConfig) -> list[dg.AssetsDefinition]:
+    partitions = project_partitions(config)
+    builders = (build_ingest_assets, build_scoring_assets, build_selection_assets, build_training_assets, build_evaluation_assets)
+    return [asset for build in builders for asset in build(config, partitions)]
+
+
+def build_resources(config: ProjectConfig, config_file: str) -> dict[str, dg.ConfigurableResource]:
+    return {"project": ProjectResource(config_path=config_file), "store": StoreResource(path=str(config.resolve(config.store)))}
+
+
+def build_definitions(config_file: str | None = None) -> dg.Definitions:
+    file = str(config_file or config_path())
+    config = load_project(file)
+    return dg.Definitions(assets=build_assets(config), resources=build_resources(config, file))
+
+
+defs = build_definitions()

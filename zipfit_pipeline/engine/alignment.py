@@ -1,0 +1,107 @@
+"""ZIP-FIT alignment: mean over targets of 1 - NCD(x, t), for streams of source texts.
+
+Exact shortcuts (each gives the reference's sizes to the byte):
+- every text is encoded once and C(t) is computed once per target set;
+- for gzip, a deflate stream primed with x is copied per target, so x is compressed once, not n times.
+Chunks of sources go to a process pool whose workers receive the target texts once, at start-up.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import zlib
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import numpy as np
+
+from zipfit_pipeline.engine.compression import GZIP_FRAMING_BYTES, similarity, size_function
+
+
+class AlignmentScorer:
+    """Scores source texts against one fixed target set with one compressor and level."""
+
+    def __init__(self, targets: Sequence[str], compressor: str = "gzip", level: int = 9) -> None:
+        if not targets:
+            raise ValueError("the target set is empty: alignment is a mean over targets, so it needs at least one")
+        self.compressor = compressor
+        self.level = level
+        self._size = size_function(compressor, level)
+        self._targets = [t.encode("utf-8") for t in targets]
+        self._target_sizes = [self._size(t) for t in self._targets]
+
+    def score(self, text: str) -> float:
+        """alignment(x) = mean over t of (1 - NCD(x, t)), in target order, as float64."""
+        x = text.encode("utf-8")
+        joint_sizes = self._gzip_joint_sizes(x) if self.compressor == "gzip" else [self._size(x + t) for t in self._targets]
+        c_x = self._size(x)
+        sims = [similarity(c_x, c_t, c_xt) for c_t, c_xt in zip(self._target_sizes, joint_sizes)]
+        return float(np.mean(np.asarray(sims, dtype=np.float64)))
+
+    def score_many(self, texts: Iterable[str]) -> np.ndarray:
+        return np.asarray([self.score(text) for text in texts], dtype=np.float64)
+
+    def _gzip_joint_sizes(self, x: bytes) -> list[int]:
+        """C(x + t) for every t, compressing x once: a primed deflate stream is copied per target."""
+        primed = zlib.compressobj(self.level, zlib.DEFLATED, -15)
+        prefix = len(primed.compress(x)) + GZIP_FRAMING_BYTES
+        sizes = []
+        for t in self._targets:
+            stream = primed.copy()
+            sizes.append(prefix + len(stream.compress(t)) + len(stream.flush()))
+        return sizes
+
+
+_worker_scorer: AlignmentScorer | None = None
+
+
+def _init_worker(targets: Sequence[str], compressor: str, level: int) -> None:
+    global _worker_scorer
+    _worker_scorer = AlignmentScorer(targets, compressor, level)
+
+
+def _score_chunk(texts: Sequence[str]) -> np.ndarray:
+    assert _worker_scorer is not None, "worker was not initialised"
+    return _worker_scorer.score_many(texts)
+
+
+def score_chunks(
+    chunks: Iterable[Sequence[str]],
+    targets: Sequence[str],
+    compressor: str = "gzip",
+    level: int = 9,
+    workers: int = 1,
+) -> Iterator[np.ndarray]:
+    """Yield one array of scores per chunk of source texts, in input order.
+
+    At most `2 * workers` chunks are in flight, so memory is bounded by the chunk size, not the corpus.
+    """
+    if workers <= 1:
+        scorer = AlignmentScorer(targets, compressor, level)
+        for chunk in chunks:
+            yield scorer.score_many(chunk)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(list(targets), compressor, level)) as pool:
+        pending: deque[Future[np.ndarray]] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_score_chunk, list(chunk)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def alignment_scores(
+    sources: Sequence[str],
+    targets: Sequence[str],
+    compressor: str = "gzip",
+    level: int = 9,
+    workers: int = 1,
+    chunk_size: int = 256,
+) -> np.ndarray:
+    """Scores of all sources against the target set, in source order (the in-memory convenience API)."""
+    chunks = (sources[i : i + chunk_size] for i in range(0, len(sources), chunk_size))
+    parts = list(score_chunks(chunks, targets, compressor, level, workers))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)

@@ -1,0 +1,54 @@
+"""Compressed sizes, exactly as the reference `zip-fit==1.0.9` measures them.
+
+gzip sizes are computed as raw deflate + 18 bytes (the gzip header and trailer), which equals
+`len(gzip.compress(b, compresslevel=L))` for every input and is cheaper. Sizes depend on the zlib build,
+so callers record `zlib.ZLIB_RUNTIME_VERSION` next to any stored score.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from typing import Callable, Literal
+
+import lz4.frame
+import zstandard
+
+Compressor = Literal["gzip", "lz4", "zstd"]
+COMPRESSORS: tuple[str, ...] = ("gzip", "lz4", "zstd")
+GZIP_FRAMING_BYTES = 18
+LEVEL_RANGES: dict[str, tuple[int, int]] = {"gzip": (0, 9), "lz4": (0, 16), "zstd": (-7, 22)}
+
+SizeFn = Callable[[bytes], int]
+
+
+def check_compressor(compressor: str, level: int) -> None:
+    """Reject unknown compressors and levels; warn about gzip level 0, which does not compress."""
+    if compressor not in LEVEL_RANGES:
+        raise ValueError(f"unknown compressor {compressor!r}; choose one of {', '.join(COMPRESSORS)}")
+    low, high = LEVEL_RANGES[compressor]
+    if not low <= level <= high:
+        raise ValueError(f"{compressor} level must be in [{low}, {high}], got {level}")
+    if compressor == "gzip" and level == 0:
+        warnings.warn(
+            "gzip level 0 stores without compressing: scores then depend only on text lengths "
+            "(this is zip-fit's default; ours is level 9)",
+            stacklevel=2,
+        )
+
+
+def size_function(compressor: str, level: int) -> SizeFn:
+    """Return `C`: bytes -> compressed size in bytes, for one compressor and level."""
+    if compressor == "gzip":
+        return lambda data: len(zlib.compress(data, level, wbits=-15)) + GZIP_FRAMING_BYTES
+    if compressor == "lz4":
+        return lambda data: len(lz4.frame.compress(data, compression_level=level))
+    if compressor == "zstd":
+        cctx = zstandard.ZstdCompressor(level=level)
+        return lambda data: len(cctx.compress(data))
+    raise ValueError(f"unknown compressor {compressor!r}; choose one of {', '.join(COMPRESSORS)}")
+
+
+def similarity(c_x: int, c_t: int, c_xt: int) -> float:
+    """1 - NCD(x, t), with the reference's operation order so that floats match bit for bit."""
+    return 1 - (c_xt - min(c_x, c_t)) / max(c_x, c_t)

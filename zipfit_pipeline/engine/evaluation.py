@@ -1,0 +1,56 @@
+"""Test loss: mean token cross-entropy of a causal LM on held-out texts.
+
+Each text is scored on its own, preceded by EOS (the document separator used in training), so every
+text token is predicted and the loss is comparable across models that share a tokenizer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def device_for_run() -> torch.device:
+    """CUDA when present, otherwise the CPU: the same code path for both."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA; plain float32 elsewhere."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def encode_documents(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
+    eos = tokenizer.eos_token_id
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [([eos] + ids)[: max_length] for ids in encoded]
+
+
+@torch.no_grad()
+def test_loss(model: Any, tokenizer: Any, texts: list[str], max_length: int = 1024, batch_size: int = 8) -> tuple[float, int]:
+    """(mean cross-entropy per predicted token, number of predicted tokens)."""
+    if not texts:
+        raise ValueError("the test split is empty: there is nothing to evaluate on")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    documents = sorted(encode_documents(tokenizer, texts, max_length), key=len)
+    total_loss, total_tokens = 0.0, 0
+    for start in range(0, len(documents), batch_size):
+        batch = documents[start : start + batch_size]
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), tokenizer.eos_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            labels[row, : len(ids)] = torch.tensor(ids)
+        input_ids, labels = input_ids.to(device), labels.to(device)
+        with autocast(device):
+            logits = model(input_ids=input_ids).logits
+        shifted = logits[:, :-1].float().reshape(-1, logits.size(-1))
+        targets = labels[:, 1:].reshape(-1)
+        total_loss += torch.nn.functional.cross_entropy(shifted, targets, ignore_index=-100, reduction="sum").item()
+        total_tokens += int((targets != -100).sum())
+    model.train(was_training)
+    return total_loss / total_tokens, total_tokens

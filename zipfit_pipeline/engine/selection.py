@@ -1,0 +1,68 @@
+"""Rank a pool and keep the top of it: by count, by a token budget, or above a score threshold.
+
+Rankings are deterministic: scores descending, ties broken by pool order (the reference's order).
+A budget keeps the shortest prefix of a ranking whose tokens reach the budget, so every method trains on
+the same number of tokens (the last document is cut at training time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+METHODS = ("zipfit", "random", "all")
+
+
+def rank_by_score(scores: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Pool indices, best score first; equal scores keep pool order."""
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+
+
+def random_order(n: int, seed: int) -> np.ndarray:
+    """The seeded random baseline: a permutation of the pool."""
+    return np.random.default_rng(seed).permutation(n)
+
+
+def top_k(order: np.ndarray, k: int) -> np.ndarray:
+    return order[:k]
+
+
+def above_threshold(order: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    return order[np.asarray(scores)[order] > threshold]
+
+
+def within_budget(order: np.ndarray, tokens: Sequence[int] | np.ndarray, budget: int) -> np.ndarray:
+    """The shortest prefix of `order` whose tokens reach `budget` (all of it if the pool is smaller)."""
+    cumulative = np.cumsum(np.asarray(tokens, dtype=np.int64)[order])
+    reached = np.searchsorted(cumulative, budget, side="left")
+    return order[: min(int(reached) + 1, len(order))]
+
+
+def method_order(method: str, scores: np.ndarray, seed: int) -> np.ndarray:
+    """The ranking a selection method walks through to fill a budget."""
+    if method == "zipfit":
+        return rank_by_score(scores)
+    if method == "random":
+        return random_order(len(scores), seed)
+    if method == "all":
+        return np.arange(len(scores))
+    raise ValueError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def select_by_budget(
+    method: str, scores: np.ndarray, tokens: np.ndarray, budgets: Sequence[int], seed: int
+) -> list[dict[str, Any]]:
+    """Rows (method, budget, rank, pool index, tokens, cumulative tokens) for every budget."""
+    order = method_order(method, scores, seed)
+    rows = []
+    for budget in budgets:
+        chosen = within_budget(order, tokens, budget)
+        cumulative = np.cumsum(tokens[chosen])
+        rows.extend(
+            {"method": method, "budget": int(budget), "rank": rank, "pool_index": int(index),
+             "tokens": int(tokens[index]), "cumulative_tokens": int(total)}
+            for rank, (index, total) in enumerate(zip(chosen, cumulative))
+        )
+    return rows

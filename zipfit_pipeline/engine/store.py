@@ -1,0 +1,254 @@
+"""The DuckDB store: documents, targets, scores, selections, training runs and eval losses in one file.
+
+Scores are keyed by content, (content hash, target-set hash, compressor, level, engine version), so a text
+is scored once whatever dataset it comes from and unchanged work is never redone. Every write is one
+transaction; connections are short-lived, because DuckDB allows one writing process per file.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from zipfit_pipeline.engine import ENGINE_VERSION
+from zipfit_pipeline.engine.loaders import Record, content_hash
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    dataset VARCHAR, row_index BIGINT, doc_id VARCHAR, content_hash VARCHAR, n_bytes BIGINT, text VARCHAR,
+    PRIMARY KEY (dataset, row_index));
+CREATE TABLE IF NOT EXISTS ingest_skips (dataset VARCHAR, reason VARCHAR, n BIGINT, PRIMARY KEY (dataset, reason));
+CREATE TABLE IF NOT EXISTS targets (
+    task VARCHAR, split VARCHAR, row_index BIGINT, doc_id VARCHAR, content_hash VARCHAR, text VARCHAR,
+    PRIMARY KEY (task, split, row_index));
+CREATE TABLE IF NOT EXISTS score_sets (
+    target_hash VARCHAR, compressor VARCHAR, level INTEGER, engine_version VARCHAR, zlib_version VARCHAR,
+    n_targets INTEGER, PRIMARY KEY (target_hash, compressor, level, engine_version));
+CREATE TABLE IF NOT EXISTS scores (
+    content_hash VARCHAR, target_hash VARCHAR, compressor VARCHAR, level INTEGER, engine_version VARCHAR,
+    score DOUBLE, PRIMARY KEY (content_hash, target_hash, compressor, level, engine_version));
+CREATE TABLE IF NOT EXISTS selections (
+    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, rank BIGINT, dataset VARCHAR,
+    row_index BIGINT, content_hash VARCHAR, score DOUBLE, tokens BIGINT, cumulative_tokens BIGINT,
+    PRIMARY KEY (model, target, method, budget, rank));
+CREATE TABLE IF NOT EXISTS training_runs (
+    model VARCHAR, selection VARCHAR, checkpoint VARCHAR, train_tokens BIGINT, steps INTEGER,
+    final_train_loss DOUBLE, seconds DOUBLE, device VARCHAR, PRIMARY KEY (model, selection));
+CREATE TABLE IF NOT EXISTS loss_curves (
+    model VARCHAR, selection VARCHAR, kind VARCHAR, tokens BIGINT, loss DOUBLE,
+    PRIMARY KEY (model, selection, kind, tokens));
+CREATE TABLE IF NOT EXISTS eval_losses (
+    model VARCHAR, selection VARCHAR, task VARCHAR, test_loss DOUBLE, test_tokens BIGINT,
+    PRIMARY KEY (model, selection));
+"""
+
+LOCK_RETRY_SECONDS = 300.0
+
+
+class Store:
+    """One DuckDB file. Methods open a connection, do one transaction and close it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._schema_ready = False
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, waiting while another process holds the file's write lock."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        while True:
+            try:
+                connection = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        try:
+            if not self._schema_ready:
+                connection.execute(SCHEMA)
+                self._schema_ready = True
+            yield connection
+        finally:
+            connection.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All or nothing: a killed or failing write leaves the file as it was."""
+        with self.connect() as connection:
+            connection.begin()
+            try:
+                yield connection
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        """A read-only query as an Arrow table (always parameterised; never built from names)."""
+        with self.connect() as connection:
+            return connection.execute(sql, list(params)).to_arrow_table()
+
+    # ingestion -------------------------------------------------------------------------------------------
+
+    def replace_documents(self, dataset: str, records: Sequence[Record], skipped: dict[str, int]) -> None:
+        table = _records_table(records)
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM documents WHERE dataset = ?", [dataset])
+            connection.execute("DELETE FROM ingest_skips WHERE dataset = ?", [dataset])
+            connection.register("new_documents", table)
+            connection.execute(
+                "INSERT INTO documents SELECT ?, row_index, doc_id, content_hash, n_bytes, text FROM new_documents",
+                [dataset],
+            )
+            connection.unregister("new_documents")
+            for reason, n in sorted(skipped.items()):
+                connection.execute("INSERT INTO ingest_skips VALUES (?, ?, ?)", [dataset, reason, n])
+
+    def replace_targets(self, task: str, splits: dict[str, Sequence[Record]]) -> None:
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM targets WHERE task = ?", [task])
+            for split, records in splits.items():
+                connection.register("new_targets", _records_table(records))
+                connection.execute(
+                    "INSERT INTO targets SELECT ?, ?, row_index, doc_id, content_hash, text FROM new_targets",
+                    [task, split],
+                )
+                connection.unregister("new_targets")
+
+    def target_texts(self, task: str, split: str) -> list[str]:
+        table = self.query("SELECT text FROM targets WHERE task = ? AND split = ? ORDER BY row_index", [task, split])
+        return table.column("text").to_pylist()
+
+    # scoring ---------------------------------------------------------------------------------------------
+
+    def register_score_set(self, target_hash: str, compressor: str, level: int, n_targets: int) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                "INSERT INTO score_sets VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [target_hash, compressor, level, ENGINE_VERSION, zlib.ZLIB_RUNTIME_VERSION, n_targets],
+            )
+
+    def iter_unscored(
+        self, dataset: str, target_hash: str, compressor: str, level: int, chunk_size: int
+    ) -> Iterator[tuple[list[str], list[str]]]:
+        """Distinct texts of a dataset that have no score yet, as (hashes, texts) chunks.
+
+        Pages by content hash with a short connection each, so memory stays bounded by the chunk size and
+        no connection is held while the chunk is being scored.
+        """
+        last = ""
+        while True:
+            page = self.query(
+                """SELECT content_hash, any_value(text) AS text FROM documents d
+                   WHERE dataset = ? AND content_hash > ? AND NOT EXISTS (
+                     SELECT 1 FROM scores s WHERE s.content_hash = d.content_hash AND s.target_hash = ?
+                       AND s.compressor = ? AND s.level = ? AND s.engine_version = ?)
+                   GROUP BY content_hash ORDER BY content_hash LIMIT ?""",
+                [dataset, last, target_hash, compressor, level, ENGINE_VERSION, chunk_size],
+            )
+            if page.num_rows == 0:
+                return
+            hashes = page.column("content_hash").to_pylist()
+            last = hashes[-1]
+            yield hashes, page.column("text").to_pylist()
+
+    def count_unscored(self, dataset: str, target_hash: str, compressor: str, level: int) -> tuple[int, int]:
+        """(distinct texts of the dataset, of which already scored)."""
+        row = self.query(
+            """SELECT count(DISTINCT d.content_hash), count(DISTINCT s.content_hash) FROM documents d
+               LEFT JOIN scores s ON s.content_hash = d.content_hash AND s.target_hash = ? AND s.compressor = ?
+                 AND s.level = ? AND s.engine_version = ?
+               WHERE d.dataset = ?""",
+            [target_hash, compressor, level, ENGINE_VERSION, dataset],
+        ).to_pylist()[0]
+        values = list(row.values())
+        return int(values[0]), int(values[1])
+
+    def insert_scores(self, target_hash: str, compressor: str, level: int, hashes: list[str], scores: Sequence[float]) -> None:
+        table = pa.table({"content_hash": hashes, "score": pa.array(scores, pa.float64())})
+        with self.transaction() as connection:
+            connection.register("new_scores", table)
+            connection.execute(
+                "INSERT INTO scores SELECT content_hash, ?, ?, ?, ?, score FROM new_scores ON CONFLICT DO NOTHING",
+                [target_hash, compressor, level, ENGINE_VERSION],
+            )
+            connection.unregister("new_scores")
+
+    def dataset_scores(self, datasets: Sequence[str], target_hash: str, compressor: str, level: int) -> pa.Table:
+        """Every document of the datasets with its score, in (dataset order, row order): the selection pool."""
+        return self.query(
+            """SELECT d.dataset, d.row_index, d.doc_id, d.content_hash, d.text, s.score
+               FROM documents d LEFT JOIN scores s ON s.content_hash = d.content_hash AND s.target_hash = ?
+                 AND s.compressor = ? AND s.level = ? AND s.engine_version = ?
+               WHERE list_contains(?, d.dataset)
+               ORDER BY list_position(?, d.dataset), d.row_index""",
+            [target_hash, compressor, level, ENGINE_VERSION, list(datasets), list(datasets)],
+        )
+
+    # selection, training, evaluation -----------------------------------------------------------------------
+
+    def replace_selections(self, model: str, target: str, table: pa.Table) -> None:
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM selections WHERE model = ? AND target = ?", [model, target])
+            connection.register("new_selections", table)
+            connection.execute(
+                """INSERT INTO selections SELECT ?, ?, method, budget, rank, dataset, row_index, content_hash,
+                   score, tokens, cumulative_tokens FROM new_selections""",
+                [model, target],
+            )
+            connection.unregister("new_selections")
+
+    def selected_texts(self, model: str, target: str, method: str, budget: int) -> list[str]:
+        table = self.query(
+            """SELECT d.text FROM selections s JOIN documents d ON d.dataset = s.dataset AND d.row_index = s.row_index
+               WHERE s.model = ? AND s.target = ? AND s.method = ? AND s.budget = ? ORDER BY s.rank""",
+            [model, target, method, budget],
+        )
+        return table.column("text").to_pylist()
+
+    def record_training(self, model: str, selection: str, row: dict[str, Any], curves: dict[str, list[tuple[int, float]]]) -> None:
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM training_runs WHERE model = ? AND selection = ?", [model, selection])
+            connection.execute("DELETE FROM loss_curves WHERE model = ? AND selection = ?", [model, selection])
+            connection.execute(
+                "INSERT INTO training_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [model, selection, row["checkpoint"], row["train_tokens"], row["steps"], row["final_train_loss"],
+                 row["seconds"], row["device"]],
+            )
+            for kind, points in curves.items():
+                for tokens, loss in dict(points).items():
+                    connection.execute("INSERT INTO loss_curves VALUES (?, ?, ?, ?, ?)", [model, selection, kind, tokens, loss])
+
+    def record_eval(self, model: str, selection: str, task: str, test_loss: float, test_tokens: int) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO eval_losses VALUES (?, ?, ?, ?, ?)", [model, selection, task, test_loss, test_tokens]
+            )
+
+    def training_run(self, model: str, selection: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM training_runs WHERE model = ? AND selection = ?", [model, selection]).to_pylist()
+        return rows[0] if rows else None
+
+
+def _records_table(records: Sequence[Record]) -> pa.Table:
+    texts = [r.text for r in records]
+    return pa.table(
+        {
+            "row_index": pa.array([r.row_index for r in records], pa.int64()),
+            "doc_id": pa.array([r.doc_id for r in records], pa.string()),
+            "content_hash": pa.array([content_hash(t) for t in texts], pa.string()),
+            "n_bytes": pa.array([len(t.encode("utf-8")) for t in texts], pa.int64()),
+            "text": pa.array(texts, pa.string()),
+        }
+    )
+
+
