@@ -5,7 +5,7 @@ import dagster as dg
 
 from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.config import ProjectConfig
-from zipfit_pipeline.engine.evaluation import device_for_run, test_loss
+from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
 from zipfit_pipeline.engine.models import load_model_and_tokenizer
 from zipfit_pipeline.partitions import ProjectPartitions, SelectionKey
 from zipfit_pipeline.resources import ProjectResource, StoreResource
@@ -35,7 +35,7 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
         model, tokenizer = load_model_and_tokenizer(run["checkpoint"])
         model.to(device_for_run())
         texts = db.target_texts(key.target, "test")
-        loss, tokens = test_loss(model, tokenizer, texts, config.training.eval_max_length, config.training.eval_batch_size)
+        loss, tokens = heldout_loss(model, tokenizer, texts, config.training.eval_max_length, config.training.eval_batch_size)
         db.record_eval(model_name, selection, key.target, loss, tokens)
         context.log.info(f"{model_name} / {selection}: test loss {loss:.4f} over {tokens} tokens")
         return dg.MaterializeResult(

@@ -12,7 +12,7 @@ import dagster as dg
 
 from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.config import ProjectConfig
-from zipfit_pipeline.engine.evaluation import device_for_run, test_loss
+from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
 from zipfit_pipeline.engine.models import load_model_and_tokenizer
 from zipfit_pipeline.engine.training import finetune
 from zipfit_pipeline.partitions import BASE, ProjectPartitions, SelectionKey, selection_of_target
@@ -55,7 +55,7 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
         settings = config.training
 
         def evaluate(m: object) -> float:
-            return test_loss(m, tokenizer, test_texts, settings.eval_max_length, settings.eval_batch_size)[0]
+            return heldout_loss(m, tokenizer, test_texts, settings.eval_max_length, settings.eval_batch_size)[0]
 
         context.log.info(f"fine-tuning {model_name} on {selection}: {len(texts)} documents, {key.budget} tokens, {device}")
         result = finetune(model, tokenizer, texts, key.budget, settings.train_settings(), device, evaluate, context.log.info)

@@ -95,7 +95,7 @@ class Store:
     def query(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
         """A read-only query as an Arrow table (always parameterised; never built from names)."""
         with self.connect() as connection:
-            return connection.execute(sql, list(params)).to_arrow_table()
+            return connection.sql(sql, params=list(params)).to_arrow_table()
 
     # ingestion -------------------------------------------------------------------------------------------
 

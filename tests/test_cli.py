@@ -1,0 +1,64 @@
+"""`zipfit score` and `zipfit select` as a user runs them, in a subprocess, on real files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from zipfit_pipeline.engine.alignment import alignment_scores
+from zipfit_pipeline.engine.models import count_tokens, load_tokenizer
+
+
+def zipfit(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zipfit_pipeline.cli", *args], capture_output=True, text=True, check=True)
+
+
+def _targets(demo_files: dict, tmp_path: Path) -> Path:
+    problems = [json.loads(line) for line in demo_files["humaneval"].read_text(encoding="utf-8").splitlines()[:8]]
+    path = tmp_path / "targets.jsonl"
+    path.write_text("".join(json.dumps({"text": p["prompt"] + p["canonical_solution"]}) + "\n" for p in problems))
+    return path
+
+
+def test_score_then_select_by_top_k_and_budget(demo_files: dict, tmp_path: Path, tiny_model: Path) -> None:
+    source = demo_files["python_stdlib"]
+    targets = _targets(demo_files, tmp_path)
+    scores_file = tmp_path / "scores.parquet"
+    zipfit("score", str(source), str(targets), "--output", str(scores_file), "--compressor", "lz4", "--level", "0", "--workers", "2")
+
+    table = pq.read_table(scores_file)
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
+    assert table.column("row_index").to_pylist() == list(range(len(rows)))
+    assert table.column("id").to_pylist() == [r["id"] for r in rows]
+    target_texts = [json.loads(line)["text"] for line in targets.read_text().splitlines()]
+    expected = alignment_scores([r["text"] for r in rows], target_texts, "lz4", 0)
+    np.testing.assert_array_equal(np.asarray(table.column("score").to_pylist()), expected)
+
+    top = tmp_path / "top.jsonl"
+    zipfit("select", str(scores_file), "--top-k", "5", "--output", str(top))
+    chosen = [json.loads(line) for line in top.read_text().splitlines()]
+    assert [c["row_index"] for c in chosen] == np.argsort(-expected, kind="stable")[:5].tolist()
+
+    budget = tmp_path / "budget.jsonl"
+    zipfit("select", str(scores_file), "--budget-tokens", "2000", "--tokenizer", str(tiny_model), "--source", str(source),
+           "--output", str(budget))
+    picked = [json.loads(line) for line in budget.read_text().splitlines()]
+    tokens = count_tokens(load_tokenizer(str(tiny_model)), [rows[p["row_index"]]["text"] for p in picked])
+    assert [p["tokens"] for p in picked] == tokens
+    assert picked[-1]["cumulative_tokens"] >= 2000 > picked[-2]["cumulative_tokens"]
+
+
+def test_score_jsonl_output_without_ids(tmp_path: Path) -> None:
+    source = tmp_path / "s.jsonl"
+    source.write_text('{"body": "x = 1"}\n{"body": ""}\n{"body": "y = 2"}\n')
+    target = tmp_path / "t.jsonl"
+    target.write_text('{"body": "x = 2"}\n')
+    out = tmp_path / "out.jsonl"
+    result = zipfit("score", str(source), str(target), "--output", str(out), "--text-field", "body", "--workers", "1")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["row_index"] for r in rows] == [0, 2]
+    assert "id" not in rows[0]
+    assert "skipped 1 rows: empty_text" in result.stderr

@@ -1,0 +1,91 @@
+"""The whole graph materialized for real: in-process with `materialize`, and through the `dagster` CLI."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from zipfit_pipeline.config import load_project
+from zipfit_pipeline.definitions import build_definitions
+from zipfit_pipeline.engine.alignment import alignment_scores
+from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.materialize_all import materialize_all
+
+pytestmark = pytest.mark.slow
+
+
+def _count(store: Store, sql: str) -> int:
+    return store.query(sql).to_pylist()[0]["n"]
+
+
+def test_materialize_whole_graph_with_tiny_model(project_file: Path) -> None:
+    defs = build_definitions(str(project_file))
+    config = load_project(project_file)
+    with dg.instance_for_test() as instance:
+        materialize_all(defs, instance, log=lambda _: None)
+        store = Store(config.resolve(config.store))
+
+        assert _count(store, "SELECT count(*) AS n FROM documents") == 1200
+        assert _count(store, "SELECT count(*) AS n FROM targets WHERE split = 'alignment'") == 10
+        assert _count(store, "SELECT count(DISTINCT content_hash) AS n FROM documents") == _count(
+            store, "SELECT count(*) AS n FROM scores")
+
+        # Stored scores are the engine's scores for the stored texts.
+        pool = store.query("""SELECT d.text, s.score FROM documents d JOIN scores s USING (content_hash)
+                              WHERE d.dataset = 'python_stdlib' ORDER BY d.row_index LIMIT 25""").to_pylist()
+        targets = store.target_texts("humaneval", "alignment")
+        assert [r["score"] for r in pool] == alignment_scores([r["text"] for r in pool], targets, "gzip", 9).tolist()
+
+        # Each selection reaches its budget, ZIP-FIT in score order, and prefers code over prose.
+        for method in ("zipfit", "random"):
+            for budget in (300, 600):
+                rows = store.query("SELECT score, cumulative_tokens FROM selections WHERE method = ? AND budget = ? ORDER BY rank",
+                                   [method, budget]).to_pylist()
+                assert rows[-1]["cumulative_tokens"] >= budget
+                assert len(rows) == 1 or rows[-2]["cumulative_tokens"] < budget
+                if method == "zipfit":
+                    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+        chosen = store.query("SELECT dataset FROM selections WHERE method = 'zipfit' AND budget = 600").column("dataset").to_pylist()
+        assert chosen.count("english_prose") < len(chosen) / 2
+
+        # A checkpoint per fine-tune, none half-written; an eval row for the base model and every fine-tune.
+        runs = store.query("SELECT selection, checkpoint, train_tokens FROM training_runs ORDER BY selection").to_pylist()
+        assert len(runs) == 5
+        for run in runs:
+            if run["selection"] != "humaneval.base":
+                assert run["train_tokens"] == int(run["selection"].rsplit(".", 1)[1])
+                assert (Path(run["checkpoint"]) / "config.json").exists()
+        assert not list(config.resolve(config.artifacts).rglob("*.partial"))
+        losses = store.query("SELECT selection, test_loss FROM eval_losses").to_pylist()
+        assert {r["selection"] for r in losses} == {r["selection"] for r in runs}
+        base = next(r["test_loss"] for r in losses if r["selection"] == "humaneval.base")
+        assert all(r["test_loss"] < base for r in losses if r["selection"] != "humaneval.base")
+
+        # The runs are recorded in the instance with the metadata a user looks at.
+        event = instance.get_latest_materialization_event(dg.AssetKey("alignment_scores"))
+        assert event is not None
+        metadata = event.asset_materialization.metadata
+        assert {"pairs_scored", "score_quantiles", "top"} <= set(metadata)
+
+
+def test_dagster_cli_materializes_into_a_dagster_home(project_file: Path, tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "ZIPFIT_CONFIG": str(project_file)}
+    dagster = Path(sys.executable).parent / "dagster"
+    for select, partition in (("source_documents", "c_headers"), ("target_documents", "humaneval"),
+                              ("alignment_scores", "c_headers|humaneval")):
+        subprocess.run([str(dagster), "asset", "materialize", "-m", "zipfit_pipeline.definitions", "--select", select,
+                        "--partition", partition], env=env, check=True, capture_output=True, text=True)
+    config = load_project(project_file)
+    store = Store(config.resolve(config.store))
+    assert _count(store, "SELECT count(*) AS n FROM documents WHERE dataset = 'c_headers'") == 400
+    assert _count(store, "SELECT count(*) AS n FROM documents WHERE dataset <> 'c_headers'") == 0
+    assert _count(store, "SELECT count(*) AS n FROM scores") == _count(
+        store, "SELECT count(DISTINCT content_hash) AS n FROM documents")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.fetch_materializations(dg.AssetKey("alignment_scores"), limit=10).records
+        assert [r.partition_key for r in records] == ["c_headers|humaneval"]

@@ -1,0 +1,43 @@
+"""Ranking, budgets and baselines of the selection engine."""
+
+import numpy as np
+
+from zipfit_pipeline.engine.selection import (
+    above_threshold,
+    random_order,
+    rank_by_score,
+    select_by_budget,
+    within_budget,
+)
+
+
+def test_rank_breaks_ties_by_pool_order() -> None:
+    assert rank_by_score([0.2, 0.5, 0.2, 0.5, 0.1]).tolist() == [1, 3, 0, 2, 4]
+
+
+def test_budget_keeps_shortest_prefix_reaching_it() -> None:
+    order = np.array([2, 0, 1, 3])
+    tokens = np.array([10, 20, 30, 40])  # in order: 30, 10, 20, 40 -> cumulative 30, 40, 60, 100
+    assert within_budget(order, tokens, 40).tolist() == [2, 0]
+    assert within_budget(order, tokens, 41).tolist() == [2, 0, 1]
+    assert within_budget(order, tokens, 1).tolist() == [2]
+    assert within_budget(order, tokens, 10_000).tolist() == [2, 0, 1, 3]
+
+
+def test_random_baseline_is_seeded() -> None:
+    assert random_order(50, 3).tolist() == random_order(50, 3).tolist()
+    assert random_order(50, 3).tolist() != random_order(50, 4).tolist()
+    assert sorted(random_order(50, 3).tolist()) == list(range(50))
+
+
+def test_threshold_keeps_scores_above_it_in_rank_order() -> None:
+    scores = np.array([0.1, 0.35, 0.25, 0.4])
+    assert above_threshold(rank_by_score(scores), scores, 0.2).tolist() == [3, 1, 2]
+
+
+def test_select_by_budget_rows_per_budget() -> None:
+    scores = np.array([0.3, 0.9, 0.5])
+    tokens = np.array([5, 5, 5])
+    rows = select_by_budget("zipfit", scores, tokens, [5, 10], seed=0)
+    assert [(r["budget"], r["rank"], r["pool_index"], r["cumulative_tokens"]) for r in rows] == [
+        (5, 0, 1, 5), (10, 0, 1, 5), (10, 1, 2, 10)]

@@ -1,0 +1,64 @@
+"""Scores in DuckDB: computed once per distinct text, reused on rerun, only new texts scored after additions."""
+
+from pathlib import Path
+
+import numpy as np
+
+from zipfit_pipeline.engine.alignment import alignment_scores
+from zipfit_pipeline.engine.loaders import Record
+from zipfit_pipeline.engine.scoring import score_dataset
+from zipfit_pipeline.engine.store import Store
+
+TARGETS = ["def add(a, b):\n    return a + b\n", "The quick brown fox jumps over the lazy dog."]
+
+
+def _records(texts: list[str]) -> list[Record]:
+    return [Record(i, str(i), t) for i, t in enumerate(texts)]
+
+
+def _stored_scores(store: Store) -> dict[str, float]:
+    rows = store.query("SELECT content_hash, score FROM scores").to_pylist()
+    return {r["content_hash"]: r["score"] for r in rows}
+
+
+def test_incremental_scoring_pays_only_for_new_texts(tmp_path: Path) -> None:
+    store = Store(tmp_path / "z.duckdb")
+    texts = [f"def f{i}(x):\n    return x + {i}\n" for i in range(40)]
+    texts += texts[:5]  # duplicates in the pool are scored once
+    store.replace_documents("code", _records(texts), {})
+
+    first = score_dataset(store, "code", TARGETS, "gzip", 9, chunk_size=7, workers=1, progress=lambda _: None)
+    assert (first.distinct_texts, first.reused, first.scored) == (40, 0, 40)
+    assert store.query("SELECT count(*) AS n FROM scores").to_pylist()[0]["n"] == 40
+
+    again = score_dataset(store, "code", TARGETS, "gzip", 9, chunk_size=7, workers=1, progress=lambda _: None)
+    assert (again.reused, again.scored) == (40, 0)
+
+    store.replace_documents("code", _records(texts + ["print('new')", "x = 1"]), {})
+    grown = score_dataset(store, "code", TARGETS, "gzip", 9, chunk_size=7, workers=2, progress=lambda _: None)
+    assert (grown.reused, grown.scored) == (40, 2)
+
+    pool = store.dataset_scores(["code"], first.target_hash, "gzip", 9)
+    expected = alignment_scores(pool.column("text").to_pylist(), TARGETS, "gzip", 9)
+    np.testing.assert_array_equal(np.asarray(pool.column("score").to_pylist()), expected)
+
+
+def test_other_compressor_is_a_separate_score_set(tmp_path: Path) -> None:
+    store = Store(tmp_path / "z.duckdb")
+    store.replace_documents("code", _records(["a = 1", "b = 2"]), {})
+    score_dataset(store, "code", TARGETS, "gzip", 9, progress=lambda _: None)
+    report = score_dataset(store, "code", TARGETS, "lz4", 0, progress=lambda _: None)
+    assert report.scored == 2
+    sets = store.query("SELECT compressor, level, zlib_version FROM score_sets ORDER BY compressor").to_pylist()
+    assert [(s["compressor"], s["level"]) for s in sets] == [("gzip", 9), ("lz4", 0)]
+    assert all(s["zlib_version"] for s in sets)
+
+
+def test_reingest_replaces_a_dataset_atomically(tmp_path: Path) -> None:
+    store = Store(tmp_path / "z.duckdb")
+    store.replace_documents("a", _records(["one", "two"]), {"empty_text": 1})
+    store.replace_documents("b", _records(["three"]), {})
+    store.replace_documents("a", _records(["uno"]), {})
+    rows = store.query("SELECT dataset, text FROM documents ORDER BY dataset, row_index").to_pylist()
+    assert [(r["dataset"], r["text"]) for r in rows] == [("a", "uno"), ("b", "three")]
+    assert store.query("SELECT count(*) AS n FROM ingest_skips").to_pylist()[0]["n"] == 0
