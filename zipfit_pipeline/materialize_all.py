@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # asset logs, not engine events
 STAGES = ("source_documents", "target_documents", "alignment_scores", "selections", "finetuned_model", "eval_loss")
 
 
@@ -24,7 +25,8 @@ def materialize_all(
         for partition in asset.partitions_def.get_partition_keys():
             log(f"materializing {name} [{partition}]")
             result = dg.materialize(
-                assets, selection=[asset.key], partition_key=partition, instance=instance, resources=defs.resources
+                assets, selection=[asset.key], partition_key=partition, instance=instance,
+                resources=defs.resources, run_config=QUIET_CONSOLE,
             )
             if not result.success:
                 raise RuntimeError(f"{name} [{partition}] failed; see the run in the Dagster UI")
