@@ -96,24 +96,11 @@ class SelectionSettings(Strict):
         return sorted(budgets)
 
 
-class TrainingSettings(Strict):
-    block_size: int = 1024
-    batch_size: int = 4
-    learning_rate: float = 5e-5
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    curve_points: int = Field(1, ge=0)
+class TrainingSettings(TrainSettings):
+    """Fine-tuning hyperparameters plus how the held-out test loss is measured."""
+
     eval_max_length: int = 1024
     eval_batch_size: int = 8
-
-    def train_settings(self) -> TrainSettings:
-        return TrainSettings(
-            block_size=self.block_size, batch_size=self.batch_size, learning_rate=self.learning_rate,
-            warmup_fraction=self.warmup_fraction, weight_decay=self.weight_decay,
-            max_grad_norm=self.max_grad_norm, seed=self.seed, curve_points=self.curve_points,
-        )
 
 
 class ProjectConfig(Strict):

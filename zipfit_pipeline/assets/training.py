@@ -5,7 +5,6 @@ a checkpoint that looks finished. The `base` selection stands for the model befo
 """
 
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +12,7 @@ import dagster as dg
 from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
-from zipfit_pipeline.engine.models import load_model_and_tokenizer
+from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
 from zipfit_pipeline.engine.training import finetune
 from zipfit_pipeline.partitions import BASE, ProjectPartitions, SelectionKey, selection_of_target
 from zipfit_pipeline.resources import ProjectResource, StoreResource
@@ -58,14 +57,8 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
             return heldout_loss(m, tokenizer, test_texts, settings.eval_max_length, settings.eval_batch_size)[0]
 
         context.log.info(f"fine-tuning {model_name} on {selection}: {len(texts)} documents, {key.budget} tokens, {device}")
-        result = finetune(model, tokenizer, texts, key.budget, settings.train_settings(), device, evaluate, context.log.info)
-        output = checkpoint_dir(config, model_name, selection)
-        partial = output.with_name(output.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        shutil.rmtree(output, ignore_errors=True)
-        partial.rename(output)
+        result = finetune(model, tokenizer, texts, key.budget, settings, device, evaluate, context.log.info)
+        output = save_checkpoint(model, tokenizer, checkpoint_dir(config, model_name, selection))
         row = _run_row(str(output), result.train_tokens, result.steps, result.final_train_loss, result.seconds, result.device)
         db.record_training(model_name, selection, row, {"train": result.train_curve, "test": result.test_curve})
         return dg.MaterializeResult(

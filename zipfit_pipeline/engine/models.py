@@ -44,6 +44,17 @@ def count_tokens(tokenizer: Any, texts: list[str], batch_size: int = 256) -> lis
     return counts
 
 
+def save_checkpoint(model: Any, tokenizer: Any, output: Path) -> Path:
+    """save_pretrained into `<output>.partial`, then rename: a killed save never looks complete."""
+    partial = output.with_name(output.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    shutil.rmtree(output, ignore_errors=True)
+    partial.rename(output)
+    return output
+
+
 def _installed_package_file(package: str, filename: str) -> Path:
     """A data file inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
@@ -75,12 +86,7 @@ def prepare_smollm2(output_dir: str | Path) -> Path:
         del config.quantization_config
     model = LlamaForCausalLM(config)
     model.load_state_dict(loaded.state_dict())
-    partial = output.with_name(output.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    partial.rename(output)
-    return output
+    return save_checkpoint(model, tokenizer, output)
 
 
 def build_tiny_gpt2(output_dir: str | Path, n_layer: int = 2, n_embd: int = 64, seed: int = 0) -> Path:
@@ -94,13 +100,7 @@ def build_tiny_gpt2(output_dir: str | Path, n_layer: int = 2, n_embd: int = 64, 
     tokenizer = gpt2_tokenizer()
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=n_embd, n_layer=n_layer, n_head=2)
-    model = GPT2LMHeadModel(config)
-    partial = output.with_name(output.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    partial.rename(output)
-    return output
+    return save_checkpoint(GPT2LMHeadModel(config), tokenizer, output)
 
 
 def gpt2_tokenizer() -> Any:

@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from zipfit_pipeline.engine.evaluation import autocast
 
 
-@dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(BaseModel):
+    """One fine-tune's hyperparameters (the paper's: block 1024, weight decay 0.01, max grad norm 1.0)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     block_size: int = 1024
     batch_size: int = 4
     learning_rate: float = 5e-5
@@ -29,7 +33,7 @@ class TrainSettings:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     seed: int = 0
-    curve_points: int = 1  # test-loss evaluations during training, evenly spaced (the end is eval_loss's job)
+    curve_points: int = Field(1, ge=0, description="test-loss evaluations during training, evenly spaced; the end is eval_loss's")
 
 
 @dataclass
