@@ -6,6 +6,7 @@ UI shows them afterwards. Each stage is materialized for all its partitions befo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import dagster as dg
@@ -19,14 +20,16 @@ def materialize_all(
 ) -> None:
     assets = list(defs.assets or [])
     by_key = {a.key.to_user_string(): a for a in assets if isinstance(a, dg.AssetsDefinition)}
+    started = time.monotonic()
     for name in stages:
         asset = by_key[name]
         assert asset.partitions_def is not None, f"{name} is not partitioned"
         for partition in asset.partitions_def.get_partition_keys():
-            log(f"materializing {name} [{partition}]")
+            log(f"[{time.monotonic() - started:6.0f}s] materializing {name} [{partition}]")
             result = dg.materialize(
                 assets, selection=[asset.key], partition_key=partition, instance=instance,
                 resources=defs.resources, run_config=QUIET_CONSOLE,
             )
             if not result.success:
                 raise RuntimeError(f"{name} [{partition}] failed; see the run in the Dagster UI")
+    log(f"[{time.monotonic() - started:6.0f}s] done")

@@ -22,10 +22,11 @@ import pyarrow.parquet as pq
 MIN_CHARS, MAX_CHARS = 200, 2000
 
 
-def python_functions(limit: int) -> Iterator[dict[str, str]]:
-    """Top-level functions of the standard library's modules, in sorted file order."""
+def python_functions(limit: int, pattern: str = "*.py") -> Iterator[dict[str, str]]:
+    """Top-level functions of the standard library's modules matching `pattern`, in sorted file order."""
     count = 0
-    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(root.glob(pattern)):
         source = path.read_text(encoding="utf-8", errors="replace")
         try:
             tree = ast.parse(source)
@@ -35,7 +36,7 @@ def python_functions(limit: int) -> Iterator[dict[str, str]]:
             if isinstance(node, ast.FunctionDef):
                 text = ast.get_source_segment(source, node) or ""
                 if MIN_CHARS <= len(text) <= MAX_CHARS:
-                    yield {"id": f"{path.name}:{node.name}", "text": text}
+                    yield {"id": f"{path.relative_to(root)}:{node.name}", "text": text}
                     count += 1
                     if count >= limit:
                         return
