@@ -80,3 +80,13 @@ def test_gzip_level_zero_warns() -> None:
 def test_empty_target_set_is_an_error() -> None:
     with pytest.raises(ValueError, match="target set is empty"):
         AlignmentScorer([], "gzip", 9)
+
+
+@pytest.mark.parametrize("level", [1, 6, 9])
+def test_long_sources_take_the_primed_path_exactly(level: int, demo_files: dict) -> None:
+    """Sources above the priming threshold go through a copied deflate stream; sizes stay exact."""
+    text = demo_files["python_stdlib"].read_text(encoding="utf-8")[:6000]
+    targets = [A, B1, B2]
+    c = lambda s: len(gzip.compress(s.encode(), compresslevel=level))  # noqa: E731
+    expected = [1 - (c(text + t) - min(c(text), c(t))) / max(c(text), c(t)) for t in targets]
+    assert AlignmentScorer(targets, "gzip", level).score(text) == pytest.approx(sum(expected) / 3, abs=1e-12)

@@ -22,7 +22,7 @@ def _corpus(demo_files: dict) -> tuple[list[str], list[str]]:
     return sources, targets
 
 
-@pytest.mark.parametrize(("compressor", "level"), [("gzip", 1), ("gzip", 9), ("lz4", 0)])
+@pytest.mark.parametrize(("compressor", "level"), [("gzip", 1), ("gzip", 6), ("gzip", 9), ("lz4", 0), ("zstd", 3)])
 def test_scores_and_ranking_equal_reference(compressor: str, level: int, demo_files: dict, tmp_path) -> None:
     sources, targets = _corpus(demo_files)
     reference = ZIPFIT("unused", "unused", k=len(sources), output_file=str(tmp_path / "out.jsonl"),

@@ -64,7 +64,9 @@ class ScoringSettings(Strict):
     compressor: Literal["gzip", "lz4", "zstd"] = "gzip"
     level: int = 9
     chunk_size: int = Field(256, ge=1)
-    workers: int = Field(0, ge=0, description="processes; 0 means one per core")
+    workers: int = Field(0, ge=0, description="processes (or Ray actors); 0 means one per core")
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(None, description="Ray cluster to join (`auto`, `ray://head:10001`); none starts a local one")
 
     @model_validator(mode="after")
     def _valid_level(self) -> ScoringSettings:

@@ -30,4 +30,7 @@ def build_definitions(config_file: str | None = None) -> dg.Definitions:
     return dg.Definitions(assets=build_assets(config), resources=build_resources(config, file))
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded when Dagster loads the code location, so importing this module needs no project file."""
+    return build_definitions()

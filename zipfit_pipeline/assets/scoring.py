@@ -47,7 +47,7 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
         targets = db.target_texts(target, "alignment")
         report = score_dataset(
             db, source, targets, settings.compressor, settings.level, settings.chunk_size,
-            settings.worker_count(), progress=context.log.info,
+            settings.worker_count(), progress=context.log.info, backend=settings.backend, ray_address=settings.ray_address,
         )
         pool = db.dataset_scores([source], report.target_hash, settings.compressor, settings.level)
         scores = np.asarray(pool.column("score").to_pylist(), dtype=np.float64)

@@ -2,7 +2,9 @@
 
 Exact shortcuts (each gives the reference's sizes to the byte):
 - every text is encoded once and C(t) is computed once per target set;
-- for gzip, a deflate stream primed with x is copied per target, so x is compressed once, not n times.
+- for a long gzip source, a deflate stream primed with x is copied per target, so x is compressed once,
+  not n times. Copying zlib's state costs about as much as deflating 1-2 KB (`bench/priming.py` measures
+  it per source length), so short sources are compressed whole with each target instead.
 Chunks of sources go to a process pool whose workers receive the target texts once, at start-up.
 """
 
@@ -16,7 +18,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 
-from zipfit_pipeline.engine.compression import GZIP_FRAMING_BYTES, similarity, size_function
+from zipfit_pipeline.engine.compression import GZIP_FRAMING_BYTES, joint_sizes_function, size_function
+
+# Source length (bytes) from which priming a deflate stream beats compressing x + t whole, measured on
+# 2 cores with HumanEval targets (~520 bytes): deflate_slow (levels 4-9) and deflate_fast (levels 1-3).
+PRIME_MIN_BYTES = {"slow": 1500, "fast": 3000}
 
 
 class AlignmentScorer:
@@ -28,16 +34,25 @@ class AlignmentScorer:
         self.compressor = compressor
         self.level = level
         self._size = size_function(compressor, level)
+        self._joint_sizes = joint_sizes_function(compressor, level)
         self._targets = [t.encode("utf-8") for t in targets]
-        self._target_sizes = [self._size(t) for t in self._targets]
+        self._target_sizes = np.asarray([self._size(t) for t in self._targets], dtype=np.int64)
+        self._prime_min_bytes = PRIME_MIN_BYTES["slow" if level >= 4 else "fast"] if compressor == "gzip" and level > 0 else None
 
     def score(self, text: str) -> float:
-        """alignment(x) = mean over t of (1 - NCD(x, t)), in target order, as float64."""
+        """alignment(x) = mean over t of (1 - NCD(x, t)), in target order, as float64.
+
+        The vectorised similarity does the reference's operations on exact integers (subtract, divide,
+        subtract from 1), so every term is bit-identical to `compression.similarity`.
+        """
         x = text.encode("utf-8")
-        joint_sizes = self._gzip_joint_sizes(x) if self.compressor == "gzip" else [self._size(x + t) for t in self._targets]
-        c_x = self._size(x)
-        sims = [similarity(c_x, c_t, c_xt) for c_t, c_xt in zip(self._target_sizes, joint_sizes)]
-        return float(np.mean(np.asarray(sims, dtype=np.float64)))
+        if self._prime_min_bytes is not None and len(x) >= self._prime_min_bytes:
+            joint = self._gzip_joint_sizes(x)
+        else:
+            joint = self._joint_sizes(x, self._targets)
+        c_x, c_t = self._size(x), self._target_sizes
+        sims = 1 - (np.asarray(joint, dtype=np.int64) - np.minimum(c_x, c_t)) / np.maximum(c_x, c_t)
+        return float(np.mean(sims))
 
     def score_many(self, texts: Iterable[str]) -> np.ndarray:
         return np.asarray([self.score(text) for text in texts], dtype=np.float64)
@@ -72,11 +87,21 @@ def score_chunks(
     compressor: str = "gzip",
     level: int = 9,
     workers: int = 1,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield one array of scores per chunk of source texts, in input order.
 
     At most `2 * workers` chunks are in flight, so memory is bounded by the chunk size, not the corpus.
+    `backend` is `local` (this machine's processes) or `ray` (Ray actors, local or on a cluster).
     """
+    if backend == "ray":
+        from zipfit_pipeline.engine.ray_backend import ray_score_chunks
+
+        yield from ray_score_chunks(chunks, targets, compressor, level, workers, ray_address)
+        return
+    if backend != "local":
+        raise ValueError(f"unknown scoring backend {backend!r}; choose local or ray")
     if workers <= 1:
         scorer = AlignmentScorer(targets, compressor, level)
         for chunk in chunks:

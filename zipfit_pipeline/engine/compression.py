@@ -49,6 +49,18 @@ def size_function(compressor: str, level: int) -> SizeFn:
     raise ValueError(f"unknown compressor {compressor!r}; choose one of {', '.join(COMPRESSORS)}")
 
 
+def joint_sizes_function(compressor: str, level: int) -> Callable[[bytes, list[bytes]], list[int]]:
+    """`C(x + t)` for every target t, with the compressor bound once: the innermost loop of scoring."""
+    if compressor == "gzip":
+        deflate = zlib.compress
+        return lambda x, targets: [len(deflate(x + t, level, -15)) + GZIP_FRAMING_BYTES for t in targets]
+    if compressor == "lz4":
+        frame = lz4.frame.compress
+        return lambda x, targets: [len(frame(x + t, level)) for t in targets]
+    size = size_function(compressor, level)
+    return lambda x, targets: [size(x + t) for t in targets]
+
+
 def similarity(c_x: int, c_t: int, c_xt: int) -> float:
     """1 - NCD(x, t), with the reference's operation order so that floats match bit for bit."""
     return 1 - (c_xt - min(c_x, c_t)) / max(c_x, c_t)

@@ -47,6 +47,8 @@ def score_dataset(
     chunk_size: int = 256,
     workers: int = 1,
     progress: Callable[[str], None] = print,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> ScoringReport:
     target_hash = target_set_hash(targets)
     store.register_score_set(target_hash, compressor, level, len(targets))
@@ -60,7 +62,7 @@ def score_dataset(
             yield chunk
 
     started, done = time.monotonic(), 0
-    for scores in score_chunks(texts(), targets, compressor, level, workers):
+    for scores in score_chunks(texts(), targets, compressor, level, workers, backend, ray_address):
         hashes = pending_hashes.popleft()
         store.insert_scores(target_hash, compressor, level, hashes, scores.tolist())
         done += len(hashes)

@@ -1,0 +1,197 @@
+"""Scoring throughput, compression limit, peak memory and incremental refresh, all in one run.
+
+Compares our engine with the reference `zip-fit==1.0.9` (`rank_sequences_by_alignment`) on the same corpus,
+settings and machine. Absolute times drift between runs on shared machines: read the ratios.
+Run: .venv/bin/python bench/scoring.py [--docs 5500] [--rss-docs 10000 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import lz4.frame
+import numpy as np
+import psutil
+
+from corpus import scaled, sources, targets
+
+SETTINGS = [("gzip", 9), ("gzip", 1), ("lz4", 0)]
+WORKERS = os.cpu_count() or 1
+HERE = Path(__file__).resolve().parent
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def reference_scores(src: list[str], tgt: list[str], compressor: str, level: int) -> dict[str, float]:
+    from zip_fit.zipfit import ZIPFIT
+
+    with tempfile.TemporaryDirectory() as folder:
+        ranker = ZIPFIT("unused", "unused", k=len(src), output_file=f"{folder}/out.jsonl",
+                        compression_algorithm=compressor, compress_level=level)
+        return dict(ranker.rank_sequences_by_alignment(src, tgt))
+
+
+def _limit_chunk(args: tuple[list[bytes], list[bytes], str, int]) -> int:
+    xs, ts, compressor, level = args
+    compress = (lambda b: zlib.compress(b, level, wbits=-15)) if compressor == "gzip" else (
+        lambda b: lz4.frame.compress(b, compression_level=level))
+    return sum(len(compress(x + t)) for x in xs for t in ts)
+
+
+def compression_limit(src: list[str], tgt: list[str], compressor: str, level: int) -> None:
+    """Compress every pair's bytes once, in chunks over all cores: the naive floor of the work."""
+    xs, ts = [s.encode() for s in src], [t.encode() for t in tgt]
+    chunks = [(xs[i : i + 128], ts, compressor, level) for i in range(0, len(xs), 128)]
+    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
+        pool.map(_limit_chunk, chunks)
+
+
+def throughput(src: list[str], tgt: list[str]) -> list[dict[str, object]]:
+    from zipfit_pipeline.engine.alignment import alignment_scores
+
+    pairs = len(src) * len(tgt)
+    rows = []
+    for compressor, level in SETTINGS:
+        ref_s, ref = timed(lambda: reference_scores(src, tgt, compressor, level))
+        our_s, ours = timed(lambda: alignment_scores(src, tgt, compressor, level, workers=WORKERS, chunk_size=128))
+        lim_s, _ = timed(lambda: compression_limit(src, tgt, compressor, level))
+        exact = bool(np.max(np.abs(np.asarray(ours) - np.asarray([ref[s] for s in src]))) <= 1e-12)
+        rows.append({"setting": f"{compressor}-{level}", "reference_pairs_s": pairs / ref_s, "ours_pairs_s": pairs / our_s,
+                     "limit_pairs_s": pairs / lim_s, "exact": exact})
+    return rows
+
+
+def peak_rss_of(command: list[str]) -> tuple[float, float]:
+    """(seconds, peak MB) of a command and all its child processes, sampled every 20 ms."""
+    process = psutil.Popen(command, stdout=subprocess.DEVNULL)
+    peak, started = 0, time.perf_counter()
+    while process.poll() is None:
+        try:
+            tree = [process, *process.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    if process.returncode:
+        raise RuntimeError(f"{command} failed with {process.returncode}")
+    return time.perf_counter() - started, peak / 1e6
+
+
+def rss_child(kind: str, corpus: str, db: str) -> None:
+    """Runs in a subprocess: the reference on all pairs in memory, or our streaming scorer on a DuckDB store."""
+    tgt = targets()
+    if kind == "reference":
+        reference_scores(json.loads(Path(corpus).read_text()), tgt, "lz4", 0)
+        return
+    from zipfit_pipeline.engine.scoring import score_dataset
+    from zipfit_pipeline.engine.store import Store
+
+    score_dataset(Store(db), "bench", tgt, "lz4", 0, chunk_size=128, workers=WORKERS, progress=lambda _: None)
+
+
+def memory(rss_docs: list[int]) -> list[dict[str, object]]:
+    from zipfit_pipeline.engine.loaders import Record
+    from zipfit_pipeline.engine.store import Store
+
+    rows = []
+    base = sources()
+    for n in rss_docs:
+        with tempfile.TemporaryDirectory() as folder:
+            db, corpus = f"{folder}/bench.duckdb", f"{folder}/corpus.json"
+            texts = scaled(base, n)
+            Path(corpus).write_text(json.dumps(texts))
+            Store(db).replace_documents("bench", [Record(i, None, t) for i, t in enumerate(texts)], {})
+            row: dict[str, object] = {"docs": n}
+            for kind in ("reference", "ours"):
+                seconds, mb = peak_rss_of([sys.executable, __file__, "--rss-child", kind, corpus, db])
+                row[f"{kind}_mb"], row[f"{kind}_s"] = mb, seconds
+            rows.append(row)
+    return rows
+
+
+def incremental(src: list[str], tgt: list[str]) -> dict[str, float]:
+    """Dagster runs of ingest + scoring: a full run, then a rerun after 1% more documents arrive."""
+    import dagster as dg
+    import yaml
+
+    from zipfit_pipeline.definitions import build_definitions
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        data = root / "bench.jsonl"
+        data.write_text("".join(json.dumps({"text": t}) + "\n" for t in src[: int(len(src) * 0.99)]))
+        (root / "target.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in tgt + tgt[:1]))
+        (root / "zipfit.yaml").write_text(yaml.safe_dump({
+            "sources": [{"name": "bench", "path": str(data)}],
+            "targets": [{"name": "humaneval", "path": str(root / "target.jsonl"),
+                         "alignment_rows": [0, len(tgt)], "test_rows": [len(tgt), len(tgt) + 1]}],
+            "models": [{"name": "none", "pretrained": "unused"}],
+            "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 128, "workers": WORKERS},
+        }))
+        defs = build_definitions(str(root / "zipfit.yaml"))
+        assets = list(defs.assets or [])
+
+        def run() -> float:
+            seconds = 0.0
+            for key, partition in (("source_documents", "bench"), ("target_documents", "humaneval"),
+                                   ("alignment_scores", "bench|humaneval")):
+                t, result = timed(lambda: dg.materialize(assets, selection=[key], partition_key=partition,
+                                                         resources=defs.resources))
+                assert result.success
+                seconds += t
+            return seconds
+
+        full = run()
+        data.write_text("".join(json.dumps({"text": t}) + "\n" for t in src))
+        refresh = run()
+    return {"full_s": full, "refresh_s": refresh, "ratio": refresh / full}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=0, help="cap the corpus (default: all, ≥5,000)")
+    parser.add_argument("--rss-docs", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(*args.rss_child)
+        return
+
+    src, tgt = sources(), targets()
+    src = src[: args.docs] if args.docs else src
+    print(f"corpus: {len(src)} real documents × {len(tgt)} HumanEval targets = {len(src) * len(tgt):,} pairs; "
+          f"{WORKERS} cores; zlib {zlib.ZLIB_RUNTIME_VERSION}\n")
+    print("| setting | reference pairs/s | ours pairs/s | ours ÷ reference | limit pairs/s | ours ÷ limit | exact |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for r in throughput(src, tgt):
+        print(f"| {r['setting']} | {r['reference_pairs_s']:,.0f} | {r['ours_pairs_s']:,.0f} | "
+              f"{r['ours_pairs_s'] / r['reference_pairs_s']:.2f}× | {r['limit_pairs_s']:,.0f} | "
+              f"{r['ours_pairs_s'] / r['limit_pairs_s']:.2f} | {r['exact']} |")
+    print("\npeak RSS (MB, the process and its workers), lz4-0:\n")
+    print("| documents | pairs | reference MB | ours MB | reference s | ours s |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in memory(args.rss_docs):
+        print(f"| {r['docs']:,} | {r['docs'] * len(tgt):,} | {r['reference_mb']:,.0f} | {r['ours_mb']:,.0f} | "
+              f"{r['reference_s']:.1f} | {r['ours_s']:.1f} |")
+    inc = incremental(src, tgt)
+    print(f"\nincremental refresh (Dagster ingest + score, gzip-9): full {inc['full_s']:.1f} s, "
+          f"after adding 1% documents {inc['refresh_s']:.1f} s = {inc['ratio']:.1%} of full")
+
+
+if __name__ == "__main__":
+    main()
