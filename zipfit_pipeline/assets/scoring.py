@@ -2,7 +2,6 @@
 
 
 import dagster as dg
-import numpy as np
 
 from zipfit_pipeline.assets._versions import code_version, data_version
 from zipfit_pipeline.config import ProjectConfig
@@ -49,13 +48,10 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
             db, source, targets, settings.compressor, settings.level, settings.chunk_size,
             settings.worker_count(), progress=context.log.info, backend=settings.backend, ray_address=settings.ray_address,
         )
-        pool = db.dataset_scores([source], report.target_hash, settings.compressor, settings.level)
-        scores = np.asarray(pool.column("score").to_pylist(), dtype=np.float64)
-        order = np.argsort(-scores, kind="stable")
-        texts = pool.column("text").to_pylist()
+        summary = db.score_summary(source, report.target_hash, settings.compressor, settings.level, QUANTILES, top_n=5)
         return dg.MaterializeResult(
             metadata={
-                "documents": pool.num_rows,
+                "documents": summary["documents"],
                 "distinct_texts": report.distinct_texts,
                 "texts_scored": report.scored,
                 "texts_reused_from_store": report.reused,
@@ -64,13 +60,11 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
                 "targets": report.n_targets,
                 "compressor": f"{settings.compressor}-{settings.level}",
                 "target_set_hash": report.target_hash,
-                "score_quantiles": {f"q{int(q * 100)}": round(float(np.quantile(scores, q)), 6) for q in QUANTILES},
-                "mean_score": float(scores.mean()),
-                "top": dg.MetadataValue.md(top_table([texts[i] for i in order], scores[order].tolist())),
+                "score_quantiles": {f"q{int(q * 100)}": round(v, 6) for q, v in zip(QUANTILES, summary["quantiles"])},
+                "mean_score": summary["mean"],
+                "top": dg.MetadataValue.md(top_table(summary["top_texts"], summary["top_scores"])),
             },
-            data_version=dg.DataVersion(
-                data_version(report.target_hash, settings.compressor, settings.level, pool.column("content_hash").to_pylist(), scores.tolist())
-            ),
+            data_version=dg.DataVersion(data_version(report.target_hash, settings.compressor, settings.level, summary["digest"])),
         )
 
     return [alignment_scores]

@@ -6,6 +6,7 @@ after a kill, or after new documents arrive, pays only for what is missing.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -50,6 +51,14 @@ def score_dataset(
     backend: str = "local",
     ray_address: str | None = None,
 ) -> ScoringReport:
+    with store.session():
+        return _score_missing(store, dataset, targets, compressor, level, chunk_size, workers, progress, backend, ray_address)
+
+
+def _score_missing(
+    store: Store, dataset: str, targets: list[str], compressor: str, level: int, chunk_size: int, workers: int,
+    progress: Callable[[str], None], backend: str, ray_address: str | None,
+) -> ScoringReport:
     target_hash = target_set_hash(targets)
     store.register_score_set(target_hash, compressor, level, len(targets))
     distinct, reused = store.count_unscored(dataset, target_hash, compressor, level)
@@ -62,6 +71,8 @@ def score_dataset(
             yield chunk
 
     started, done = time.monotonic(), 0
+    # A pool costs a second or so to start: never start more workers than there are chunks to score.
+    workers = max(1, min(workers, math.ceil(todo / chunk_size)))
     for scores in score_chunks(texts(), targets, compressor, level, workers, backend, ray_address):
         hashes = pending_hashes.popleft()
         store.insert_scores(target_hash, compressor, level, hashes, scores.tolist())

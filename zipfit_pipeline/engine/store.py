@@ -53,7 +53,11 @@ LOCK_RETRY_SECONDS = 300.0
 
 
 class Store:
-    """One DuckDB file. Methods open a connection, do one transaction and close it."""
+    """One DuckDB file. Methods open a connection, do one transaction and close it.
+
+    Opening the file costs tens of milliseconds (closing the last connection checkpoints it), so a
+    multi-step job holds `session()` open: the database stays loaded and every inner connection is cheap.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -79,6 +83,12 @@ class Store:
             yield connection
         finally:
             connection.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Store]:
+        """Keep the database open (and this process its writer) for the duration of a job."""
+        with self.connect():
+            yield self
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -142,24 +152,28 @@ class Store:
     ) -> Iterator[tuple[list[str], list[str]]]:
         """Distinct texts of a dataset that have no score yet, as (hashes, texts) chunks.
 
-        Pages by content hash with a short connection each, so memory stays bounded by the chunk size and
-        no connection is held while the chunk is being scored.
+        One query streamed in Arrow batches: memory stays bounded by the chunk size, and the scores that
+        are committed meanwhile (on other connections) do not disturb the snapshot it reads.
         """
-        last = ""
-        while True:
-            page = self.query(
+        with self.connect() as connection:
+            reader = connection.sql(
                 """SELECT content_hash, any_value(text) AS text FROM documents d
-                   WHERE dataset = ? AND content_hash > ? AND NOT EXISTS (
+                   WHERE dataset = ? AND NOT EXISTS (
                      SELECT 1 FROM scores s WHERE s.content_hash = d.content_hash AND s.target_hash = ?
                        AND s.compressor = ? AND s.level = ? AND s.engine_version = ?)
-                   GROUP BY content_hash ORDER BY content_hash LIMIT ?""",
-                [dataset, last, target_hash, compressor, level, ENGINE_VERSION, chunk_size],
-            )
-            if page.num_rows == 0:
-                return
-            hashes = page.column("content_hash").to_pylist()
-            last = hashes[-1]
-            yield hashes, page.column("text").to_pylist()
+                   GROUP BY content_hash""",
+                params=[dataset, target_hash, compressor, level, ENGINE_VERSION],
+            ).to_arrow_reader(chunk_size)
+            hashes: list[str] = []
+            texts: list[str] = []
+            for batch in reader:
+                hashes += batch.column("content_hash").to_pylist()
+                texts += batch.column("text").to_pylist()
+                while len(hashes) >= chunk_size:
+                    yield hashes[:chunk_size], texts[:chunk_size]
+                    hashes, texts = hashes[chunk_size:], texts[chunk_size:]
+            if hashes:
+                yield hashes, texts
 
     def count_unscored(self, dataset: str, target_hash: str, compressor: str, level: int) -> tuple[int, int]:
         """(distinct texts of the dataset, of which already scored)."""
@@ -193,6 +207,22 @@ class Store:
                ORDER BY list_position(?, d.dataset), d.row_index""",
             [target_hash, compressor, level, ENGINE_VERSION, list(datasets), list(datasets)],
         )
+
+    def score_summary(
+        self, dataset: str, target_hash: str, compressor: str, level: int, quantiles: Sequence[float], top_n: int
+    ) -> dict[str, Any]:
+        """Counts, quantiles, a digest of every (text, score) and the best texts, computed inside DuckDB."""
+        join = """FROM documents d JOIN scores s ON s.content_hash = d.content_hash AND s.target_hash = ?
+                  AND s.compressor = ? AND s.level = ? AND s.engine_version = ? WHERE d.dataset = ?"""
+        params = [target_hash, compressor, level, ENGINE_VERSION, dataset]
+        summary = self.query(
+            f"""SELECT count(*) AS documents, avg(s.score) AS mean, quantile_cont(s.score, ?) AS quantiles,
+                md5(string_agg(d.content_hash || ':' || CAST(s.score AS VARCHAR), ',' ORDER BY d.row_index)) AS digest
+                {join}""",
+            [list(quantiles), *params],
+        ).to_pylist()[0]
+        top = self.query(f"SELECT d.text, s.score {join} ORDER BY s.score DESC, d.row_index LIMIT ?", [*params, top_n])
+        return {**summary, "top_texts": top.column("text").to_pylist(), "top_scores": top.column("score").to_pylist()}
 
     # selection, training, evaluation -----------------------------------------------------------------------
 
