@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS eval_losses (
 """
 
 LOCK_RETRY_SECONDS = 300.0
+# DuckDB caches table blocks up to 80% of RAM by default; a cap keeps a long scan's memory flat.
+DEFAULT_MEMORY_LIMIT = "512MB"
 
 
 class Store:
@@ -59,8 +61,9 @@ class Store:
     multi-step job holds `session()` open: the database stays loaded and every inner connection is cheap.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> None:
         self.path = Path(path)
+        self.memory_limit = memory_limit
         self._schema_ready = False
 
     @contextmanager
@@ -70,7 +73,7 @@ class Store:
         deadline = time.monotonic() + LOCK_RETRY_SECONDS
         while True:
             try:
-                connection = duckdb.connect(str(self.path))
+                connection = duckdb.connect(str(self.path), config={"memory_limit": self.memory_limit})
                 break
             except duckdb.IOException as error:
                 if "lock" not in str(error).lower() or time.monotonic() > deadline:
@@ -152,23 +155,27 @@ class Store:
     ) -> Iterator[tuple[list[str], list[str]]]:
         """Distinct texts of a dataset that have no score yet, as (hashes, texts) chunks.
 
-        One query streamed in Arrow batches: memory stays bounded by the chunk size, and the scores that
-        are committed meanwhile (on other connections) do not disturb the snapshot it reads.
+        A streaming scan, anti-joined with the stored scores and read in Arrow batches: memory stays
+        bounded by the chunk size (plus a set of the hashes seen, to skip repeated texts), and scores
+        committed meanwhile on other connections do not disturb the snapshot it reads.
         """
+        seen: set[str] = set()
+        hashes: list[str] = []
+        texts: list[str] = []
         with self.connect() as connection:
             reader = connection.sql(
-                """SELECT content_hash, any_value(text) AS text FROM documents d
+                """SELECT content_hash, text FROM documents d
                    WHERE dataset = ? AND NOT EXISTS (
                      SELECT 1 FROM scores s WHERE s.content_hash = d.content_hash AND s.target_hash = ?
-                       AND s.compressor = ? AND s.level = ? AND s.engine_version = ?)
-                   GROUP BY content_hash""",
+                       AND s.compressor = ? AND s.level = ? AND s.engine_version = ?)""",
                 params=[dataset, target_hash, compressor, level, ENGINE_VERSION],
             ).to_arrow_reader(chunk_size)
-            hashes: list[str] = []
-            texts: list[str] = []
             for batch in reader:
-                hashes += batch.column("content_hash").to_pylist()
-                texts += batch.column("text").to_pylist()
+                for content, text in zip(batch.column("content_hash").to_pylist(), batch.column("text").to_pylist()):
+                    if content not in seen:
+                        seen.add(content)
+                        hashes.append(content)
+                        texts.append(text)
                 while len(hashes) >= chunk_size:
                     yield hashes[:chunk_size], texts[:chunk_size]
                     hashes, texts = hashes[chunk_size:], texts[chunk_size:]
