@@ -32,14 +32,26 @@ def python_functions(limit: int, pattern: str = "*.py") -> Iterator[dict[str, st
             tree = ast.parse(source)
         except SyntaxError:
             continue
+        lines = source.splitlines(keepends=True)
         for node in tree.body:
             if isinstance(node, ast.FunctionDef):
-                text = ast.get_source_segment(source, node) or ""
+                text = _segment(lines, node)
                 if MIN_CHARS <= len(text) <= MAX_CHARS:
                     yield {"id": f"{path.relative_to(root)}:{node.name}", "text": text}
                     count += 1
                     if count >= limit:
                         return
+
+
+def _segment(lines: list[str], node: ast.stmt) -> str:
+    """`ast.get_source_segment` on pre-split lines: that function re-splits the whole file on every call."""
+    assert node.end_lineno is not None and node.end_col_offset is not None
+    first, last = node.lineno - 1, node.end_lineno - 1
+    if first == last:
+        return lines[first].encode()[node.col_offset : node.end_col_offset].decode()
+    head = lines[first].encode()[node.col_offset :].decode()
+    tail = lines[last].encode()[: node.end_col_offset].decode()
+    return head + "".join(lines[first + 1 : last]) + tail
 
 
 def paragraphs_of(texts: Iterator[tuple[str, str]], limit: int) -> Iterator[dict[str, str]]:
