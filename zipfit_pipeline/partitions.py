@@ -30,6 +30,12 @@ class SelectionKey:
         return cls(parts[0], parts[1], int(parts[2]) if len(parts) == 3 else None)
 
 
+def model_and_selection(partition_key: dg.MultiPartitionKey) -> tuple[str, str, SelectionKey]:
+    """(model, selection key, parsed selection) of a model × selection partition."""
+    selection = partition_key.keys_by_dimension["selection"]
+    return partition_key.keys_by_dimension["model"], selection, SelectionKey.parse(selection)
+
+
 def selection_keys(config: ProjectConfig, target: str) -> list[str]:
     keys = [str(SelectionKey(target, BASE))]
     keys += [str(SelectionKey(target, m, b)) for m in config.selection.methods for b in config.selection.budgets]

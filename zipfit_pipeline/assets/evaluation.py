@@ -7,7 +7,7 @@ from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
 from zipfit_pipeline.engine.models import load_model_and_tokenizer
-from zipfit_pipeline.partitions import ProjectPartitions, SelectionKey
+from zipfit_pipeline.partitions import ProjectPartitions, model_and_selection
 from zipfit_pipeline.resources import ProjectResource, StoreResource
 
 GROUP = "eval"
@@ -24,9 +24,7 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
         description="Mean token cross-entropy of the fine-tuned (or base) model on the target's held-out test split.",
     )
     def eval_loss(context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource) -> dg.MaterializeResult:
-        keys = context.partition_key.keys_by_dimension
-        model_name, selection = keys["model"], keys["selection"]
-        key = SelectionKey.parse(selection)
+        model_name, selection, key = model_and_selection(context.partition_key)
         config = project.load()
         db = store.open()
         run = db.training_run(model_name, selection)

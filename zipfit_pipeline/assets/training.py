@@ -14,7 +14,7 @@ from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
 from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
 from zipfit_pipeline.engine.training import finetune
-from zipfit_pipeline.partitions import BASE, ProjectPartitions, SelectionKey, selection_of_target
+from zipfit_pipeline.partitions import BASE, ProjectPartitions, model_and_selection, selection_of_target
 from zipfit_pipeline.resources import ProjectResource, StoreResource
 
 GROUP = "train"
@@ -37,9 +37,7 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
         "with its training-loss curve and test loss at intervals; `<target>.base` is the untouched model.",
     )
     def finetuned_model(context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource) -> dg.MaterializeResult:
-        keys = context.partition_key.keys_by_dimension
-        model_name, selection = keys["model"], keys["selection"]
-        key = SelectionKey.parse(selection)
+        model_name, selection, key = model_and_selection(context.partition_key)
         config = project.load()
         db = store.open()
         pretrained = config.model_path(config.model(model_name))
