@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from zipfit_pipeline.engine.alignment import alignment_scores
 from zipfit_pipeline.engine.compression import check_compressor
 from zipfit_pipeline.engine.loaders import RecordReader
 from zipfit_pipeline.engine.models import count_tokens, load_tokenizer
-from zipfit_pipeline.engine.selection import rank_by_score, within_budget
+from zipfit_pipeline.engine.selection import rank_by_score, top_k, within_budget
 
 
 def read_table(path: str) -> pa.Table:
@@ -31,8 +32,6 @@ def write_table(table: pa.Table, path: str) -> None:
     if out.suffix == ".parquet":
         pq.write_table(table, partial)
     else:
-        import json
-
         with partial.open("w", encoding="utf-8") as f:
             for row in table.to_pylist():
                 f.write(json.dumps(row) + "\n")
@@ -67,7 +66,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     table = read_table(args.scores)
     order = rank_by_score(np.asarray(table.column("score").to_pylist(), dtype=np.float64))
     if args.top_k is not None:
-        chosen = order[: args.top_k]
+        chosen = top_k(order, args.top_k)
         ranked = table.take(chosen)
     else:
         if not (args.tokenizer and args.source):

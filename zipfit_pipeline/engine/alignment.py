@@ -42,8 +42,8 @@ class AlignmentScorer:
     def score(self, text: str) -> float:
         """alignment(x) = mean over t of (1 - NCD(x, t)), in target order, as float64.
 
-        The vectorised similarity does the reference's operations on exact integers (subtract, divide,
-        subtract from 1), so every term is bit-identical to `compression.similarity`.
+        The vectorised similarity does the reference's operations in its order on exact integers
+        (1 - (C(x+t) - min) / max), so every term is bit-identical to the reference's Python floats.
         """
         x = text.encode("utf-8")
         if self._prime_min_bytes is not None and len(x) >= self._prime_min_bytes:

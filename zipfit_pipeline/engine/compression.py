@@ -59,8 +59,3 @@ def joint_sizes_function(compressor: str, level: int) -> Callable[[bytes, list[b
         return lambda x, targets: [len(frame(x + t, level)) for t in targets]
     size = size_function(compressor, level)
     return lambda x, targets: [size(x + t) for t in targets]
-
-
-def similarity(c_x: int, c_t: int, c_xt: int) -> float:
-    """1 - NCD(x, t), with the reference's operation order so that floats match bit for bit."""
-    return 1 - (c_xt - min(c_x, c_t)) / max(c_x, c_t)

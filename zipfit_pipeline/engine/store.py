@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS eval_losses (
 """
 
 LOCK_RETRY_SECONDS = 300.0
-# DuckDB caches table blocks up to 80% of RAM by default; a cap keeps a long scan's memory flat.
+# DuckDB caches table blocks up to 80% of RAM by default; a cap bounds what a long scan keeps resident.
 DEFAULT_MEMORY_LIMIT = "512MB"
 
 
