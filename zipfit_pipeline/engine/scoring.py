@@ -51,34 +51,28 @@ def score_dataset(
     backend: str = "local",
     ray_address: str | None = None,
 ) -> ScoringReport:
+    """Score the texts of a stored dataset that have no score for this target set and compressor yet."""
     with store.session():
-        return _score_missing(store, dataset, targets, compressor, level, chunk_size, workers, progress, backend, ray_address)
+        target_hash = target_set_hash(targets)
+        store.register_score_set(target_hash, compressor, level, len(targets))
+        distinct, reused = store.count_unscored(dataset, target_hash, compressor, level)
+        todo = distinct - reused
+        pending_hashes: deque[list[str]] = deque()
 
+        def texts() -> Iterator[list[str]]:
+            for hashes, chunk in store.iter_unscored(dataset, target_hash, compressor, level, chunk_size):
+                pending_hashes.append(hashes)
+                yield chunk
 
-def _score_missing(
-    store: Store, dataset: str, targets: list[str], compressor: str, level: int, chunk_size: int, workers: int,
-    progress: Callable[[str], None], backend: str, ray_address: str | None,
-) -> ScoringReport:
-    target_hash = target_set_hash(targets)
-    store.register_score_set(target_hash, compressor, level, len(targets))
-    distinct, reused = store.count_unscored(dataset, target_hash, compressor, level)
-    todo = distinct - reused
-    pending_hashes: deque[list[str]] = deque()
-
-    def texts() -> Iterator[list[str]]:
-        for hashes, chunk in store.iter_unscored(dataset, target_hash, compressor, level, chunk_size):
-            pending_hashes.append(hashes)
-            yield chunk
-
-    started, done = time.monotonic(), 0
-    # A pool costs a second or so to start: never start more workers than there are chunks to score.
-    workers = max(1, min(workers, math.ceil(todo / chunk_size)))
-    for scores in score_chunks(texts(), targets, compressor, level, workers, backend, ray_address):
-        hashes = pending_hashes.popleft()
-        store.insert_scores(target_hash, compressor, level, hashes, scores.tolist())
-        done += len(hashes)
-        elapsed = time.monotonic() - started
-        rate = done * len(targets) / elapsed if elapsed else 0.0
-        eta = (todo - done) * len(targets) / rate if rate else 0.0
-        progress(f"{dataset}: {done}/{todo} texts ({done * len(targets)} pairs) scored, {rate:,.0f} pairs/s, ETA {eta:.0f}s")
-    return ScoringReport(target_hash, distinct, reused, done, len(targets), time.monotonic() - started)
+        started, done = time.monotonic(), 0
+        # A pool costs a second or so to start: never start more workers than there are chunks to score.
+        workers = max(1, min(workers, math.ceil(todo / chunk_size)))
+        for scores in score_chunks(texts(), targets, compressor, level, workers, backend, ray_address):
+            hashes = pending_hashes.popleft()
+            store.insert_scores(target_hash, compressor, level, hashes, scores.tolist())
+            done += len(hashes)
+            elapsed = time.monotonic() - started
+            rate = done * len(targets) / elapsed if elapsed else 0.0
+            eta = (todo - done) * len(targets) / rate if rate else 0.0
+            progress(f"{dataset}: {done}/{todo} texts ({done * len(targets)} pairs) scored, {rate:,.0f} pairs/s, ETA {eta:.0f}s")
+        return ScoringReport(target_hash, distinct, reused, done, len(targets), time.monotonic() - started)
