@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS eval_losses (
     PRIMARY KEY (model, selection));
 """
 
+# The one join that finds a document's score under a score key; every score query uses it with `_score_key`.
+SCORE_OF_DOCUMENT = (
+    "s.content_hash = d.content_hash AND s.target_hash = ? AND s.compressor = ? AND s.level = ? AND s.engine_version = ?"
+)
 LOCK_RETRY_SECONDS = 300.0
 # DuckDB caches table blocks up to 80% of RAM by default; a cap bounds what a long scan keeps resident.
 DEFAULT_MEMORY_LIMIT = "512MB"
@@ -164,11 +168,9 @@ class Store:
         texts: list[str] = []
         with self.connect() as connection:
             reader = connection.sql(
-                """SELECT content_hash, text FROM documents d
-                   WHERE dataset = ? AND NOT EXISTS (
-                     SELECT 1 FROM scores s WHERE s.content_hash = d.content_hash AND s.target_hash = ?
-                       AND s.compressor = ? AND s.level = ? AND s.engine_version = ?)""",
-                params=[dataset, target_hash, compressor, level, ENGINE_VERSION],
+                f"""SELECT content_hash, text FROM documents d
+                    WHERE dataset = ? AND NOT EXISTS (SELECT 1 FROM scores s WHERE {SCORE_OF_DOCUMENT})""",
+                params=[dataset, *_score_key(target_hash, compressor, level)],
             ).to_arrow_reader(chunk_size)
             for batch in reader:
                 for content, text in zip(batch.column("content_hash").to_pylist(), batch.column("text").to_pylist()):
@@ -185,11 +187,9 @@ class Store:
     def count_unscored(self, dataset: str, target_hash: str, compressor: str, level: int) -> tuple[int, int]:
         """(distinct texts of the dataset, of which already scored)."""
         row = self.query(
-            """SELECT count(DISTINCT d.content_hash), count(DISTINCT s.content_hash) FROM documents d
-               LEFT JOIN scores s ON s.content_hash = d.content_hash AND s.target_hash = ? AND s.compressor = ?
-                 AND s.level = ? AND s.engine_version = ?
-               WHERE d.dataset = ?""",
-            [target_hash, compressor, level, ENGINE_VERSION, dataset],
+            f"""SELECT count(DISTINCT d.content_hash), count(DISTINCT s.content_hash) FROM documents d
+                LEFT JOIN scores s ON {SCORE_OF_DOCUMENT} WHERE d.dataset = ?""",
+            [*_score_key(target_hash, compressor, level), dataset],
         ).to_pylist()[0]
         values = list(row.values())
         return int(values[0]), int(values[1])
@@ -200,28 +200,26 @@ class Store:
             connection.register("new_scores", table)
             connection.execute(
                 "INSERT INTO scores SELECT content_hash, ?, ?, ?, ?, score FROM new_scores ON CONFLICT DO NOTHING",
-                [target_hash, compressor, level, ENGINE_VERSION],
+                _score_key(target_hash, compressor, level),
             )
             connection.unregister("new_scores")
 
     def dataset_scores(self, datasets: Sequence[str], target_hash: str, compressor: str, level: int) -> pa.Table:
         """Every document of the datasets with its score, in (dataset order, row order): the selection pool."""
         return self.query(
-            """SELECT d.dataset, d.row_index, d.doc_id, d.content_hash, d.text, s.score
-               FROM documents d LEFT JOIN scores s ON s.content_hash = d.content_hash AND s.target_hash = ?
-                 AND s.compressor = ? AND s.level = ? AND s.engine_version = ?
-               WHERE list_contains(?, d.dataset)
-               ORDER BY list_position(?, d.dataset), d.row_index""",
-            [target_hash, compressor, level, ENGINE_VERSION, list(datasets), list(datasets)],
+            f"""SELECT d.dataset, d.row_index, d.doc_id, d.content_hash, d.text, s.score
+                FROM documents d LEFT JOIN scores s ON {SCORE_OF_DOCUMENT}
+                WHERE list_contains(?, d.dataset)
+                ORDER BY list_position(?, d.dataset), d.row_index""",
+            [*_score_key(target_hash, compressor, level), list(datasets), list(datasets)],
         )
 
     def score_summary(
         self, dataset: str, target_hash: str, compressor: str, level: int, quantiles: Sequence[float], top_n: int
     ) -> dict[str, Any]:
         """Counts, quantiles, a digest of every (text, score) and the best texts, computed inside DuckDB."""
-        join = """FROM documents d JOIN scores s ON s.content_hash = d.content_hash AND s.target_hash = ?
-                  AND s.compressor = ? AND s.level = ? AND s.engine_version = ? WHERE d.dataset = ?"""
-        params = [target_hash, compressor, level, ENGINE_VERSION, dataset]
+        join = f"FROM documents d JOIN scores s ON {SCORE_OF_DOCUMENT} WHERE d.dataset = ?"
+        params = [*_score_key(target_hash, compressor, level), dataset]
         summary = self.query(
             f"""SELECT count(*) AS documents, avg(s.score) AS mean, quantile_cont(s.score, ?) AS quantiles,
                 md5(string_agg(d.content_hash || ':' || CAST(s.score AS VARCHAR), ',' ORDER BY d.row_index)) AS digest
@@ -274,6 +272,11 @@ class Store:
     def training_run(self, model: str, selection: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM training_runs WHERE model = ? AND selection = ?", [model, selection]).to_pylist()
         return rows[0] if rows else None
+
+
+def _score_key(target_hash: str, compressor: str, level: int) -> list[Any]:
+    """Parameters of SCORE_OF_DOCUMENT, in its order: a score is only valid for this engine version."""
+    return [target_hash, compressor, level, ENGINE_VERSION]
 
 
 def _records_table(records: Sequence[Record]) -> pa.Table:
