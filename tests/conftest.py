@@ -28,8 +28,11 @@ def demo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_demo_data(tmp_path_factory.mktemp("demo"))
 
 
-def write_project(root: Path, demo_files: dict[str, Path], tiny_model: Path) -> Path:
-    """A small project: the demo sources, 10 alignment and 6 test HumanEval problems, a tiny GPT-2."""
+def write_project(root: Path, demo_files: dict[str, Path], tiny_model: Path, **overrides: object) -> Path:
+    """A small project: the demo sources, 10 alignment and 6 test HumanEval problems, a tiny GPT-2.
+
+    `overrides` replace top-level entries of the project file (`sources=[...]`, `selection={...}`).
+    """
     sources = []
     for name in ("python_stdlib", "c_headers", "english_prose"):
         sources.append({"name": name, "path": str(demo_files[name]), "id_field": "id"})
@@ -54,6 +57,7 @@ def write_project(root: Path, demo_files: dict[str, Path], tiny_model: Path) -> 
         "training": {"block_size": 64, "batch_size": 2, "learning_rate": 1e-3, "curve_points": 1,
                      "eval_max_length": 128, "eval_batch_size": 4},
     }
+    config.update(overrides)
     root.mkdir(parents=True, exist_ok=True)
     path = root / "zipfit.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
+from zipfit_pipeline.partitions import register_sources
 
 STAGES = {
     "source_documents": "ingest",
@@ -32,9 +34,11 @@ def test_every_asset_has_group_description_and_code_version(project_file: Path) 
 def test_partitions_come_from_the_project_file(project_file: Path) -> None:
     defs = build_definitions(str(project_file))
     graph = defs.resolve_asset_graph()
-    keys = lambda name: set(graph.get(dg.AssetKey(name)).partitions_def.get_partition_keys())  # noqa: E731
-    assert keys("source_documents") == {"python_stdlib", "c_headers", "english_prose"}
-    assert len(keys("alignment_scores")) == 3
+    with dg.instance_for_test() as instance:
+        assert register_sources(instance, load_project(project_file)) == (["python_stdlib", "c_headers", "english_prose"], [])
+        keys = lambda name: set(graph.get(dg.AssetKey(name)).partitions_def.get_partition_keys(dynamic_partitions_store=instance))  # noqa: E731
+        assert keys("source_documents") == {"python_stdlib", "c_headers", "english_prose"}
+        assert len(keys("alignment_scores")) == 3
     assert keys("selections") == {"tiny-gpt2|humaneval"}
     assert keys("finetuned_model") == {
         f"tiny-gpt2|humaneval.{s}" for s in ("base", "zipfit.300", "zipfit.600", "random.300", "random.600")
@@ -43,6 +47,13 @@ def test_partitions_come_from_the_project_file(project_file: Path) -> None:
 
 def test_training_partitions_map_to_their_targets_selection(project_file: Path) -> None:
     graph = build_definitions(str(project_file)).resolve_asset_graph()
-    key = dg.MultiPartitionKey({"model": "tiny-gpt2", "selection": "humaneval.zipfit.300"})
-    parents = graph.get_parent_partition_keys_for_child(key, dg.AssetKey("selections"), dg.AssetKey("finetuned_model"))
-    assert {str(k) for k in parents.partitions_subset.get_partition_keys()} == {"tiny-gpt2|humaneval"}
+    parents = lambda selection, upstream: {  # noqa: E731
+        str(k) for k in graph.get_parent_partition_keys_for_child(
+            dg.MultiPartitionKey({"model": "tiny-gpt2", "selection": selection}), dg.AssetKey(upstream), dg.AssetKey("finetuned_model")
+        ).partitions_subset.get_partition_keys()
+    }
+    assert parents("humaneval.zipfit.300", "selections") == {"tiny-gpt2|humaneval"}
+    assert parents("humaneval.zipfit.300", "target_documents") == {"humaneval"}
+    # The model before fine-tuning reads no selection, so new source data never makes it stale.
+    assert parents("humaneval.base", "selections") == set()
+    assert parents("humaneval.base", "target_documents") == {"humaneval"}

@@ -108,7 +108,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     config_file = str(Path(args.config).resolve())
     defs = build_definitions(config_file)
     with dg.DagsterInstance.get() as instance:
-        materialize_all(defs, instance)
+        done = materialize_all(defs, instance, only_out_of_date=args.stale)
+    if args.stale and not done:
+        print("everything is up to date")
     config = load_project(config_file)
     store = Store(config.resolve(config.store))
     print(f"\nresults: {store.path} (DuckDB); checkpoints under {config.resolve(config.artifacts)}")
@@ -163,6 +165,7 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("materialize", help="materialize every asset and partition of a project as Dagster runs")
     run.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
+    run.add_argument("--stale", action="store_true", help="only partitions that are stale, missing or below one that is")
     run.set_defaults(run=cmd_materialize)
     return p
 

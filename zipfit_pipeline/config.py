@@ -7,6 +7,7 @@ dataset. Relative paths are resolved against the file's folder.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -53,6 +54,26 @@ class TargetSpec(DatasetSpec):
         if a0 < t1 and t0 < a1:
             raise ValueError(f"target {self.name}: alignment_rows and test_rows overlap")
         return self
+
+
+class IncomingSettings(Strict):
+    """A folder where dropping a file adds a source dataset, named after the file (`incoming_sources` sensor)."""
+
+    path: str = "data/incoming"
+    text_field: str = "text"
+    template: str | None = None
+    id_field: str | None = None
+
+
+INCOMING_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def incoming_name(file: Path) -> str | None:
+    """The source name a dropped file gets (`My File.jsonl` -> `my_file`), or None if it is not a dataset file."""
+    if file.suffix.lower() not in INCOMING_SUFFIXES or file.name.startswith("."):
+        return None
+    name = re.sub(r"[^a-z0-9_-]+", "_", file.stem.lower()).strip("_-")
+    return name if re.match(NAME_PATTERN, name) else None
 
 
 class ModelSpec(Strict):
@@ -110,7 +131,8 @@ class ProjectConfig(Strict):
     store: str = "data/zipfit.duckdb"
     artifacts: str = "data/artifacts"
     cache: str = "data/cache"
-    sources: list[DatasetSpec] = Field(min_length=1)
+    sources: list[DatasetSpec] = Field(default_factory=list)
+    incoming: IncomingSettings | None = None
     targets: list[TargetSpec] = Field(min_length=1)
     models: list[ModelSpec] = Field(min_length=1)
     scoring: ScoringSettings = ScoringSettings()
@@ -119,6 +141,8 @@ class ProjectConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> ProjectConfig:
+        if not self.sources and self.incoming is None:
+            raise ValueError("list at least one source, or an incoming folder to drop source files into")
         for kind, items in (("source", self.sources), ("target", self.targets), ("model", self.models)):
             names = [item.name for item in items]
             if len(set(names)) != len(names):
@@ -128,8 +152,28 @@ class ProjectConfig(Strict):
     def resolve(self, path: str) -> Path:
         return (self.root / path).resolve()
 
+    def all_sources(self) -> list[DatasetSpec]:
+        """The sources listed in the file, then one per dataset file in the incoming folder (names listed win)."""
+        specs = list(self.sources)
+        if self.incoming is None:
+            return specs
+        folder = self.resolve(self.incoming.path)
+        taken = {s.name for s in specs}
+        for file in sorted(folder.iterdir()) if folder.is_dir() else []:
+            name = incoming_name(file)
+            if name and name not in taken and file.is_file():
+                taken.add(name)
+                specs.append(DatasetSpec(
+                    name=name, path=str(file), format=INCOMING_SUFFIXES[file.suffix.lower()],  # type: ignore[arg-type]
+                    text_field=self.incoming.text_field, template=self.incoming.template, id_field=self.incoming.id_field,
+                ))
+        return specs
+
     def source(self, name: str) -> DatasetSpec:
-        return next(s for s in self.sources if s.name == name)
+        spec = next((s for s in self.all_sources() if s.name == name), None)
+        if spec is None:
+            raise KeyError(f"no source dataset named {name!r} in the project file or the incoming folder")
+        return spec
 
     def target(self, name: str) -> TargetSpec:
         return next(t for t in self.targets if t.name == name)

@@ -9,13 +9,13 @@ from zipfit_pipeline.assets.ingest import build_ingest_assets
 from zipfit_pipeline.assets.scoring import build_scoring_assets
 from zipfit_pipeline.assets.selection import build_selection_assets
 from zipfit_pipeline.assets.training import build_training_assets
+from zipfit_pipeline.automation import build_automation
 from zipfit_pipeline.config import ProjectConfig, config_path, load_project
-from zipfit_pipeline.partitions import project_partitions
+from zipfit_pipeline.partitions import ProjectPartitions, project_partitions
 from zipfit_pipeline.resources import ProjectResource, StoreResource
 
 
-def build_assets(config: ProjectConfig) -> list[dg.AssetsDefinition]:
-    partitions = project_partitions(config)
+def build_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
     builders = (build_ingest_assets, build_scoring_assets, build_selection_assets, build_training_assets, build_evaluation_assets)
     return [asset for build in builders for asset in build(config, partitions)]
 
@@ -27,7 +27,12 @@ def build_resources(config: ProjectConfig, config_file: str) -> dict[str, dg.Con
 def build_definitions(config_file: str | None = None) -> dg.Definitions:
     file = str(config_file or config_path())
     config = load_project(file)
-    return dg.Definitions(assets=build_assets(config), resources=build_resources(config, file))
+    partitions = project_partitions(config)
+    sensors, schedules, jobs = build_automation(config, partitions)
+    return dg.Definitions(
+        assets=build_assets(config, partitions), jobs=jobs, sensors=sensors, schedules=schedules,
+        resources=build_resources(config, file),
+    )
 
 
 @dg.definitions

@@ -1,7 +1,8 @@
-"""Materialize every asset and partition of a project in dependency order, as real recorded Dagster runs.
+"""Materialize a project's assets in dependency order, as real recorded Dagster runs.
 
 Runs are in-process and sequential (one DuckDB writer at a time) and land in the given instance, so the
-UI shows them afterwards. Each stage is materialized for all its partitions before the next starts.
+UI shows them afterwards. Each stage is materialized for all its partitions before the next starts;
+`only_out_of_date` restricts that to what `lineage.out_of_date` reports (stale, missing or below either).
 """
 
 from __future__ import annotations
@@ -11,25 +12,37 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from zipfit_pipeline.config import load_project
+from zipfit_pipeline.lineage import out_of_date
+from zipfit_pipeline.partitions import register_sources
+
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # asset logs, not engine events
 STAGES = ("source_documents", "target_documents", "alignment_scores", "selections", "finetuned_model", "eval_loss")
 
 
 def materialize_all(
-    defs: dg.Definitions, instance: dg.DagsterInstance, log: Callable[[str], None] = print, stages: tuple[str, ...] = STAGES
-) -> None:
-    assets = list(defs.assets or [])
-    by_key = {a.key.to_user_string(): a for a in assets if isinstance(a, dg.AssetsDefinition)}
+    defs: dg.Definitions, instance: dg.DagsterInstance, log: Callable[[str], None] = print,
+    stages: tuple[str, ...] = STAGES, only_out_of_date: bool = False,
+) -> dict[str, list[str]]:
+    """Materialize every partition of the given stages (or only the out-of-date ones); returns what ran."""
+    project = defs.resources["project"]
+    register_sources(instance, load_project(project.config_path))
+    by_key = {a.key.to_user_string(): a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)}
+    todo = out_of_date(defs, instance) if only_out_of_date else None
     started = time.monotonic()
+    done: dict[str, list[str]] = {}
     for name in stages:
         asset = by_key[name]
         assert asset.partitions_def is not None, f"{name} is not partitioned"
-        for partition in asset.partitions_def.get_partition_keys():
+        keys = asset.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+        for partition in keys if todo is None else [k for k in keys if k in todo.get(name, ())]:
             log(f"[{time.monotonic() - started:6.0f}s] materializing {name} [{partition}]")
             result = dg.materialize(
-                assets, selection=[asset.key], partition_key=partition, instance=instance,
+                list(by_key.values()), selection=[asset.key], partition_key=partition, instance=instance,
                 resources=defs.resources, run_config=QUIET_CONSOLE,
             )
             if not result.success:
                 raise RuntimeError(f"{name} [{partition}] failed; see the run in the Dagster UI")
+            done.setdefault(name, []).append(partition)
     log(f"[{time.monotonic() - started:6.0f}s] done")
+    return done

@@ -1,7 +1,9 @@
 """Partitions derived from the project file, kept coarse: datasets, tasks, models and selections.
 
-A selection key is `<target>.<method>.<budget>`, or `<target>.base` for the model before fine-tuning,
-so that training and evaluation partitions (model × selection) map back to their target's selections.
+Source datasets are dynamic partitions (`sources`), so that a file dropped into the incoming folder becomes a
+partition without a code change; `register_sources` keeps them equal to the project's sources. A selection
+key is `<target>.<method>.<budget>`, or `<target>.base` for the model before fine-tuning, so that training
+and evaluation partitions (model × selection) map back to their target.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import dagster as dg
 from zipfit_pipeline.config import ProjectConfig
 
 BASE = "base"
+SOURCES = "sources"
 
 
 @dataclass(frozen=True)
@@ -36,36 +39,49 @@ def model_and_selection(partition_key: dg.MultiPartitionKey) -> tuple[str, str, 
     return partition_key.keys_by_dimension["model"], selection, SelectionKey.parse(selection)
 
 
-def selection_keys(config: ProjectConfig, target: str) -> list[str]:
-    keys = [str(SelectionKey(target, BASE))]
-    keys += [str(SelectionKey(target, m, b)) for m in config.selection.methods for b in config.selection.budgets]
-    return keys
+def trained_selection_keys(config: ProjectConfig, target: str) -> list[str]:
+    return [str(SelectionKey(target, m, b)) for m in config.selection.methods for b in config.selection.budgets]
 
 
 @dataclass(frozen=True)
 class ProjectPartitions:
-    source: dg.StaticPartitionsDefinition
+    source: dg.DynamicPartitionsDefinition
     target: dg.StaticPartitionsDefinition
     source_target: dg.MultiPartitionsDefinition
     model_target: dg.MultiPartitionsDefinition
     model_selection: dg.MultiPartitionsDefinition
-    selections_by_target: dict[str, list[str]]
+    trained_by_target: dict[str, list[str]]
+    models: list[str]
 
 
 def project_partitions(config: ProjectConfig) -> ProjectPartitions:
-    source = dg.StaticPartitionsDefinition([s.name for s in config.sources])
+    source = dg.DynamicPartitionsDefinition(name=SOURCES)
     target = dg.StaticPartitionsDefinition([t.name for t in config.targets])
     model = dg.StaticPartitionsDefinition([m.name for m in config.models])
-    by_target = {t.name: selection_keys(config, t.name) for t in config.targets}
-    selection = dg.StaticPartitionsDefinition([k for keys in by_target.values() for k in keys])
+    trained = {t.name: trained_selection_keys(config, t.name) for t in config.targets}
+    selection = dg.StaticPartitionsDefinition([k for t, keys in trained.items() for k in [f"{t}.{BASE}", *keys]])
     return ProjectPartitions(
         source=source,
         target=target,
         source_target=dg.MultiPartitionsDefinition({"source": source, "target": target}),
         model_target=dg.MultiPartitionsDefinition({"model": model, "target": target}),
         model_selection=dg.MultiPartitionsDefinition({"model": model, "selection": selection}),
-        selections_by_target=by_target,
+        trained_by_target=trained,
+        models=[m.name for m in config.models],
     )
+
+
+def register_sources(instance: dg.DagsterInstance, config: ProjectConfig) -> tuple[list[str], list[str]]:
+    """Make the `sources` partitions equal to the project's sources; returns (added, removed)."""
+    wanted = [s.name for s in config.all_sources()]
+    existing = set(instance.get_dynamic_partitions(SOURCES))
+    added = [name for name in wanted if name not in existing]
+    removed = sorted(existing - set(wanted))
+    if added:
+        instance.add_dynamic_partitions(SOURCES, added)
+    for name in removed:
+        instance.delete_dynamic_partition(SOURCES, name)
+    return added, removed
 
 
 def same_target() -> dg.MultiPartitionMapping:
@@ -74,12 +90,22 @@ def same_target() -> dg.MultiPartitionMapping:
 
 
 def selection_of_target(partitions: ProjectPartitions) -> dg.MultiPartitionMapping:
-    """finetuned_model(model, selection) reads selections(model, target of the selection)."""
+    """finetuned_model(model, selection) reads selections(model, target of the selection); `base` reads none."""
     return dg.MultiPartitionMapping(
         {
             "model": dg.DimensionPartitionMapping("model", dg.IdentityPartitionMapping()),
             "target": dg.DimensionPartitionMapping(
-                "selection", dg.StaticPartitionMapping({t: set(keys) for t, keys in partitions.selections_by_target.items()})
+                "selection", dg.StaticPartitionMapping({t: set(keys) for t, keys in partitions.trained_by_target.items()})
             ),
+        }
+    )
+
+
+def target_of_selection(partitions: ProjectPartitions) -> dg.StaticPartitionMapping:
+    """finetuned_model(model, selection), `base` included, reads its target's test split (target_documents)."""
+    return dg.StaticPartitionMapping(
+        {
+            target: {str(dg.MultiPartitionKey({"model": m, "selection": s})) for m in partitions.models for s in [f"{target}.{BASE}", *keys]}
+            for target, keys in partitions.trained_by_target.items()
         }
     )

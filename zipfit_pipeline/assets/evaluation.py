@@ -4,6 +4,7 @@
 import dagster as dg
 
 from zipfit_pipeline.assets._versions import code_version
+from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
 from zipfit_pipeline.engine.models import load_model_and_tokenizer
@@ -20,7 +21,8 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
         group_name=GROUP,
         code_version=code_version("eval_loss", config.training.eval_max_length),
         kinds={"pytorch", "duckdb"},
-        pool="duckdb_writer",
+        pool="accelerator",
+        automation_condition=ON_NEW_DATA_OR_CODE,
         description="Mean token cross-entropy of the fine-tuned (or base) model on the target's held-out test split.",
     )
     def eval_loss(context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource) -> dg.MaterializeResult:

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from zipfit_pipeline.assets._versions import code_version, data_version
+from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.scoring import score_dataset
 from zipfit_pipeline.partitions import ProjectPartitions
@@ -32,6 +33,7 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
         code_version=code_version("alignment_scores", scoring.compressor, scoring.level),
         kinds={"duckdb"},
         pool="duckdb_writer",
+        automation_condition=ON_NEW_DATA_OR_CODE,
         description="Alignment of each source text with the target's alignment set: mean over targets of "
         "1 - NCD with gzip/lz4/zstd, one row per (content hash, target-set hash, compressor, level). "
         "Only texts without a stored score are computed; each chunk is committed on its own.",

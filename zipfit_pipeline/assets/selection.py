@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from zipfit_pipeline.assets._versions import code_version, data_version
 from zipfit_pipeline.assets.scoring import top_table
+from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.models import count_tokens, load_tokenizer
 from zipfit_pipeline.engine.scoring import target_set_hash
@@ -30,6 +31,7 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
         code_version=code_version("selections", config.selection.model_dump(), config.scoring.compressor, config.scoring.level),
         kinds={"duckdb"},
         pool="duckdb_writer",
+        automation_condition=ON_NEW_DATA_OR_CODE,
         description="Ranked selections per method (ZIP-FIT, seeded random) and token budget, with each "
         "document's tokens and the cumulative tokens, counted with the model's tokenizer.",
     )
@@ -39,7 +41,7 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
         config = project.load()
         db = store.open()
         target_hash = target_set_hash(db.target_texts(target, "alignment"))
-        sources = [s.name for s in config.sources]
+        sources = [s.name for s in config.all_sources()]
         pool = db.dataset_scores(sources, target_hash, config.scoring.compressor, config.scoring.level)
         missing = pool.filter(pc.is_null(pool.column("score")))
         if missing.num_rows:

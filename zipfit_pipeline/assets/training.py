@@ -10,11 +10,12 @@ from pathlib import Path
 import dagster as dg
 
 from zipfit_pipeline.assets._versions import code_version
+from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
 from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
 from zipfit_pipeline.engine.training import finetune
-from zipfit_pipeline.partitions import BASE, ProjectPartitions, model_and_selection, selection_of_target
+from zipfit_pipeline.partitions import BASE, ProjectPartitions, model_and_selection, selection_of_target, target_of_selection
 from zipfit_pipeline.resources import ProjectResource, StoreResource
 
 GROUP = "train"
@@ -27,11 +28,15 @@ def checkpoint_dir(config: ProjectConfig, model: str, selection: str) -> Path:
 def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.model_selection,
-        deps=[dg.AssetDep("selections", partition_mapping=selection_of_target(partitions))],
+        deps=[
+            dg.AssetDep("selections", partition_mapping=selection_of_target(partitions)),
+            dg.AssetDep("target_documents", partition_mapping=target_of_selection(partitions)),
+        ],
         group_name=GROUP,
         code_version=code_version("finetuned_model", config.training.model_dump()),
         kinds={"pytorch"},
-        pool="training",
+        pool="accelerator",
+        automation_condition=ON_NEW_DATA_OR_CODE,
         tags={"zipfit/stage": "train"},
         description="A causal LM fine-tuned for one epoch on a selection (checkpoint via save_pretrained), "
         "with its training-loss curve and test loss at intervals; `<target>.base` is the untouched model.",

@@ -1,0 +1,53 @@
+"""How new data and code flow through the graph without anyone clicking Materialize.
+
+- `incoming_sources` (sensor, on by default): keeps the `sources` partitions equal to the project's sources,
+  so a file dropped into the incoming folder becomes a source dataset, and ingests each new one.
+- `zipfit_automation` (automation sensor, on by default): every asset downstream of ingestion carries
+  `ON_NEW_DATA_OR_CODE`, so it is requested when an upstream partition gets a new data version or its own
+  code version changes.
+- `nightly_reingest_sources` / `nightly_reingest_targets` (schedules, off until turned on): re-read every
+  input at 03:00; unchanged inputs keep their data version, so nothing downstream recomputes.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from zipfit_pipeline.config import ProjectConfig
+from zipfit_pipeline.partitions import SOURCES, ProjectPartitions, register_sources
+from zipfit_pipeline.resources import ProjectResource
+
+ON_NEW_DATA_OR_CODE = dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
+NIGHTLY = "0 3 * * *"
+INCOMING_POLL_SECONDS = 30
+
+
+def build_automation(
+    config: ProjectConfig, partitions: ProjectPartitions
+) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition], list[dg.JobDefinition]]:
+    ingest_sources = dg.define_asset_job("ingest_sources", selection=["source_documents"], partitions_def=partitions.source)
+    ingest_targets = dg.define_asset_job("ingest_targets", selection=["target_documents"], partitions_def=partitions.target)
+
+    @dg.sensor(job=ingest_sources, minimum_interval_seconds=INCOMING_POLL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
+    def incoming_sources(context: dg.SensorEvaluationContext, project: ProjectResource) -> dg.SensorResult:
+        """Register a partition for each source in the project file or the incoming folder; ingest the new ones."""
+        added, removed = register_sources(context.instance, project.load())
+        if added or removed:
+            context.log.info(f"sources added: {added or 'none'}; removed: {removed or 'none'}")
+        return dg.SensorResult(run_requests=[dg.RunRequest(partition_key=name, run_key=f"new-source-{name}") for name in added])
+
+    automation = dg.AutomationConditionSensorDefinition(
+        "zipfit_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Materializes what is downstream of new data or changed code (see ON_NEW_DATA_OR_CODE).",
+    )
+
+    def nightly(job: dg.JobDefinition, dynamic: bool) -> dg.ScheduleDefinition:
+        @dg.schedule(name=f"nightly_re{job.name}", job=job, cron_schedule=NIGHTLY, default_status=dg.DefaultScheduleStatus.STOPPED)
+        def reingest(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+            keys = context.instance.get_dynamic_partitions(SOURCES) if dynamic else partitions.target.get_partition_keys()
+            return [dg.RunRequest(partition_key=key, run_key=f"{context.scheduled_execution_time:%Y-%m-%d}-{key}") for key in keys]
+
+        return reingest
+
+    schedules = [nightly(ingest_sources, dynamic=True), nightly(ingest_targets, dynamic=False)]
+    return [incoming_sources, automation], schedules, [ingest_sources, ingest_targets]
