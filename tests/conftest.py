@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+
+import dagster as dg
 
 import pytest
 import yaml
@@ -67,3 +71,25 @@ def write_project(root: Path, demo_files: dict[str, Path], tiny_model: Path, **o
 @pytest.fixture
 def project_file(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path) -> Path:
     return write_project(tmp_path / "project", demo_files, tiny_model)
+
+
+@pytest.fixture(scope="session")
+def materialized_project(tmp_path_factory: pytest.TempPathFactory, demo_files: dict[str, Path], tiny_model: Path) -> Path:
+    """project_copies' project, materialized once: the starting point of every lineage and automation test."""
+    from project_copies import build_project, project_defs
+
+    from zipfit_pipeline.materialize_all import materialize_all
+
+    root = build_project(tmp_path_factory.mktemp("lineage"), demo_files, tiny_model)
+    with dg.DagsterInstance.from_config(str(root / "dagster_home")) as instance:
+        materialize_all(project_defs(root), instance, log=lambda _: None)
+    return root
+
+
+@pytest.fixture
+def workspace(materialized_project: Path, tmp_path: Path) -> Iterator[tuple[Path, dg.DagsterInstance]]:
+    """A private copy of the materialized project and its Dagster home, opened as a persistent instance."""
+    root = tmp_path / "copy"
+    shutil.copytree(materialized_project, root)
+    with dg.DagsterInstance.from_config(str(root / "dagster_home")) as instance:
+        yield root, instance

@@ -41,19 +41,19 @@ def test_partitions_come_from_the_project_file(project_file: Path) -> None:
         assert len(keys("alignment_scores")) == 3
     assert keys("selections") == {"tiny-gpt2|humaneval"}
     assert keys("finetuned_model") == {
-        f"tiny-gpt2|humaneval.{s}" for s in ("base", "zipfit.300", "zipfit.600", "random.300", "random.600")
+        f"tiny-gpt2.{s}|humaneval" for s in ("base", "zipfit.300", "zipfit.600", "random.300", "random.600")
     }
 
 
 def test_training_partitions_map_to_their_targets_selection(project_file: Path) -> None:
     graph = build_definitions(str(project_file)).resolve_asset_graph()
-    parents = lambda selection, upstream: {  # noqa: E731
+    parents = lambda finetune, upstream: {  # noqa: E731
         str(k) for k in graph.get_parent_partition_keys_for_child(
-            dg.MultiPartitionKey({"model": "tiny-gpt2", "selection": selection}), dg.AssetKey(upstream), dg.AssetKey("finetuned_model")
+            dg.MultiPartitionKey({"finetune": finetune, "target": "humaneval"}), dg.AssetKey(upstream), dg.AssetKey("finetuned_model")
         ).partitions_subset.get_partition_keys()
     }
-    assert parents("humaneval.zipfit.300", "selections") == {"tiny-gpt2|humaneval"}
-    assert parents("humaneval.zipfit.300", "target_documents") == {"humaneval"}
+    assert parents("tiny-gpt2.zipfit.300", "selections") == {"tiny-gpt2|humaneval"}
+    assert parents("tiny-gpt2.zipfit.300", "target_documents") == {"humaneval"}
     # The model before fine-tuning reads no selection, so new source data never makes it stale.
-    assert parents("humaneval.base", "selections") == set()
-    assert parents("humaneval.base", "target_documents") == {"humaneval"}
+    assert parents("tiny-gpt2.base", "selections") == set()
+    assert parents("tiny-gpt2.base", "target_documents") == {"humaneval"}

@@ -3,8 +3,8 @@
 - `incoming_sources` (sensor, on by default): keeps the `sources` partitions equal to the project's sources,
   so a file dropped into the incoming folder becomes a source dataset, and ingests each new one.
 - `zipfit_automation` (automation sensor, on by default): every asset downstream of ingestion carries
-  `ON_NEW_DATA_OR_CODE`, so it is requested when an upstream partition gets a new data version or its own
-  code version changes.
+  `ON_NEW_DATA_OR_CODE` (eager, on new data versions, or a new code version of its own), so it is
+  requested when an upstream partition gets a new data version or its own code version changes.
 - `nightly_reingest_sources` / `nightly_reingest_targets` (schedules, off until turned on): re-read every
   input at 03:00; unchanged inputs keep their data version, so nothing downstream recomputes.
 """
@@ -17,7 +17,16 @@ from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.partitions import SOURCES, ProjectPartitions, register_sources
 from zipfit_pipeline.resources import ProjectResource
 
-ON_NEW_DATA_OR_CODE = dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
+# Dagster's `eager()` reacts to any new upstream materialization; ours only to a new upstream data version,
+# so that a nightly re-ingest of unchanged files (same content hashes, same data version) recomputes nothing.
+ANY_DEP_HAS_NEW_DATA = dg.AutomationCondition.any_deps_match(
+    (dg.AutomationCondition.data_version_changed() & ~dg.AutomationCondition.executed_with_root_target())
+    | dg.AutomationCondition.will_be_requested()
+).with_label("any_deps_have_new_data")
+ON_NEW_DATA_OR_CODE = (
+    dg.AutomationCondition.eager().replace("any_deps_updated", ANY_DEP_HAS_NEW_DATA)
+    | dg.AutomationCondition.code_version_changed()
+)
 NIGHTLY = "0 3 * * *"
 INCOMING_POLL_SECONDS = 30
 

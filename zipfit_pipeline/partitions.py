@@ -1,9 +1,10 @@
 """Partitions derived from the project file, kept coarse: datasets, tasks, models and selections.
 
 Source datasets are dynamic partitions (`sources`), so that a file dropped into the incoming folder becomes a
-partition without a code change; `register_sources` keeps them equal to the project's sources. A selection
-key is `<target>.<method>.<budget>`, or `<target>.base` for the model before fine-tuning, so that training
-and evaluation partitions (model × selection) map back to their target.
+partition without a code change; `register_sources` keeps them equal to the project's sources. Training and
+evaluation are partitioned by finetune × target, a finetune being `<model>.<method>.<budget>` or
+`<model>.base` (the model before fine-tuning, which reads no selection). In the store, a run is keyed by
+model and selection key `<target>.<method>.<budget>`.
 """
 
 from __future__ import annotations
@@ -33,14 +34,22 @@ class SelectionKey:
         return cls(parts[0], parts[1], int(parts[2]) if len(parts) == 3 else None)
 
 
+def finetune_key(model: str, selection: SelectionKey) -> str:
+    """The `finetune` dimension: `<model>.<method>.<budget>`, or `<model>.base` for the model as it is."""
+    return f"{model}.{selection.method}" if selection.budget is None else f"{model}.{selection.method}.{selection.budget}"
+
+
 def model_and_selection(partition_key: dg.MultiPartitionKey) -> tuple[str, str, SelectionKey]:
-    """(model, selection key, parsed selection) of a model × selection partition."""
-    selection = partition_key.keys_by_dimension["selection"]
-    return partition_key.keys_by_dimension["model"], selection, SelectionKey.parse(selection)
+    """(model, selection key, parsed selection) of a finetune × target partition."""
+    keys = partition_key.keys_by_dimension
+    model, method, *budget = keys["finetune"].split(".")
+    selection = SelectionKey(keys["target"], method, int(budget[0]) if budget else None)
+    return model, str(selection), selection
 
 
-def trained_selection_keys(config: ProjectConfig, target: str) -> list[str]:
-    return [str(SelectionKey(target, m, b)) for m in config.selection.methods for b in config.selection.budgets]
+def finetune_keys(config: ProjectConfig, model: str, with_base: bool) -> list[str]:
+    selections = [SelectionKey("", m, b) for m in config.selection.methods for b in config.selection.budgets]
+    return [finetune_key(model, s) for s in ([SelectionKey("", BASE)] if with_base else []) + selections]
 
 
 @dataclass(frozen=True)
@@ -49,25 +58,22 @@ class ProjectPartitions:
     target: dg.StaticPartitionsDefinition
     source_target: dg.MultiPartitionsDefinition
     model_target: dg.MultiPartitionsDefinition
-    model_selection: dg.MultiPartitionsDefinition
-    trained_by_target: dict[str, list[str]]
-    models: list[str]
+    finetune_target: dg.MultiPartitionsDefinition
+    trained_by_model: dict[str, list[str]]
 
 
 def project_partitions(config: ProjectConfig) -> ProjectPartitions:
     source = dg.DynamicPartitionsDefinition(name=SOURCES)
     target = dg.StaticPartitionsDefinition([t.name for t in config.targets])
     model = dg.StaticPartitionsDefinition([m.name for m in config.models])
-    trained = {t.name: trained_selection_keys(config, t.name) for t in config.targets}
-    selection = dg.StaticPartitionsDefinition([k for t, keys in trained.items() for k in [f"{t}.{BASE}", *keys]])
+    finetune = dg.StaticPartitionsDefinition([k for m in config.models for k in finetune_keys(config, m.name, with_base=True)])
     return ProjectPartitions(
         source=source,
         target=target,
         source_target=dg.MultiPartitionsDefinition({"source": source, "target": target}),
         model_target=dg.MultiPartitionsDefinition({"model": model, "target": target}),
-        model_selection=dg.MultiPartitionsDefinition({"model": model, "selection": selection}),
-        trained_by_target=trained,
-        models=[m.name for m in config.models],
+        finetune_target=dg.MultiPartitionsDefinition({"finetune": finetune, "target": target}),
+        trained_by_model={m.name: finetune_keys(config, m.name, with_base=False) for m in config.models},
     )
 
 
@@ -89,23 +95,18 @@ def same_target() -> dg.MultiPartitionMapping:
     return dg.MultiPartitionMapping({"target": dg.DimensionPartitionMapping("target", dg.IdentityPartitionMapping())})
 
 
-def selection_of_target(partitions: ProjectPartitions) -> dg.MultiPartitionMapping:
-    """finetuned_model(model, selection) reads selections(model, target of the selection); `base` reads none."""
+def selection_of_finetune(partitions: ProjectPartitions) -> dg.MultiPartitionMapping:
+    """finetuned_model(finetune, target) reads selections(model of the finetune, target); `base` reads none."""
     return dg.MultiPartitionMapping(
         {
-            "model": dg.DimensionPartitionMapping("model", dg.IdentityPartitionMapping()),
-            "target": dg.DimensionPartitionMapping(
-                "selection", dg.StaticPartitionMapping({t: set(keys) for t, keys in partitions.trained_by_target.items()})
+            "model": dg.DimensionPartitionMapping(
+                "finetune", dg.StaticPartitionMapping({m: set(keys) for m, keys in partitions.trained_by_model.items()})
             ),
+            "target": dg.DimensionPartitionMapping("target", dg.IdentityPartitionMapping()),
         }
     )
 
 
-def target_of_selection(partitions: ProjectPartitions) -> dg.StaticPartitionMapping:
-    """finetuned_model(model, selection), `base` included, reads its target's test split (target_documents)."""
-    return dg.StaticPartitionMapping(
-        {
-            target: {str(dg.MultiPartitionKey({"model": m, "selection": s})) for m in partitions.models for s in [f"{target}.{BASE}", *keys]}
-            for target, keys in partitions.trained_by_target.items()
-        }
-    )
+def target_of_finetune() -> dg.MultiToSingleDimensionPartitionMapping:
+    """finetuned_model(finetune, target), `base` included, reads its target's test split."""
+    return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="target")

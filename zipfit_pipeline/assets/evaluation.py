@@ -16,7 +16,7 @@ GROUP = "eval"
 
 def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
     @dg.asset(
-        partitions_def=partitions.model_selection,
+        partitions_def=partitions.finetune_target,
         deps=["finetuned_model"],
         group_name=GROUP,
         code_version=code_version("eval_loss", config.training.eval_max_length),

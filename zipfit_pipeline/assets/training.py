@@ -1,7 +1,7 @@
 """Train stage: fine-tune each model on each selection (one epoch, exact token budget), GPU or CPU.
 
 The checkpoint is written to a temporary folder and renamed when complete, so a killed run never leaves
-a checkpoint that looks finished. The `base` selection stands for the model before fine-tuning.
+a checkpoint that looks finished. The `<model>.base` finetune stands for the model before fine-tuning.
 """
 
 
@@ -15,7 +15,7 @@ from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
 from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
 from zipfit_pipeline.engine.training import finetune
-from zipfit_pipeline.partitions import BASE, ProjectPartitions, model_and_selection, selection_of_target, target_of_selection
+from zipfit_pipeline.partitions import BASE, ProjectPartitions, model_and_selection, selection_of_finetune, target_of_finetune
 from zipfit_pipeline.resources import ProjectResource, StoreResource
 
 GROUP = "train"
@@ -27,10 +27,10 @@ def checkpoint_dir(config: ProjectConfig, model: str, selection: str) -> Path:
 
 def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
     @dg.asset(
-        partitions_def=partitions.model_selection,
+        partitions_def=partitions.finetune_target,
         deps=[
-            dg.AssetDep("selections", partition_mapping=selection_of_target(partitions)),
-            dg.AssetDep("target_documents", partition_mapping=target_of_selection(partitions)),
+            dg.AssetDep("selections", partition_mapping=selection_of_finetune(partitions)),
+            dg.AssetDep("target_documents", partition_mapping=target_of_finetune()),
         ],
         group_name=GROUP,
         code_version=code_version("finetuned_model", config.training.model_dump()),
@@ -39,7 +39,7 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
         automation_condition=ON_NEW_DATA_OR_CODE,
         tags={"zipfit/stage": "train"},
         description="A causal LM fine-tuned for one epoch on a selection (checkpoint via save_pretrained), "
-        "with its training-loss curve and test loss at intervals; `<target>.base` is the untouched model.",
+        "with its training-loss curve and test loss at intervals; `<model>.base` is the untouched model.",
     )
     def finetuned_model(context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource) -> dg.MaterializeResult:
         model_name, selection, key = model_and_selection(context.partition_key)
