@@ -1,0 +1,69 @@
+"""dagster.yaml at work: two score partitions launched at once through the Dagster CLI both succeed.
+
+Both runs write the same DuckDB file, which takes one writing process at a time. The `duckdb_writer` pool
+(limit 1, from the project's dagster.yaml) queues the second scoring step until the first has finished.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from zipfit_pipeline.config import load_project
+from zipfit_pipeline.definitions import build_definitions
+from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.materialize_all import materialize_all
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+PARTITIONS = ("python_stdlib|humaneval", "english_prose|humaneval")
+
+
+def _step_window(instance: dg.DagsterInstance, run_id: str) -> tuple[float, float]:
+    events = instance.all_logs(run_id)
+    start = next(e.timestamp for e in events if e.dagster_event and e.dagster_event.event_type_value == "STEP_START")
+    end = next(e.timestamp for e in events if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS")
+    return start, end
+
+
+def test_two_score_partitions_launched_at_once_both_succeed(project_file: Path, tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        materialize_all(build_definitions(str(project_file)), instance, log=lambda _: None,
+                        stages=("source_documents", "target_documents"))
+
+    env = {**os.environ, "DAGSTER_HOME": str(home), "ZIPFIT_CONFIG": str(project_file)}
+    dagster = Path(sys.executable).parent / "dagster"
+    launched = [
+        subprocess.Popen([str(dagster), "asset", "materialize", "-m", "zipfit_pipeline.definitions",
+                          "--select", "alignment_scores", "--partition", partition],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for partition in PARTITIONS
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in launched]
+    for process, output in zip(launched, outputs):
+        assert process.returncode == 0, output[-3000:]
+
+    config = load_project(project_file)
+    store = Store(config.resolve(config.store))
+    counts = store.query(
+        """SELECT count(DISTINCT d.content_hash) AS texts, count(DISTINCT s.content_hash) AS scored
+           FROM documents d LEFT JOIN scores s USING (content_hash) WHERE d.dataset IN ('python_stdlib', 'english_prose')"""
+    ).to_pylist()[0]
+    assert counts["texts"] == counts["scored"] > 0
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = [r for r in instance.get_runs() if r.tags.get("dagster/partition") in PARTITIONS]
+        assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(PARTITIONS)
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        first, second = sorted(_step_window(instance, r.run_id) for r in runs)
+        assert first[1] <= second[0], "the duckdb_writer pool let two scoring steps run at once"
