@@ -1,0 +1,122 @@
+"""The Dagster UI in a real browser: Debian's chromium driven by Playwright against `dagster-webserver`.
+
+The webserver serves a copy of the materialized project on a free loopback port. After a source file is
+edited and re-ingested, the browser must show every stage and its partitions in the asset graph, and the
+edited source's score partition as Unsynced while the other source's stays in sync. The screenshot of the
+graph is what README.md shows (set ZIPFIT_SCREENSHOT_DIR to keep it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import Page, sync_playwright
+from project_copies import edit_jsonl, ingest, project_defs
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+# No sandbox (tests may run as root), no GPU, and no background connections this offline machine refuses.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+STAGES = {"ingest": ["source_documents", "target_documents"], "score": ["alignment_scores"], "select": ["selections"],
+          "train": ["finetuned_model"], "eval": ["eval_loss"]}
+PARTITION_COUNTS = {"source_documents": 2, "target_documents": 2, "alignment_scores": 4, "selections": 2,
+                    "finetuned_model": 4, "eval_loss": 4}
+
+
+def _browser_or_skip() -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: `make test` installs Debian's chromium where apt-get is allowed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def webserver(workspace: tuple[Path, dg.DagsterInstance]) -> Iterator[str]:
+    """The workspace with one source edited and re-ingested, served by dagster-webserver on loopback."""
+    root, instance = workspace
+    edit_jsonl(root / "project" / "inputs" / "python_stdlib.jsonl", 3, "text", "def edited():\n    return 42\n")
+    ingest(project_defs(root), instance, "source_documents", "python_stdlib")
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(root / "dagster_home"), "ZIPFIT_CONFIG": str(root / "project" / "zipfit.yaml")}
+    log = (root / "webserver.log").open("w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-m", "zipfit_pipeline.definitions"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"dagster-webserver did not start: {(root / 'webserver.log').read_text()[-2000:]}") from None
+                time.sleep(1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def _screenshot(page: Page, path: Path) -> None:
+    page.screenshot(path=str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("ZIPFIT_SCREENSHOT_DIR"):
+        shutil.copy(path, Path(os.environ["ZIPFIT_SCREENSHOT_DIR"]) / path.name)
+
+
+def test_asset_graph_shows_every_stage_and_an_unsynced_partition_after_an_edit(webserver: str, tmp_path: Path) -> None:
+    _browser_or_skip()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 820})
+
+        page.goto(f"{webserver}/asset-groups")
+        page.get_by_text("Global asset lineage").wait_for(timeout=60_000)
+        try:  # a new instance greets its first visitor with a newsletter dialog
+            page.get_by_role("button", name="Skip").click(timeout=15_000)
+        except PlaywrightTimeout:
+            pass
+        for _ in range(2):  # hide the navigation, then the asset tree: the graph gets the whole width
+            page.locator("button:has([aria-label=panel_show_right])").first.click()
+        page.mouse.click(1200, 700, button="right")
+        page.get_by_role("menuitem", name="Expand all groups").click()
+        page.locator("button:has([aria-label=zoom_in])").click()
+        page.wait_for_timeout(2_000)
+        for group, assets in STAGES.items():
+            page.get_by_text(group, exact=True).first.wait_for()
+            for asset in assets:
+                node = page.locator("div", has=page.get_by_text(asset, exact=True)).filter(has_text="partitions").last
+                assert f"{PARTITION_COUNTS[asset]} partitions" in node.inner_text(), asset
+        _screenshot(page, tmp_path / "asset-graph.png")
+
+        def partition_panel(partition: str) -> str:
+            page.goto(f"{webserver}/assets/alignment_scores?view=partitions&partition={partition.replace('|', '%7C')}")
+            page.get_by_text("Latest materialization").wait_for(timeout=60_000)
+            page.get_by_text("pairs_scored").wait_for(timeout=60_000)
+            return page.inner_text("body")
+
+        assert "Unsynced" not in partition_panel("c_headers|task_a")
+        assert "Unsynced" in partition_panel("python_stdlib|task_a")
+        _screenshot(page, tmp_path / "unsynced-partition.png")
+        browser.close()
