@@ -141,7 +141,9 @@ def incremental(src: list[str], tgt: list[str]) -> dict[str, float]:
     import dagster as dg
     import yaml
 
+    from zipfit_pipeline.config import load_project
     from zipfit_pipeline.definitions import build_definitions
+    from zipfit_pipeline.partitions import register_sources
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -157,13 +159,15 @@ def incremental(src: list[str], tgt: list[str]) -> dict[str, float]:
         }))
         defs = build_definitions(str(root / "zipfit.yaml"))
         assets = list(defs.assets or [])
+        instance = dg.DagsterInstance.ephemeral()
+        register_sources(instance, load_project(root / "zipfit.yaml"))
 
         def run() -> float:
             """Materialize the `stale` partitions; seconds spent."""
             seconds = 0.0
             for key, partition in stale:
                 t, result = timed(lambda: dg.materialize(assets, selection=[key], partition_key=partition,
-                                                         resources=defs.resources))
+                                                         instance=instance, resources=defs.resources))
                 assert result.success
                 seconds += t
             return seconds
