@@ -75,7 +75,10 @@ def test_dagster_cli_materializes_into_a_dagster_home(project_file: Path, tmp_pa
     home = tmp_path / "dagster_home"
     home.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home), "ZIPFIT_CONFIG": str(project_file)}
-    dagster = Path(sys.executable).parent / "dagster"
+    bin_dir = Path(sys.executable).parent
+    registered = subprocess.run([str(bin_dir / "zipfit"), "register-sources"], env=env, check=True, capture_output=True, text=True)
+    assert "added: python_stdlib, c_headers, english_prose" in registered.stdout
+    dagster = bin_dir / "dagster"
     for select, partition in (("source_documents", "c_headers"), ("target_documents", "humaneval"),
                               ("alignment_scores", "c_headers|humaneval")):
         subprocess.run([str(dagster), "asset", "materialize", "-m", "zipfit_pipeline.definitions", "--select", select,

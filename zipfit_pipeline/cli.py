@@ -1,4 +1,5 @@
-"""`zipfit`: the engine without Dagster (score, select), and the demo (prepare-demo, demo)."""
+"""`zipfit`: the engine without Dagster (score, select), the demo (prepare-demo), and the pipeline's runs
+(materialize, register-sources)."""
 
 from __future__ import annotations
 
@@ -118,6 +119,19 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_register_sources(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from zipfit_pipeline.config import load_project
+    from zipfit_pipeline.partitions import register_sources
+
+    with dg.DagsterInstance.get() as instance:
+        added, removed = register_sources(instance, load_project(args.config))
+        print(f"source partitions: {', '.join(instance.get_dynamic_partitions('sources')) or 'none'}")
+    print(f"added: {', '.join(added) or 'none'}; removed: {', '.join(removed) or 'none'}")
+    return 0
+
+
 def headline(store: object) -> str:
     """Test cross-entropy of the base model and of every fine-tune, as a table."""
     rows = store.query(  # type: ignore[attr-defined]
@@ -167,6 +181,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
     run.add_argument("--stale", action="store_true", help="only partitions that are stale, missing or below one that is")
     run.set_defaults(run=cmd_materialize)
+
+    register = sub.add_parser("register-sources", help="make the instance's source partitions match the project file and "
+                              "incoming folder now (the incoming_sources sensor does it every 30 s)")
+    register.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
+    register.set_defaults(run=cmd_register_sources)
     return p
 
 
