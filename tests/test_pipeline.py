@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from conftest import write_project
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
@@ -21,7 +22,9 @@ def _count(store: Store, sql: str) -> int:
     return store.query(sql).to_pylist()[0]["n"]
 
 
-def test_materialize_whole_graph_with_tiny_model(project_file: Path) -> None:
+def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path) -> None:
+    project_file = write_project(tmp_path / "project", demo_files, tiny_model, selection={
+        "methods": ["zipfit", "dsir", "random", "all"], "budgets": [300, 600], "seed": 0, "dsir": {"min_example_length": 10}})
     defs = build_definitions(str(project_file))
     config = load_project(project_file)
     with dg.instance_for_test() as instance:
@@ -39,9 +42,10 @@ def test_materialize_whole_graph_with_tiny_model(project_file: Path) -> None:
         targets = store.target_texts("humaneval", "alignment")
         assert [r["score"] for r in pool] == alignment_scores([r["text"] for r in pool], targets, "gzip", 9).tolist()
 
-        # Each selection reaches its budget, ZIP-FIT in score order, and prefers code over prose.
-        for method in ("zipfit", "random"):
-            for budget in (300, 600):
+        # Each selection reaches its budget, ZIP-FIT in score order, and prefers code over prose; `all` is the
+        # pool in order, capped at the largest budget.
+        for method, budgets in (("zipfit", (300, 600)), ("dsir", (300, 600)), ("random", (300, 600)), ("all", (600,))):
+            for budget in budgets:
                 rows = store.query("SELECT score, cumulative_tokens FROM selections WHERE method = ? AND budget = ? ORDER BY rank",
                                    [method, budget]).to_pylist()
                 assert rows[-1]["cumulative_tokens"] >= budget
@@ -50,10 +54,13 @@ def test_materialize_whole_graph_with_tiny_model(project_file: Path) -> None:
                     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
         chosen = store.query("SELECT dataset FROM selections WHERE method = 'zipfit' AND budget = 600").column("dataset").to_pylist()
         assert chosen.count("english_prose") < len(chosen) / 2
+        everything = store.query("SELECT dataset, row_index FROM selections WHERE method = 'all' ORDER BY rank").to_pylist()
+        assert [(r["dataset"], r["row_index"]) for r in everything] == [("python_stdlib", i) for i in range(len(everything))]
+        assert store.query("SELECT count(*) AS n FROM selections WHERE method = 'all' AND budget <> 600").to_pylist()[0]["n"] == 0
 
         # A checkpoint per fine-tune, none half-written; an eval row for the base model and every fine-tune.
         runs = store.query("SELECT selection, checkpoint, train_tokens FROM training_runs ORDER BY selection").to_pylist()
-        assert len(runs) == 5
+        assert len(runs) == 8  # the base model, zipfit/dsir/random at 300 and 600, all at 600
         for run in runs:
             if run["selection"] != "humaneval.base":
                 assert run["train_tokens"] == int(run["selection"].rsplit(".", 1)[1])
@@ -69,6 +76,9 @@ def test_materialize_whole_graph_with_tiny_model(project_file: Path) -> None:
         assert event is not None
         metadata = event.asset_materialization.metadata
         assert {"pairs_scored", "score_quantiles", "top"} <= set(metadata)
+        selected = instance.get_latest_materialization_event(dg.AssetKey("selections")).asset_materialization.metadata
+        assert selected["dsir_settings"].value["min_example_length"] == 10
+        assert set(selected["selection_seconds"].value) == {"zipfit", "dsir", "random", "all"}
 
 
 def test_dagster_cli_materializes_into_a_dagster_home(project_file: Path, tmp_path: Path) -> None:

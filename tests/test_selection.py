@@ -4,6 +4,7 @@ import numpy as np
 
 from zipfit_pipeline.engine.selection import (
     above_threshold,
+    method_budgets,
     random_order,
     rank_by_score,
     select_by_budget,
@@ -41,3 +42,16 @@ def test_select_by_budget_rows_per_budget() -> None:
     rows = select_by_budget("zipfit", scores, tokens, [5, 10], seed=0)
     assert [(r["budget"], r["rank"], r["pool_index"], r["cumulative_tokens"]) for r in rows] == [
         (5, 0, 1, 5), (10, 0, 1, 5), (10, 1, 2, 10)]
+
+
+def test_all_is_the_pool_in_order_capped_at_the_largest_budget() -> None:
+    assert method_budgets("all", [300, 100, 200]) == [300]
+    assert method_budgets("dsir", [100, 200]) == [100, 200]
+    rows = select_by_budget("all", np.array([0.1, 0.9, 0.5, 0.7]), np.array([5, 5, 5, 5]), [5, 12], seed=0)
+    assert [(r["budget"], r["pool_index"]) for r in rows] == [(12, 0), (12, 1), (12, 2)]
+
+
+def test_dsir_ranks_by_its_own_weights() -> None:
+    weights = np.array([-3.0, -np.inf, -1.0, -2.0])
+    rows = select_by_budget("dsir", weights, np.array([1, 1, 1, 1]), [4], seed=0)
+    assert [r["pool_index"] for r in rows] == [2, 3, 0, 1]  # filtered texts (weight -inf) last

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from zipfit_pipeline.engine.compression import check_compressor
+from zipfit_pipeline.engine.dsir import DsirSettings
 from zipfit_pipeline.engine.selection import METHODS
 from zipfit_pipeline.engine.training import TrainSettings
 
@@ -98,10 +99,22 @@ class ScoringSettings(Strict):
         return self.workers or os.cpu_count() or 1
 
 
+class DsirConfig(Strict):
+    """HashedNgramDSIR's settings (the `data-selection` package's defaults)."""
+
+    ngrams: int = Field(2, ge=1)
+    num_buckets: int = Field(10_000, ge=1)
+    min_example_length: int = Field(100, ge=0, description="texts with fewer words are never chosen by DSIR")
+
+    def settings(self) -> DsirSettings:
+        return DsirSettings(**self.model_dump())
+
+
 class SelectionSettings(Strict):
-    methods: list[str] = ["zipfit", "random"]
+    methods: list[str] = Field(["zipfit", "random"], description="zipfit, dsir, random, all (capped at the largest budget)")
     budgets: list[int] = Field([100_000, 200_000], min_length=1)
     seed: int = 0
+    dsir: DsirConfig = DsirConfig()
 
     @field_validator("methods")
     @classmethod

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from zipfit_pipeline.config import ProjectConfig
+from zipfit_pipeline.engine.selection import method_budgets
 
 BASE = "base"
 SOURCES = "sources"
@@ -48,7 +49,7 @@ def model_and_selection(partition_key: dg.MultiPartitionKey) -> tuple[str, str, 
 
 
 def finetune_keys(config: ProjectConfig, model: str, with_base: bool) -> list[str]:
-    selections = [SelectionKey("", m, b) for m in config.selection.methods for b in config.selection.budgets]
+    selections = [SelectionKey("", m, b) for m in config.selection.methods for b in method_budgets(m, config.selection.budgets)]
     return [finetune_key(model, s) for s in ([SelectionKey("", BASE)] if with_base else []) + selections]
 
 

@@ -1,9 +1,12 @@
 """Select stage: rank the pool of all sources per target and keep the top within each token budget.
 
 Budgets are counted with each model's own tokenizer, so selections are partitioned by model × target.
-ZIP-FIT and the seeded random baseline walk through the same pool (duplicates removed, first kept).
+ZIP-FIT, DSIR, the seeded random baseline and `all` walk through the same pool (duplicates removed, first
+kept); `all` takes the pool in order up to the largest budget.
 """
 
+
+import time
 
 import dagster as dg
 import numpy as np
@@ -14,6 +17,7 @@ from zipfit_pipeline.assets._versions import code_version, data_version
 from zipfit_pipeline.assets.scoring import top_table
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
+from zipfit_pipeline.engine.dsir import dsir_weights
 from zipfit_pipeline.engine.models import count_tokens, load_tokenizer
 from zipfit_pipeline.engine.scoring import target_set_hash
 from zipfit_pipeline.engine.selection import select_by_budget
@@ -32,7 +36,7 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
         kinds={"duckdb"},
         pool="duckdb_writer",
         automation_condition=ON_NEW_DATA_OR_CODE,
-        description="Ranked selections per method (ZIP-FIT, seeded random) and token budget, with each "
+        description="Ranked selections per method (ZIP-FIT, DSIR, seeded random, all) and token budget, with each "
         "document's tokens and the cumulative tokens, counted with the model's tokenizer.",
     )
     def selections(context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource) -> dg.MaterializeResult:
@@ -40,7 +44,8 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
         model_name, target = keys["model"], keys["target"]
         config = project.load()
         db = store.open()
-        target_hash = target_set_hash(db.target_texts(target, "alignment"))
+        targets = db.target_texts(target, "alignment")
+        target_hash = target_set_hash(targets)
         sources = [s.name for s in config.all_sources()]
         pool = db.dataset_scores(sources, target_hash, config.scoring.compressor, config.scoring.level)
         missing = pool.filter(pc.is_null(pool.column("score")))
@@ -52,9 +57,13 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
         tokenizer = load_tokenizer(config.model_path(config.model(model_name)))
         texts = pool.column("text").to_pylist()
         tokens = np.asarray(count_tokens(tokenizer, texts), dtype=np.int64)
-        rows = []
+        rows, seconds = [], {}
         for method in config.selection.methods:
-            rows += select_by_budget(method, scores, tokens, config.selection.budgets, config.selection.seed)
+            started = time.perf_counter()
+            method_scores = dsir_weights(texts, targets, config.selection.dsir.settings()) if method == "dsir" else scores
+            rows += select_by_budget(method, method_scores, tokens, config.selection.budgets, config.selection.seed)
+            seconds[method] = round(time.perf_counter() - started, 3)
+            context.log.info(f"{method}: ranked {len(texts)} documents in {seconds[method]:.2f}s")
         index = np.asarray([r["pool_index"] for r in rows], dtype=np.int64)
         table = pa.table(
             {
@@ -76,6 +85,8 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
             metadata={
                 "pool_documents": pool.num_rows,
                 "pool_tokens": int(tokens.sum()),
+                "selection_seconds": seconds,
+                **({"dsir_settings": config.selection.dsir.settings().as_metadata()} if "dsir" in config.selection.methods else {}),
                 "selections": dg.MetadataValue.md(summary),
                 "top_selected": dg.MetadataValue.md(top_table([texts[i] for i in best], scores[best].tolist())),
             },

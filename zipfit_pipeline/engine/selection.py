@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("zipfit", "random", "all")
+METHODS = ("zipfit", "dsir", "random", "all")
+SCORED_METHODS = ("zipfit", "dsir")  # ranked by a score: ZIP-FIT's alignment, DSIR's log importance weight
 
 
 def rank_by_score(scores: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -40,9 +41,14 @@ def within_budget(order: np.ndarray, tokens: Sequence[int] | np.ndarray, budget:
     return order[: min(int(reached) + 1, len(order))]
 
 
+def method_budgets(method: str, budgets: Sequence[int]) -> list[int]:
+    """`all` is the whole pool in pool order, capped at the largest budget; other methods fill every budget."""
+    return [max(budgets)] if method == "all" else list(budgets)
+
+
 def method_order(method: str, scores: np.ndarray, seed: int) -> np.ndarray:
-    """The ranking a selection method walks through to fill a budget."""
-    if method == "zipfit":
+    """The ranking a selection method walks through to fill a budget (`scores` are the method's own)."""
+    if method in SCORED_METHODS:
         return rank_by_score(scores)
     if method == "random":
         return random_order(len(scores), seed)
@@ -57,7 +63,7 @@ def select_by_budget(
     """Rows (method, budget, rank, pool index, tokens, cumulative tokens) for every budget."""
     order = method_order(method, scores, seed)
     rows = []
-    for budget in budgets:
+    for budget in method_budgets(method, budgets):
         chosen = within_budget(order, tokens, budget)
         cumulative = np.cumsum(tokens[chosen])
         rows.extend(
