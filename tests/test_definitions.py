@@ -15,6 +15,7 @@ STAGES = {
     "selections": "select",
     "finetuned_model": "train",
     "eval_loss": "eval",
+    "comparison_report": "report",
 }
 
 

@@ -30,6 +30,7 @@ def _everything_of_target(target: str, sources: list[str]) -> dict[str, list[str
         "selections": [f"{MODEL}|{target}"],
         "finetuned_model": [f"{MODEL}.base|{target}", *_trained(target)],
         "eval_loss": [f"{MODEL}.base|{target}", *_trained(target)],
+        "comparison_report": [f"{MODEL}|{target}"],
     }
 
 
@@ -54,6 +55,7 @@ def test_a_adding_a_source_scores_only_it(workspace: tuple[Path, dg.DagsterInsta
         "selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"],
         "finetuned_model": _trained("task_a") + _trained("task_b"),
         "eval_loss": _trained("task_a") + _trained("task_b"),
+        "comparison_report": [f"{MODEL}|task_a", f"{MODEL}|task_b"],
     }
     scored = instance.fetch_materializations(dg.AssetKey("alignment_scores"), limit=100).records
     reruns = [r.asset_materialization.metadata["texts_scored"].value for r in scored if r.partition_key.startswith("english_prose")]
@@ -80,6 +82,7 @@ def test_b_editing_a_source_file_makes_only_its_scores_and_below_stale(workspace
         "selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"],
         "finetuned_model": _trained("task_a") + _trained("task_b"),
         "eval_loss": _trained("task_a") + _trained("task_b"),
+        "comparison_report": [f"{MODEL}|task_a", f"{MODEL}|task_b"],
     }
     # Dagster itself marks the scores of the edited source stale; the other source's scores stay fresh.
     status = partition_status(defs, instance)["alignment_scores"]

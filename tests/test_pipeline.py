@@ -76,9 +76,31 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         assert event is not None
         metadata = event.asset_materialization.metadata
         assert {"pairs_scored", "score_quantiles", "top"} <= set(metadata)
+        _check_report(config.resolve(config.artifacts) / "reports" / "tiny-gpt2" / "humaneval", store, instance)
+
         selected = instance.get_latest_materialization_event(dg.AssetKey("selections")).asset_materialization.metadata
         assert selected["dsir_settings"].value["min_example_length"] == 10
         assert set(selected["selection_seconds"].value) == {"zipfit", "dsir", "random", "all"}
+
+
+def _check_report(folder: Path, store: Store, instance: dg.DagsterInstance) -> None:
+    """The comparison table holds every eval row; the plots are PNG files, also shown in the UI's metadata."""
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("comparison_report")).asset_materialization.metadata
+    rows = metadata["rows"].value
+    evals = {r["selection"]: r["test_loss"] for r in store.query("SELECT selection, test_loss FROM eval_losses").to_pylist()}
+    base = evals.pop("humaneval.base")
+    assert {f"humaneval.{r['method']}.{r['budget']}": r["test_loss"] for r in rows} == evals
+    for row in rows:
+        assert row["change_from_base"] == pytest.approx(row["test_loss"] - base)
+    best_baseline = min(loss for key, loss in evals.items() if key.split(".")[1] in ("dsir", "random", "all"))
+    for row in rows:  # a run that ends below the best baseline reached it within its budget
+        if row["test_loss"] <= best_baseline:
+            assert 0 < row["tokens_to_best_baseline"] <= row["train_tokens"]
+    for name in ("loss_vs_tokens.png", "alignment_vs_loss.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "data:image/png;base64," in metadata[name.removesuffix(".png")].value
+    assert "| zipfit | 600 |" in (folder / "report.md").read_text()
+    assert -1.0 <= metadata["alignment_vs_loss_r2"].value <= 1.0
 
 
 def test_dagster_cli_materializes_into_a_dagster_home(project_file: Path, tmp_path: Path) -> None:

@@ -31,9 +31,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 STAGES = {"ingest": ["source_documents", "target_documents"], "score": ["alignment_scores"], "select": ["selections"],
-          "train": ["finetuned_model"], "eval": ["eval_loss"]}
+          "train": ["finetuned_model"], "eval": ["eval_loss"], "report": ["comparison_report"]}
 PARTITION_COUNTS = {"source_documents": 2, "target_documents": 2, "alignment_scores": 4, "selections": 2,
-                    "finetuned_model": 4, "eval_loss": 4}
+                    "finetuned_model": 4, "eval_loss": 4, "comparison_report": 2}
 
 
 def _browser_or_skip() -> None:

@@ -6,6 +6,7 @@ import dagster as dg
 
 from zipfit_pipeline.assets.evaluation import build_evaluation_assets
 from zipfit_pipeline.assets.ingest import build_ingest_assets
+from zipfit_pipeline.assets.report import build_report_assets
 from zipfit_pipeline.assets.scoring import build_scoring_assets
 from zipfit_pipeline.assets.selection import build_selection_assets
 from zipfit_pipeline.assets.training import build_training_assets
@@ -16,7 +17,8 @@ from zipfit_pipeline.resources import ProjectResource, StoreResource
 
 
 def build_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
-    builders = (build_ingest_assets, build_scoring_assets, build_selection_assets, build_training_assets, build_evaluation_assets)
+    builders = (build_ingest_assets, build_scoring_assets, build_selection_assets, build_training_assets, build_evaluation_assets,
+                build_report_assets)
     return [asset for build in builders for asset in build(config, partitions)]
 
 

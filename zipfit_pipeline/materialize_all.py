@@ -17,7 +17,8 @@ from zipfit_pipeline.lineage import out_of_date
 from zipfit_pipeline.partitions import register_sources
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # asset logs, not engine events
-STAGES = ("source_documents", "target_documents", "alignment_scores", "selections", "finetuned_model", "eval_loss")
+STAGES = ("source_documents", "target_documents", "alignment_scores", "selections", "finetuned_model", "eval_loss",
+          "comparison_report")
 
 
 def materialize_all(

@@ -111,3 +111,15 @@ def selection_of_finetune(partitions: ProjectPartitions) -> dg.MultiPartitionMap
 def target_of_finetune() -> dg.MultiToSingleDimensionPartitionMapping:
     """finetuned_model(finetune, target), `base` included, reads its target's test split."""
     return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="target")
+
+
+def finetunes_of_model(partitions: ProjectPartitions) -> dg.MultiPartitionMapping:
+    """comparison_report(model, target) reads eval_loss of every finetune of that model (base included) on it."""
+    return dg.MultiPartitionMapping(
+        {
+            "finetune": dg.DimensionPartitionMapping(
+                "model", dg.StaticPartitionMapping({f: m for m, keys in partitions.trained_by_model.items() for f in [f"{m}.{BASE}", *keys]})
+            ),
+            "target": dg.DimensionPartitionMapping("target", dg.IdentityPartitionMapping()),
+        }
+    )

@@ -78,7 +78,7 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
                 "cumulative_tokens": pa.array([r["cumulative_tokens"] for r in rows], pa.int64()),
             }
         )
-        db.replace_selections(model_name, target, table)
+        db.replace_selections(model_name, target, table, seconds)
         summary = _summary(table)
         best = [r["pool_index"] for r in rows if r["method"] == "zipfit" and r["budget"] == config.selection.budgets[-1]]
         return dg.MaterializeResult(

@@ -75,4 +75,6 @@ def score_dataset(
             rate = done * len(targets) / elapsed if elapsed else 0.0
             eta = (todo - done) * len(targets) / rate if rate else 0.0
             progress(f"{dataset}: {done}/{todo} texts ({done * len(targets)} pairs) scored, {rate:,.0f} pairs/s, ETA {eta:.0f}s")
-        return ScoringReport(target_hash, distinct, reused, done, len(targets), time.monotonic() - started)
+        report = ScoringReport(target_hash, distinct, reused, done, len(targets), time.monotonic() - started)
+        store.record_scoring_run(dataset, target_hash, compressor, level, done, report.seconds)
+        return report

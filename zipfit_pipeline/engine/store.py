@@ -34,10 +34,15 @@ CREATE TABLE IF NOT EXISTS score_sets (
 CREATE TABLE IF NOT EXISTS scores (
     content_hash VARCHAR, target_hash VARCHAR, compressor VARCHAR, level INTEGER, engine_version VARCHAR,
     score DOUBLE, PRIMARY KEY (content_hash, target_hash, compressor, level, engine_version));
+CREATE TABLE IF NOT EXISTS scoring_runs (
+    dataset VARCHAR, target_hash VARCHAR, compressor VARCHAR, level INTEGER, engine_version VARCHAR,
+    texts_scored BIGINT, seconds DOUBLE, finished TIMESTAMP DEFAULT current_timestamp);
 CREATE TABLE IF NOT EXISTS selections (
     model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, rank BIGINT, dataset VARCHAR,
     row_index BIGINT, content_hash VARCHAR, score DOUBLE, tokens BIGINT, cumulative_tokens BIGINT,
     PRIMARY KEY (model, target, method, budget, rank));
+CREATE TABLE IF NOT EXISTS selection_runs (
+    model VARCHAR, target VARCHAR, method VARCHAR, seconds DOUBLE, PRIMARY KEY (model, target, method));
 CREATE TABLE IF NOT EXISTS training_runs (
     model VARCHAR, selection VARCHAR, checkpoint VARCHAR, train_tokens BIGINT, steps INTEGER,
     final_train_loss DOUBLE, seconds DOUBLE, device VARCHAR, PRIMARY KEY (model, selection));
@@ -204,6 +209,20 @@ class Store:
             )
             connection.unregister("new_scores")
 
+    def record_scoring_run(self, dataset: str, target_hash: str, compressor: str, level: int, scored: int, seconds: float) -> None:
+        """How long scoring took, so that ZIP-FIT's cost can be compared with the baselines'."""
+        with self.transaction() as connection:
+            connection.execute(
+                "INSERT INTO scoring_runs (dataset, target_hash, compressor, level, engine_version, texts_scored, seconds) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", [dataset, target_hash, compressor, level, ENGINE_VERSION, scored, seconds])
+
+    def scoring_seconds(self, datasets: Sequence[str], target_hash: str, compressor: str, level: int) -> float:
+        """Seconds spent scoring these datasets against this target set, over every run (reruns add little)."""
+        rows = self.query(
+            "SELECT coalesce(sum(seconds), 0) AS s FROM scoring_runs WHERE list_contains(?, dataset) AND target_hash = ? "
+            "AND compressor = ? AND level = ? AND engine_version = ?", [list(datasets), target_hash, compressor, level, ENGINE_VERSION])
+        return float(rows.to_pylist()[0]["s"])
+
     def dataset_scores(self, datasets: Sequence[str], target_hash: str, compressor: str, level: int) -> pa.Table:
         """Every document of the datasets with its score, in (dataset order, row order): the selection pool."""
         return self.query(
@@ -231,9 +250,13 @@ class Store:
 
     # selection, training, evaluation -----------------------------------------------------------------------
 
-    def replace_selections(self, model: str, target: str, table: pa.Table) -> None:
+    def replace_selections(self, model: str, target: str, table: pa.Table, seconds: dict[str, float]) -> None:
+        """The selections of every method and budget, and how long each method took to rank the pool."""
         with self.transaction() as connection:
             connection.execute("DELETE FROM selections WHERE model = ? AND target = ?", [model, target])
+            connection.execute("DELETE FROM selection_runs WHERE model = ? AND target = ?", [model, target])
+            connection.executemany("INSERT INTO selection_runs VALUES (?, ?, ?, ?)",
+                                   [[model, target, method, s] for method, s in seconds.items()])
             connection.register("new_selections", table)
             connection.execute(
                 """INSERT INTO selections SELECT ?, ?, method, budget, rank, dataset, row_index, content_hash,
