@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.partitions import SOURCES, ProjectPartitions, register_sources
 from zipfit_pipeline.resources import ProjectResource
 
@@ -32,7 +31,7 @@ INCOMING_POLL_SECONDS = 30
 
 
 def build_automation(
-    config: ProjectConfig, partitions: ProjectPartitions
+    partitions: ProjectPartitions,
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition], list[dg.JobDefinition]]:
     ingest_sources = dg.define_asset_job("ingest_sources", selection=["source_documents"], partitions_def=partitions.source)
     ingest_targets = dg.define_asset_job("ingest_targets", selection=["target_documents"], partitions_def=partitions.target)

@@ -123,11 +123,11 @@ def cmd_register_sources(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from zipfit_pipeline.config import load_project
-    from zipfit_pipeline.partitions import register_sources
+    from zipfit_pipeline.partitions import SOURCES, register_sources
 
     with dg.DagsterInstance.get() as instance:
         added, removed = register_sources(instance, load_project(args.config))
-        print(f"source partitions: {', '.join(instance.get_dynamic_partitions('sources')) or 'none'}")
+        print(f"source partitions: {', '.join(instance.get_dynamic_partitions(SOURCES)) or 'none'}")
     print(f"added: {', '.join(added) or 'none'}; removed: {', '.join(removed) or 'none'}")
     return 0
 
