@@ -131,9 +131,12 @@ def test_a_file_dropped_into_the_incoming_folder_becomes_a_source(workspace: tup
     tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
     assert _requested(tick) == {"alignment_scores": ["more_prose|task_a", "more_prose|task_b"]}
 
-    (incoming / "More Prose.jsonl").unlink()
+    moved = incoming / "More Prose.jsonl"
+    moved.rename(root / "more_prose.jsonl")
     sensor(dg.build_sensor_context(instance=instance, resources=resources))
     assert instance.get_dynamic_partitions("sources") == ["python_stdlib", "c_headers"]
+    (root / "more_prose.jsonl").rename(moved)  # dropped again: registered and ingested again
+    assert [r.partition_key for r in sensor(dg.build_sensor_context(instance=instance, resources=resources)).run_requests] == ["more_prose"]
 
 
 def test_nightly_schedule_reingests_every_source(workspace: tuple[Path, dg.DagsterInstance]) -> None:

@@ -42,7 +42,8 @@ def build_automation(
         added, removed = register_sources(context.instance, project.load())
         if added or removed:
             context.log.info(f"sources added: {added or 'none'}; removed: {removed or 'none'}")
-        return dg.SensorResult(run_requests=[dg.RunRequest(partition_key=name, run_key=f"new-source-{name}") for name in added])
+        # No run key: a source that is removed and added again must be ingested again.
+        return dg.SensorResult(run_requests=[dg.RunRequest(partition_key=name) for name in added])
 
     automation = dg.AutomationConditionSensorDefinition(
         "zipfit_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
