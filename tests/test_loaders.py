@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from zipfit_pipeline.engine.loaders import InputError, RecordReader
+from zipfit_pipeline.engine.loaders import InputError, Record, RecordReader, chunk_records, equal_chunks
 
 ROWS = [
     {"id": "a", "text": "first text", "title": "T1"},
@@ -90,3 +90,11 @@ def test_non_string_text_is_skipped(tmp_path: Path) -> None:
     reader = RecordReader(str(_jsonl(tmp_path / "d.jsonl", [{"text": "ok"}, {"text": 5}])))
     assert [r.text for r in reader] == ["ok"]
     assert dict(reader.skipped) == {"non_string_text": 1}
+
+
+def test_long_texts_split_into_equal_chunks_numbered_in_order() -> None:
+    assert equal_chunks("abcdefghij", 4) == ["abc", "defg", "hij"]  # 3 pieces of 3-4, never more than 4
+    assert equal_chunks("short", 10) == ["short"]
+    chunks = list(chunk_records([Record(0, "a", "x" * 25), Record(1, None, "yy")], 10))
+    assert [(c.row_index, c.doc_id, len(c.text)) for c in chunks] == [(0, "a#0", 8), (1, "a#1", 9), (2, "a#2", 8), (3, "1#0", 2)]
+    assert "".join(c.text for c in chunks[:3]) == "x" * 25

@@ -24,7 +24,8 @@ def _count(store: Store, sql: str) -> int:
 
 def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path) -> None:
     project_file = write_project(tmp_path / "project", demo_files, tiny_model, selection={
-        "methods": ["zipfit", "dsir", "random", "all"], "budgets": [300, 600], "seed": 0, "dsir": {"min_example_length": 10}})
+        "methods": ["zipfit", "dsir", "random", "all"], "budgets": [300, 600], "seed": 0, "thresholds": [0.19],
+        "dsir": {"min_example_length": 10}})
     defs = build_definitions(str(project_file))
     config = load_project(project_file)
     with dg.instance_for_test() as instance:
@@ -57,12 +58,18 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         everything = store.query("SELECT dataset, row_index FROM selections WHERE method = 'all' ORDER BY rank").to_pylist()
         assert [(r["dataset"], r["row_index"]) for r in everything] == [("python_stdlib", i) for i in range(len(everything))]
         assert store.query("SELECT count(*) AS n FROM selections WHERE method = 'all' AND budget <> 600").to_pylist()[0]["n"] == 0
+        # The threshold keeps every pool text above 0.19 (repeats dropped), and its fine-tune trains on all of it.
+        kept = store.query("SELECT score, cumulative_tokens FROM selections WHERE method = 'threshold' AND budget = 190 ORDER BY rank").to_pylist()
+        above = store.query("SELECT count(DISTINCT content_hash) AS n FROM scores WHERE score > 0.19").to_pylist()[0]["n"]
+        assert 0 < len(kept) == above and min(r["score"] for r in kept) > 0.19
+        threshold_run = store.training_run("tiny-gpt2", "humaneval.threshold.190")
+        assert threshold_run["train_tokens"] == kept[-1]["cumulative_tokens"]
 
         # A checkpoint per fine-tune, none half-written; an eval row for the base model and every fine-tune.
         runs = store.query("SELECT selection, checkpoint, train_tokens FROM training_runs ORDER BY selection").to_pylist()
-        assert len(runs) == 8  # the base model, zipfit/dsir/random at 300 and 600, all at 600
+        assert len(runs) == 9  # the base model, zipfit/dsir/random at 300 and 600, all at 600, threshold 0.19
         for run in runs:
-            if run["selection"] != "humaneval.base":
+            if run["selection"] not in ("humaneval.base", "humaneval.threshold.190"):
                 assert run["train_tokens"] == int(run["selection"].rsplit(".", 1)[1])
                 assert (Path(run["checkpoint"]) / "config.json").exists()
         assert not list(config.resolve(config.artifacts).rglob("*.partial"))
@@ -80,7 +87,7 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
 
         selected = instance.get_latest_materialization_event(dg.AssetKey("selections")).asset_materialization.metadata
         assert selected["dsir_settings"].value["min_example_length"] == 10
-        assert set(selected["selection_seconds"].value) == {"zipfit", "dsir", "random", "all"}
+        assert set(selected["selection_seconds"].value) == {"zipfit", "dsir", "random", "all", "threshold"}
 
 
 def _check_report(folder: Path, store: Store, instance: dg.DagsterInstance) -> None:
@@ -90,6 +97,7 @@ def _check_report(folder: Path, store: Store, instance: dg.DagsterInstance) -> N
     evals = {r["selection"]: r["test_loss"] for r in store.query("SELECT selection, test_loss FROM eval_losses").to_pylist()}
     base = evals.pop("humaneval.base")
     assert {f"humaneval.{r['method']}.{r['budget']}": r["test_loss"] for r in rows} == evals
+    assert "| threshold | > 0.190 (" in (folder / "report.md").read_text()
     for row in rows:
         assert row["change_from_base"] == pytest.approx(row["test_loss"] - base)
     best_baseline = min(loss for key, loss in evals.items() if key.split(".")[1] in ("dsir", "random", "all"))

@@ -5,6 +5,7 @@ import numpy as np
 from zipfit_pipeline.engine.selection import (
     above_threshold,
     method_budgets,
+    select_by_threshold,
     random_order,
     rank_by_score,
     select_by_budget,
@@ -55,3 +56,11 @@ def test_dsir_ranks_by_its_own_weights() -> None:
     weights = np.array([-3.0, -np.inf, -1.0, -2.0])
     rows = select_by_budget("dsir", weights, np.array([1, 1, 1, 1]), [4], seed=0)
     assert [r["pool_index"] for r in rows] == [2, 3, 0, 1]  # filtered texts (weight -inf) last
+
+
+def test_threshold_keeps_every_text_above_it_best_first() -> None:
+    scores = np.array([0.30, 0.10, 0.36, 0.35, 0.35])
+    rows = select_by_threshold(scores, np.array([3, 3, 3, 3, 3]), [0.34, 0.355])
+    assert [(r["method"], r["budget"], r["pool_index"]) for r in rows] == [
+        ("threshold", 340, 2), ("threshold", 340, 3), ("threshold", 340, 4), ("threshold", 355, 2)]
+    assert [r["cumulative_tokens"] for r in rows] == [3, 6, 9, 3]

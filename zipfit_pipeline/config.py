@@ -39,6 +39,8 @@ class DatasetSpec(Strict):
     id_field: str | None = None
     query: str | None = Field(None, description="SQL for a DuckDB input")
     split: str = "train"
+    chunk_chars: int | None = Field(None, ge=1, description="split longer texts into equal chunks of at most this many "
+                                    "characters, each its own document (a remedy for the length bias); off by default")
 
 
 class TargetSpec(DatasetSpec):
@@ -49,6 +51,8 @@ class TargetSpec(DatasetSpec):
 
     @model_validator(mode="after")
     def _disjoint(self) -> TargetSpec:
+        if self.chunk_chars is not None:
+            raise ValueError(f"target {self.name}: chunk_chars applies to sources only (targets are selected by row)")
         (a0, a1), (t0, t1) = self.alignment_rows, self.test_rows
         if a0 >= a1 or t0 >= t1:
             raise ValueError(f"target {self.name}: row ranges must be non-empty [start, end)")
@@ -114,7 +118,15 @@ class SelectionSettings(Strict):
     methods: list[str] = Field(["zipfit", "random"], description="zipfit, dsir, random, all (capped at the largest budget)")
     budgets: list[int] = Field([100_000, 200_000], min_length=1)
     seed: int = 0
+    thresholds: list[float] = Field([], description="ZIP-FIT also keeps every text with alignment > τ, one fine-tune per τ")
     dsir: DsirConfig = DsirConfig()
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit_interval(cls, thresholds: list[float]) -> list[float]:
+        if any(not 0 < t < 1 for t in thresholds) or len({round(t * 1000) for t in thresholds}) != len(thresholds):
+            raise ValueError("thresholds must be distinct alignments between 0 and 1 (to 3 decimals)")
+        return sorted(thresholds)
 
     @field_validator("methods")
     @classmethod

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from zipfit_pipeline.config import ProjectConfig
-from zipfit_pipeline.engine.selection import method_budgets
+from zipfit_pipeline.engine.selection import THRESHOLD, method_budgets, threshold_key
 
 BASE = "base"
 SOURCES = "sources"
@@ -50,6 +50,7 @@ def model_and_selection(partition_key: dg.MultiPartitionKey) -> tuple[str, str, 
 
 def finetune_keys(config: ProjectConfig, model: str, with_base: bool) -> list[str]:
     selections = [SelectionKey("", m, b) for m in config.selection.methods for b in method_budgets(m, config.selection.budgets)]
+    selections += [SelectionKey("", THRESHOLD, threshold_key(t)) for t in config.selection.thresholds]
     return [finetune_key(model, s) for s in ([SelectionKey("", BASE)] if with_base else []) + selections]
 
 

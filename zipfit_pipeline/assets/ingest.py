@@ -5,7 +5,7 @@ import dagster as dg
 
 from zipfit_pipeline.assets._versions import code_version, data_version
 from zipfit_pipeline.config import DatasetSpec, ProjectConfig
-from zipfit_pipeline.engine.loaders import InputError, Record, RecordReader, content_hash, set_hash
+from zipfit_pipeline.engine.loaders import InputError, Record, RecordReader, chunk_records, content_hash, set_hash
 from zipfit_pipeline.partitions import ProjectPartitions
 from zipfit_pipeline.resources import ProjectResource, StoreResource
 
@@ -42,6 +42,9 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
         config = project.load()
         spec = config.source(context.partition_key)
         records, skipped = read_records(config, spec)
+        rows_read = len(records)
+        if spec.chunk_chars:
+            records = list(chunk_records(records, spec.chunk_chars))
         if not records:
             raise InputError(f"{config.input_path(spec)}: no usable rows (skipped: {skipped or 'none'})")
         for reason, n in skipped.items():
@@ -50,7 +53,9 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
         hashes = [content_hash(r.text) for r in records]
         return dg.MaterializeResult(
             metadata={
-                "rows": len(records),
+                "rows": rows_read,
+                "documents": len(records),
+                "chunk_chars": spec.chunk_chars or 0,
                 "distinct_texts": len(set(hashes)),
                 "bytes": sum(len(r.text.encode("utf-8")) for r in records),
                 "skipped": skipped,

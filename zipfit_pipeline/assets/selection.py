@@ -20,7 +20,7 @@ from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.dsir import dsir_weights
 from zipfit_pipeline.engine.models import count_tokens, load_tokenizer
 from zipfit_pipeline.engine.scoring import target_set_hash
-from zipfit_pipeline.engine.selection import select_by_budget
+from zipfit_pipeline.engine.selection import THRESHOLD, select_by_budget, select_by_threshold
 from zipfit_pipeline.partitions import ProjectPartitions, same_target
 from zipfit_pipeline.resources import ProjectResource, StoreResource
 
@@ -64,6 +64,10 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
             rows += select_by_budget(method, method_scores, tokens, config.selection.budgets, config.selection.seed)
             seconds[method] = round(time.perf_counter() - started, 3)
             context.log.info(f"{method}: ranked {len(texts)} documents in {seconds[method]:.2f}s")
+        if config.selection.thresholds:
+            started = time.perf_counter()
+            rows += select_by_threshold(scores, tokens, config.selection.thresholds)
+            seconds[THRESHOLD] = round(time.perf_counter() - started, 3)
         index = np.asarray([r["pool_index"] for r in rows], dtype=np.int64)
         table = pa.table(
             {

@@ -14,6 +14,7 @@ from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
 from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
+from zipfit_pipeline.engine.selection import THRESHOLD
 from zipfit_pipeline.engine.training import finetune
 from zipfit_pipeline.partitions import BASE, ProjectPartitions, model_and_selection, selection_of_finetune, target_of_finetune
 from zipfit_pipeline.resources import ProjectResource, StoreResource
@@ -51,6 +52,10 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
             return dg.MaterializeResult(metadata={"checkpoint": dg.MetadataValue.path(pretrained), "train_tokens": 0})
         assert key.budget is not None
         texts = db.selected_texts(model_name, key.target, key.method, key.budget)
+        if not texts:
+            raise RuntimeError(f"the selection {selection} is empty: lower the threshold or add sources")
+        # A budget is a token count; a threshold selection trains on everything it kept.
+        budget = db.selection_tokens(model_name, key.target, key.method, key.budget) if key.method == THRESHOLD else key.budget
         test_texts = db.target_texts(key.target, "test")
         device = device_for_run()
         model, tokenizer = load_model_and_tokenizer(pretrained)
@@ -59,8 +64,8 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
         def evaluate(m: object) -> float:
             return heldout_loss(m, tokenizer, test_texts, settings.eval_max_length, settings.eval_batch_size)[0]
 
-        context.log.info(f"fine-tuning {model_name} on {selection}: {len(texts)} documents, {key.budget} tokens, {device}")
-        result = finetune(model, tokenizer, texts, key.budget, settings, device, evaluate, context.log.info)
+        context.log.info(f"fine-tuning {model_name} on {selection}: {len(texts)} documents, {budget} tokens, {device}")
+        result = finetune(model, tokenizer, texts, budget, settings, device, evaluate, context.log.info)
         output = save_checkpoint(model, tokenizer, checkpoint_dir(config, model_name, selection))
         row = _run_row(str(output), result.train_tokens, result.steps, result.final_train_loss, result.seconds, result.device)
         db.record_training(model_name, selection, row, {"train": result.train_curve, "test": result.test_curve})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zipfit_pipeline.engine.selection import THRESHOLD
 from zipfit_pipeline.engine.store import Store
 
 BASELINES = ("dsir", "random", "all")
@@ -32,7 +33,8 @@ class RunResult:
 def load_results(store: Store, model: str, target: str, zipfit_scoring_seconds: float = 0.0) -> list[RunResult]:
     """Every evaluated run of `model` on `target`, the base model first, then by method and budget.
 
-    A method's selection time is its ranking time; ZIP-FIT's also counts the time spent scoring the pool.
+    A method's selection time is its ranking time; ZIP-FIT's (and its thresholds') also counts the time spent
+    scoring the pool.
     """
     runs = store.query(
         """SELECT e.selection, e.test_loss, t.train_tokens FROM eval_losses e JOIN training_runs t USING (model, selection)
@@ -45,7 +47,8 @@ def load_results(store: Store, model: str, target: str, zipfit_scoring_seconds: 
         [model, target]).to_pylist()}
     seconds = {r["method"]: r["seconds"] for r in store.query(
         "SELECT method, seconds FROM selection_runs WHERE model = ? AND target = ?", [model, target]).to_pylist()}
-    seconds["zipfit"] = seconds.get("zipfit", 0.0) + zipfit_scoring_seconds
+    for method in ("zipfit", THRESHOLD):  # both rank by ZIP-FIT's alignment
+        seconds[method] = seconds.get(method, 0.0) + zipfit_scoring_seconds
     curves: dict[str, list[tuple[int, float]]] = {}
     for point in store.query(
         "SELECT selection, tokens, loss FROM loss_curves WHERE model = ? AND kind = 'test' ORDER BY tokens", [model]
@@ -88,15 +91,17 @@ def comparison_table(results: list[RunResult]) -> tuple[list[dict[str, object]],
              "|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         reach = "not reached" if row["tokens_to_best_baseline"] is None else f"{row['tokens_to_best_baseline']:,.0f}"
-        lines.append(f"| {row['method']} | {row['budget']:,} | {row['test_loss']:.4f} | {row['change_from_base']:+.4f} | "
+        budget = f"> {row['budget'] / 1000:.3f} ({row['train_tokens']:,} tokens)" if row["method"] == THRESHOLD else f"{row['budget']:,}"
+        lines.append(f"| {row['method']} | {budget} | {row['test_loss']:.4f} | {row['change_from_base']:+.4f} | "
                      f"{reach} | {row['mean_alignment']:.4f} | {row['selection_seconds']:.2f} |")
     return rows, "\n".join(lines)
 
 
 def equal_budget_runs(results: list[RunResult]) -> list[RunResult]:
     """The runs at the largest budget: training sets of the same size, which every method has (`all` included)."""
-    largest = max((r.budget for r in results[1:]), default=0)
-    return [r for r in results[1:] if r.budget == largest and np.isfinite(r.mean_alignment)]
+    budgeted = [r for r in results[1:] if r.method != THRESHOLD and np.isfinite(r.mean_alignment)]
+    largest = max((r.budget for r in budgeted), default=0)
+    return [r for r in budgeted if r.budget == largest]
 
 
 def alignment_fit(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray, float, float, float]:
@@ -123,7 +128,7 @@ def plot_loss_vs_tokens(results: list[RunResult], title: str, path: Path) -> Pat
     base = results[0]
     for method in sorted({r.method for r in results[1:]}):
         runs = [r for r in results if r.method == method]
-        longest = max(runs, key=lambda r: r.budget)
+        longest = max(runs, key=lambda r: r.train_tokens)
         (line,) = axes.plot(*zip(*longest.curve), marker="o", label=method)
         axes.plot([r.train_tokens for r in runs], [r.test_loss for r in runs], "s", color=line.get_color())
     axes.axhline(base.test_loss, color="grey", linestyle=":", label="base model")

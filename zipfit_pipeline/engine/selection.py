@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 METHODS = ("zipfit", "dsir", "random", "all")
+THRESHOLD = "threshold"  # ZIP-FIT's alignment > τ; its "budget" is τ in thousandths (threshold.350: > 0.350)
 SCORED_METHODS = ("zipfit", "dsir")  # ranked by a score: ZIP-FIT's alignment, DSIR's log importance weight
 
 
@@ -62,13 +63,23 @@ def select_by_budget(
 ) -> list[dict[str, Any]]:
     """Rows (method, budget, rank, pool index, tokens, cumulative tokens) for every budget."""
     order = method_order(method, scores, seed)
-    rows = []
-    for budget in method_budgets(method, budgets):
-        chosen = within_budget(order, tokens, budget)
-        cumulative = np.cumsum(tokens[chosen])
-        rows.extend(
-            {"method": method, "budget": int(budget), "rank": rank, "pool_index": int(index),
-             "tokens": int(tokens[index]), "cumulative_tokens": int(total)}
-            for rank, (index, total) in enumerate(zip(chosen, cumulative))
-        )
-    return rows
+    return [row for budget in method_budgets(method, budgets) for row in _rows(method, budget, within_budget(order, tokens, budget), tokens)]
+
+
+def threshold_key(threshold: float) -> int:
+    return round(threshold * 1000)
+
+
+def select_by_threshold(scores: np.ndarray, tokens: np.ndarray, thresholds: Sequence[float]) -> list[dict[str, Any]]:
+    """ZIP-FIT's other rule (the paper's Figure 6): every text with alignment > τ, best first, for each τ."""
+    order = rank_by_score(scores)
+    return [row for t in thresholds for row in _rows(THRESHOLD, threshold_key(t), above_threshold(order, scores, t), tokens)]
+
+
+def _rows(method: str, budget: int, chosen: np.ndarray, tokens: np.ndarray) -> list[dict[str, Any]]:
+    cumulative = np.cumsum(tokens[chosen])
+    return [
+        {"method": method, "budget": int(budget), "rank": rank, "pool_index": int(index),
+         "tokens": int(tokens[index]), "cumulative_tokens": int(total)}
+        for rank, (index, total) in enumerate(zip(chosen, cumulative))
+    ]

@@ -273,6 +273,12 @@ class Store:
         )
         return table.column("text").to_pylist()
 
+    def selection_tokens(self, model: str, target: str, method: str, budget: int) -> int:
+        """Tokens of a whole selection (each document plus its EOS)."""
+        rows = self.query("SELECT coalesce(max(cumulative_tokens), 0) AS n FROM selections WHERE model = ? AND target = ? "
+                          "AND method = ? AND budget = ?", [model, target, method, budget])
+        return int(rows.to_pylist()[0]["n"])
+
     def record_training(self, model: str, selection: str, row: dict[str, Any], curves: dict[str, list[tuple[int, float]]]) -> None:
         with self.transaction() as connection:
             connection.execute("DELETE FROM training_runs WHERE model = ? AND selection = ?", [model, selection])

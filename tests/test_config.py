@@ -1,0 +1,48 @@
+"""The project file: what it accepts, what it refuses with a message naming the field, and chunked sources."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from conftest import write_project
+
+from zipfit_pipeline.config import load_project
+from zipfit_pipeline.definitions import build_definitions
+from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.partitions import register_sources
+
+
+def _edit(path: Path, **change: object) -> Path:
+    config = yaml.safe_load(path.read_text())
+    config.update(change)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_thresholds_must_be_alignments_between_0_and_1(project_file: Path) -> None:
+    with pytest.raises(ValueError, match="thresholds"):
+        load_project(_edit(project_file, selection={"methods": ["zipfit"], "budgets": [300], "thresholds": [1.5]}))
+
+
+def test_targets_cannot_be_chunked(project_file: Path) -> None:
+    config = yaml.safe_load(project_file.read_text())
+    config["targets"][0]["chunk_chars"] = 100
+    with pytest.raises(ValueError, match="chunk_chars applies to sources only"):
+        load_project(_edit(project_file, targets=config["targets"]))
+
+
+def test_a_chunked_source_stores_equal_chunks_as_documents(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path) -> None:
+    project = write_project(tmp_path / "project", demo_files, tiny_model, sources=[
+        {"name": "prose", "path": str(demo_files["english_prose"]), "id_field": "id", "chunk_chars": 300}])
+    defs = build_definitions(str(project))
+    with dg.instance_for_test() as instance:
+        register_sources(instance, load_project(project))
+        result = dg.materialize(list(defs.assets), selection=["source_documents"], partition_key="prose", instance=instance,
+                                resources=defs.resources)
+        metadata = result.asset_materializations_for_node("source_documents")[0].metadata
+    config = load_project(project)
+    docs = Store(config.resolve(config.store)).query("SELECT doc_id, length(text) AS n FROM documents ORDER BY row_index").to_pylist()
+    assert metadata["rows"].value == 400 and metadata["documents"].value == len(docs) > 400
+    assert max(d["n"] for d in docs) <= 300
+    assert all("#" in d["doc_id"] for d in docs)
