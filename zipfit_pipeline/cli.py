@@ -116,6 +116,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     store = Store(config.resolve(config.store))
     print(f"\nresults: {store.path} (DuckDB); checkpoints under {config.resolve(config.artifacts)}")
     print(headline(store))
+    for report in sorted((config.resolve(config.artifacts) / "reports").glob("*/*/report.md")):
+        print(f"\ncomparison report: {report} (and its plots beside it)")
+        print(report.read_text(encoding="utf-8").split("\n\n![")[0])
     return 0
 
 
