@@ -66,4 +66,5 @@ def test_two_score_partitions_launched_at_once_both_succeed(project_file: Path, 
         assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(PARTITIONS)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         first, second = sorted(_step_window(instance, r.run_id) for r in runs)
-        assert first[1] <= second[0], "the duckdb_writer pool let two scoring steps run at once"
+        # Event timestamps come from two processes; a second of slack, against steps of a few seconds each.
+        assert first[1] <= second[0] + 1.0, "the duckdb_writer pool let two scoring steps run at once"

@@ -40,6 +40,12 @@ def finetune_key(model: str, selection: SelectionKey) -> str:
     return f"{model}.{selection.method}" if selection.budget is None else f"{model}.{selection.method}.{selection.budget}"
 
 
+def model_and_target(partition_key: dg.MultiPartitionKey) -> tuple[str, str]:
+    """(model, target) of a model × target partition."""
+    keys = partition_key.keys_by_dimension
+    return keys["model"], keys["target"]
+
+
 def model_and_selection(partition_key: dg.MultiPartitionKey) -> tuple[str, str, SelectionKey]:
     """(model, selection key, parsed selection) of a finetune × target partition."""
     keys = partition_key.keys_by_dimension

@@ -11,7 +11,7 @@ from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.report import comparison_table, load_results, plot_alignment_vs_loss, plot_loss_vs_tokens
 from zipfit_pipeline.engine.scoring import target_set_hash
-from zipfit_pipeline.partitions import ProjectPartitions, finetunes_of_model
+from zipfit_pipeline.partitions import ProjectPartitions, finetunes_of_model, model_and_target
 from zipfit_pipeline.resources import ProjectResource, StoreResource
 
 GROUP = "report"
@@ -39,8 +39,7 @@ def build_report_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
         "as metadata and as files under <artifacts>/reports/<model>/<target>/.",
     )
     def comparison_report(context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource) -> dg.MaterializeResult:
-        keys = context.partition_key.keys_by_dimension
-        model, target = keys["model"], keys["target"]
+        model, target = model_and_target(context.partition_key)
         config = project.load()
         db = store.open()
         scoring = config.scoring

@@ -21,7 +21,7 @@ from zipfit_pipeline.engine.dsir import dsir_weights
 from zipfit_pipeline.engine.models import count_tokens, load_tokenizer
 from zipfit_pipeline.engine.scoring import target_set_hash
 from zipfit_pipeline.engine.selection import THRESHOLD, select_by_budget, select_by_threshold
-from zipfit_pipeline.partitions import ProjectPartitions, same_target
+from zipfit_pipeline.partitions import ProjectPartitions, model_and_target, same_target
 from zipfit_pipeline.resources import ProjectResource, StoreResource
 
 GROUP = "select"
@@ -40,8 +40,7 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
         "document's tokens and the cumulative tokens, counted with the model's tokenizer.",
     )
     def selections(context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource) -> dg.MaterializeResult:
-        keys = context.partition_key.keys_by_dimension
-        model_name, target = keys["model"], keys["target"]
+        model_name, target = model_and_target(context.partition_key)
         config = project.load()
         db = store.open()
         targets = db.target_texts(target, "alignment")
