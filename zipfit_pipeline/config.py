@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from zipfit_pipeline.engine.compression import check_compressor
 from zipfit_pipeline.engine.dsir import DsirSettings
-from zipfit_pipeline.engine.selection import METHODS
+from zipfit_pipeline.engine.loaders import FILE_FORMATS
+from zipfit_pipeline.engine.selection import METHODS, threshold_key
 from zipfit_pipeline.engine.training import TrainSettings
 
 CONFIG_ENV = "ZIPFIT_CONFIG"
@@ -70,7 +71,7 @@ class IncomingSettings(Strict):
     id_field: str | None = None
 
 
-INCOMING_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+INCOMING_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
 def incoming_name(file: Path) -> str | None:
@@ -124,7 +125,7 @@ class SelectionSettings(Strict):
     @field_validator("thresholds")
     @classmethod
     def _in_unit_interval(cls, thresholds: list[float]) -> list[float]:
-        if any(not 0 < t < 1 for t in thresholds) or len({round(t * 1000) for t in thresholds}) != len(thresholds):
+        if any(not 0 < t < 1 for t in thresholds) or len({threshold_key(t) for t in thresholds}) != len(thresholds):
             raise ValueError("thresholds must be distinct alignments between 0 and 1 (to 3 decimals)")
         return sorted(thresholds)
 
@@ -189,7 +190,7 @@ class ProjectConfig(Strict):
             if name and name not in taken and file.is_file():
                 taken.add(name)
                 specs.append(DatasetSpec(
-                    name=name, path=str(file), format=INCOMING_SUFFIXES[file.suffix.lower()],  # type: ignore[arg-type]
+                    name=name, path=str(file), format=FILE_FORMATS[file.suffix.lower()],  # type: ignore[arg-type]
                     text_field=self.incoming.text_field, template=self.incoming.template, id_field=self.incoming.id_field,
                 ))
         return specs

@@ -6,8 +6,11 @@ time without retraining. Plots are PNG files made with matplotlib's Agg backend 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,49 +120,49 @@ def alignment_fit(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray, flo
     return x, y, float(slope), float(intercept), float(r2)
 
 
-def plot_loss_vs_tokens(results: list[RunResult], title: str, path: Path) -> Path:
-    """Test CE against training tokens, one line per method (the paper's Figures 2 and 5)."""
+@contextmanager
+def _figure(path: Path) -> Iterator[Any]:
+    """Axes to draw on, saved as a PNG at `path` when the block ends (Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    base = results[0]
-    for method in sorted({r.method for r in results[1:]}):
-        runs = [r for r in results if r.method == method]
-        longest = max(runs, key=lambda r: r.train_tokens)
-        (line,) = axes.plot(*zip(*longest.curve), marker="o", label=method)
-        axes.plot([r.train_tokens for r in runs], [r.test_loss for r in runs], "s", color=line.get_color())
-    axes.axhline(base.test_loss, color="grey", linestyle=":", label="base model")
-    axes.set(xlabel="training tokens", ylabel="test cross-entropy", title=title)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    try:
+        yield axes
+        figure.tight_layout()
+        figure.savefig(path)
+    finally:
+        plt.close(figure)
+
+
+def plot_loss_vs_tokens(results: list[RunResult], title: str, path: Path) -> Path:
+    """Test CE against training tokens, one line per method (the paper's Figures 2 and 5)."""
+    with _figure(path) as axes:
+        for method in sorted({r.method for r in results[1:]}):
+            runs = [r for r in results if r.method == method]
+            longest = max(runs, key=lambda r: r.train_tokens)
+            (line,) = axes.plot(*zip(*longest.curve), marker="o", label=method)
+            axes.plot([r.train_tokens for r in runs], [r.test_loss for r in runs], "s", color=line.get_color())
+        axes.axhline(results[0].test_loss, color="grey", linestyle=":", label="base model")
+        axes.set(xlabel="training tokens", ylabel="test cross-entropy", title=title)
+        axes.legend()
     return path
 
 
 def plot_alignment_vs_loss(results: list[RunResult], title: str, path: Path) -> tuple[Path, float]:
     """Mean alignment of each training set (largest budget) against the test CE it gave, the fit and R² (Figure 3)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     x, y, slope, intercept, r2 = alignment_fit(results)
-    figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     labelled = equal_budget_runs(results)
-    axes.scatter(x, y)
-    for r, xi, yi in zip(labelled, x, y):
-        axes.annotate(r.method, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    if np.isfinite(slope):
-        xs = np.linspace(x.min(), x.max(), 10)
-        axes.plot(xs, slope * xs + intercept, color="grey", label=f"fit, R² = {r2:.2f}")
-        axes.legend()
-    budget = labelled[0].budget if labelled else 0
-    axes.set(xlabel=f"mean ZIP-FIT alignment of the training set ({budget:,} tokens)", ylabel="test cross-entropy", title=title)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    with _figure(path) as axes:
+        axes.scatter(x, y)
+        for r, xi, yi in zip(labelled, x, y):
+            axes.annotate(r.method, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if np.isfinite(slope):
+            xs = np.linspace(x.min(), x.max(), 10)
+            axes.plot(xs, slope * xs + intercept, color="grey", label=f"fit, R² = {r2:.2f}")
+            axes.legend()
+        budget = labelled[0].budget if labelled else 0
+        axes.set(xlabel=f"mean ZIP-FIT alignment of the training set ({budget:,} tokens)", ylabel="test cross-entropy", title=title)
     return path, r2
