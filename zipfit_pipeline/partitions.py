@@ -35,11 +35,6 @@ class SelectionKey:
         return cls(parts[0], parts[1], int(parts[2]) if len(parts) == 3 else None)
 
 
-def finetune_key(model: str, selection: SelectionKey) -> str:
-    """The `finetune` dimension: `<model>.<method>.<budget>`, or `<model>.base` for the model as it is."""
-    return f"{model}.{selection.method}" if selection.budget is None else f"{model}.{selection.method}.{selection.budget}"
-
-
 def model_and_target(partition_key: dg.MultiPartitionKey) -> tuple[str, str]:
     """(model, target) of a model × target partition."""
     keys = partition_key.keys_by_dimension
@@ -55,9 +50,12 @@ def model_and_selection(partition_key: dg.MultiPartitionKey) -> tuple[str, str, 
 
 
 def finetune_keys(config: ProjectConfig, model: str, with_base: bool) -> list[str]:
-    selections = [SelectionKey("", m, b) for m in config.selection.methods for b in method_budgets(m, config.selection.budgets)]
-    selections += [SelectionKey("", THRESHOLD, threshold_key(t)) for t in config.selection.thresholds]
-    return [finetune_key(model, s) for s in ([SelectionKey("", BASE)] if with_base else []) + selections]
+    """The `finetune` dimension: `<model>.<method>.<budget>` per selection, and `<model>.base` for the model as it is."""
+    selection = config.selection
+    picks = [(m, b) for m in selection.methods for b in method_budgets(m, selection.budgets)]
+    picks += [(THRESHOLD, threshold_key(t)) for t in selection.thresholds]
+    trained = [f"{model}.{method}.{budget}" for method, budget in picks]
+    return [f"{model}.{BASE}", *trained] if with_base else trained
 
 
 @dataclass(frozen=True)
