@@ -61,4 +61,4 @@ def test_score_jsonl_output_without_ids(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["row_index"] for r in rows] == [0, 2]
     assert "id" not in rows[0]
-    assert "skipped 1 rows: empty_text" in result.stderr
+    assert "1 empty_text (first at row 1)" in result.stderr

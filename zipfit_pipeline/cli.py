@@ -39,19 +39,19 @@ def write_table(table: pa.Table, path: str) -> None:
     partial.replace(out)
 
 
-def read_texts(path: str, text_field: str, template: str | None, require_id: bool = False) -> tuple[list, dict[str, int]]:
-    reader = RecordReader(path, text_field=text_field, template=template, id_field="id", require_id=require_id)
+def read_texts(kind: str, path: str, text_field: str, template: str | None) -> list:
+    """The records of a file; skipped rows are reported on stderr by reason."""
+    reader = RecordReader(path, text_field=text_field, template=template, id_field="id", require_id=False)
     records = list(reader)
-    return records, dict(reader.skipped)
+    if reader.skipped:
+        print(f"{kind}: skipped rows of {path}: {reader.skip_summary()}", file=sys.stderr)
+    return records
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     check_compressor(args.compressor, args.level)
-    sources, skipped = read_texts(args.source, args.text_field, args.template)
-    targets, target_skipped = read_texts(args.target, args.target_field or args.text_field, args.target_template)
-    for name, counts in (("source", skipped), ("target", target_skipped)):
-        for reason, n in counts.items():
-            print(f"{name}: skipped {n} rows: {reason}", file=sys.stderr)
+    sources = read_texts("source", args.source, args.text_field, args.template)
+    targets = read_texts("target", args.target, args.target_field or args.text_field, args.target_template)
     workers = args.workers or os.cpu_count() or 1
     scores = alignment_scores([r.text for r in sources], [t.text for t in targets], args.compressor, args.level, workers, args.chunk_size)
     columns = {"row_index": pa.array([r.row_index for r in sources], pa.int64())}
@@ -73,7 +73,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         if not (args.tokenizer and args.source):
             print("--budget-tokens needs --tokenizer and --source (the texts the scores belong to)", file=sys.stderr)
             return 2
-        records, _ = read_texts(args.source, args.text_field, args.template)
+        records = read_texts("source", args.source, args.text_field, args.template)
         by_row = {r.row_index: r.text for r in records}
         texts = [by_row[i] for i in table.column("row_index").to_pylist()]
         tokens = np.asarray(count_tokens(load_tokenizer(args.tokenizer), texts), dtype=np.int64)

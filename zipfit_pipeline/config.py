@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from zipfit_pipeline.engine.compression import check_compressor
 from zipfit_pipeline.engine.dsir import DsirSettings
-from zipfit_pipeline.engine.loaders import FILE_FORMATS
+from zipfit_pipeline.engine.loaders import FILE_FORMATS, template_fields
 from zipfit_pipeline.engine.selection import METHODS, threshold_key
 from zipfit_pipeline.engine.training import TrainSettings
 
@@ -42,6 +42,15 @@ class DatasetSpec(Strict):
     split: str = "train"
     chunk_chars: int | None = Field(None, ge=1, description="split longer texts into equal chunks of at most this many "
                                     "characters, each its own document (a remedy for the length bias); off by default")
+    max_chars: int | None = Field(1_000_000, ge=1, description="skip longer texts (counted as too_long): gzip sees only "
+                                  "32 KiB at a time, so a huge text's score means little; null keeps everything")
+
+    @field_validator("template")
+    @classmethod
+    def _plain_fields(cls, template: str | None) -> str | None:
+        if template is not None:
+            template_fields(template)
+        return template
 
 
 class TargetSpec(DatasetSpec):

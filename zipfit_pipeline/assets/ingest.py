@@ -13,13 +13,21 @@ GROUP = "ingest"
 PREVIEW_CHARS = 160
 
 
-def read_records(config: ProjectConfig, spec: DatasetSpec) -> tuple[list[Record], dict[str, int]]:
+def read_records(context: dg.AssetExecutionContext, config: ProjectConfig, spec: DatasetSpec) -> tuple[list[Record], RecordReader]:
+    """Every usable record, read in full before anything is written; skipped rows are logged by reason."""
     reader = RecordReader(
         path=config.input_path(spec), text_field=spec.text_field, template=spec.template, id_field=spec.id_field,
         format=spec.format, query=spec.query, split=spec.split, cache_dir=str(config.resolve(config.cache) / "datasets"),
+        max_chars=spec.max_chars,
     )
     records = list(reader)
-    return records, dict(reader.skipped)
+    if reader.skipped:
+        context.log.warning(f"{spec.name}: skipped rows of {reader.path}: {reader.skip_summary()}")
+    return records, reader
+
+
+def skip_metadata(reader: RecordReader) -> dict[str, object]:
+    return {"skipped": dict(reader.skipped), "first_skipped_row": dict(reader.first_skipped)}
 
 
 def preview(texts: list[str], n: int = 3) -> str:
@@ -41,15 +49,13 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
     ) -> dg.MaterializeResult:
         config = project.load()
         spec = config.source(context.partition_key)
-        records, skipped = read_records(config, spec)
+        records, reader = read_records(context, config, spec)
         rows_read = len(records)
         if spec.chunk_chars:
             records = list(chunk_records(records, spec.chunk_chars))
         if not records:
-            raise InputError(f"{config.input_path(spec)}: no usable rows (skipped: {skipped or 'none'})")
-        for reason, n in skipped.items():
-            context.log.warning(f"{spec.name}: skipped {n} rows: {reason}")
-        store.open().replace_documents(spec.name, records, skipped)
+            raise InputError(f"{reader.path}: no usable rows (skipped: {reader.skip_summary()}); the stored documents are kept")
+        store.open().replace_documents(spec.name, records, dict(reader.skipped))
         hashes = [content_hash(r.text) for r in records]
         return dg.MaterializeResult(
             metadata={
@@ -58,7 +64,7 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
                 "chunk_chars": spec.chunk_chars or 0,
                 "distinct_texts": len(set(hashes)),
                 "bytes": sum(len(r.text.encode("utf-8")) for r in records),
-                "skipped": skipped,
+                **skip_metadata(reader),
                 "preview": dg.MetadataValue.md(preview([r.text for r in records])),
             },
             data_version=dg.DataVersion(data_version([r.row_index for r in records], hashes)),
@@ -77,14 +83,15 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
     ) -> dg.MaterializeResult:
         config = project.load()
         spec = config.target(context.partition_key)
-        records, skipped = read_records(config, spec)
+        records, reader = read_records(context, config, spec)
         splits = {
             "alignment": [r for r in records if spec.alignment_rows[0] <= r.row_index < spec.alignment_rows[1]],
             "test": [r for r in records if spec.test_rows[0] <= r.row_index < spec.test_rows[1]],
         }
         for split, rows in splits.items():
             if not rows:
-                raise InputError(f"{config.input_path(spec)}: the {split} split (rows {getattr(spec, split + '_rows')}) is empty")
+                raise InputError(f"{reader.path}: the {split} split (rows {getattr(spec, split + '_rows')}) has no usable "
+                                 f"rows (skipped: {reader.skip_summary()}); the stored target is kept")
         store.open().replace_targets(spec.name, splits)
         hashes = {split: [content_hash(r.text) for r in rows] for split, rows in splits.items()}
         return dg.MaterializeResult(
@@ -92,7 +99,7 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
                 "alignment_rows": len(splits["alignment"]),
                 "test_rows": len(splits["test"]),
                 "target_set_hash": set_hash(hashes["alignment"]),
-                "skipped": skipped,
+                **skip_metadata(reader),
                 "preview": dg.MetadataValue.md(preview([r.text for r in splits["alignment"]], 1)),
             },
             data_version=dg.DataVersion(data_version(hashes)),

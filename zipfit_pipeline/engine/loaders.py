@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zipfit_pipeline.engine.readers import (
+    BadRow, InputError, Rows, csv_rows, duckdb_rows, hf_rows, json_rows, parquet_rows, text_folder_rows,
+)
+
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".gz": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-class InputError(ValueError):
-    """An input that cannot be used at all; the message names the file, row and field."""
+LOCAL_FORMATS = {"json", "csv", "parquet", "text_folder", "duckdb", "hf_disk"}
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,22 @@ def set_hash(hashes: list[str]) -> str:
 
 
 def template_fields(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    """The fields a template reads. Only plain names: `{a.b}` or `{a[0]}` would reach into the values."""
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    bad = [name for name in names if not name or name.isdigit() or any(c in name for c in ".[]")]
+    if bad:
+        raise InputError(f"template {template!r}: {{{bad[0]}}} is not a field name (use {{field}})")
+    return names
 
 
 @dataclass
 class RecordReader:
-    """Iterates the usable records of one input; `skipped` counts the rows left out, by reason."""
+    """Iterates the usable records of one input; `skipped` counts the rows left out, by reason.
+
+    A row is skipped when its text is missing, not a string, empty, longer than `max_chars`, not valid
+    UTF-8 or not valid JSON, or when its id repeats an earlier row's. `first_skipped` keeps the first row
+    index of each reason, so that a user can find the rows to fix.
+    """
 
     path: str
     text_field: str = "text"
@@ -78,27 +89,51 @@ class RecordReader:
     split: str = "train"
     cache_dir: str | None = None
     require_id: bool = True  # False: an absent id field gives records without ids instead of an error
+    max_chars: int | None = None
     skipped: Counter[str] = field(default_factory=Counter)
+    first_skipped: dict[str, int] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[Record]:
-        rows, columns = self._open()
-        needed = template_fields(self.template) if self.template else [self.text_field]
-        id_field = self.id_field if self.id_field in columns or self.require_id else None
-        if id_field:
-            needed.append(id_field)
-        absent = [name for name in needed if name not in columns]
-        if absent:
-            raise InputError(f"{self.path}: field {absent[0]!r} not found (columns: {', '.join(sorted(columns))})")
+        text_fields = template_fields(self.template) if self.template else [self.text_field]
+        rows, columns = self._open(text_fields)
+        id_field = self.id_field if columns is None or self.id_field in columns or self.require_id else None
+        needed = text_fields + ([id_field] if id_field and self.require_id else [])
+        if columns is not None:
+            absent = [name for name in needed if name not in columns]
+            if absent:
+                raise InputError(f"{self.path}: field {absent[0]!r} not found (columns: {', '.join(sorted(columns))})")
+        found: Counter[str] = Counter()
+        seen_ids: set[str] = set()
+        objects = 0
         for row_index, row in enumerate(rows):
-            text, skip_reason = self._text(row)
+            if isinstance(row, BadRow):
+                self._skip(row.reason, row_index)
+                continue
+            objects += 1
+            found.update(name for name in needed if name in row)
+            doc_id = _as_id(row.get(id_field)) if id_field else None
+            text, reason = self._text(row, text_fields, doc_id, seen_ids)
             if text is None:
-                self.skipped[skip_reason] += 1
-            else:
-                yield Record(row_index, _as_id(row.get(id_field)) if id_field else None, text)
+                self._skip(reason, row_index)
+                continue
+            if doc_id is not None:
+                seen_ids.add(doc_id)
+            yield Record(row_index, doc_id, text)
+        if columns is None:
+            self._check_fields_found(needed, found, objects)
 
-    def _text(self, row: Mapping[str, Any]) -> tuple[str | None, str]:
+    def skip_summary(self) -> str:
+        """`3 malformed_json (first at row 7), 1 empty_text (first at row 2)`, or `none`."""
+        parts = [f"{n} {reason} (first at row {self.first_skipped[reason]})" for reason, n in sorted(self.skipped.items())]
+        return ", ".join(parts) or "none"
+
+    def _skip(self, reason: str, row_index: int) -> None:
+        self.skipped[reason] += 1
+        self.first_skipped.setdefault(reason, row_index)
+
+    def _text(self, row: Mapping[str, Any], text_fields: list[str], doc_id: str | None, seen_ids: set[str]) -> tuple[str | None, str]:
         """The row's text, or None and the reason it has none."""
-        values = {name: row.get(name) for name in (template_fields(self.template) if self.template else [self.text_field])}
+        values = {name: row.get(name) for name in text_fields}
         if any(v is None for v in values.values()):
             return None, "missing_text"
         if any(not isinstance(v, str) for v in values.values()):
@@ -106,20 +141,49 @@ class RecordReader:
         text = self.template.format_map(values) if self.template else values[self.text_field]
         if not text.strip():
             return None, "empty_text"
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return None, "unencodable_text"
+        if self.require_id and self.id_field and doc_id is None:
+            return None, "missing_id"
+        if self.max_chars is not None and len(text) > self.max_chars:
+            return None, "too_long"
+        for value in (text, doc_id or ""):
+            if reason := _encoding_problem(value):
+                return None, reason
+        if doc_id is not None and doc_id in seen_ids:
+            return None, "duplicate_id"
         return text, ""
 
-    def _open(self) -> tuple[Iterator[Mapping[str, Any]], set[str]]:
+    def _check_fields_found(self, needed: list[str], found: Counter[str], objects: int) -> None:
+        """Schema-less rows are checked as they come: a field that no row has is a mistake, not bad rows."""
+        absent = [name for name in needed if not found[name]]
+        if objects and absent:
+            raise InputError(f"{self.path}: field {absent[0]!r} is in none of the {objects} rows")
+
+    def _open(self, text_fields: list[str]) -> Rows:
         fmt = self.format or detect_format(self.path)
+        path = Path(self.path)
+        if fmt in LOCAL_FORMATS and not path.exists():
+            raise InputError(f"{self.path}: file not found")
+        if fmt == "json":
+            return json_rows(path)
+        if fmt == "csv":
+            return csv_rows(path)
+        if fmt == "parquet":
+            return parquet_rows(path, text_fields + ([self.id_field] if self.id_field else []))
         if fmt == "duckdb":
-            return _duckdb_rows(self.path, self.query)
+            return duckdb_rows(path, self.query)
         if fmt == "text_folder":
-            return _text_folder_rows(Path(self.path))
-        dataset = _hf_dataset(self.path, fmt, self.split, self.cache_dir)
-        return _batched_rows(dataset), set(dataset.column_names)
+            return text_folder_rows(path)
+        return hf_rows(self.path, fmt, self.split, self.cache_dir)
+
+
+def _encoding_problem(value: str) -> str:
+    """`invalid_utf8` for bytes the file could not decode (kept as surrogate escapes), `lone_surrogate` for
+    a JSON escape such as \\ud800 that no UTF-8 text can hold, or '' if the value can be stored."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "invalid_utf8" if any("\udc80" <= c <= "\udcff" for c in value) else "lone_surrogate"
+    return ""
 
 
 def _as_id(value: Any) -> str | None:
@@ -144,55 +208,3 @@ def detect_format(path: str) -> str:
     if "/" in path and not path.startswith((".", "/")) and path.count("/") == 1:
         return "hub"
     raise InputError(f"{path}: file not found")
-
-
-def _hf_dataset(path: str, fmt: str, split: str, cache_dir: str | None) -> Any:
-    import datasets
-
-    datasets.disable_progress_bars()
-    try:
-        if fmt == "hf_disk":
-            loaded = datasets.load_from_disk(path)
-            return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-        if fmt == "hub":
-            return datasets.load_dataset(path, split=split, cache_dir=cache_dir)
-        return datasets.load_dataset(fmt, data_files=path, split="train", cache_dir=cache_dir)
-    except (ValueError, OSError, datasets.exceptions.DatasetGenerationError) as error:
-        cause = error.__cause__ or error
-        raise InputError(f"{path}: cannot be read as {fmt}: {cause}") from error
-
-
-def _batched_rows(dataset: Any, batch_size: int = 1024) -> Iterator[Mapping[str, Any]]:
-    """Rows of a Hugging Face dataset, decoded a batch at a time (row-by-row indexing is far slower)."""
-    for batch in dataset.iter(batch_size=batch_size):
-        names = list(batch)
-        for values in zip(*batch.values()):
-            yield dict(zip(names, values))
-
-
-def _text_folder_rows(folder: Path) -> tuple[Iterator[Mapping[str, Any]], set[str]]:
-    """One example per file, its id the path relative to the folder; bytes that are not UTF-8 are replaced."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    rows = ({"id": str(p.relative_to(folder)), "text": p.read_bytes().decode("utf-8", errors="replace")} for p in files)
-    return rows, {"id", "text"}
-
-
-def _duckdb_rows(path: str, query: str | None) -> tuple[Iterator[Mapping[str, Any]], set[str]]:
-    import duckdb
-
-    if not query:
-        raise InputError(f"{path}: a DuckDB input needs a `query`")
-    if not Path(path).exists():
-        raise InputError(f"{path}: file not found")
-    connection = duckdb.connect(path, read_only=True)
-    cursor = connection.execute(query)
-    columns = [d[0] for d in cursor.description]
-
-    def rows() -> Iterator[Mapping[str, Any]]:
-        try:
-            while batch := cursor.fetchmany(1024):
-                yield from (dict(zip(columns, values)) for values in batch)
-        finally:
-            connection.close()
-
-    return rows(), set(columns)

@@ -1,0 +1,172 @@
+"""Rows of each file format, read one row at a time so that one broken row never costs the whole file.
+
+Every reader returns (rows, columns). A row is a dict, or a `BadRow` with the reason it could not be parsed;
+the position in the stream is its row index. `columns` is None for schema-less formats (JSON), whose fields
+are checked row by row. Bytes that are not UTF-8 are kept as surrogate escapes, so the caller can skip just
+the rows whose fields contain them.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+BATCH_ROWS = 1024
+
+
+class InputError(ValueError):
+    """An input that cannot be used at all; the message names the file, row and field."""
+
+
+@dataclass(frozen=True)
+class BadRow:
+    reason: str
+
+
+Row = dict[str, Any] | BadRow
+Rows = tuple[Iterator[Row], set[str] | None]
+
+
+def json_rows(path: Path) -> Rows:
+    """JSON lines (optionally gzipped), or one JSON array of objects; blank lines are not rows."""
+    if path.suffix != ".gz" and _first_byte(path) == b"[":
+        return _json_array_rows(path), None
+
+    def rows() -> Iterator[Row]:
+        with _open_binary(path) as file:
+            try:
+                for line in file:
+                    if line.strip():
+                        yield _parse_object(line.decode("utf-8", errors="surrogateescape"))
+            except (OSError, EOFError) as error:  # a truncated or corrupt .gz
+                raise InputError(f"{path}: cannot be read: {error}") from error
+
+    return rows(), None
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # type: ignore[return-value]
+
+
+def _first_byte(path: Path) -> bytes:
+    with path.open("rb") as file:
+        while (byte := file.read(1)) and byte.isspace():
+            pass
+    return byte
+
+
+def _parse_object(text: str) -> Row:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return BadRow("malformed_json")
+    return value if isinstance(value, dict) else BadRow("not_an_object")
+
+
+def _json_array_rows(path: Path) -> Iterator[Row]:
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from error
+    for value in values:
+        yield value if isinstance(value, dict) else BadRow("not_an_object")
+
+
+def csv_rows(path: Path) -> Rows:
+    """CSV with a header row; every value is a string, and a short row lacks its last fields."""
+    csv.field_size_limit(2**31 - 1)  # the default (128 KiB) would fail a whole file over one long text
+    file = path.open(newline="", encoding="utf-8", errors="surrogateescape")
+    reader = csv.DictReader(file)
+    columns = set(reader.fieldnames or [])
+
+    def rows() -> Iterator[Row]:
+        with file:
+            try:
+                yield from reader
+            except csv.Error as error:
+                raise InputError(f"{path}: row {reader.line_num}: {error}") from error
+
+    return rows(), columns
+
+
+def parquet_rows(path: Path, fields: list[str]) -> Rows:
+    """Parquet, read in batches of the needed columns only; a text field must be a string column."""
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(f"{path}: cannot be read as parquet: {error}") from error
+    schema = parquet.schema_arrow
+    for name in fields:
+        if name in schema.names and not _is_string(schema.field(name).type):
+            raise InputError(f"{path}: field {name!r} is {schema.field(name).type}, not a string column")
+    columns = [name for name in fields if name in schema.names]
+
+    def rows() -> Iterator[Row]:
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+            yield from batch.to_pylist()
+
+    return rows(), set(schema.names)
+
+
+def _is_string(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
+def text_folder_rows(folder: Path) -> Rows:
+    """One example per file, its id the path relative to the folder; bytes that are not UTF-8 are replaced."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    rows = ({"id": str(p.relative_to(folder)), "text": p.read_bytes().decode("utf-8", errors="replace")} for p in files)
+    return rows, {"id", "text"}
+
+
+def duckdb_rows(path: Path, query: str | None) -> Rows:
+    """The rows of the project's own `query` over a DuckDB file, opened read-only."""
+    import duckdb
+
+    if not query:
+        raise InputError(f"{path}: a DuckDB input needs a `query`")
+    connection = duckdb.connect(str(path), read_only=True)
+    cursor = connection.execute(query)
+    columns = [d[0] for d in cursor.description]
+
+    def rows() -> Iterator[Row]:
+        try:
+            while batch := cursor.fetchmany(BATCH_ROWS):
+                yield from (dict(zip(columns, values)) for values in batch)
+        finally:
+            connection.close()
+
+    return rows(), set(columns)
+
+
+def hf_rows(path: str, fmt: str, split: str, cache_dir: str | None) -> Rows:
+    """A Hugging Face dataset: a `save_to_disk` folder or a hub id (the hub only when not offline)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        if fmt == "hf_disk":
+            loaded = datasets.load_from_disk(path)
+            dataset = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        else:
+            dataset = datasets.load_dataset(path, split=split, cache_dir=cache_dir)
+    except (ValueError, OSError, datasets.exceptions.DatasetGenerationError) as error:
+        cause = error.__cause__ or error
+        raise InputError(f"{path}: cannot be read as {fmt}: {cause}") from error
+
+    def rows() -> Iterator[Row]:  # a batch at a time: row-by-row indexing is far slower
+        for batch in dataset.iter(batch_size=BATCH_ROWS):
+            names = list(batch)
+            for values in zip(*batch.values()):
+                yield dict(zip(names, values))
+
+    return rows(), set(dataset.column_names)
