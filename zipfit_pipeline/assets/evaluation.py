@@ -1,6 +1,8 @@
 """Eval stage: test cross-entropy per token on the target's held-out split, for the base model and every fine-tune."""
 
 
+from pathlib import Path
+
 import dagster as dg
 
 from zipfit_pipeline.assets._versions import code_version
@@ -8,7 +10,7 @@ from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
 from zipfit_pipeline.engine.models import load_model_and_tokenizer
-from zipfit_pipeline.partitions import ProjectPartitions, model_and_selection
+from zipfit_pipeline.partitions import BASE, ProjectPartitions, model_and_selection
 from zipfit_pipeline.resources import ProjectResource, StoreResource
 
 GROUP = "eval"
@@ -32,6 +34,9 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
         run = db.training_run(model_name, selection)
         if run is None:
             raise RuntimeError(f"no training run for {model_name} / {selection}: materialize finetuned_model first")
+        if not Path(run["checkpoint"]).exists() and key.method != BASE:
+            raise RuntimeError(f"the checkpoint {run['checkpoint']} recorded for {model_name} / {selection} is gone: "
+                               "materialize finetuned_model again")
         model, tokenizer = load_model_and_tokenizer(run["checkpoint"])
         model.to(device_for_run())
         texts = db.target_texts(key.target, "test")

@@ -1,8 +1,12 @@
 """Train stage: fine-tune each model on each selection (one epoch, exact token budget), GPU or CPU.
 
-The checkpoint is written to a temporary folder and renamed when complete, so a killed run never leaves
-a checkpoint that looks finished. The `<model>.base` finetune stands for the model before fine-tuning.
+Each run saves its checkpoint into a folder of its own (written as `.partial`, renamed when complete) and
+records it in the store before the previous run's folder is removed. Wherever a run is killed, the store
+points at one complete checkpoint whose recorded figures are its own. The `<model>.base` finetune stands
+for the model before fine-tuning.
 """
+
+import shutil
 
 
 from pathlib import Path
@@ -23,7 +27,15 @@ GROUP = "train"
 
 
 def checkpoint_dir(config: ProjectConfig, model: str, selection: str) -> Path:
+    """The folder of a fine-tune's checkpoints: one subfolder per run, the recorded one kept."""
     return config.resolve(config.artifacts) / "models" / model / selection
+
+
+def remove_other_checkpoints(folder: Path, keep: Path) -> None:
+    """Older runs' checkpoints and a killed run's partial one, once the store points at `keep`."""
+    for path in folder.iterdir():
+        if path != keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
@@ -66,9 +78,11 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
 
         context.log.info(f"fine-tuning {model_name} on {selection}: {len(texts)} documents, {budget} tokens, {device}")
         result = finetune(model, tokenizer, texts, budget, settings, device, evaluate, context.log.info)
-        output = save_checkpoint(model, tokenizer, checkpoint_dir(config, model_name, selection))
+        folder = checkpoint_dir(config, model_name, selection)
+        output = save_checkpoint(model, tokenizer, folder / context.run_id)
         row = _run_row(str(output), result.train_tokens, result.steps, result.final_train_loss, result.seconds, result.device)
         db.record_training(model_name, selection, row, {"train": result.train_curve, "test": result.test_curve})
+        remove_other_checkpoints(folder, keep=output)
         return dg.MaterializeResult(
             metadata={
                 "checkpoint": dg.MetadataValue.path(str(output)),

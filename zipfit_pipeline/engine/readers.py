@@ -36,8 +36,10 @@ Rows = tuple[Iterator[Row], set[str] | None]
 
 
 def json_rows(path: Path) -> Rows:
-    """JSON lines (optionally gzipped), or one JSON array of objects; blank lines are not rows."""
-    if path.suffix != ".gz" and _first_byte(path) == b"[":
+    """JSON lines (optionally gzipped), or in a `.json` file one JSON array of objects; blank lines are not rows.
+
+    A `.jsonl` file is never read ahead, so it may be a pipe that another process is still writing."""
+    if path.suffix == ".json" and _first_byte(path) == b"[":
         return _json_array_rows(path), None
 
     def rows() -> Iterator[Row]:
