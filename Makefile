@@ -43,6 +43,7 @@ test: install browser
 	$(PY) -m pytest -q
 
 ui: install
+	$(VENV)/bin/zipfit recover
 	$(VENV)/bin/zipfit register-sources
 	$(VENV)/bin/dagster dev -m zipfit_pipeline.definitions --host 127.0.0.1 --port 3000
 

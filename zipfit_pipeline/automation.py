@@ -5,6 +5,8 @@
 - `zipfit_automation` (automation sensor, on by default): every asset downstream of ingestion carries
   `ON_NEW_DATA_OR_CODE` (eager, on new data versions, or a new code version of its own), so it is
   requested when an upstream partition gets a new data version or its own code version changes.
+- `killed_runs` (sensor, on by default): every minute, fails the runs whose processes were killed and frees
+  the pool slots they held, so that their partitions can run again (see `recovery.py`).
 - `nightly_reingest_sources` / `nightly_reingest_targets` (schedules, off until turned on): re-read every
   input at 03:00; unchanged inputs keep their data version, so nothing downstream recomputes.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import dagster as dg
 
 from zipfit_pipeline.partitions import SOURCES, ProjectPartitions, register_sources
+from zipfit_pipeline.recovery import recover_killed_runs
 from zipfit_pipeline.resources import ProjectResource
 
 # Dagster's `eager()` reacts to any new upstream materialization; ours only to a new upstream data version,
@@ -28,6 +31,7 @@ ON_NEW_DATA_OR_CODE = (
 )
 NIGHTLY = "0 3 * * *"
 INCOMING_POLL_SECONDS = 30
+RECOVERY_POLL_SECONDS = 60
 
 
 def build_automation(
@@ -45,6 +49,14 @@ def build_automation(
         # No run key: a source that is removed and added again must be ingested again.
         return dg.SensorResult(run_requests=[dg.RunRequest(partition_key=name) for name in added])
 
+    @dg.sensor(minimum_interval_seconds=RECOVERY_POLL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
+    def killed_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        """Fail runs whose processes were killed and free their pool slots, so that later runs do not wait forever."""
+        messages = recover_killed_runs(context.instance)
+        for message in messages:
+            context.log.warning(message)
+        return dg.SkipReason("; ".join(messages) or "no killed runs")
+
     automation = dg.AutomationConditionSensorDefinition(
         "zipfit_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
         description="Materializes what is downstream of new data or changed code (see ON_NEW_DATA_OR_CODE).",
@@ -59,4 +71,4 @@ def build_automation(
         return reingest
 
     schedules = [nightly(ingest_sources, dynamic=True), nightly(ingest_targets, dynamic=False)]
-    return [incoming_sources, automation], schedules, [ingest_sources, ingest_targets]
+    return [incoming_sources, killed_runs, automation], schedules, [ingest_sources, ingest_targets]

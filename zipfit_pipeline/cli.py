@@ -135,6 +135,16 @@ def cmd_register_sources(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from zipfit_pipeline.recovery import recover_killed_runs
+
+    with dg.DagsterInstance.get() as instance:
+        print("\n".join(recover_killed_runs(instance)) or "no killed runs")
+    return 0
+
+
 def headline(store: object) -> str:
     """Test cross-entropy of the base model and of every fine-tune, as a table."""
     rows = store.query(  # type: ignore[attr-defined]
@@ -189,6 +199,9 @@ def parser() -> argparse.ArgumentParser:
                               "incoming folder now (the incoming_sources sensor does it every 30 s)")
     register.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
     register.set_defaults(run=cmd_register_sources)
+    recover = sub.add_parser("recover", help="mark runs whose processes were killed as failed and free the pool slots "
+                             "they held (the `killed_runs` sensor does it every minute while the daemon runs)")
+    recover.set_defaults(run=cmd_recover)
     return p
 
 

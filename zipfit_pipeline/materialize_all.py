@@ -15,6 +15,7 @@ import dagster as dg
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.lineage import out_of_date
 from zipfit_pipeline.partitions import register_sources
+from zipfit_pipeline.recovery import recover_killed_runs
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # asset logs, not engine events
 STAGES = ("source_documents", "target_documents", "alignment_scores", "selections", "finetuned_model", "eval_loss",
@@ -27,6 +28,8 @@ def materialize_all(
 ) -> dict[str, list[str]]:
     """Materialize every partition of the given stages (or only the out-of-date ones); returns what ran."""
     project = defs.resources["project"]
+    for message in recover_killed_runs(instance):
+        log(message)
     register_sources(instance, load_project(project.config_path))
     by_key = {a.key.to_user_string(): a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)}
     todo = out_of_date(defs, instance) if only_out_of_date else None

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SmallProject, failure_message, write_jsonl
+from small_project import SmallProject, failure_message, write_jsonl
 
 from zipfit_pipeline.config import DatasetSpec, load_project
 from zipfit_pipeline.engine.loaders import InputError, RecordReader

@@ -1,11 +1,22 @@
-"""A scoring run killed with SIGKILL half-way, then rerun, ends with exactly the uninterrupted run's scores."""
+"""SIGKILL half-way through ingestion, scoring and fine-tuning: the rerun completes with the result of a run
+never interrupted, with no duplicate rows, and no half-written checkpoint is ever taken as complete."""
 
+import errno
+import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+
+import dagster as dg
+from small_project import SmallProject
+
+from zipfit_pipeline.engine.loaders import RecordReader
+from zipfit_pipeline.engine.models import build_tiny_gpt2, load_model_and_tokenizer, save_checkpoint
 
 from zipfit_pipeline.engine.loaders import Record
 from zipfit_pipeline.engine.scoring import score_dataset
@@ -60,3 +71,131 @@ def test_sigkill_mid_scoring_then_rerun_gives_uninterrupted_result(demo_files: d
     duplicates = killed_db.query(
         "SELECT count(*) - count(DISTINCT (content_hash, target_hash, compressor, level, engine_version)) AS n FROM scores")
     assert duplicates.to_pylist()[0]["n"] == 0
+
+
+def _complete(run: subprocess.Popen[str]) -> None:
+    output = run.communicate(timeout=600)[0]
+    assert run.returncode == 0, output[-3000:]
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def _open_for_writing(fifo: Path, reader: subprocess.Popen[str], timeout: float = 120.0) -> int:
+    """Open a named pipe once the run has opened it for reading, i.e. once ingestion is under way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as error:
+            if error.errno != errno.ENXIO:
+                raise
+        assert reader.poll() is None, reader.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the run never opened its input"
+        time.sleep(0.05)
+
+
+def _recover_the_killed_run(project: SmallProject) -> None:
+    """Dagster still shows the killed run as started, holding its pool slot, until `zipfit recover` runs."""
+    killed = project.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    assert len(killed) == 1
+    assert project.instance.event_log_storage.get_concurrency_run_ids() == {killed[0].run_id}
+    assert f"run {killed[0].run_id} was killed: marked failed" in project.recover()
+    assert project.instance.get_run_by_id(killed[0].run_id).status == dg.DagsterRunStatus.FAILURE
+    assert not project.instance.event_log_storage.get_concurrency_run_ids()
+
+
+def test_sigkill_mid_ingestion_keeps_the_old_documents_and_the_rerun_stores_the_new(small_project: SmallProject) -> None:
+    assert small_project.ingest_source().success
+    before = small_project.stored("documents")
+    new_rows = [json.loads(line) for line in small_project.source_file.read_text().splitlines()]
+    new_rows = [{**row, "text": row["text"] + "\n# edited"} for row in new_rows] + [{"id": "extra", "text": "x = 1"}]
+    new_file = small_project.root / "new.jsonl"
+    new_file.write_text("".join(json.dumps(r) + "\n" for r in new_rows))
+
+    # The input becomes a pipe: the run reads half of the new rows, then waits for the rest, and is killed.
+    small_project.source_file.unlink()
+    os.mkfifo(small_project.source_file)
+    run = small_project.cli("source_documents", "src")
+    pipe = _open_for_writing(small_project.source_file, run)
+    half = "".join(json.dumps(r) + "\n" for r in new_rows[: len(new_rows) // 2]).encode()
+    os.write(pipe, half[:60_000])  # within a pipe's buffer
+    time.sleep(1.0)
+    _kill_group(run)
+    os.close(pipe)
+    assert small_project.stored("documents") == before
+    _recover_the_killed_run(small_project)
+
+    small_project.source_file.unlink()
+    new_file.rename(small_project.source_file)
+    _complete(small_project.cli("source_documents", "src"))
+    stored = small_project.store().query(
+        "SELECT row_index, doc_id, text FROM documents WHERE dataset = 'src' ORDER BY row_index").to_pylist()
+    expected = [{"row_index": r.row_index, "doc_id": r.doc_id, "text": r.text}
+                for r in RecordReader(str(small_project.source_file), id_field="id")]
+    assert stored == expected and len(stored) == len(new_rows)
+
+
+def _digest(folder: Path) -> str:
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains_the_same_model(
+    small_project: SmallProject,
+) -> None:
+    small_project.edit_config(selection={"methods": ["all"], "budgets": [3000]},
+                              training={"block_size": 16, "batch_size": 1, "curve_points": 0, "eval_max_length": 64})
+    for asset, partition in [("source_documents", "src"), ("target_documents", "task"),
+                             ("alignment_scores", "src|task"), ("selections", "tiny-gpt2|task")]:
+        assert small_project.materialize(asset, partition).success
+    partition, selection = "tiny-gpt2.all.3000|task", "task.all.3000"
+    _complete(small_project.cli("finetuned_model", partition))
+    recorded = small_project.store().training_run("tiny-gpt2", selection)
+    assert recorded is not None and recorded["steps"] > 150
+    checkpoint = Path(recorded["checkpoint"])
+    digest = _digest(checkpoint)
+
+    run = small_project.cli("finetuned_model", partition)
+    assert run.stdout is not None
+    for line in run.stdout:  # killed at its first step of training, hundreds of steps before its save
+        if "step 1/" in line:
+            break
+    _kill_group(run)
+    assert small_project.store().training_run("tiny-gpt2", selection) == recorded
+    assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name] and _digest(checkpoint) == digest
+    _recover_the_killed_run(small_project)
+
+    _complete(small_project.cli("finetuned_model", partition))
+    retrained = small_project.store().training_run("tiny-gpt2", selection)
+    assert retrained is not None
+    assert {k: v for k, v in retrained.items() if k not in ("checkpoint", "seconds")} == \
+        {k: v for k, v in recorded.items() if k not in ("checkpoint", "seconds")}
+    new_checkpoint = Path(retrained["checkpoint"])
+    assert [p.name for p in new_checkpoint.parent.iterdir()] == [new_checkpoint.name] != [checkpoint.name]
+    assert _digest(new_checkpoint) == digest
+
+
+def test_sigkill_mid_save_leaves_no_checkpoint_that_looks_complete(tmp_path: Path) -> None:
+    """A kill while `save_pretrained` writes: nothing appears at the checkpoint's path; the next save replaces the debris."""
+    output = tmp_path / "checkpoint"
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from zipfit_pipeline.engine.models import build_tiny_gpt2
+        build_tiny_gpt2(Path({str(output)!r}), n_layer=12, n_embd=768)  # ~0.5 GB to write
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script])
+    partial = output.with_name(output.name + ".partial")
+    deadline = time.monotonic() + 300
+    while not partial.exists():
+        assert child.poll() is None and time.monotonic() < deadline, "the save never started"
+        time.sleep(0.002)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert partial.exists() and not output.exists()
+
+    save_checkpoint(*load_model_and_tokenizer(str(build_tiny_gpt2(tmp_path / "small"))), output)
+    assert not partial.exists()
+    model, _ = load_model_and_tokenizer(str(output))
+    assert model.config.n_embd == 64

@@ -63,6 +63,10 @@ LOCK_RETRY_SECONDS = 300.0
 DEFAULT_MEMORY_LIMIT = "512MB"
 
 
+class StoreError(RuntimeError):
+    """The store's file cannot be opened or written; the message names the file and what to check."""
+
+
 class Store:
     """One DuckDB file. Methods open a connection, do one transaction and close it.
 
@@ -78,15 +82,23 @@ class Store:
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection, waiting while another process holds the file's write lock."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create the store's folder {self.path.parent}: {error.strerror}") from error
         deadline = time.monotonic() + LOCK_RETRY_SECONDS
         while True:
             try:
                 connection = duckdb.connect(str(self.path), config={"memory_limit": self.memory_limit})
                 break
             except duckdb.IOException as error:
-                if "lock" not in str(error).lower() or time.monotonic() > deadline:
-                    raise
+                locked = "lock" in str(error).lower()
+                if not locked:
+                    raise StoreError(f"cannot open the store {self.path}: {error}. Check that the folder is writable "
+                                     "(`store:` in the project file says where it is)") from error
+                if time.monotonic() > deadline:
+                    raise StoreError(f"the store {self.path} stayed locked by another process for "
+                                     f"{LOCK_RETRY_SECONDS:.0f} s: {error}") from error
                 time.sleep(0.2)
         try:
             if not self._schema_ready:
@@ -110,8 +122,14 @@ class Store:
             try:
                 yield connection
                 connection.commit()
+            except duckdb.Error as error:
+                _rollback(connection)
+                if isinstance(error, duckdb.IOException | duckdb.TransactionException | duckdb.FatalException):
+                    raise StoreError(f"cannot write to the store {self.path} (is the disk full or read-only?): "
+                                     f"{error}. Nothing of this write was kept") from error
+                raise
             except BaseException:
-                connection.rollback()
+                _rollback(connection)
                 raise
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
@@ -301,6 +319,14 @@ class Store:
     def training_run(self, model: str, selection: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM training_runs WHERE model = ? AND selection = ?", [model, selection]).to_pylist()
         return rows[0] if rows else None
+
+
+def _rollback(connection: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if a transaction is still open (a failed commit has already ended it)."""
+    try:
+        connection.rollback()
+    except duckdb.Error:
+        pass
 
 
 def _score_key(target_hash: str, compressor: str, level: int) -> list[Any]:

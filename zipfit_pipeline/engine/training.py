@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from zipfit_pipeline.engine.evaluation import autocast
 
 
+PROGRESS_LINES = 20
+
+
 class TrainSettings(BaseModel):
     """One fine-tune's hyperparameters (the paper's: block 1024, weight decay 0.01, max grad norm 1.0)."""
 
@@ -107,6 +110,7 @@ def finetune(
     eval_steps = {round(len(batches) * (i + 1) / (settings.curve_points + 1)) for i in range(settings.curve_points)}
     result = TrainResult(train_tokens=len(ids), steps=len(batches), seconds=0.0, device=str(device))
     started, seen = time.monotonic(), 0
+    log_every = max(1, len(batches) // PROGRESS_LINES)  # each line is an event in Dagster's log: keep them few
     for step, (inputs, labels) in enumerate(batches):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, len(batches), settings)
@@ -121,7 +125,8 @@ def finetune(
         elapsed = time.monotonic() - started
         rate = seen / elapsed if elapsed else 0.0
         eta = (len(ids) - seen) / rate if rate else 0.0
-        log(f"step {step + 1}/{len(batches)}: {seen}/{len(ids)} tokens, loss {loss.item():.4f}, {rate:.0f} tokens/s, ETA {eta:.0f}s")
+        if step % log_every == 0 or step + 1 == len(batches):
+            log(f"step {step + 1}/{len(batches)}: {seen}/{len(ids)} tokens, loss {loss.item():.4f}, {rate:.0f} tokens/s, ETA {eta:.0f}s")
         if evaluate is not None and step + 1 in eval_steps and step + 1 < len(batches):
             result.test_curve.append((seen, evaluate(model)))
             model.train()
