@@ -184,8 +184,26 @@ class ProjectConfig(Strict):
                 raise ValueError(f"{kind} names must be unique, got {names}")
         return self
 
+    @model_validator(mode="after")
+    def _usable_paths(self) -> ProjectConfig:
+        """Where the pipeline writes must be a file (the store) or folders, and never one of the inputs."""
+        store = self.resolve(self.store)
+        if store.is_dir():
+            raise ValueError(f"store: {store} is a folder; give the DuckDB file's path (e.g. data/zipfit.duckdb)")
+        inputs = {self.resolve(spec.path) for spec in [*self.sources, *self.targets]}
+        if store in inputs:
+            raise ValueError(f"store: {store} is also an input dataset; the store must be a file of its own")
+        for name in ("artifacts", "cache"):
+            folder = self.resolve(getattr(self, name))
+            if folder.is_file():
+                raise ValueError(f"{name}: {folder} is a file; it must be a folder the pipeline can write to")
+            if folder in inputs or any(folder in path.parents for path in inputs):
+                raise ValueError(f"{name}: {folder} holds input datasets; the pipeline writes and deletes there")
+        return self
+
     def resolve(self, path: str) -> Path:
-        return (self.root / path).resolve()
+        """A path from the project file as an absolute path: `~` expanded, relative to the file's folder, links followed."""
+        return (self.root / Path(path).expanduser()).resolve()
 
     def all_sources(self) -> list[DatasetSpec]:
         """The sources listed in the file, then one per dataset file in the incoming folder (names listed win)."""

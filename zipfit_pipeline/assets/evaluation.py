@@ -16,6 +16,20 @@ from zipfit_pipeline.resources import ProjectResource, StoreResource
 GROUP = "eval"
 
 
+def checkpoint_to_evaluate(config: ProjectConfig, model: str, method: str, recorded: str) -> str:
+    """The base model from the project file; a fine-tune only from this project's checkpoint folder, so that a
+    store copied from elsewhere (or edited) cannot make eval load a model from an arbitrary path."""
+    if method == BASE:
+        return config.model_path(config.model(model))
+    checkpoint = Path(recorded).resolve()
+    models = config.resolve(config.artifacts) / "models"
+    if models not in checkpoint.parents:
+        raise RuntimeError(f"refusing to load {checkpoint}: fine-tuned checkpoints are loaded only from {models}")
+    if not checkpoint.is_dir():
+        raise RuntimeError(f"the checkpoint {checkpoint} is gone: materialize finetuned_model again")
+    return str(checkpoint)
+
+
 def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.finetune_target,
@@ -34,10 +48,7 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
         run = db.training_run(model_name, selection)
         if run is None:
             raise RuntimeError(f"no training run for {model_name} / {selection}: materialize finetuned_model first")
-        if not Path(run["checkpoint"]).exists() and key.method != BASE:
-            raise RuntimeError(f"the checkpoint {run['checkpoint']} recorded for {model_name} / {selection} is gone: "
-                               "materialize finetuned_model again")
-        model, tokenizer = load_model_and_tokenizer(run["checkpoint"])
+        model, tokenizer = load_model_and_tokenizer(checkpoint_to_evaluate(config, model_name, key.method, run["checkpoint"]))
         model.to(device_for_run())
         texts = db.target_texts(key.target, "test")
         loss, tokens = heldout_loss(model, tokenizer, texts, config.training.eval_max_length, config.training.eval_batch_size)

@@ -131,13 +131,18 @@ def text_folder_rows(folder: Path) -> Rows:
 
 
 def duckdb_rows(path: Path, query: str | None) -> Rows:
-    """The rows of the project's own `query` over a DuckDB file, opened read-only."""
+    """The rows of the project's own `query` over a DuckDB file, opened read-only without access to other files."""
     import duckdb
 
     if not query:
         raise InputError(f"{path}: a DuckDB input needs a `query`")
-    connection = duckdb.connect(str(path), read_only=True)
-    cursor = connection.execute(query)
+    # The project's own SQL, but still: read-only, and no other file, extension or URL can be reached from it.
+    connection = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+    try:
+        cursor = connection.execute(query)
+    except duckdb.Error as error:
+        connection.close()
+        raise InputError(f"{path}: the query failed: {error}") from error
     columns = [d[0] for d in cursor.description]
 
     def rows() -> Iterator[Row]:

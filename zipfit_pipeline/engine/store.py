@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS eval_losses (
 SCORE_OF_DOCUMENT = (
     "s.content_hash = d.content_hash AND s.target_hash = ? AND s.compressor = ? AND s.level = ? AND s.engine_version = ?"
 )
+SCORED_DOCUMENTS_OF_DATASET = f"FROM documents d JOIN scores s ON {SCORE_OF_DOCUMENT} WHERE d.dataset = ?"
 LOCK_RETRY_SECONDS = 300.0
 # DuckDB caches table blocks up to 80% of RAM by default; a cap bounds what a long scan keeps resident.
 DEFAULT_MEMORY_LIMIT = "512MB"
@@ -255,15 +256,14 @@ class Store:
         self, dataset: str, target_hash: str, compressor: str, level: int, quantiles: Sequence[float], top_n: int
     ) -> dict[str, Any]:
         """Counts, quantiles, a digest of every (text, score) and the best texts, computed inside DuckDB."""
-        join = f"FROM documents d JOIN scores s ON {SCORE_OF_DOCUMENT} WHERE d.dataset = ?"
         params = [*_score_key(target_hash, compressor, level), dataset]
         summary = self.query(
             f"""SELECT count(*) AS documents, avg(s.score) AS mean, quantile_cont(s.score, ?) AS quantiles,
                 md5(string_agg(d.content_hash || ':' || CAST(s.score AS VARCHAR), ',' ORDER BY d.row_index)) AS digest
-                {join}""",
+                {SCORED_DOCUMENTS_OF_DATASET}""",
             [list(quantiles), *params],
         ).to_pylist()[0]
-        top = self.query(f"SELECT d.text, s.score {join} ORDER BY s.score DESC, d.row_index LIMIT ?", [*params, top_n])
+        top = self.query(f"SELECT d.text, s.score {SCORED_DOCUMENTS_OF_DATASET} ORDER BY s.score DESC, d.row_index LIMIT ?", [*params, top_n])
         return {**summary, "top_texts": top.column("text").to_pylist(), "top_scores": top.column("score").to_pylist()}
 
     # selection, training, evaluation -----------------------------------------------------------------------
