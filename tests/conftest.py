@@ -10,7 +10,6 @@ from pathlib import Path
 import dagster as dg
 
 import pytest
-import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -19,6 +18,7 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 from zipfit_pipeline.engine.demo_data import build_demo_data  # noqa: E402
 from zipfit_pipeline.engine.models import build_tiny_gpt2  # noqa: E402
+from project_files import write_project  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -30,42 +30,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The demo corpora at full size (400 documents per source), built once per session."""
     return build_demo_data(tmp_path_factory.mktemp("demo"))
-
-
-def write_project(root: Path, demo_files: dict[str, Path], tiny_model: Path, **overrides: object) -> Path:
-    """A small project: the demo sources, 10 alignment and 6 test HumanEval problems, a tiny GPT-2.
-
-    `overrides` replace top-level entries of the project file (`sources=[...]`, `selection={...}`).
-    """
-    sources = []
-    for name in ("python_stdlib", "c_headers", "english_prose"):
-        sources.append({"name": name, "path": str(demo_files[name]), "id_field": "id"})
-    config = {
-        "store": "data/zipfit.duckdb",
-        "artifacts": "data/artifacts",
-        "cache": "data/cache",
-        "sources": sources,
-        "targets": [
-            {
-                "name": "humaneval",
-                "path": str(demo_files["humaneval"]),
-                "template": "Problem description: {prompt} \nCanonical solution: {canonical_solution}",
-                "id_field": "task_id",
-                "alignment_rows": [0, 10],
-                "test_rows": [82, 88],
-            }
-        ],
-        "models": [{"name": "tiny-gpt2", "pretrained": str(tiny_model)}],
-        "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 16, "workers": 1},
-        "selection": {"methods": ["zipfit", "random"], "budgets": [300, 600], "seed": 0},
-        "training": {"block_size": 64, "batch_size": 2, "learning_rate": 1e-3, "curve_points": 1,
-                     "eval_max_length": 128, "eval_batch_size": 4},
-    }
-    config.update(overrides)
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "zipfit.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
 
 
 @pytest.fixture

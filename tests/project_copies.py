@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
-from conftest import write_project
+from project_files import write_project
 
 from zipfit_pipeline.definitions import build_definitions
 

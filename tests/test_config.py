@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from conftest import write_project
+from project_files import write_project
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import write_project
+from project_files import write_project
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions

@@ -3,14 +3,17 @@
 A run worker killed with SIGKILL (or by the OOM killer, or a reboot) cannot report its end: Dagster keeps the
 run STARTED and the `duckdb_writer` / `accelerator` pool slot it claimed stays taken, so every later run of
 that pool waits forever. The default run launcher cannot check a worker's health, so this does: a run is
-dead when no process that wrote its events is alive on this machine (runs are launched locally here).
+dead when no process that wrote its events is alive on this machine, which holds only with the default run
+launcher (every run a local process); with any other launcher this does nothing.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
+from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
@@ -18,6 +21,8 @@ IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.Dag
 
 def recover_killed_runs(instance: dg.DagsterInstance) -> list[str]:
     """Fail the in-progress runs whose processes are all gone, free the slots finished runs hold; returns messages."""
+    if not isinstance(instance.run_launcher, DefaultRunLauncher):
+        return []  # runs on other machines: Dagster's own run monitoring checks their workers
     messages = []
     for run in instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS)):
         pids = {e.dagster_event.pid for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.pid}
@@ -36,10 +41,15 @@ def recover_killed_runs(instance: dg.DagsterInstance) -> list[str]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process runs; a zombie (killed, not yet reaped by an init that may never reap it) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
         return True
-    return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc here: trust the signal check
+        return True

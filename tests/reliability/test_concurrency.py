@@ -23,7 +23,7 @@ from zipfit_pipeline.materialize_all import materialize_all
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = ("python_stdlib|humaneval", "english_prose|humaneval")
 
 

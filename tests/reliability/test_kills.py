@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 from small_project import SmallProject
 
+from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.loaders import RecordReader
 from zipfit_pipeline.engine.models import build_tiny_gpt2, load_model_and_tokenizer, save_checkpoint
 
@@ -97,12 +98,19 @@ def _open_for_writing(fifo: Path, reader: subprocess.Popen[str], timeout: float 
         time.sleep(0.05)
 
 
-def _recover_the_killed_run(project: SmallProject) -> None:
-    """Dagster still shows the killed run as started, holding its pool slot, until `zipfit recover` runs."""
+def _recover_the_killed_run(project: SmallProject, through_sensor: bool = False) -> None:
+    """Dagster still shows the killed run as started, holding its pool slot, until `zipfit recover` (or the
+    `killed_runs` sensor) marks it failed and frees the slot; else the rerun would wait for the slot forever."""
     killed = project.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
     assert len(killed) == 1
     assert project.instance.event_log_storage.get_concurrency_run_ids() == {killed[0].run_id}
-    assert f"run {killed[0].run_id} was killed: marked failed" in project.recover()
+    if through_sensor:
+        sensor = build_definitions(str(project.config_file)).resolve_sensor_def("killed_runs")
+        with dg.build_sensor_context(instance=project.instance) as context:
+            report = sensor(context).skip_message
+    else:
+        report = project.recover()
+    assert f"run {killed[0].run_id} was killed: marked failed" in report
     assert project.instance.get_run_by_id(killed[0].run_id).status == dg.DagsterRunStatus.FAILURE
     assert not project.instance.event_log_storage.get_concurrency_run_ids()
 
@@ -165,7 +173,7 @@ def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains
     _kill_group(run)
     assert small_project.store().training_run("tiny-gpt2", selection) == recorded
     assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name] and _digest(checkpoint) == digest
-    _recover_the_killed_run(small_project)
+    _recover_the_killed_run(small_project, through_sensor=True)
 
     _complete(small_project.cli("finetuned_model", partition))
     retrained = small_project.store().training_run("tiny-gpt2", selection)
