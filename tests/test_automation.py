@@ -105,6 +105,7 @@ def test_automation_sensor_runs_by_default_and_schedules_wait_to_be_turned_on(wo
     defs = project_defs(workspace[0])
     assert defs.resolve_sensor_def("zipfit_automation").default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.resolve_sensor_def("incoming_sources").default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.resolve_sensor_def("killed_runs").default_status == dg.DefaultSensorStatus.RUNNING
     for name in ("nightly_reingest_sources", "nightly_reingest_targets"):
         assert defs.resolve_schedule_def(name).default_status == dg.DefaultScheduleStatus.STOPPED
 

@@ -16,12 +16,11 @@ import dagster as dg
 from small_project import SmallProject
 
 from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.engine.loaders import RecordReader
+from zipfit_pipeline.engine.loaders import Record, RecordReader
 from zipfit_pipeline.engine.models import build_tiny_gpt2, load_model_and_tokenizer, save_checkpoint
-
-from zipfit_pipeline.engine.loaders import Record
 from zipfit_pipeline.engine.scoring import score_dataset
 from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.recovery import recover_killed_runs
 
 CHUNK = 16
 
@@ -170,6 +169,7 @@ def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains
     for line in run.stdout:  # killed at its first step of training, hundreds of steps before its save
         if "step 1/" in line:
             break
+    assert recover_killed_runs(small_project.instance) == []  # a run that is alive is left alone
     _kill_group(run)
     assert small_project.store().training_run("tiny-gpt2", selection) == recorded
     assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name] and _digest(checkpoint) == digest
