@@ -1,4 +1,4 @@
-"""Every input kind through the same reader, with skipped rows counted and unusable inputs named."""
+"""Every input kind through the same reader (bad rows and unusable inputs: tests/reliability/test_bad_inputs.py)."""
 
 import json
 from pathlib import Path
@@ -6,9 +6,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
-from zipfit_pipeline.engine.loaders import InputError, Record, RecordReader, chunk_records, equal_chunks
+from zipfit_pipeline.engine.loaders import Record, RecordReader, chunk_records, equal_chunks
 
 ROWS = [
     {"id": "a", "text": "first text", "title": "T1"},

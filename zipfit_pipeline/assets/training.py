@@ -6,9 +6,8 @@ points at one complete checkpoint whose recorded figures are its own. The `<mode
 for the model before fine-tuning.
 """
 
+
 import shutil
-
-
 from pathlib import Path
 
 import dagster as dg
