@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,13 +73,14 @@ class SmallProject:
         return Store(config.resolve(config.store))
 
     def edit_config(self, **change: object) -> None:
-        config = yaml.safe_load(self.config_file.read_text())
-        config.update(change)
-        self.config_file.write_text(yaml.safe_dump(config))
+        self._edit(lambda config: config.update(change))
 
     def edit_source(self, **change: object) -> None:
+        self._edit(lambda config: config["sources"][0].update(change))
+
+    def _edit(self, apply: Callable[[dict[str, Any]], None]) -> None:
         config = yaml.safe_load(self.config_file.read_text())
-        config["sources"][0].update(change)
+        apply(config)
         self.config_file.write_text(yaml.safe_dump(config))
 
     def materialize(self, asset: str, partition: str) -> dg.ExecuteInProcessResult:
