@@ -200,9 +200,7 @@ def detect_format(path: str) -> str:
     if p.suffix in (".duckdb", ".db"):
         return "duckdb"
     if p.suffix in FILE_FORMATS:
-        if not p.exists():
-            raise InputError(f"{path}: file not found")
-        return FILE_FORMATS[p.suffix]
+        return FILE_FORMATS[p.suffix]  # a missing file is reported when it is opened, whoever chose the format
     if p.exists():
         raise InputError(f"{path}: cannot tell the format from the extension; set `format`")
     if "/" in path and not path.startswith((".", "/")) and path.count("/") == 1:
