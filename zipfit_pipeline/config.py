@@ -14,11 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from zipfit_pipeline.engine.compression import check_compressor
-from zipfit_pipeline.engine.dsir import DsirSettings
-from zipfit_pipeline.engine.loaders import FILE_FORMATS, template_fields
-from zipfit_pipeline.engine.selection import METHODS, threshold_key
-from zipfit_pipeline.engine.training import TrainSettings
+from zipfit_pipeline.engine.loaders import FILE_FORMATS, RecordReader, template_fields
+from zipfit_pipeline.engine.settings import ScoringSettings, SelectionSettings, TrainingSettings
 
 CONFIG_ENV = "ZIPFIT_CONFIG"
 DEFAULT_CONFIG = "zipfit.yaml"
@@ -96,71 +93,6 @@ class ModelSpec(Strict):
     pretrained: str = Field(description="hub id or local folder of a transformers causal LM")
 
 
-class ScoringSettings(Strict):
-    compressor: Literal["gzip", "lz4", "zstd"] = "gzip"
-    level: int = 9
-    chunk_size: int = Field(256, ge=1)
-    workers: int = Field(0, ge=0, description="processes (or Ray actors); 0 means one per core")
-    backend: Literal["local", "ray"] = "local"
-    ray_address: str | None = Field(None, description="Ray cluster to join (`auto`, `ray://head:10001`); none starts a local one")
-
-    @model_validator(mode="after")
-    def _valid_level(self) -> ScoringSettings:
-        check_compressor(self.compressor, self.level)
-        return self
-
-    def worker_count(self) -> int:
-        return self.workers or os.cpu_count() or 1
-
-
-class DsirConfig(Strict):
-    """HashedNgramDSIR's settings (the `data-selection` package's defaults)."""
-
-    ngrams: int = Field(2, ge=1)
-    num_buckets: int = Field(10_000, ge=1)
-    min_example_length: int = Field(100, ge=0, description="texts with fewer words are never chosen by DSIR")
-
-    def settings(self) -> DsirSettings:
-        return DsirSettings(**self.model_dump())
-
-
-class SelectionSettings(Strict):
-    methods: list[str] = Field(["zipfit", "random"], description="zipfit, dsir, random, all (capped at the largest budget)")
-    budgets: list[int] = Field([100_000, 200_000], min_length=1)
-    seed: int = 0
-    thresholds: list[float] = Field([], description="ZIP-FIT also keeps every text with alignment > τ, one fine-tune per τ")
-    dsir: DsirConfig = DsirConfig()
-
-    @field_validator("thresholds")
-    @classmethod
-    def _in_unit_interval(cls, thresholds: list[float]) -> list[float]:
-        if any(not 0 < t < 1 for t in thresholds) or len({threshold_key(t) for t in thresholds}) != len(thresholds):
-            raise ValueError("thresholds must be distinct alignments between 0 and 1 (to 3 decimals)")
-        return sorted(thresholds)
-
-    @field_validator("methods")
-    @classmethod
-    def _known(cls, methods: list[str]) -> list[str]:
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown selection methods {unknown}; choose from {list(METHODS)}")
-        return methods
-
-    @field_validator("budgets")
-    @classmethod
-    def _positive(cls, budgets: list[int]) -> list[int]:
-        if any(b <= 0 for b in budgets) or len(set(budgets)) != len(budgets):
-            raise ValueError("budgets must be distinct positive token counts")
-        return sorted(budgets)
-
-
-class TrainingSettings(TrainSettings):
-    """Fine-tuning hyperparameters plus how the held-out test loss is measured."""
-
-    eval_max_length: int = 1024
-    eval_batch_size: int = 8
-
-
 class ProjectConfig(Strict):
     root: Path = Field(Path("."), description="folder that relative paths are resolved against")
     store: str = "data/zipfit.duckdb"
@@ -233,6 +165,18 @@ class ProjectConfig(Strict):
 
     def model(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)
+
+    def reader(self, spec: DatasetSpec) -> RecordReader:
+        """A reader of the usable records of a source or target, as the project file describes it."""
+        return RecordReader(
+            path=self.input_path(spec), text_field=spec.text_field, template=spec.template, id_field=spec.id_field,
+            format=spec.format, query=spec.query, split=spec.split, cache_dir=str(self.resolve(self.cache) / "datasets"),
+            max_chars=spec.max_chars,
+        )
+
+    def models_dir(self) -> Path:
+        """Where fine-tuned checkpoints are written, and the only place eval loads them from."""
+        return self.resolve(self.artifacts) / "models"
 
     def input_path(self, spec: DatasetSpec) -> str:
         """A local path resolved against the project folder; a hub id as it is."""

@@ -11,22 +11,19 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from zipfit_pipeline.engine.settings import DsirSettings
 
-@dataclass(frozen=True)
-class DsirSettings:
-    ngrams: int = 2
-    num_buckets: int = 10_000
-    min_example_length: int = 100
-    tokenizer: str = "wordpunct"
+TOKENIZER = "wordpunct"  # the package's default word tokenizer
 
-    def as_metadata(self) -> dict[str, object]:
-        return {**asdict(self), "package": "data-selection", "class": "HashedNgramDSIR", "fit": "all pool and target tokens",
-                "ranking": "log importance weight, top_k"}
+
+def dsir_metadata(settings: DsirSettings) -> dict[str, object]:
+    """What a user needs to reproduce the baseline with the package itself."""
+    return {**settings.model_dump(), "tokenizer": TOKENIZER, "package": "data-selection", "class": "HashedNgramDSIR",
+            "fit": "all pool and target tokens", "ranking": "log importance weight, top_k"}
 
 
 def dsir_weights(pool: Sequence[str], targets: Sequence[str], settings: DsirSettings = DsirSettings()) -> np.ndarray:
@@ -43,7 +40,7 @@ def dsir_weights(pool: Sequence[str], targets: Sequence[str], settings: DsirSett
             raw_load_dataset_fn=texts_of, raw_parse_example_fn=None,  # in memory, texts as they are
             target_load_dataset_fn=texts_of, target_parse_example_fn=None,
             num_proc=1, ngrams=settings.ngrams, num_buckets=settings.num_buckets,
-            tokenizer=settings.tokenizer, min_example_length=settings.min_example_length,
+            tokenizer=TOKENIZER, min_example_length=settings.min_example_length,
         )
         dsir.fit_importance_estimator(num_tokens_to_fit="all")
         dsir.compute_importance_weights()
