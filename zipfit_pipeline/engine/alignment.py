@@ -18,7 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 
-from zipfit_pipeline.engine.compression import GZIP_FRAMING_BYTES, joint_sizes_function, size_function
+from zipfit_pipeline.engine.compression import GZIP_FRAMING_BYTES, compressor_build, joint_sizes_function, size_function
 
 # Source length (bytes) from which priming a deflate stream beats compressing x + t whole, measured on
 # 2 cores with HumanEval targets (~520 bytes): deflate_slow (levels 4-9) and deflate_fast (levels 1-3).
@@ -28,9 +28,13 @@ PRIME_MIN_BYTES = {"slow": 1500, "fast": 3000}
 class AlignmentScorer:
     """Scores source texts against one fixed target set with one compressor and level."""
 
-    def __init__(self, targets: Sequence[str], compressor: str = "gzip", level: int = 9) -> None:
+    def __init__(self, targets: Sequence[str], compressor: str = "gzip", level: int = 9, build: str | None = None) -> None:
+        """`build`: the library build the caller keys its scores by; a worker whose own build differs refuses to score."""
         if not targets:
             raise ValueError("the target set is empty: alignment is a mean over targets, so it needs at least one")
+        if build is not None and compressor_build(compressor) != build:
+            raise RuntimeError(f"this worker compresses with {compressor_build(compressor)}, not {build}: its sizes would "
+                               "differ from the scores it would be stored with")
         self.compressor = compressor
         self.level = level
         self._size = size_function(compressor, level)
@@ -71,9 +75,9 @@ class AlignmentScorer:
 _worker_scorer: AlignmentScorer | None = None
 
 
-def _init_worker(targets: Sequence[str], compressor: str, level: int) -> None:
+def _init_worker(targets: Sequence[str], compressor: str, level: int, build: str) -> None:
     global _worker_scorer
-    _worker_scorer = AlignmentScorer(targets, compressor, level)
+    _worker_scorer = AlignmentScorer(targets, compressor, level, build)
 
 
 def _score_chunk(texts: Sequence[str]) -> np.ndarray:
@@ -108,7 +112,7 @@ def score_chunks(
             yield scorer.score_many(chunk)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(list(targets), compressor, level)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(list(targets), compressor, level, compressor_build(compressor))) as pool:
         pending: deque[Future[np.ndarray]] = deque()
         for chunk in chunks:
             pending.append(pool.submit(_score_chunk, list(chunk)))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from zipfit_pipeline.engine.alignment import AlignmentScorer
+from zipfit_pipeline.engine.compression import compressor_build
 
 
 def _ray() -> Any:
@@ -24,10 +25,11 @@ def _ray() -> Any:
 
 
 class _ScorerActor:
-    """Holds one AlignmentScorer, so the targets cross the network once per worker."""
+    """Holds one AlignmentScorer, so the targets cross the network once per worker; it refuses to start on a node
+    whose compressor build differs from the driver's, since the scores are stored under the driver's build."""
 
-    def __init__(self, targets: list[str], compressor: str, level: int) -> None:
-        self.scorer = AlignmentScorer(targets, compressor, level)
+    def __init__(self, targets: list[str], compressor: str, level: int, build: str) -> None:
+        self.scorer = AlignmentScorer(targets, compressor, level, build)
 
     def score(self, texts: list[str]) -> np.ndarray:
         return self.scorer.score_many(texts)
@@ -47,7 +49,7 @@ def ray_score_chunks(
         options: dict[str, Any] = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
         ray.init(log_to_driver=False, **options)
     actor_class = ray.remote(num_cpus=1)(_ScorerActor)
-    actors = [actor_class.remote(list(targets), compressor, level) for _ in range(workers)]
+    actors = [actor_class.remote(list(targets), compressor, level, compressor_build(compressor)) for _ in range(workers)]
     pending: deque[Any] = deque()
     try:
         for i, chunk in enumerate(chunks):
