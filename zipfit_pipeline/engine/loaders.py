@@ -8,6 +8,7 @@ A row that cannot give a text is skipped and counted by reason; an input that ca
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import string
 from collections import Counter
@@ -60,6 +61,11 @@ def content_hash(text: str) -> str:
 def set_hash(hashes: list[str]) -> str:
     """Key of an ordered set of texts (a target set): changes when any member or the order changes."""
     return hashlib.blake2b("\n".join(hashes).encode("ascii"), digest_size=16).hexdigest()
+
+
+def digest(*parts: Any) -> str:
+    """A short stable digest of JSON-able values: a stage's data version, changing exactly when they do."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 def template_fields(template: str) -> list[str]:

@@ -1,14 +1,16 @@
 """The DuckDB store: documents, targets, scores, selections, training runs and eval losses in one file.
 
-Scores are keyed by content, (content hash, target-set hash, compressor, level, engine version), so a text
-is scored once whatever dataset it comes from and unchanged work is never redone. Every write is one
-transaction; connections are short-lived, because DuckDB allows one writing process per file.
+Everything is addressed by content, never by row position (rows move when a source is re-ingested):
+- scores by (content hash, target-set hash, compressor, level, engine version, compressor build), so a text
+  is scored once whatever dataset it comes from, and scores of two library builds never mix;
+- selections by the content hashes they chose, so a fine-tune trains on exactly those texts;
+- training runs by a run id and the version of the selection they trained on; eval rows by the run they measured.
+Every write is one transaction; connections are short-lived, because DuckDB allows one writing process per file.
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +20,13 @@ import duckdb
 import pyarrow as pa
 
 from zipfit_pipeline.engine import ENGINE_VERSION
+from zipfit_pipeline.engine.compression import compressor_build
 from zipfit_pipeline.engine.loaders import Record, content_hash
+from zipfit_pipeline.engine.runs import RunKey
 
+STORE_SCHEMA_VERSION = 2  # bumped when a table changes; an older store is refused with what to do
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS store_info (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS documents (
     dataset VARCHAR, row_index BIGINT, doc_id VARCHAR, content_hash VARCHAR, n_bytes BIGINT, text VARCHAR,
     PRIMARY KEY (dataset, row_index));
@@ -29,40 +35,47 @@ CREATE TABLE IF NOT EXISTS targets (
     task VARCHAR, split VARCHAR, row_index BIGINT, doc_id VARCHAR, content_hash VARCHAR, text VARCHAR,
     PRIMARY KEY (task, split, row_index));
 CREATE TABLE IF NOT EXISTS score_sets (
-    target_hash VARCHAR, compressor VARCHAR, level INTEGER, engine_version VARCHAR, zlib_version VARCHAR,
-    n_targets INTEGER, PRIMARY KEY (target_hash, compressor, level, engine_version));
+    target_hash VARCHAR, compressor VARCHAR, level INTEGER, engine_version VARCHAR, build VARCHAR,
+    n_targets INTEGER, PRIMARY KEY (target_hash, compressor, level, engine_version, build));
 CREATE TABLE IF NOT EXISTS scores (
-    content_hash VARCHAR, target_hash VARCHAR, compressor VARCHAR, level INTEGER, engine_version VARCHAR,
-    score DOUBLE, PRIMARY KEY (content_hash, target_hash, compressor, level, engine_version));
+    content_hash VARCHAR, target_hash VARCHAR, compressor VARCHAR, level INTEGER, engine_version VARCHAR, build VARCHAR,
+    score DOUBLE, PRIMARY KEY (content_hash, target_hash, compressor, level, engine_version, build));
 CREATE TABLE IF NOT EXISTS scoring_runs (
-    dataset VARCHAR, target_hash VARCHAR, compressor VARCHAR, level INTEGER, engine_version VARCHAR,
+    dataset VARCHAR, target_hash VARCHAR, compressor VARCHAR, level INTEGER, engine_version VARCHAR, build VARCHAR,
     texts_scored BIGINT, seconds DOUBLE, finished TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS test_overlaps (
+    content_hash VARCHAR, test_hash VARCHAR, ngram_words INTEGER, test_row BIGINT, ngram VARCHAR,
+    PRIMARY KEY (content_hash, test_hash, ngram_words));
 CREATE TABLE IF NOT EXISTS selections (
-    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, rank BIGINT, dataset VARCHAR,
-    row_index BIGINT, content_hash VARCHAR, score DOUBLE, tokens BIGINT, cumulative_tokens BIGINT,
-    PRIMARY KEY (model, target, method, budget, rank));
+    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, rank BIGINT, dataset VARCHAR,
+    doc_id VARCHAR, content_hash VARCHAR, score DOUBLE, tokens BIGINT, cumulative_tokens BIGINT,
+    PRIMARY KEY (model, target, method, budget, seed, rank));
+CREATE TABLE IF NOT EXISTS selection_sets (
+    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, version VARCHAR, documents BIGINT,
+    tokens BIGINT, mean_alignment DOUBLE, PRIMARY KEY (model, target, method, budget, seed));
 CREATE TABLE IF NOT EXISTS selection_runs (
     model VARCHAR, target VARCHAR, method VARCHAR, seconds DOUBLE, PRIMARY KEY (model, target, method));
 CREATE TABLE IF NOT EXISTS training_runs (
-    model VARCHAR, selection VARCHAR, checkpoint VARCHAR, train_tokens BIGINT, steps INTEGER,
-    final_train_loss DOUBLE, seconds DOUBLE, device VARCHAR, PRIMARY KEY (model, selection));
+    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR, selection_version VARCHAR,
+    checkpoint VARCHAR, train_tokens BIGINT, steps INTEGER, final_train_loss DOUBLE, seconds DOUBLE, device VARCHAR,
+    PRIMARY KEY (model, target, method, budget, seed));
 CREATE TABLE IF NOT EXISTS loss_curves (
-    model VARCHAR, selection VARCHAR, kind VARCHAR, tokens BIGINT, loss DOUBLE,
-    PRIMARY KEY (model, selection, kind, tokens));
+    run_id VARCHAR, kind VARCHAR, tokens BIGINT, loss DOUBLE, PRIMARY KEY (run_id, kind, tokens));
 CREATE TABLE IF NOT EXISTS eval_losses (
-    model VARCHAR, selection VARCHAR, task VARCHAR, test_loss DOUBLE, test_tokens BIGINT,
-    PRIMARY KEY (model, selection));
+    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR, selection_version VARCHAR,
+    test_loss DOUBLE, test_tokens BIGINT, PRIMARY KEY (model, target, method, budget, seed));
 """
-
+# A fine-tune's row in the training, eval and selection tables; parameters from `_run_key`.
+RUN_KEY_COLUMNS = "model = ? AND target = ? AND method = ? AND budget = ? AND seed = ?"
 # The one join that finds a document's score under a score key; every score query uses it with `_score_key`.
 SCORE_OF_DOCUMENT = (
-    "s.content_hash = d.content_hash AND s.target_hash = ? AND s.compressor = ? AND s.level = ? AND s.engine_version = ?"
+    "s.content_hash = d.content_hash AND s.target_hash = ? AND s.compressor = ? AND s.level = ? AND s.engine_version = ? "
+    "AND s.build = ?"
 )
 SCORED_DOCUMENTS_OF_DATASET = f"FROM documents d JOIN scores s ON {SCORE_OF_DOCUMENT} WHERE d.dataset = ?"
 LOCK_RETRY_SECONDS = 300.0
 # DuckDB caches table blocks up to 80% of RAM by default; a cap bounds what a long scan keeps resident.
 DEFAULT_MEMORY_LIMIT = "512MB"
-
 
 class StoreError(RuntimeError):
     """The store's file cannot be opened or written; the message names the file and what to check."""
@@ -103,11 +116,28 @@ class Store:
                 time.sleep(0.2)
         try:
             if not self._schema_ready:
-                connection.execute(SCHEMA)
+                self._prepare(connection)
                 self._schema_ready = True
             yield connection
         finally:
             connection.close()
+
+    def _prepare(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """Create the tables of a new store; refuse a store whose tables another version of the schema made."""
+        tables = {row[0] for row in connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        found = None
+        if "store_info" in tables:
+            row = connection.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()
+            found = int(row[0]) if row else None
+        elif "documents" in tables:
+            found = 1  # the first schema had no store_info table
+        if found is not None and found != STORE_SCHEMA_VERSION:
+            raise StoreError(f"the store {self.path} has schema version {found}, this zipfit-pipeline reads version "
+                             f"{STORE_SCHEMA_VERSION}: move the file aside (or delete it, `make clean` for the demo) and "
+                             "materialize again")
+        connection.execute(SCHEMA)
+        connection.execute("INSERT INTO store_info VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(STORE_SCHEMA_VERSION)])
 
     @contextmanager
     def session(self) -> Iterator[Store]:
@@ -165,9 +195,13 @@ class Store:
                 )
                 connection.unregister("new_targets")
 
+    def target_rows(self, task: str, split: str) -> pa.Table:
+        """(row_index, doc_id, content_hash, text) of a target's split, in row order."""
+        return self.query("SELECT row_index, doc_id, content_hash, text FROM targets WHERE task = ? AND split = ? "
+                          "ORDER BY row_index", [task, split])
+
     def target_texts(self, task: str, split: str) -> list[str]:
-        table = self.query("SELECT text FROM targets WHERE task = ? AND split = ? ORDER BY row_index", [task, split])
-        return table.column("text").to_pylist()
+        return self.target_rows(task, split).column("text").to_pylist()
 
     # scoring ---------------------------------------------------------------------------------------------
 
@@ -175,8 +209,14 @@ class Store:
         with self.transaction() as connection:
             connection.execute(
                 "INSERT INTO score_sets VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [target_hash, compressor, level, ENGINE_VERSION, zlib.ZLIB_RUNTIME_VERSION, n_targets],
+                [*_score_key(target_hash, compressor, level), n_targets],
             )
+
+    def score_builds(self, target_hash: str, compressor: str, level: int) -> list[str]:
+        """The compressor builds that have scored against this target set (this engine version)."""
+        rows = self.query("SELECT build FROM score_sets WHERE target_hash = ? AND compressor = ? AND level = ? AND "
+                          "engine_version = ? ORDER BY build", [target_hash, compressor, level, ENGINE_VERSION])
+        return rows.column("build").to_pylist()
 
     def iter_unscored(
         self, dataset: str, target_hash: str, compressor: str, level: int, chunk_size: int
@@ -223,7 +263,7 @@ class Store:
         with self.transaction() as connection:
             connection.register("new_scores", table)
             connection.execute(
-                "INSERT INTO scores SELECT content_hash, ?, ?, ?, ?, score FROM new_scores ON CONFLICT DO NOTHING",
+                "INSERT INTO scores SELECT content_hash, ?, ?, ?, ?, ?, score FROM new_scores ON CONFLICT DO NOTHING",
                 _score_key(target_hash, compressor, level),
             )
             connection.unregister("new_scores")
@@ -232,14 +272,15 @@ class Store:
         """How long scoring took, so that ZIP-FIT's cost can be compared with the baselines'."""
         with self.transaction() as connection:
             connection.execute(
-                "INSERT INTO scoring_runs (dataset, target_hash, compressor, level, engine_version, texts_scored, seconds) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", [dataset, target_hash, compressor, level, ENGINE_VERSION, scored, seconds])
+                "INSERT INTO scoring_runs (dataset, target_hash, compressor, level, engine_version, build, texts_scored, seconds) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [dataset, *_score_key(target_hash, compressor, level), scored, seconds])
 
     def scoring_seconds(self, datasets: Sequence[str], target_hash: str, compressor: str, level: int) -> float:
         """Seconds spent scoring these datasets against this target set, over every run (reruns add little)."""
         rows = self.query(
             "SELECT coalesce(sum(seconds), 0) AS s FROM scoring_runs WHERE list_contains(?, dataset) AND target_hash = ? "
-            "AND compressor = ? AND level = ? AND engine_version = ?", [list(datasets), target_hash, compressor, level, ENGINE_VERSION])
+            "AND compressor = ? AND level = ? AND engine_version = ? AND build = ?",
+            [list(datasets), *_score_key(target_hash, compressor, level)])
         return float(rows.to_pylist()[0]["s"])
 
     def dataset_scores(self, datasets: Sequence[str], target_hash: str, compressor: str, level: int) -> pa.Table:
@@ -266,59 +307,101 @@ class Store:
         top = self.query(f"SELECT d.text, s.score {SCORED_DOCUMENTS_OF_DATASET} ORDER BY s.score DESC, d.row_index LIMIT ?", [*params, top_n])
         return {**summary, "top_texts": top.column("text").to_pylist(), "top_scores": top.column("score").to_pylist()}
 
+    # decontamination -------------------------------------------------------------------------------------
+
+    def test_overlaps(self, test_hash: str, ngram_words: int) -> pa.Table:
+        """Every text already checked against this test split: (content hash, test row, shared n-gram or null)."""
+        return self.query("SELECT content_hash, test_row, ngram FROM test_overlaps WHERE test_hash = ? AND ngram_words = ?",
+                          [test_hash, ngram_words])
+
+    def insert_test_overlaps(self, test_hash: str, ngram_words: int, checked: pa.Table) -> None:
+        """Results of checking texts against a test split: (content_hash, test_row, ngram), nulls where clean."""
+        with self.transaction() as connection:
+            connection.register("checked", checked)
+            connection.execute("INSERT INTO test_overlaps SELECT content_hash, ?, ?, test_row, ngram FROM checked "
+                               "ON CONFLICT DO NOTHING", [test_hash, ngram_words])
+            connection.unregister("checked")
+
     # selection, training, evaluation -----------------------------------------------------------------------
 
-    def replace_selections(self, model: str, target: str, table: pa.Table, seconds: dict[str, float]) -> None:
-        """The selections of every method and budget, and how long each method took to rank the pool."""
+    def replace_selections(self, model: str, target: str, selections: pa.Table, sets: pa.Table, seconds: dict[str, float]) -> None:
+        """The selections of every method, budget and seed, their versions, and how long each method took."""
         with self.transaction() as connection:
             connection.execute("DELETE FROM selections WHERE model = ? AND target = ?", [model, target])
+            connection.execute("DELETE FROM selection_sets WHERE model = ? AND target = ?", [model, target])
             connection.execute("DELETE FROM selection_runs WHERE model = ? AND target = ?", [model, target])
-            connection.executemany("INSERT INTO selection_runs VALUES (?, ?, ?, ?)",
-                                   [[model, target, method, s] for method, s in seconds.items()])
-            connection.register("new_selections", table)
+            for method, s in seconds.items():
+                connection.execute("INSERT INTO selection_runs VALUES (?, ?, ?, ?)", [model, target, method, s])
+            connection.register("new_selections", selections)
             connection.execute(
-                """INSERT INTO selections SELECT ?, ?, method, budget, rank, dataset, row_index, content_hash,
+                """INSERT INTO selections SELECT ?, ?, method, budget, seed, rank, dataset, doc_id, content_hash,
                    score, tokens, cumulative_tokens FROM new_selections""",
                 [model, target],
             )
             connection.unregister("new_selections")
+            connection.register("new_sets", sets)
+            connection.execute("INSERT INTO selection_sets SELECT ?, ?, method, budget, seed, version, documents, tokens, "
+                               "mean_alignment FROM new_sets", [model, target])
+            connection.unregister("new_sets")
 
-    def selected_texts(self, model: str, target: str, method: str, budget: int) -> list[str]:
-        table = self.query(
-            """SELECT d.text FROM selections s JOIN documents d ON d.dataset = s.dataset AND d.row_index = s.row_index
-               WHERE s.model = ? AND s.target = ? AND s.method = ? AND s.budget = ? ORDER BY s.rank""",
-            [model, target, method, budget],
-        )
-        return table.column("text").to_pylist()
+    def selection_set(self, key: RunKey) -> dict[str, Any] | None:
+        """The current selection a fine-tune trains on: version, documents, tokens and mean alignment."""
+        rows = self.query(f"SELECT * FROM selection_sets WHERE {RUN_KEY_COLUMNS}", _run_key(key)).to_pylist()
+        return rows[0] if rows else None
 
-    def selection_tokens(self, model: str, target: str, method: str, budget: int) -> int:
-        """Tokens of a whole selection (each document plus its EOS)."""
-        rows = self.query("SELECT coalesce(max(cumulative_tokens), 0) AS n FROM selections WHERE model = ? AND target = ? "
-                          "AND method = ? AND budget = ?", [model, target, method, budget])
-        return int(rows.to_pylist()[0]["n"])
+    def selected_texts(self, key: RunKey) -> list[str]:
+        """The texts a selection chose, found by content hash, in rank order.
 
-    def record_training(self, model: str, selection: str, row: dict[str, Any], curves: dict[str, list[tuple[int, float]]]) -> None:
+        Rows move when a source is re-ingested, hashes do not: a fine-tune trains on exactly what was selected.
+        A selected text that no document holds any more fails, rather than training on something else.
+        """
+        rows = self.query(
+            f"""SELECT s.content_hash, t.text FROM (SELECT rank, content_hash FROM selections WHERE {RUN_KEY_COLUMNS}) s
+                LEFT JOIN (SELECT content_hash, any_value(text) AS text FROM documents WHERE content_hash IN
+                           (SELECT content_hash FROM selections WHERE {RUN_KEY_COLUMNS}) GROUP BY content_hash) t
+                USING (content_hash) ORDER BY s.rank""", [*_run_key(key), *_run_key(key)]).to_pylist()
+        gone = [r["content_hash"] for r in rows if r["text"] is None]
+        if gone:
+            raise LookupError(f"the selection {key} chose {len(gone)} texts that no stored document holds any more (a source "
+                              f"was re-ingested or removed since, e.g. text {gone[0]}): materialize selections again")
+        return [r["text"] for r in rows]
+
+    def selected_documents(self, model: str, target: str) -> pa.Table:
+        """(method, budget, seed, content_hash, text) of every selected document of a model and target."""
+        return self.query(
+            """SELECT s.method, s.budget, s.seed, s.content_hash, t.text FROM selections s
+               JOIN (SELECT content_hash, any_value(text) AS text FROM documents GROUP BY content_hash) t USING (content_hash)
+               WHERE s.model = ? AND s.target = ? ORDER BY s.method, s.budget, s.seed, s.rank""", [model, target])
+
+    def record_training(self, key: RunKey, row: dict[str, Any], curves: dict[str, list[tuple[int, float]]]) -> None:
+        """Make `row` (its run id, selection version, checkpoint and figures) the current fine-tune of `key`."""
         with self.transaction() as connection:
-            connection.execute("DELETE FROM training_runs WHERE model = ? AND selection = ?", [model, selection])
-            connection.execute("DELETE FROM loss_curves WHERE model = ? AND selection = ?", [model, selection])
+            connection.execute(f"DELETE FROM training_runs WHERE {RUN_KEY_COLUMNS}", _run_key(key))
             connection.execute(
-                "INSERT INTO training_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [model, selection, row["checkpoint"], row["train_tokens"], row["steps"], row["final_train_loss"],
-                 row["seconds"], row["device"]],
+                "INSERT INTO training_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [*_run_key(key), row["run_id"], row["selection_version"], row["checkpoint"], row["train_tokens"],
+                 row["steps"], row["final_train_loss"], row["seconds"], row["device"]],
             )
+            connection.execute("DELETE FROM loss_curves WHERE run_id = ?", [row["run_id"]])
             for kind, points in curves.items():
                 for tokens, loss in dict(points).items():
-                    connection.execute("INSERT INTO loss_curves VALUES (?, ?, ?, ?, ?)", [model, selection, kind, tokens, loss])
+                    connection.execute("INSERT INTO loss_curves VALUES (?, ?, ?, ?)", [row["run_id"], kind, tokens, loss])
 
-    def record_eval(self, model: str, selection: str, task: str, test_loss: float, test_tokens: int) -> None:
-        with self.transaction() as connection:
-            connection.execute(
-                "INSERT OR REPLACE INTO eval_losses VALUES (?, ?, ?, ?, ?)", [model, selection, task, test_loss, test_tokens]
-            )
-
-    def training_run(self, model: str, selection: str) -> dict[str, Any] | None:
-        rows = self.query("SELECT * FROM training_runs WHERE model = ? AND selection = ?", [model, selection]).to_pylist()
+    def training_run(self, key: RunKey) -> dict[str, Any] | None:
+        rows = self.query(f"SELECT * FROM training_runs WHERE {RUN_KEY_COLUMNS}", _run_key(key)).to_pylist()
         return rows[0] if rows else None
+
+    def record_eval(self, key: RunKey, run_id: str, selection_version: str | None, test_loss: float, test_tokens: int) -> None:
+        """The test loss of the checkpoint that training run `run_id` saved, trained on `selection_version`."""
+        with self.transaction() as connection:
+            connection.execute(f"DELETE FROM eval_losses WHERE {RUN_KEY_COLUMNS}", _run_key(key))
+            connection.execute("INSERT INTO eval_losses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               [*_run_key(key), run_id, selection_version, test_loss, test_tokens])
+
+
+def _run_key(key: RunKey) -> list[Any]:
+    """Parameters of RUN_KEY_COLUMNS, in its order."""
+    return [key.model, key.target, key.method, key.budget, key.seed]
 
 
 def _rollback(connection: duckdb.DuckDBPyConnection) -> None:
@@ -330,8 +413,8 @@ def _rollback(connection: duckdb.DuckDBPyConnection) -> None:
 
 
 def _score_key(target_hash: str, compressor: str, level: int) -> list[Any]:
-    """Parameters of SCORE_OF_DOCUMENT, in its order: a score is only valid for this engine version."""
-    return [target_hash, compressor, level, ENGINE_VERSION]
+    """Parameters of SCORE_OF_DOCUMENT, in its order: a score is only valid for this engine version and library build."""
+    return [target_hash, compressor, level, ENGINE_VERSION, compressor_build(compressor)]
 
 
 def _records_table(records: Sequence[Record]) -> pa.Table:
@@ -345,5 +428,3 @@ def _records_table(records: Sequence[Record]) -> pa.Table:
             "text": pa.array(texts, pa.string()),
         }
     )
-
-
