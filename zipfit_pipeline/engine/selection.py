@@ -2,7 +2,8 @@
 
 Rankings are deterministic: scores descending, ties broken by pool order (the reference's order).
 A budget keeps the shortest prefix of a ranking whose tokens reach the budget, so every method trains on
-the same number of tokens (the last document is cut at training time).
+the same number of tokens (the last document is cut at training time). `random` and `all` walk seeded
+permutations of the pool, one per training seed, so that seeds also cover the baselines' own randomness.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("zipfit", "dsir", "random", "all")
-THRESHOLD = "threshold"  # ZIP-FIT's alignment > τ; its "budget" is τ in thousandths (threshold.350: > 0.350)
+from zipfit_pipeline.engine.runs import THRESHOLD, WHOLE_POOL
+
+METHODS = ("zipfit", "dsir", "random", WHOLE_POOL)
 SCORED_METHODS = ("zipfit", "dsir")  # ranked by a score: ZIP-FIT's alignment, DSIR's log importance weight
+BUDGETED = ("zipfit", "dsir", "random")  # fill each token budget; `all` and thresholds train on all they keep
+# Independent random streams per method, so that `all` capped at B is not `random` at B with the same seed.
+RANDOM_STREAMS = {"random": 0, WHOLE_POOL: 1}
 
 
 def rank_by_score(scores: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -22,9 +27,9 @@ def rank_by_score(scores: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
 
 
-def random_order(n: int, seed: int) -> np.ndarray:
-    """The seeded random baseline: a permutation of the pool."""
-    return np.random.default_rng(seed).permutation(n)
+def random_order(n: int, seed: int, stream: int = 0) -> np.ndarray:
+    """A seeded permutation of the pool."""
+    return np.random.default_rng([seed, stream]).permutation(n)
 
 
 def top_k(order: np.ndarray, k: int) -> np.ndarray:
@@ -42,19 +47,22 @@ def within_budget(order: np.ndarray, tokens: Sequence[int] | np.ndarray, budget:
     return order[: min(int(reached) + 1, len(order))]
 
 
-def method_budgets(method: str, budgets: Sequence[int]) -> list[int]:
-    """`all` is the whole pool in pool order, capped at the largest budget; other methods fill every budget."""
-    return [max(budgets)] if method == "all" else list(budgets)
+def threshold_key(threshold: float) -> int:
+    return round(threshold * 1000)
+
+
+def configured_selections(methods: Sequence[str], budgets: Sequence[int], thresholds: Sequence[float]) -> list[tuple[str, int]]:
+    """(method, budget) of every selection: each method at each budget, `all` once, then each threshold."""
+    picks = [(m, 0) if m == WHOLE_POOL else (m, b) for m in methods for b in ([0] if m == WHOLE_POOL else budgets)]
+    return picks + [(THRESHOLD, threshold_key(t)) for t in thresholds]
 
 
 def method_order(method: str, scores: np.ndarray, seed: int) -> np.ndarray:
-    """The ranking a selection method walks through to fill a budget (`scores` are the method's own)."""
+    """The ranking a selection method walks through (`scores` are the method's own; seeds matter to random orders)."""
     if method in SCORED_METHODS:
         return rank_by_score(scores)
-    if method == "random":
-        return random_order(len(scores), seed)
-    if method == "all":
-        return np.arange(len(scores))
+    if method in RANDOM_STREAMS:
+        return random_order(len(scores), seed, RANDOM_STREAMS[method])
     raise ValueError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)}")
 
 
@@ -63,11 +71,13 @@ def select_by_budget(
 ) -> list[dict[str, Any]]:
     """Rows (method, budget, rank, pool index, tokens, cumulative tokens) for every budget."""
     order = method_order(method, scores, seed)
-    return [row for budget in method_budgets(method, budgets) for row in _rows(method, budget, within_budget(order, tokens, budget), tokens)]
+    return [row for budget in budgets for row in _rows(method, budget, within_budget(order, tokens, budget), tokens)]
 
 
-def threshold_key(threshold: float) -> int:
-    return round(threshold * 1000)
+def select_whole_pool(tokens: np.ndarray, seed: int, max_tokens: int | None) -> list[dict[str, Any]]:
+    """`all`: the whole pool in a seeded random order, or the prefix of that order that reaches `max_tokens`."""
+    order = method_order(WHOLE_POOL, tokens, seed)
+    return _rows(WHOLE_POOL, 0, order if max_tokens is None else within_budget(order, tokens, max_tokens), tokens)
 
 
 def select_by_threshold(scores: np.ndarray, tokens: np.ndarray, thresholds: Sequence[float]) -> list[dict[str, Any]]:

@@ -1,0 +1,83 @@
+"""Decontamination: pool texts that share a long word n-gram with the target's held-out test split.
+
+ZIP-FIT ranks first what compresses best with the target, so a near-copy of a held-out test problem (HumanEval
+is copied all over public code) ranks at the very top and inflates the test gain. A pool text is contaminated
+when it shares `ngram_words` consecutive words with any test text: words are `\\w+` runs, lower-cased, so
+whitespace, indentation and punctuation do not hide a copy. 13 words is GPT-3's contamination rule; it is long
+enough that common phrases and boilerplate do not match. Results are stored per content hash and test split, so
+a refresh checks only new texts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from zipfit_pipeline.engine.loaders import set_hash
+from zipfit_pipeline.engine.store import Store
+
+WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class Overlap:
+    test_row: int  # row index of the test text it shares words with
+    ngram: str  # the shared words, space-separated
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+class HeldoutIndex:
+    """Every `n`-word run of the test texts, to look pool texts up against."""
+
+    def __init__(self, test_texts: Sequence[str], test_rows: Sequence[int], n: int) -> None:
+        self.n = n
+        self._first_row: dict[str, int] = {}
+        for text, row in zip(test_texts, test_rows):
+            tokens = words(text)
+            for i in range(len(tokens) - n + 1):
+                self._first_row.setdefault(" ".join(tokens[i : i + n]), row)
+        self._starts = {gram.split(" ", 1)[0] for gram in self._first_row}
+
+    def first_overlap(self, text: str) -> Overlap | None:
+        """The first run of `n` words of `text` that a test text also has, or None."""
+        tokens = words(text)
+        for i in range(len(tokens) - self.n + 1):
+            if tokens[i] in self._starts:  # most runs start with a word no test run starts with
+                gram = " ".join(tokens[i : i + self.n])
+                if gram in self._first_row:
+                    return Overlap(self._first_row[gram], gram)
+        return None
+
+
+def heldout_hash(test_hashes: Sequence[str]) -> str:
+    return set_hash(list(test_hashes))
+
+
+def find_overlaps(
+    store: Store, target: str, hashes: Sequence[str], texts: Sequence[str], ngram_words: int
+) -> dict[str, Overlap]:
+    """The texts (by content hash) that share `ngram_words` words with `target`'s test split; only texts not yet
+    checked against this test split are read, and their results are stored."""
+    test = store.target_rows(target, "test")
+    test_hash = heldout_hash(test.column("content_hash").to_pylist())
+    stored = store.test_overlaps(test_hash, ngram_words).to_pylist()
+    checked = {r["content_hash"] for r in stored}
+    found = {r["content_hash"]: Overlap(r["test_row"], r["ngram"]) for r in stored if r["ngram"] is not None}
+    todo = [(h, t) for h, t in dict(zip(hashes, texts)).items() if h not in checked]
+    if todo:
+        index = HeldoutIndex(test.column("text").to_pylist(), test.column("row_index").to_pylist(), ngram_words)
+        results = [index.first_overlap(text) for _, text in todo]
+        store.insert_test_overlaps(test_hash, ngram_words, pa.table({
+            "content_hash": [h for h, _ in todo],
+            "test_row": pa.array([r.test_row if r else None for r in results], pa.int64()),
+            "ngram": pa.array([r.ngram if r else None for r in results], pa.string()),
+        }))
+        found.update({h: r for (h, _), r in zip(todo, results) if r is not None})
+    wanted = set(hashes)
+    return {h: overlap for h, overlap in found.items() if h in wanted}

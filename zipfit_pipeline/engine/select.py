@@ -1,0 +1,233 @@
+"""Select stage: rank the pool of all sources for one model and target, and keep each method's selections.
+
+The pool is every scored document of the sources, each text once (the first in pool order: sources in the
+order given, rows in file order), minus the texts that share a long n-gram with the target's held-out test
+split. Budgets count tokens with the model's own tokenizer (each document's tokens plus one separator).
+ZIP-FIT, DSIR and thresholds rank once; `random` and `all` draw a seeded permutation per training seed, so
+that the spread over seeds includes the baselines' own randomness.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from zipfit_pipeline.engine.decontamination import HeldoutIndex, Overlap, find_overlaps
+from zipfit_pipeline.engine.dsir import dsir_weights
+from zipfit_pipeline.engine.loaders import digest, set_hash
+from zipfit_pipeline.engine.models import count_tokens
+from zipfit_pipeline.engine.runs import THRESHOLD, WHOLE_POOL, RunKey
+from zipfit_pipeline.engine.scoring import target_set_hash
+from zipfit_pipeline.engine.selection import (
+    BUDGETED, rank_by_score, select_by_budget, select_by_threshold, select_whole_pool,
+)
+from zipfit_pipeline.engine.settings import ScoringSettings, SelectionSettings
+from zipfit_pipeline.engine.store import Store
+
+
+@dataclass(frozen=True)
+class RemovedText:
+    """A pool text that shares words with a held-out test text, and where ZIP-FIT ranked it before removal."""
+
+    dataset: str
+    doc_id: str | None
+    content_hash: str
+    zipfit_rank: int  # 1 = best of the pool
+    test_row: int
+    ngram: str
+
+
+@dataclass(frozen=True)
+class SelectionSet:
+    """One method's selection at one budget for one seed."""
+
+    method: str
+    budget: int
+    seed: int
+    version: str  # the ordered content hashes it chose, hashed: what a fine-tune records it trained on
+    documents: int
+    tokens: int
+    mean_alignment: float
+    datasets: dict[str, int]
+
+    @property
+    def reached(self) -> bool:
+        """Whether a budgeted selection holds its budget's tokens (a pool can be too small)."""
+        return self.method not in BUDGETED or self.tokens >= self.budget
+
+
+@dataclass(frozen=True)
+class SelectionResult:
+    pool_documents: int  # distinct texts ranked, after decontamination
+    pool_tokens: int
+    contaminated: list[RemovedText]  # removed from the pool, unless decontamination is off
+    removed: bool
+    seconds: dict[str, float]
+    sets: list[SelectionSet]
+    top: list[tuple[str, float]]  # ZIP-FIT's best texts at the largest budget
+    digest: str  # changes exactly when any selection's chosen texts do
+
+    def short_of_budget(self) -> list[SelectionSet]:
+        return [s for s in self.sets if not s.reached]
+
+
+def select_for_model(
+    store: Store,
+    model: str,
+    tokenizer: Any,
+    target: str,
+    sources: Sequence[str],
+    scoring: ScoringSettings,
+    settings: SelectionSettings,
+    seeds: Sequence[int],
+    log: Callable[[str], None] = print,
+) -> SelectionResult:
+    """Rank the decontaminated pool with every configured method and store the selections, per budget and seed."""
+    targets = store.target_texts(target, "alignment")
+    pool = _first_of_each_text(_scored_pool(store, sources, target, target_set_hash(targets), scoring))
+    contaminated = _contaminated(store, pool, target, settings.decontamination.ngram_words)
+    if contaminated:
+        log(f"{len(contaminated)} pool texts share {settings.decontamination.ngram_words} words with {target}'s test split; "
+            f"ZIP-FIT ranked them {', '.join(str(r.zipfit_rank) for r in contaminated[:10])}"
+            + ("; removed" if settings.decontamination.enabled else "; kept, because decontamination is off"))
+    if settings.decontamination.enabled and contaminated:
+        gone = pa.array([r.content_hash for r in contaminated])
+        pool = pool.filter(pc.invert(pc.is_in(pool.column("content_hash"), gone)))
+    scores = np.asarray(pool.column("score").to_pylist(), dtype=np.float64)
+    texts = pool.column("text").to_pylist()
+    tokens = np.asarray(count_tokens(tokenizer, texts), dtype=np.int64)
+
+    rows: list[dict[str, Any]] = []
+    seconds: dict[str, float] = {}
+    for method in [*settings.methods, *([THRESHOLD] if settings.thresholds else [])]:
+        started = time.perf_counter()
+        rows += _method_rows(method, scores, tokens, texts, targets, settings, seeds)
+        seconds[method] = round(time.perf_counter() - started, 3)
+        log(f"{method}: ranked {len(texts)} documents in {seconds[method]:.2f}s")
+
+    table = _selections_table(pool, scores, rows)
+    sets = _sets(table)
+    store.replace_selections(model, target, table, _sets_table(sets), seconds)
+    best = [r["pool_index"] for r in rows if r["method"] == "zipfit" and r["budget"] == settings.budgets[-1] and r["seed"] == seeds[0]]
+    return SelectionResult(
+        pool_documents=pool.num_rows, pool_tokens=int(tokens.sum()), contaminated=contaminated,
+        removed=settings.decontamination.enabled, seconds=seconds, sets=sets,
+        top=[(texts[i], float(scores[i])) for i in best[:5]],
+        digest=digest(table.select(["method", "budget", "seed", "content_hash"]).to_pydict()),
+    )
+
+
+def _scored_pool(store: Store, sources: Sequence[str], target: str, target_hash: str, scoring: ScoringSettings) -> pa.Table:
+    pool = store.dataset_scores(sources, target_hash, scoring.compressor, scoring.level)
+    missing = pool.filter(pc.is_null(pool.column("score")))
+    if missing.num_rows:
+        datasets = sorted(set(missing.column("dataset").to_pylist()))
+        raise LookupError(f"{missing.num_rows} documents of {datasets} have no score for {target}: materialize alignment_scores first")
+    if not pool.num_rows:
+        raise LookupError(f"the pool of {list(sources)} holds no documents: materialize source_documents first")
+    return pool
+
+
+def _first_of_each_text(pool: pa.Table) -> pa.Table:
+    """Drop repeated texts, keeping the first in pool order: a selection never trains on a text twice."""
+    seen: set[str] = set()
+    keep = []
+    for i, h in enumerate(pool.column("content_hash").to_pylist()):
+        if h not in seen:
+            seen.add(h)
+            keep.append(i)
+    return pool.take(keep)
+
+
+def _contaminated(store: Store, pool: pa.Table, target: str, ngram_words: int) -> list[RemovedText]:
+    """Pool texts sharing `ngram_words` words with the test split, best ZIP-FIT rank first."""
+    hashes = pool.column("content_hash").to_pylist()
+    overlaps = find_overlaps(store, target, hashes, pool.column("text").to_pylist(), ngram_words)
+    rank = np.empty(len(hashes), dtype=np.int64)
+    rank[rank_by_score(np.asarray(pool.column("score").to_pylist(), dtype=np.float64))] = np.arange(1, len(hashes) + 1)
+    datasets, ids = pool.column("dataset").to_pylist(), pool.column("doc_id").to_pylist()
+    found = [RemovedText(datasets[i], ids[i], h, int(rank[i]), overlaps[h].test_row, overlaps[h].ngram)
+             for i, h in enumerate(hashes) if h in overlaps]
+    return sorted(found, key=lambda r: r.zipfit_rank)
+
+
+def _method_rows(
+    method: str, scores: np.ndarray, tokens: np.ndarray, texts: list[str], targets: list[str],
+    settings: SelectionSettings, seeds: Sequence[int],
+) -> list[dict[str, Any]]:
+    """Every seed's rows of one method; methods that do not depend on the seed rank once and repeat."""
+    if method == THRESHOLD:
+        once = select_by_threshold(scores, tokens, settings.thresholds)
+    elif method == "random":
+        return [{**row, "seed": seed} for seed in seeds for row in select_by_budget(method, scores, tokens, settings.budgets, seed)]
+    elif method == WHOLE_POOL:
+        return [{**row, "seed": seed} for seed in seeds for row in select_whole_pool(tokens, seed, settings.all_max_tokens)]
+    else:
+        method_scores = dsir_weights(texts, targets, settings.dsir) if method == "dsir" else scores
+        once = select_by_budget(method, method_scores, tokens, settings.budgets, seeds[0])
+    return [{**row, "seed": seed} for seed in seeds for row in once]
+
+
+def _selections_table(pool: pa.Table, scores: np.ndarray, rows: list[dict[str, Any]]) -> pa.Table:
+    index = np.asarray([r["pool_index"] for r in rows], dtype=np.int64)
+    return pa.table({
+        "method": [r["method"] for r in rows],
+        "budget": pa.array([r["budget"] for r in rows], pa.int64()),
+        "seed": pa.array([r["seed"] for r in rows], pa.int32()),
+        "rank": pa.array([r["rank"] for r in rows], pa.int64()),
+        "dataset": pool.column("dataset").take(index),
+        "doc_id": pool.column("doc_id").take(index),
+        "content_hash": pool.column("content_hash").take(index),
+        "score": pa.array(scores[index], pa.float64()),
+        "tokens": pa.array([r["tokens"] for r in rows], pa.int64()),
+        "cumulative_tokens": pa.array([r["cumulative_tokens"] for r in rows], pa.int64()),
+    })
+
+
+def _sets(table: pa.Table) -> list[SelectionSet]:
+    grouped: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    for row in table.select(["method", "budget", "seed", "dataset", "content_hash", "score", "cumulative_tokens"]).to_pylist():
+        grouped.setdefault((row["method"], row["budget"], row["seed"]), []).append(row)
+    return [
+        SelectionSet(method, budget, seed, version=set_hash([r["content_hash"] for r in chosen]), documents=len(chosen),
+                     tokens=chosen[-1]["cumulative_tokens"], mean_alignment=float(np.mean([r["score"] for r in chosen])),
+                     datasets=dict(sorted(Counter(r["dataset"] for r in chosen).items())))
+        for (method, budget, seed), chosen in grouped.items()
+    ]
+
+
+def _sets_table(sets: list[SelectionSet]) -> pa.Table:
+    return pa.table({
+        "method": [s.method for s in sets],
+        "budget": pa.array([s.budget for s in sets], pa.int64()),
+        "seed": pa.array([s.seed for s in sets], pa.int32()),
+        "version": [s.version for s in sets],
+        "documents": pa.array([s.documents for s in sets], pa.int64()),
+        "tokens": pa.array([s.tokens for s in sets], pa.int64()),
+        "mean_alignment": pa.array([s.mean_alignment for s in sets], pa.float64()),
+    })
+
+
+def contaminated_selections(store: Store, model: str, target: str, ngram_words: int) -> dict[str, tuple[Overlap, list[str]]]:
+    """Every selected text (by content hash) sharing `ngram_words` words with the target's current test split, and
+    the selections holding it: a re-check of what is stored, independent of the pool's decontamination."""
+    test = store.target_rows(target, "test")
+    index = HeldoutIndex(test.column("text").to_pylist(), test.column("row_index").to_pylist(), ngram_words)
+    found: dict[str, tuple[Overlap, list[str]]] = {}
+    checked: dict[str, Overlap | None] = {}
+    for row in store.selected_documents(model, target).to_pylist():
+        h = row["content_hash"]
+        if h not in checked:
+            checked[h] = index.first_overlap(row["text"])
+        overlap = checked[h]
+        if overlap is not None:
+            label = RunKey(model, target, row["method"], row["budget"], row["seed"]).label()
+            found.setdefault(h, (overlap, []))[1].append(label)
+    return found
