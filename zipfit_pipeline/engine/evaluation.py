@@ -1,7 +1,9 @@
-"""Test loss: mean token cross-entropy of a causal LM on held-out texts.
+"""Test loss: mean token cross-entropy of a causal LM on held-out texts, in float32 on every device.
 
-Each text is scored on its own, preceded by EOS (the document separator used in training), so every
-text token is predicted and the loss is comparable across models that share a tokenizer.
+Each text is scored on its own, after the token every training document starts with (BOS, or EOS for
+tokenizers without one), so every text token is predicted and the loss is comparable across models that share
+a tokenizer. The forward pass runs without autocast: bf16 logits are spaced 0.125 apart near |16|, while the
+differences between selection methods are ~1e-3, so CPU and GPU losses must come from float32 logits.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from typing import Any
 
 import torch
 
+from zipfit_pipeline.engine.models import document_start_id
+
 
 def device_for_run() -> torch.device:
     """CUDA when present, otherwise the CPU: the same code path for both."""
@@ -17,14 +21,14 @@ def device_for_run() -> torch.device:
 
 
 def autocast(device: torch.device) -> Any:
-    """bf16 autocast on CUDA; plain float32 elsewhere."""
+    """bf16 autocast on CUDA for training steps; plain float32 elsewhere (evaluation never uses it)."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def encode_documents(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
-    eos = tokenizer.eos_token_id
+    start = document_start_id(tokenizer)
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return [([eos] + ids)[: max_length] for ids in encoded]
+    return [([start] + ids)[:max_length] for ids in encoded]
 
 
 @torch.no_grad()
@@ -40,14 +44,13 @@ def heldout_loss(model: Any, tokenizer: Any, texts: list[str], max_length: int =
     for start in range(0, len(documents), batch_size):
         batch = documents[start : start + batch_size]
         width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), tokenizer.eos_token_id, dtype=torch.long)
+        input_ids = torch.full((len(batch), width), document_start_id(tokenizer), dtype=torch.long)
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
         for row, ids in enumerate(batch):
             input_ids[row, : len(ids)] = torch.tensor(ids)
             labels[row, : len(ids)] = torch.tensor(ids)
         input_ids, labels = input_ids.to(device), labels.to(device)
-        with autocast(device):
-            logits = model(input_ids=input_ids).logits
+        logits = model(input_ids=input_ids).logits  # right padding: causal attention never lets a text see it
         shifted = logits[:, :-1].float().reshape(-1, logits.size(-1))
         targets = labels[:, 1:].reshape(-1)
         total_loss += torch.nn.functional.cross_entropy(shifted, targets, ignore_index=-100, reduction="sum").item()

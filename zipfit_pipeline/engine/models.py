@@ -35,8 +35,16 @@ def load_tokenizer(name_or_path: str) -> Any:
     return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
 
 
+def document_start_id(tokenizer: Any) -> int:
+    """The token every document starts with, in training and in evaluation: BOS, or EOS for tokenizers without one."""
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if start is None:
+        raise ValueError(f"the tokenizer {type(tokenizer).__name__} has neither a BOS nor an EOS token to separate documents")
+    return int(start)
+
+
 def count_tokens(tokenizer: Any, texts: list[str], batch_size: int = 256) -> list[int]:
-    """Tokens each text costs in training: its own tokens plus the EOS that separates documents."""
+    """Tokens each text costs in training: its own tokens plus the token that starts each document."""
     counts: list[int] = []
     for start in range(0, len(texts), batch_size):
         encoded = tokenizer(texts[start : start + batch_size], add_special_tokens=False)["input_ids"]
@@ -99,7 +107,10 @@ def build_tiny_gpt2(output_dir: str | Path, n_layer: int = 2, n_embd: int = 64, 
         return output
     tokenizer = gpt2_tokenizer()
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=n_embd, n_layer=n_layer, n_head=2)
+    # No dropout, like the models users fine-tune (Llama, SmolLM2, Gemma): torch's CPU dropout now and then draws
+    # another mask for the same seed, which would make reruns differ in the last bits.
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=n_embd, n_layer=n_layer, n_head=2,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     return save_checkpoint(GPT2LMHeadModel(config), tokenizer, output)
 
 

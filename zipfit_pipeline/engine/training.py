@@ -1,9 +1,10 @@
 """Fine-tune a causal LM on selected texts for one epoch, nanoGPT style, within an exact token budget.
 
-Texts are packed in selection order into blocks with EOS between documents and cut at the budget, so
-every selection method trains on the same number of tokens. AdamW with linear warmup and cosine decay,
-gradient clipping, a seed and a fixed data order make a run repeatable. The test loss is measured at
-evenly spaced points during training to draw loss-against-tokens curves.
+The selected texts are shuffled with the run's seed (every method alike, so that no method's best texts
+arrive first at the peak learning rate), packed into blocks, each document starting with the tokenizer's
+BOS (EOS if it has none, as in evaluation), and cut at the budget, so every selection method trains on the
+same number of tokens. AdamW with linear warmup and cosine decay, gradient clipping and the seed make a run
+repeatable. The test loss is measured at evenly spaced points during training to draw loss-against-tokens curves.
 """
 
 from __future__ import annotations
@@ -14,29 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from zipfit_pipeline.engine.evaluation import autocast
-
+from zipfit_pipeline.engine.loaders import content_hash
+from zipfit_pipeline.engine.models import document_start_id
+from zipfit_pipeline.engine.settings import TrainSettings
 
 PROGRESS_LINES = 20
-
-
-class TrainSettings(BaseModel):
-    """One fine-tune's hyperparameters (the paper's: block 1024, weight decay 0.01, max grad norm 1.0)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    block_size: int = 1024
-    batch_size: int = 4
-    learning_rate: float = 5e-5
-    min_lr_ratio: float = 0.1
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    curve_points: int = Field(1, ge=0, description="test-loss evaluations during training, evenly spaced; the end is eval_loss's")
 
 
 @dataclass
@@ -53,20 +40,32 @@ class TrainResult:
         return self.train_curve[-1][1] if self.train_curve else float("nan")
 
 
+def shuffled(texts: list[str], seed: int) -> list[str]:
+    """The training order of a selection: the texts by content hash, then permuted with the run's seed. It depends
+    only on which texts were selected and the seed, never on the order a method ranked them in."""
+    canonical = sorted(texts, key=content_hash)
+    return [canonical[i] for i in np.random.default_rng(seed).permutation(len(canonical))]
+
+
 def pack_tokens(tokenizer: Any, texts: list[str], budget: int) -> list[int]:
-    """Documents' tokens in order, each followed by EOS, cut at exactly `budget` tokens."""
+    """Documents' tokens in order, each after the document-start token, cut at exactly `budget` tokens."""
+    start = document_start_id(tokenizer)
     ids: list[int] = []
     for text in texts:
+        ids.append(start)
         ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
-        ids.append(tokenizer.eos_token_id)
         if len(ids) >= budget:
             break
     return ids[:budget]
 
 
 def make_batches(ids: list[int], block_size: int, batch_size: int, pad_id: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(input_ids, labels) batches of fixed-size blocks; the last block is padded and its padding ignored."""
-    blocks = [ids[i : i + block_size] for i in range(0, len(ids), block_size)]
+    """(input_ids, labels) batches of fixed-size blocks; the last block is padded and its padding ignored.
+
+    A last block of one token is dropped: a block's first token is never predicted, so it would hold no target,
+    and a batch of such blocks gives a NaN loss whose gradient would ruin every weight.
+    """
+    blocks = [ids[i : i + block_size] for i in range(0, len(ids), block_size) if len(ids) - i > 1]
     batches = []
     for start in range(0, len(blocks), batch_size):
         group = blocks[start : start + batch_size]
@@ -95,16 +94,17 @@ def finetune(
     texts: list[str],
     budget: int,
     settings: TrainSettings,
+    seed: int,
     device: torch.device,
     evaluate: Callable[[Any], float] | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train `model` in place on the first `budget` tokens of `texts`; return the curves."""
-    torch.manual_seed(settings.seed)
-    ids = pack_tokens(tokenizer, texts, budget)
+    """Train `model` in place on the first `budget` tokens of `texts` in seeded order; return the curves."""
+    torch.manual_seed(seed)
+    ids = pack_tokens(tokenizer, shuffled(texts, seed), budget)
     if not ids:
         raise ValueError("the selection is empty: there is nothing to train on")
-    batches = make_batches(ids, settings.block_size, settings.batch_size, tokenizer.eos_token_id)
+    batches = make_batches(ids, settings.block_size, settings.batch_size, document_start_id(tokenizer))
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     eval_steps = {round(len(batches) * (i + 1) / (settings.curve_points + 1)) for i in range(settings.curve_points)}

@@ -1,0 +1,93 @@
+"""Train stage: fine-tune a model on one stored selection with one seed, and record the run and its checkpoint.
+
+The texts are read by the content hashes the selection recorded, so a fine-tune trains on exactly what was
+selected, whatever happened to the source rows since. Each run saves into a checkpoint folder of its own
+(written as `.partial`, renamed when complete) and records it in the store before the previous run's folder is
+removed: wherever a run is killed, the store points at one complete checkpoint whose figures are its own.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
+from zipfit_pipeline.engine.loaders import content_hash, set_hash
+from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
+from zipfit_pipeline.engine.runs import RunKey
+from zipfit_pipeline.engine.selection import BUDGETED
+from zipfit_pipeline.engine.settings import TrainingSettings
+from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.training import finetune
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    key: RunKey
+    run_id: str
+    checkpoint: str
+    selection_version: str | None  # None for the base model, which trains on nothing
+    documents: int
+    train_tokens: int
+    steps: int
+    final_train_loss: float
+    seconds: float
+    device: str
+    test_curve: list[tuple[int, float]] = field(default_factory=list)
+
+
+def checkpoint_dir(models_dir: Path, key: RunKey) -> Path:
+    """The folder of one fine-tune's checkpoints: one subfolder per run, only the recorded one kept."""
+    return models_dir / key.model / key.target / key.label()
+
+
+def finetune_selection(
+    store: Store, key: RunKey, pretrained: str, settings: TrainingSettings, models_dir: Path, run_id: str,
+    log: Callable[[str], None] = print,
+) -> FinetuneResult:
+    """Fine-tune `pretrained` on the selection of `key` with its seed; `base` records the model as it is."""
+    if key.is_base:
+        result = FinetuneResult(key, run_id, pretrained, None, 0, 0, 0, float("nan"), 0.0, "none")
+        store.record_training(key, _row(result), {})
+        return result
+    selection = store.selection_set(key)
+    if selection is None:
+        raise LookupError(f"there is no selection {key.selection} (seed {key.seed}) of {key.model} on {key.target}: "
+                          "materialize selections first (an empty threshold keeps nothing: lower it or add sources)")
+    texts = store.selected_texts(key)
+    # A budget is a token count; `all` and a threshold train on everything they kept.
+    budget = key.budget if key.method in BUDGETED else selection["tokens"]
+    test_texts = store.target_texts(key.target, "test")
+    device = device_for_run()
+    model, tokenizer = load_model_and_tokenizer(pretrained)
+
+    def evaluate(m: Any) -> float:
+        return heldout_loss(m, tokenizer, test_texts, settings.eval_max_length, settings.eval_batch_size)[0]
+
+    log(f"fine-tuning {key.model} on {key.target} / {key.label()}: {len(texts)} documents, {budget} tokens, {device}")
+    trained = finetune(model, tokenizer, texts, budget, settings.train_settings(), key.seed, device, evaluate, log)
+    folder = checkpoint_dir(models_dir, key)
+    output = save_checkpoint(model, tokenizer, folder / run_id)
+    result = FinetuneResult(
+        key, run_id, str(output), set_hash([content_hash(t) for t in texts]), len(texts), trained.train_tokens,
+        trained.steps, trained.final_train_loss, trained.seconds, trained.device, trained.test_curve,
+    )
+    store.record_training(key, _row(result), {"train": trained.train_curve, "test": trained.test_curve})
+    _remove_other_checkpoints(folder, keep=output)
+    return result
+
+
+def _row(result: FinetuneResult) -> dict[str, object]:
+    return {"run_id": result.run_id, "selection_version": result.selection_version, "checkpoint": result.checkpoint,
+            "train_tokens": result.train_tokens, "steps": result.steps, "final_train_loss": result.final_train_loss,
+            "seconds": result.seconds, "device": result.device}
+
+
+def _remove_other_checkpoints(folder: Path, keep: Path) -> None:
+    """Older runs' checkpoints and a killed run's partial one, once the store points at `keep`."""
+    for path in folder.iterdir():
+        if path != keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
