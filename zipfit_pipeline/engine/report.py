@@ -1,124 +1,295 @@
-"""The comparison a user decides on: test loss per selection method and budget, against tokens and alignment.
+"""The comparison a user decides on: test loss per selection method and budget, over seeds, with confidence.
 
-Everything is read from the store (eval losses, loss curves, selections), so the report can be rebuilt at any
-time without retraining. Plots are PNG files made with matplotlib's Agg backend (no display needed).
+Everything is read from the store, and only what is current: an eval counts when it measured the checkpoint
+the store records now, that checkpoint was trained on the selection the store holds now, and its method,
+budget and seed are still configured. What is left out is listed with the reason. Per method and budget the
+report gives the mean test CE over seeds with a 95% t-interval, and for ZIP-FIT against each baseline the
+difference paired by seed, its interval and how many seeds ZIP-FIT won. Plots are PNG files (Agg backend).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
-from zipfit_pipeline.engine.selection import THRESHOLD
+from zipfit_pipeline.engine.runs import BASE, THRESHOLD, WHOLE_POOL, RunKey
+from zipfit_pipeline.engine.selection import BUDGETED
 from zipfit_pipeline.engine.store import Store
 
-BASELINES = ("dsir", "random", "all")
+BASELINES = ("dsir", "random", WHOLE_POOL)
+CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """One fine-tune (or the base model, method `base`) and what it scored on the target's test split."""
+    """One current evaluated fine-tune (or the base model)."""
 
-    method: str
-    budget: int
+    key: RunKey
     train_tokens: int
     test_loss: float
     mean_alignment: float
-    selection_seconds: float
     curve: list[tuple[int, float]]  # (training tokens, test loss), from 0 tokens to the end
 
 
-def load_results(store: Store, model: str, target: str, zipfit_scoring_seconds: float = 0.0) -> list[RunResult]:
-    """Every evaluated run of `model` on `target`, the base model first, then by method and budget.
+@dataclass(frozen=True)
+class Interval:
+    """A mean over seeds and its 95% t-interval (NaN bounds with fewer than two seeds)."""
 
-    A method's selection time is its ranking time; ZIP-FIT's (and its thresholds') also counts the time spent
-    scoring the pool.
-    """
-    runs = store.query(
-        """SELECT e.selection, e.test_loss, t.train_tokens FROM eval_losses e JOIN training_runs t USING (model, selection)
-           WHERE e.model = ? AND e.task = ?""", [model, target]).to_pylist()
-    base = next((r for r in runs if r["selection"] == f"{target}.base"), None)
-    if base is None:
-        raise LookupError(f"no eval of the base model {model} on {target}: materialize eval_loss for {model}.base first")
-    alignment = {(r["method"], r["budget"]): r["mean_score"] for r in store.query(
-        "SELECT method, budget, avg(score) AS mean_score FROM selections WHERE model = ? AND target = ? GROUP BY ALL",
-        [model, target]).to_pylist()}
-    seconds = {r["method"]: r["seconds"] for r in store.query(
-        "SELECT method, seconds FROM selection_runs WHERE model = ? AND target = ?", [model, target]).to_pylist()}
-    for method in ("zipfit", THRESHOLD):  # both rank by ZIP-FIT's alignment
-        seconds[method] = seconds.get(method, 0.0) + zipfit_scoring_seconds
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def interval(values: Sequence[float]) -> Interval:
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        return Interval(float(x.mean()) if len(x) else math.nan, math.nan, math.nan, len(x))
+    half = float(stats.t.ppf((1 + CONFIDENCE) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return Interval(float(x.mean()), float(x.mean()) - half, float(x.mean()) + half, len(x))
+
+
+@dataclass(frozen=True)
+class MethodRow:
+    method: str
+    budget: int
+    train_tokens: int
+    test_loss: Interval
+    change_from_base: float
+    tokens_to_best_baseline: float | None
+    mean_alignment: float
+    selection_seconds: float
+
+
+@dataclass(frozen=True)
+class PairedRow:
+    """ZIP-FIT's test CE minus a baseline's, seed by seed (negative: ZIP-FIT is better)."""
+
+    baseline: str
+    budget: int
+    difference: Interval
+    wins: int
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    base_loss: float
+    best_baseline: MethodRow | None
+    rows: list[MethodRow]
+    paired: list[PairedRow]
+    runs: list[RunResult]
+    excluded: list[str]
+    all_max_tokens: int | None
+
+    def markdown(self) -> str:
+        return "\n".join([*_results_table(self), "", *_paired_table(self), *_excluded_lines(self)])
+
+    def alignment_r2(self) -> float:
+        """R² of test CE against the training set's mean alignment, over the equal-size runs (the paper's Figure 3)."""
+        return alignment_fit(equal_budget_runs(self))[4]
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {"rows": [asdict(r) for r in self.rows], "paired": [asdict(p) for p in self.paired], "excluded": self.excluded}
+
+
+def load_results(store: Store, model: str, target: str, configured: Sequence[RunKey]) -> tuple[RunResult, list[RunResult], list[str]]:
+    """(the base model, the current runs of the configured keys, why any other eval or key is left out)."""
+    found = {RunKey(model, target, r["method"], r["budget"], r["seed"]): r for r in store.query(
+        """SELECT e.method, e.budget, e.seed, e.run_id AS eval_run, e.test_loss, t.run_id AS train_run,
+                  t.selection_version AS trained_on, t.train_tokens, c.version AS selection_now, c.mean_alignment
+           FROM eval_losses e LEFT JOIN training_runs t USING (model, target, method, budget, seed)
+           LEFT JOIN selection_sets c USING (model, target, method, budget, seed)
+           WHERE e.model = ? AND e.target = ?""", [model, target]).to_pylist()}
+    current, excluded = [], []
+    for key in configured:
+        reason = _not_current(found.get(key))
+        if reason:
+            excluded.append(f"{key.label()}: {reason}")
+        else:
+            current.append(key)
+    unconfigured = len(set(found) - set(configured))
+    if unconfigured:
+        excluded.append(f"{unconfigured} evals of methods, budgets or seeds no longer configured")
+    base_key = RunKey(model, target, BASE)
+    if base_key not in current:
+        raise LookupError(f"no current eval of the base model {model} on {target}: materialize eval_loss for {model}.base")
+    curves = _test_curves(store, [found[k]["train_run"] for k in current])
+    base_loss = found[base_key]["test_loss"]
+    results = [
+        RunResult(key, found[key]["train_tokens"], found[key]["test_loss"], float(found[key]["mean_alignment"] or math.nan),
+                  sorted({0: base_loss, **dict(curves.get(found[key]["train_run"], [])),
+                          found[key]["train_tokens"]: found[key]["test_loss"]}.items()))
+        for key in current
+    ]
+    base = next(r for r in results if r.key == base_key)
+    return base, sorted((r for r in results if r.key != base_key), key=lambda r: r.key), excluded
+
+
+def _not_current(row: dict[str, Any] | None) -> str:
+    """Why an eval row does not describe the current fine-tune ('' when it does)."""
+    if row is None:
+        return "not evaluated yet"
+    if row["train_run"] is None:
+        return "its training run is no longer recorded: materialize finetuned_model"
+    if row["eval_run"] != row["train_run"]:
+        return (f"its eval measured the checkpoint of run {row['eval_run'][:8]}, replaced since by run "
+                f"{row['train_run'][:8]}: materialize eval_loss")
+    if row["trained_on"] is not None and row["trained_on"] != row["selection_now"]:
+        return "trained on an earlier version of its selection: materialize finetuned_model"
+    return ""
+
+
+def _test_curves(store: Store, run_ids: list[str]) -> dict[str, list[tuple[int, float]]]:
     curves: dict[str, list[tuple[int, float]]] = {}
-    for point in store.query(
-        "SELECT selection, tokens, loss FROM loss_curves WHERE model = ? AND kind = 'test' ORDER BY tokens", [model]
-    ).to_pylist():
-        curves.setdefault(point["selection"], []).append((point["tokens"], point["loss"]))
-
-    results = [RunResult("base", 0, 0, base["test_loss"], float("nan"), 0.0, [(0, base["test_loss"])])]
-    for run in runs:
-        _, method, *budget = run["selection"].split(".")
-        if method == "base":
-            continue
-        curve = [(0, base["test_loss"]), *curves.get(run["selection"], []), (run["train_tokens"], run["test_loss"])]
-        results.append(RunResult(method, int(budget[0]), run["train_tokens"], run["test_loss"],
-                                 float(alignment.get((method, int(budget[0])), float("nan"))), float(seconds.get(method, 0.0)),
-                                 sorted(dict(curve).items())))
-    return [results[0], *sorted(results[1:], key=lambda r: (r.method, r.budget))]
+    for point in store.query("SELECT run_id, tokens, loss FROM loss_curves WHERE kind = 'test' AND list_contains(?, run_id) "
+                             "ORDER BY tokens", [run_ids]).to_pylist():
+        curves.setdefault(point["run_id"], []).append((point["tokens"], point["loss"]))
+    return curves
 
 
 def tokens_to_reach(curve: list[tuple[int, float]], loss: float) -> float | None:
-    """Training tokens at which a run's test loss first reaches `loss` (linear between points), or None."""
+    """Training tokens at which a test-loss curve first reaches `loss` (linear between points), or None."""
     for (t0, l0), (t1, l1) in zip(curve, curve[1:]):
         if l1 <= loss:
             return float(t0) if l0 <= loss else t0 + (t1 - t0) * (l0 - loss) / (l0 - l1)
     return None
 
 
-def comparison_table(results: list[RunResult]) -> tuple[list[dict[str, object]], str]:
-    """Rows and a markdown table: final test CE, change from base, tokens to the best baseline's loss, timing."""
-    base = results[0].test_loss
-    baselines = [r.test_loss for r in results if r.method in BASELINES]
-    best_baseline = min(baselines) if baselines else None
-    rows = []
-    for r in results[1:]:
-        reach = tokens_to_reach(r.curve, best_baseline) if best_baseline is not None else None
-        rows.append({"method": r.method, "budget": r.budget, "train_tokens": r.train_tokens, "test_loss": r.test_loss,
-                     "change_from_base": r.test_loss - base, "tokens_to_best_baseline": reach,
-                     "mean_alignment": r.mean_alignment, "selection_seconds": r.selection_seconds})
-    lines = [f"Base model test CE: **{base:.4f}**" + (f"; best baseline: **{best_baseline:.4f}**" if best_baseline else ""), "",
-             "| method | budget | test CE | change from base | tokens to best baseline's CE | mean alignment | selection s (ZIP-FIT: + scoring) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for row in rows:
-        reach = "not reached" if row["tokens_to_best_baseline"] is None else f"{row['tokens_to_best_baseline']:,.0f}"
-        budget = f"> {row['budget'] / 1000:.3f} ({row['train_tokens']:,} tokens)" if row["method"] == THRESHOLD else f"{row['budget']:,}"
-        lines.append(f"| {row['method']} | {budget} | {row['test_loss']:.4f} | {row['change_from_base']:+.4f} | "
-                     f"{reach} | {row['mean_alignment']:.4f} | {row['selection_seconds']:.2f} |")
-    return rows, "\n".join(lines)
+def losses_at(runs: Sequence[RunResult]) -> dict[int, list[float]]:
+    """The seeds' test losses at each training-token count they were measured at, in token order."""
+    at: dict[int, list[float]] = {}
+    for run in runs:
+        for tokens, loss in run.curve:
+            at.setdefault(tokens, []).append(loss)
+    return dict(sorted(at.items()))
 
 
-def equal_budget_runs(results: list[RunResult]) -> list[RunResult]:
-    """The runs at the largest budget: training sets of the same size, which every method has (`all` included)."""
-    budgeted = [r for r in results[1:] if r.method != THRESHOLD and np.isfinite(r.mean_alignment)]
-    largest = max((r.budget for r in budgeted), default=0)
-    return [r for r in budgeted if r.budget == largest]
+def mean_curve(runs: Sequence[RunResult]) -> list[tuple[int, float]]:
+    """The seeds' curves averaged at each training-token count they were measured at."""
+    return [(tokens, float(np.mean(losses))) for tokens, losses in losses_at(runs).items()]
 
 
-def alignment_fit(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray, float, float, float]:
-    """x = mean alignment of each equal-size training set, y = test CE after fine-tuning on it; slope, intercept, R²."""
-    points = [(r.mean_alignment, r.test_loss) for r in equal_budget_runs(results)]
-    x, y = np.asarray([p[0] for p in points]), np.asarray([p[1] for p in points])
-    if len(x) < 2 or np.ptp(x) == 0:
-        return x, y, float("nan"), float("nan"), float("nan")
-    slope, intercept = np.polyfit(x, y, 1)
-    residual = y - (slope * x + intercept)
-    total = np.sum((y - y.mean()) ** 2)
-    r2 = 1 - np.sum(residual**2) / total if total > 0 else float("nan")
-    return x, y, float(slope), float(intercept), float(r2)
+def group_runs(runs: Sequence[RunResult]) -> dict[tuple[str, int], list[RunResult]]:
+    """Runs by (method, budget), seeds together, in method and budget order."""
+    groups: dict[tuple[str, int], list[RunResult]] = {}
+    for run in sorted(runs, key=lambda r: r.key):
+        groups.setdefault((run.key.method, run.key.budget), []).append(run)
+    return groups
 
+
+def summarize(
+    title: str, base: RunResult, runs: Sequence[RunResult], selection_seconds: dict[str, float],
+    excluded: list[str] | None = None, all_max_tokens: int | None = None,
+) -> Report:
+    """Per (method, budget): the mean test CE over seeds with its interval; ZIP-FIT paired with each baseline."""
+    groups = group_runs(runs)
+    means = {group: float(np.mean([r.test_loss for r in members])) for group, members in groups.items()}
+    baseline_groups = [g for g in groups if g[0] in BASELINES]
+    best = min(baseline_groups, key=lambda g: means[g]) if baseline_groups else None
+    rows = [
+        MethodRow(method, budget, round(float(np.mean([r.train_tokens for r in members]))),
+                  interval([r.test_loss for r in members]), means[(method, budget)] - base.test_loss,
+                  tokens_to_reach(mean_curve(members), means[best]) if best else None,
+                  float(np.mean([r.mean_alignment for r in members])), selection_seconds.get(method, 0.0))
+        for (method, budget), members in groups.items()
+    ]
+    paired = [_paired(groups, budget, baseline) for method, budget in groups if method == "zipfit"
+              for baseline in BASELINES if _partner(baseline, budget) in groups]
+    best_row = next((r for r in rows if (r.method, r.budget) == best), None)
+    return Report(title, base.test_loss, best_row, rows, paired, list(runs), excluded or [], all_max_tokens)
+
+
+def _partner(baseline: str, budget: int) -> tuple[str, int]:
+    """The baseline selection ZIP-FIT at `budget` is compared with: the same budget, or `all`."""
+    return (baseline, budget) if baseline in BUDGETED else (baseline, 0)
+
+
+def _paired(groups: dict[tuple[str, int], list[RunResult]], budget: int, baseline: str) -> PairedRow:
+    ours = {r.key.seed: r.test_loss for r in groups[("zipfit", budget)]}
+    theirs = {r.key.seed: r.test_loss for r in groups[_partner(baseline, budget)]}
+    differences = [ours[seed] - theirs[seed] for seed in sorted(set(ours) & set(theirs))]
+    return PairedRow(baseline, budget, interval(differences), sum(d < 0 for d in differences))
+
+
+def build_report(
+    store: Store, model: str, target: str, configured: Sequence[RunKey], zipfit_scoring_seconds: float, folder: Path,
+    all_max_tokens: int | None = None,
+) -> tuple[Report, dict[str, Path]]:
+    """The report of `model` on `target` from the store's current runs: report.md and two PNG plots in `folder`."""
+    base, runs, excluded = load_results(store, model, target, configured)
+    seconds = {r["method"]: r["seconds"] for r in store.query(
+        "SELECT method, seconds FROM selection_runs WHERE model = ? AND target = ?", [model, target]).to_pylist()}
+    for method in ("zipfit", THRESHOLD):  # both rank by ZIP-FIT's alignment, which needs the pool scored
+        seconds[method] = seconds.get(method, 0.0) + zipfit_scoring_seconds
+    report = summarize(f"{model} on {target}", base, runs, seconds, excluded, all_max_tokens)
+    folder.mkdir(parents=True, exist_ok=True)
+    plots = {"loss_vs_tokens": plot_loss_vs_tokens(report, folder / "loss_vs_tokens.png"),
+             "alignment_vs_loss": plot_alignment_vs_loss(report, folder / "alignment_vs_loss.png")}
+    images = "".join(f"\n\n![]({path.name})" for path in plots.values())
+    (folder / "report.md").write_text(f"# {report.title}\n\n{report.markdown()}{images}\n", encoding="utf-8")
+    return report, plots
+
+
+# Markdown --------------------------------------------------------------------------------------------------
+
+def _budget_label(row: MethodRow, report: Report) -> str:
+    if row.method == THRESHOLD:
+        return f"> {row.budget / 1000:.3f} ({row.train_tokens:,} tokens)"
+    if row.method == WHOLE_POOL:
+        return f"whole pool ({row.train_tokens:,} tokens)" if report.all_max_tokens is None else \
+            f"cap {report.all_max_tokens:,} ({row.train_tokens:,} tokens)"
+    return f"{row.budget:,}"
+
+
+def _bounds(i: Interval) -> str:
+    return "n/a (1 seed)" if math.isnan(i.low) else f"[{i.low:.4f}, {i.high:.4f}]"
+
+
+def _results_table(report: Report) -> list[str]:
+    best = report.best_baseline
+    head = f"Base model test CE: **{report.base_loss:.4f}**" + (
+        f"; best baseline: **{best.method} {_budget_label(best, report)}, {best.test_loss.mean:.4f}**" if best else "")
+    lines = [head + f". Means over seeds with {CONFIDENCE:.0%} t-intervals.", "",
+             "| method | budget | seeds | test CE | 95% CI | change from base | tokens to best baseline's CE | mean alignment "
+             "| selection s (ZIP-FIT: + scoring) |", "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for row in report.rows:
+        reach = "not reached" if row.tokens_to_best_baseline is None else f"{row.tokens_to_best_baseline:,.0f}"
+        lines.append(f"| {row.method} | {_budget_label(row, report)} | {row.test_loss.n} | {row.test_loss.mean:.4f} | "
+                     f"{_bounds(row.test_loss)} | {row.change_from_base:+.4f} | {reach} | {row.mean_alignment:.4f} | "
+                     f"{row.selection_seconds:.2f} |")
+    return lines
+
+
+def _paired_table(report: Report) -> list[str]:
+    if not report.paired:
+        return ["No baseline to pair ZIP-FIT with."]
+    lines = ["ZIP-FIT against each baseline, paired by seed (negative: ZIP-FIT's test CE is lower):", "",
+             "| baseline | ZIP-FIT budget | ZIP-FIT − baseline | 95% CI | ZIP-FIT lower | significant |",
+             "|---|---:|---:|---|---:|---|"]
+    for p in report.paired:
+        d = p.difference
+        verdict = "n/a" if math.isnan(d.low) else ("yes" if d.excludes_zero else "no")
+        lines.append(f"| {p.baseline} | {p.budget:,} | {d.mean:+.4f} | {_bounds(d)} | {p.wins} of {d.n} seeds | {verdict} |")
+    return lines
+
+
+def _excluded_lines(report: Report) -> list[str]:
+    return ["", "Not in this report:", *[f"- {reason}" for reason in report.excluded]] if report.excluded else []
+
+
+# Plots -----------------------------------------------------------------------------------------------------
 
 @contextmanager
 def _figure(path: Path) -> Iterator[Any]:
@@ -137,32 +308,68 @@ def _figure(path: Path) -> Iterator[Any]:
         plt.close(figure)
 
 
-def plot_loss_vs_tokens(results: list[RunResult], title: str, path: Path) -> Path:
-    """Test CE against training tokens, one line per method (the paper's Figures 2 and 5)."""
+def plot_loss_vs_tokens(report: Report, path: Path) -> Path:
+    """Test CE against training tokens per method (the paper's Figures 2 and 5): the largest budget's mean curve,
+    the seeds' range shaded, and every budget's final mean CE with its 95% interval."""
+    groups = group_runs(report.runs)
     with _figure(path) as axes:
-        for method in sorted({r.method for r in results[1:]}):
-            runs = [r for r in results if r.method == method]
-            longest = max(runs, key=lambda r: r.train_tokens)
-            (line,) = axes.plot(*zip(*longest.curve), marker="o", label=method)
-            axes.plot([r.train_tokens for r in runs], [r.test_loss for r in runs], "s", color=line.get_color())
-        axes.axhline(results[0].test_loss, color="grey", linestyle=":", label="base model")
-        axes.set(xlabel="training tokens", ylabel="test cross-entropy", title=title)
+        for method in sorted({m for m, _ in groups}):
+            largest = max((g for g in groups if g[0] == method), key=lambda g: groups[g][0].train_tokens)
+            curve = mean_curve(groups[largest])
+            (line,) = axes.plot(*zip(*curve), marker="o", markersize=3, label=method)
+            spread = _seed_range(groups[largest])
+            if spread:
+                axes.fill_between(*zip(*spread), color=line.get_color(), alpha=0.15, linewidth=0)
+            finals = [r for r in report.rows if r.method == method]
+            errors = [[0 if math.isnan(r.test_loss.low) else r.test_loss.mean - r.test_loss.low for r in finals]] * 2
+            axes.errorbar([r.train_tokens for r in finals], [r.test_loss.mean for r in finals], yerr=errors, fmt="s",
+                          color=line.get_color(), capsize=3)
+        axes.axhline(report.base_loss, color="grey", linestyle=":", label="base model")
+        axes.set(xlabel="training tokens", ylabel="test cross-entropy", title=report.title)
         axes.legend()
     return path
 
 
-def plot_alignment_vs_loss(results: list[RunResult], title: str, path: Path) -> tuple[Path, float]:
-    """Mean alignment of each training set (largest budget) against the test CE it gave, the fit and R² (Figure 3)."""
-    x, y, slope, intercept, r2 = alignment_fit(results)
-    labelled = equal_budget_runs(results)
+def _seed_range(runs: Sequence[RunResult]) -> list[tuple[int, float, float]]:
+    """(tokens, lowest, highest) test CE over the seeds at each measured point; nothing for a single seed."""
+    return [(t, min(v), max(v)) for t, v in losses_at(runs).items()] if len(runs) > 1 else []
+
+
+def equal_budget_runs(report: Report) -> list[RunResult]:
+    """Every seed's run at the largest token budget: training sets of the same size, one point each."""
+    budgeted = [r for r in report.runs if r.key.method in BUDGETED and np.isfinite(r.mean_alignment)]
+    largest = max((r.key.budget for r in budgeted), default=0)
+    return [r for r in budgeted if r.key.budget == largest]
+
+
+def alignment_fit(runs: Sequence[RunResult]) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    """x = mean alignment of each training set, y = test CE after fine-tuning on it; slope, intercept, R²."""
+    x = np.asarray([r.mean_alignment for r in runs], dtype=np.float64)
+    y = np.asarray([r.test_loss for r in runs], dtype=np.float64)
+    if len(x) < 2 or np.ptp(x) == 0:
+        return x, y, math.nan, math.nan, math.nan
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    total = np.sum((y - y.mean()) ** 2)
+    r2 = 1 - np.sum(residual**2) / total if total > 0 else math.nan
+    return x, y, float(slope), float(intercept), float(r2)
+
+
+def plot_alignment_vs_loss(report: Report, path: Path) -> Path:
+    """Mean alignment of each equal-size training set against the test CE it gave, one point per seed, the fit
+    and its R² (the paper's Figure 3)."""
+    runs = equal_budget_runs(report)
+    x, y, slope, intercept, r2 = alignment_fit(runs)
     with _figure(path) as axes:
-        axes.scatter(x, y)
-        for r, xi, yi in zip(labelled, x, y):
-            axes.annotate(r.method, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for method in sorted({r.key.method for r in runs}):
+            chosen = [i for i, r in enumerate(runs) if r.key.method == method]
+            axes.scatter(x[chosen], y[chosen], label=method)
         if np.isfinite(slope):
             xs = np.linspace(x.min(), x.max(), 10)
             axes.plot(xs, slope * xs + intercept, color="grey", label=f"fit, R² = {r2:.2f}")
+        budget = runs[0].key.budget if runs else 0
+        axes.set(xlabel=f"mean ZIP-FIT alignment of the training set ({budget:,} tokens)", ylabel="test cross-entropy",
+                 title=report.title)
+        if runs:
             axes.legend()
-        budget = labelled[0].budget if labelled else 0
-        axes.set(xlabel=f"mean ZIP-FIT alignment of the training set ({budget:,} tokens)", ylabel="test cross-entropy", title=title)
-    return path, r2
+    return path
