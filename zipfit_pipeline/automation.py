@@ -4,7 +4,8 @@
   so a file dropped into the incoming folder becomes a source dataset, and ingests each new one.
 - `zipfit_automation` (automation sensor, on by default): every asset downstream of ingestion carries
   `ON_NEW_DATA_OR_CODE` (eager, on new data versions, or a new code version of its own), so it is
-  requested when an upstream partition gets a new data version or its own code version changes.
+  requested when an upstream partition gets a new data version or its own code version changes, and
+  never while a blocking check of what it reads has failed (a contaminated selection trains nothing).
 - `killed_runs` (sensor, on by default): every minute, fails the runs whose processes were killed and frees
   the pool slots they held, so that their partitions can run again (see `recovery.py`).
 - `nightly_reingest_sources` / `nightly_reingest_targets` (schedules, off until turned on): re-read every
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.partitions import SOURCES, ProjectPartitions, register_sources
 from zipfit_pipeline.recovery import recover_killed_runs
-from zipfit_pipeline.resources import ProjectResource
 
 # Dagster's `eager()` reacts to any new upstream materialization; ours only to a new upstream data version,
 # so that a nightly re-ingest of unchanged files (same content hashes, same data version) recomputes nothing.
@@ -28,22 +29,22 @@ ANY_DEP_HAS_NEW_DATA = dg.AutomationCondition.any_deps_match(
 ON_NEW_DATA_OR_CODE = (
     dg.AutomationCondition.eager().replace("any_deps_updated", ANY_DEP_HAS_NEW_DATA)
     | dg.AutomationCondition.code_version_changed()
-)
+) & dg.AutomationCondition.all_deps_blocking_checks_passed()
 NIGHTLY = "0 3 * * *"
 INCOMING_POLL_SECONDS = 30
 RECOVERY_POLL_SECONDS = 60
 
 
 def build_automation(
-    partitions: ProjectPartitions,
+    config: ProjectConfig, partitions: ProjectPartitions,
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition], list[dg.JobDefinition]]:
     ingest_sources = dg.define_asset_job("ingest_sources", selection=["source_documents"], partitions_def=partitions.source)
     ingest_targets = dg.define_asset_job("ingest_targets", selection=["target_documents"], partitions_def=partitions.target)
 
     @dg.sensor(job=ingest_sources, minimum_interval_seconds=INCOMING_POLL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
-    def incoming_sources(context: dg.SensorEvaluationContext, project: ProjectResource) -> dg.SensorResult:
+    def incoming_sources(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         """Register a partition for each source in the project file or the incoming folder; ingest the new ones."""
-        added, removed = register_sources(context.instance, project.load())
+        added, removed = register_sources(context.instance, config)
         if added or removed:
             context.log.info(f"sources added: {added or 'none'}; removed: {removed or 'none'}")
         # No run key: a source that is removed and added again must be ingested again.

@@ -30,7 +30,7 @@ def build_definitions(config_file: str | None = None) -> dg.Definitions:
     file = str(config_file or config_path())
     config = load_project(file)
     partitions = project_partitions(config)
-    sensors, schedules, jobs = build_automation(partitions)
+    sensors, schedules, jobs = build_automation(config, partitions)
     return dg.Definitions(
         assets=build_assets(config, partitions), jobs=jobs, sensors=sensors, schedules=schedules,
         resources=build_resources(config, file),

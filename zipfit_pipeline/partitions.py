@@ -1,10 +1,10 @@
-"""Partitions derived from the project file, kept coarse: datasets, tasks, models and selections.
+"""Partitions derived from the project file, kept coarse: datasets, tasks, models and fine-tunes.
 
 Source datasets are dynamic partitions (`sources`), so that a file dropped into the incoming folder becomes a
 partition without a code change; `register_sources` keeps them equal to the project's sources. Training and
-evaluation are partitioned by finetune × target, a finetune being `<model>.<method>.<budget>` or
-`<model>.base` (the model before fine-tuning, which reads no selection). In the store, a run is keyed by
-model and selection key `<target>.<method>.<budget>`.
+evaluation are partitioned by finetune × target, a finetune being `<model>.<method>.<budget>.s<seed>`,
+`<model>.all.s<seed>`, or `<model>.base` (the model before fine-tuning, which reads no selection). Partition
+keys become the engine's `RunKey` here and only here.
 """
 
 from __future__ import annotations
@@ -14,25 +14,10 @@ from dataclasses import dataclass
 import dagster as dg
 
 from zipfit_pipeline.config import ProjectConfig
-from zipfit_pipeline.engine.selection import THRESHOLD, method_budgets, threshold_key
+from zipfit_pipeline.engine.runs import BASE, RunKey
+from zipfit_pipeline.engine.selection import configured_selections
 
-BASE = "base"
 SOURCES = "sources"
-
-
-@dataclass(frozen=True)
-class SelectionKey:
-    target: str
-    method: str
-    budget: int | None = None
-
-    def __str__(self) -> str:
-        return f"{self.target}.{self.method}" if self.budget is None else f"{self.target}.{self.method}.{self.budget}"
-
-    @classmethod
-    def parse(cls, key: str) -> SelectionKey:
-        parts = key.split(".")
-        return cls(parts[0], parts[1], int(parts[2]) if len(parts) == 3 else None)
 
 
 def model_and_target(partition_key: dg.MultiPartitionKey) -> tuple[str, str]:
@@ -41,21 +26,33 @@ def model_and_target(partition_key: dg.MultiPartitionKey) -> tuple[str, str]:
     return keys["model"], keys["target"]
 
 
-def model_and_selection(partition_key: dg.MultiPartitionKey) -> tuple[str, str, SelectionKey]:
-    """(model, selection key, parsed selection) of a finetune × target partition."""
+def finetune_partition(key: RunKey) -> str:
+    """The `finetune` dimension's key of a run: `smollm2-135m.zipfit.2000.s0`, `smollm2-135m.base`."""
+    return f"{key.model}.{key.label()}"
+
+
+def run_key(partition_key: dg.MultiPartitionKey) -> RunKey:
+    """The run of a finetune × target partition (the inverse of `finetune_partition`)."""
     keys = partition_key.keys_by_dimension
-    model, method, *budget = keys["finetune"].split(".")
-    selection = SelectionKey(keys["target"], method, int(budget[0]) if budget else None)
-    return model, str(selection), selection
+    model, method, *rest = keys["finetune"].split(".")
+    if method == BASE:
+        return RunKey(model, keys["target"], BASE)
+    *budget, seed = rest
+    return RunKey(model, keys["target"], method, int(budget[0]) if budget else 0, int(seed.removeprefix("s")))
+
+
+def configured_runs(config: ProjectConfig, model: str, target: str, with_base: bool = True) -> list[RunKey]:
+    """Every fine-tune the project asks for: each selection once per seed, and the base model."""
+    selection = config.selection
+    trained = [RunKey(model, target, method, budget, seed)
+               for method, budget in configured_selections(selection.methods, selection.budgets, selection.thresholds)
+               for seed in config.training.seeds]
+    return [RunKey(model, target, BASE), *trained] if with_base else trained
 
 
 def finetune_keys(config: ProjectConfig, model: str, with_base: bool) -> list[str]:
-    """The `finetune` dimension: `<model>.<method>.<budget>` per selection, and `<model>.base` for the model as it is."""
-    selection = config.selection
-    picks = [(m, b) for m in selection.methods for b in method_budgets(m, selection.budgets)]
-    picks += [(THRESHOLD, threshold_key(t)) for t in selection.thresholds]
-    trained = [f"{model}.{method}.{budget}" for method, budget in picks]
-    return [f"{model}.{BASE}", *trained] if with_base else trained
+    """The `finetune` dimension's keys of a model (the same for every target)."""
+    return [finetune_partition(key) for key in configured_runs(config, model, config.targets[0].name, with_base)]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,3 @@ def code_version(*settings: Any) -> str:
     """Engine version plus a short digest of the settings, stable across processes."""
     payload = json.dumps([ENGINE_VERSION, *settings], sort_keys=True, default=str)
     return f"{ENGINE_VERSION}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
-
-
-def data_version(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]

@@ -1,61 +1,47 @@
 """Eval stage: test cross-entropy per token on the target's held-out split, for the base model and every fine-tune."""
 
-
-from pathlib import Path
+import math
 
 import dagster as dg
 
+from zipfit_pipeline.assets._checks import partition_check
 from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
-from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
-from zipfit_pipeline.engine.models import load_model_and_tokenizer
-from zipfit_pipeline.partitions import BASE, ProjectPartitions, model_and_selection
-from zipfit_pipeline.resources import ProjectResource, StoreResource
+from zipfit_pipeline.engine.evaluate import evaluate_run
+from zipfit_pipeline.partitions import ProjectPartitions, run_key
+from zipfit_pipeline.resources import StoreResource
 
 GROUP = "eval"
-
-
-def checkpoint_to_evaluate(config: ProjectConfig, model: str, method: str, recorded: str) -> str:
-    """The base model from the project file; a fine-tune only from this project's checkpoint folder, so that a
-    store copied from elsewhere (or edited) cannot make eval load a model from an arbitrary path."""
-    if method == BASE:
-        return config.model_path(config.model(model))
-    checkpoint = Path(recorded).resolve()
-    models = config.resolve(config.artifacts) / "models"
-    if models not in checkpoint.parents:
-        raise RuntimeError(f"refusing to load {checkpoint}: fine-tuned checkpoints are loaded only from {models}")
-    if not checkpoint.is_dir():
-        raise RuntimeError(f"the checkpoint {checkpoint} is gone: materialize finetuned_model again")
-    return str(checkpoint)
+FINITE_TEST_LOSS = "finite_test_loss"
 
 
 def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
+    settings = config.training
+
     @dg.asset(
         partitions_def=partitions.finetune_target,
         deps=["finetuned_model"],
         group_name=GROUP,
-        code_version=code_version("eval_loss", config.training.eval_max_length),
+        code_version=code_version("eval_loss", settings.eval_max_length),
         kinds={"pytorch", "duckdb"},
         pool="accelerator",
         automation_condition=ON_NEW_DATA_OR_CODE,
-        description="Mean token cross-entropy of the fine-tuned (or base) model on the target's held-out test split.",
+        check_specs=[partition_check(FINITE_TEST_LOSS, "eval_loss", partitions.finetune_target, blocking=True,
+                                     description="The test loss is finite and positive (the report never reads a NaN).")],
+        description="Mean token cross-entropy (float32) of the current checkpoint of a fine-tune, or of the base model, "
+        "on the target's held-out test split; recorded with the training run and selection version it measured.",
     )
-    def eval_loss(context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource) -> dg.MaterializeResult:
-        model_name, selection, key = model_and_selection(context.partition_key)
-        config = project.load()
-        db = store.open()
-        run = db.training_run(model_name, selection)
-        if run is None:
-            raise RuntimeError(f"no training run for {model_name} / {selection}: materialize finetuned_model first")
-        model, tokenizer = load_model_and_tokenizer(checkpoint_to_evaluate(config, model_name, key.method, run["checkpoint"]))
-        model.to(device_for_run())
-        texts = db.target_texts(key.target, "test")
-        loss, tokens = heldout_loss(model, tokenizer, texts, config.training.eval_max_length, config.training.eval_batch_size)
-        db.record_eval(model_name, selection, key.target, loss, tokens)
-        context.log.info(f"{model_name} / {selection}: test loss {loss:.4f} over {tokens} tokens")
+    def eval_loss(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+        key = run_key(context.partition_key)
+        result = evaluate_run(store.open(), key, config.model_path(config.model(key.model)), config.models_dir(),
+                              settings.eval_max_length, settings.eval_batch_size, log=context.log.info)
+        finite = math.isfinite(result.test_loss) and result.test_loss > 0
         return dg.MaterializeResult(
-            metadata={"test_loss": loss, "test_tokens": tokens, "test_documents": len(texts), "train_tokens": run["train_tokens"]}
+            metadata={"test_loss": result.test_loss, "test_tokens": result.test_tokens,
+                      "test_documents": result.test_documents, "train_tokens": result.train_tokens,
+                      "training_run": result.run_id, "selection_version": result.selection_version or "none (base model)"},
+            check_results=[dg.AssetCheckResult(check_name=FINITE_TEST_LOSS, passed=finite, metadata={"test_loss": result.test_loss})],
         )
 
     return [eval_loss]

@@ -3,35 +3,25 @@
 
 import dagster as dg
 
-from zipfit_pipeline.assets._versions import code_version, data_version
-from zipfit_pipeline.config import DatasetSpec, ProjectConfig
-from zipfit_pipeline.engine.loaders import InputError, Record, RecordReader, chunk_records, content_hash, set_hash
+from zipfit_pipeline.assets._versions import code_version
+from zipfit_pipeline.config import ProjectConfig
+from zipfit_pipeline.engine.ingest import IngestResult, ingest_source, ingest_target
 from zipfit_pipeline.partitions import ProjectPartitions
-from zipfit_pipeline.resources import ProjectResource, StoreResource
+from zipfit_pipeline.resources import StoreResource
 
 GROUP = "ingest"
 PREVIEW_CHARS = 160
 
 
-def read_records(context: dg.AssetExecutionContext, config: ProjectConfig, spec: DatasetSpec) -> tuple[list[Record], RecordReader]:
-    """Every usable record, read in full before anything is written; skipped rows are logged by reason."""
-    reader = RecordReader(
-        path=config.input_path(spec), text_field=spec.text_field, template=spec.template, id_field=spec.id_field,
-        format=spec.format, query=spec.query, split=spec.split, cache_dir=str(config.resolve(config.cache) / "datasets"),
-        max_chars=spec.max_chars,
-    )
-    records = list(reader)
-    if reader.skipped:
-        context.log.warning(f"{spec.name}: skipped rows of {reader.path}: {reader.skip_summary()}")
-    return records, reader
+def preview(texts: list[str]) -> dg.MetadataValue:
+    return dg.MetadataValue.md("\n".join(f"- `{t[:PREVIEW_CHARS]!r}`" for t in texts))
 
 
-def skip_metadata(reader: RecordReader) -> dict[str, object]:
-    return {"skipped": dict(reader.skipped), "first_skipped_row": dict(reader.first_skipped)}
-
-
-def preview(texts: list[str], n: int = 3) -> str:
-    return "\n".join(f"- `{t[:PREVIEW_CHARS]!r}`" for t in texts[:n])
+def skip_metadata(context: dg.AssetExecutionContext, name: str, result: IngestResult) -> dict[str, object]:
+    """Skipped rows, by reason and first row; logged as a warning so that the run's log says what was left out."""
+    if result.skipped:
+        context.log.warning(f"{name}: skipped rows of {result.path}: {result.skip_summary()}")
+    return {"skipped": result.skipped, "first_skipped_row": result.first_skipped}
 
 
 def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
@@ -44,30 +34,20 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
         description="One row per usable example of a source dataset: id, text, content hash, bytes. "
         "Rows without a usable text are skipped and counted by reason.",
     )
-    def source_documents(
-        context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource
-    ) -> dg.MaterializeResult:
-        config = project.load()
+    def source_documents(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         spec = config.source(context.partition_key)
-        records, reader = read_records(context, config, spec)
-        rows_read = len(records)
-        if spec.chunk_chars:
-            records = list(chunk_records(records, spec.chunk_chars))
-        if not records:
-            raise InputError(f"{reader.path}: no usable rows (skipped: {reader.skip_summary()}); the stored documents are kept")
-        store.open().replace_documents(spec.name, records, dict(reader.skipped))
-        hashes = [content_hash(r.text) for r in records]
+        result = ingest_source(store.open(), spec.name, config.reader(spec), spec.chunk_chars)
         return dg.MaterializeResult(
             metadata={
-                "rows": rows_read,
-                "documents": len(records),
+                "rows": result.rows,
+                "documents": result.documents,
                 "chunk_chars": spec.chunk_chars or 0,
-                "distinct_texts": len(set(hashes)),
-                "bytes": sum(len(r.text.encode("utf-8")) for r in records),
-                **skip_metadata(reader),
-                "preview": dg.MetadataValue.md(preview([r.text for r in records])),
+                "distinct_texts": result.distinct_texts,
+                "bytes": result.bytes,
+                **skip_metadata(context, spec.name, result),
+                "preview": preview(result.preview),
             },
-            data_version=dg.DataVersion(data_version([r.row_index for r in records], hashes)),
+            data_version=dg.DataVersion(result.digest),
         )
 
     @dg.asset(
@@ -76,33 +56,21 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
         code_version=code_version("target_documents"),
         kinds={"duckdb"},
         pool="duckdb_writer",
-        description="A target task's alignment set (what sources are scored against) and its held-out test split.",
+        description="A target task's alignment set (what sources are scored against) and its held-out test split. "
+        "A text in both splits fails the run.",
     )
-    def target_documents(
-        context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource
-    ) -> dg.MaterializeResult:
-        config = project.load()
+    def target_documents(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         spec = config.target(context.partition_key)
-        records, reader = read_records(context, config, spec)
-        splits = {
-            "alignment": [r for r in records if spec.alignment_rows[0] <= r.row_index < spec.alignment_rows[1]],
-            "test": [r for r in records if spec.test_rows[0] <= r.row_index < spec.test_rows[1]],
-        }
-        for split, rows in splits.items():
-            if not rows:
-                raise InputError(f"{reader.path}: the {split} split (rows {getattr(spec, split + '_rows')}) has no usable "
-                                 f"rows (skipped: {reader.skip_summary()}); the stored target is kept")
-        store.open().replace_targets(spec.name, splits)
-        hashes = {split: [content_hash(r.text) for r in rows] for split, rows in splits.items()}
+        result = ingest_target(store.open(), spec.name, config.reader(spec), spec.alignment_rows, spec.test_rows)
         return dg.MaterializeResult(
             metadata={
-                "alignment_rows": len(splits["alignment"]),
-                "test_rows": len(splits["test"]),
-                "target_set_hash": set_hash(hashes["alignment"]),
-                **skip_metadata(reader),
-                "preview": dg.MetadataValue.md(preview([r.text for r in splits["alignment"]], 1)),
+                "alignment_rows": result.split_sizes["alignment"],
+                "test_rows": result.split_sizes["test"],
+                "target_set_hash": result.split_hashes["alignment"],
+                **skip_metadata(context, spec.name, result),
+                "preview": preview(result.preview),
             },
-            data_version=dg.DataVersion(data_version(hashes)),
+            data_version=dg.DataVersion(result.digest),
         )
 
     return [source_documents, target_documents]

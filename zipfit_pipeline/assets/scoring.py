@@ -3,15 +3,20 @@
 
 import dagster as dg
 
-from zipfit_pipeline.assets._versions import code_version, data_version
+from zipfit_pipeline.assets._checks import partition_check
+from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
+from zipfit_pipeline.engine.compression import compressor_build, golden_mismatches
+from zipfit_pipeline.engine.loaders import digest
 from zipfit_pipeline.engine.scoring import score_dataset
+from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.partitions import ProjectPartitions
-from zipfit_pipeline.resources import ProjectResource, StoreResource
+from zipfit_pipeline.resources import StoreResource
 
 GROUP = "score"
 QUANTILES = (0.0, 0.1, 0.5, 0.9, 1.0)
+GOLDEN = "compressor_reproduces_golden_sizes"
 
 
 def top_table(texts: list[str], scores: list[float], n: int = 5) -> str:
@@ -21,6 +26,20 @@ def top_table(texts: list[str], scores: list[float], n: int = 5) -> str:
         snippet = text[:120].replace("|", "\\|").replace("\n", "⏎")
         lines.append(f"| {rank} | {score:.4f} | `{snippet}` |")
     return "\n".join(lines)
+
+
+def golden_check(store: Store, target_hash: str, compressor: str, level: int) -> dg.AssetCheckResult:
+    """The build that scored reproduces SPEC.md's golden values; builds are part of the score key, so another
+    build's scores (an upgraded interpreter, zlib-ng) are kept apart and never mixed in."""
+    mismatches = golden_mismatches(compressor)
+    build = compressor_build(compressor)
+    return dg.AssetCheckResult(
+        check_name=GOLDEN, passed=not mismatches,
+        metadata={"build": build, "mismatches": dg.MetadataValue.json(mismatches),
+                  "builds_that_scored_this_target_set": dg.MetadataValue.json(store.score_builds(target_hash, compressor, level))},
+        description=None if not mismatches else f"{build} does not reproduce the reference's sizes: scores will differ from "
+        "zip-fit's on stock zlib (use the interpreter's stock zlib, or another compressor)",
+    )
 
 
 def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
@@ -34,23 +53,22 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
         kinds={"duckdb"},
         pool="duckdb_writer",
         automation_condition=ON_NEW_DATA_OR_CODE,
+        check_specs=[partition_check(GOLDEN, "alignment_scores", partitions.source_target,
+                                     "The compressor build reproduces SPEC.md's golden sizes (stock zlib for gzip).")],
         description="Alignment of each source text with the target's alignment set: mean over targets of "
-        "1 - NCD with gzip/lz4/zstd, one row per (content hash, target-set hash, compressor, level). "
+        "1 - NCD with gzip/lz4/zstd, one row per (content hash, target-set hash, compressor, level, library build). "
         "Only texts without a stored score are computed; each chunk is committed on its own.",
     )
-    def alignment_scores(
-        context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource
-    ) -> dg.MaterializeResult:
+    def alignment_scores(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
         source, target = keys["source"], keys["target"]
-        settings = project.load().scoring
         db = store.open()
         targets = db.target_texts(target, "alignment")
         report = score_dataset(
-            db, source, targets, settings.compressor, settings.level, settings.chunk_size,
-            settings.worker_count(), progress=context.log.info, backend=settings.backend, ray_address=settings.ray_address,
+            db, source, targets, scoring.compressor, scoring.level, scoring.chunk_size,
+            scoring.worker_count(), progress=context.log.info, backend=scoring.backend, ray_address=scoring.ray_address,
         )
-        summary = db.score_summary(source, report.target_hash, settings.compressor, settings.level, QUANTILES, top_n=5)
+        summary = db.score_summary(source, report.target_hash, scoring.compressor, scoring.level, QUANTILES, top_n=5)
         return dg.MaterializeResult(
             metadata={
                 "documents": summary["documents"],
@@ -60,13 +78,15 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
                 "pairs_scored": report.pairs_scored,
                 "pairs_per_second": round(report.pairs_per_second, 1),
                 "targets": report.n_targets,
-                "compressor": f"{settings.compressor}-{settings.level}",
+                "compressor": f"{scoring.compressor}-{scoring.level}",
+                "build": compressor_build(scoring.compressor),
                 "target_set_hash": report.target_hash,
                 "score_quantiles": {f"q{int(q * 100)}": round(v, 6) for q, v in zip(QUANTILES, summary["quantiles"])},
                 "mean_score": summary["mean"],
                 "top": dg.MetadataValue.md(top_table(summary["top_texts"], summary["top_scores"])),
             },
-            data_version=dg.DataVersion(data_version(report.target_hash, settings.compressor, settings.level, summary["digest"])),
+            data_version=dg.DataVersion(digest(report.target_hash, scoring.compressor, scoring.level, summary["digest"])),
+            check_results=[golden_check(db, report.target_hash, scoring.compressor, scoring.level)],
         )
 
     return [alignment_scores]

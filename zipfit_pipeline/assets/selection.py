@@ -1,125 +1,115 @@
-"""Select stage: rank the pool of all sources per target and keep the top within each token budget.
+"""Select stage: rank the decontaminated pool of all sources per model and target, keep each method's selections.
 
-Budgets are counted with each model's own tokenizer, so selections are partitioned by model × target.
-ZIP-FIT, DSIR, the seeded random baseline and `all` walk through the same pool (duplicates removed, first
-kept); `all` takes the pool in order up to the largest budget.
+Budgets are counted with each model's own tokenizer, so selections are partitioned by model × target. The work
+is the engine's `select_for_model`; this asset turns its result into metadata and checks that fine-tunes wait on.
 """
 
 
-import time
-
 import dagster as dg
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from zipfit_pipeline.assets._versions import code_version, data_version
+from zipfit_pipeline.assets._checks import partition_check
+from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.assets.scoring import top_table
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
-from zipfit_pipeline.engine.dsir import dsir_weights
-from zipfit_pipeline.engine.models import count_tokens, load_tokenizer
-from zipfit_pipeline.engine.scoring import target_set_hash
-from zipfit_pipeline.engine.selection import THRESHOLD, select_by_budget, select_by_threshold
+from zipfit_pipeline.engine.dsir import dsir_metadata
+from zipfit_pipeline.engine.models import load_tokenizer
+from zipfit_pipeline.engine.select import SelectionResult, contaminated_selections, select_for_model
+from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.partitions import ProjectPartitions, model_and_target, same_target
-from zipfit_pipeline.resources import ProjectResource, StoreResource
+from zipfit_pipeline.resources import StoreResource
 
 GROUP = "select"
+DECONTAMINATED = "decontaminated"
+BUDGETS_REACHED = "budgets_reached"
+
+
+def contaminated_table(result: SelectionResult, limit: int = 20) -> str:
+    """Markdown: the pool texts that share words with a test text, and where ZIP-FIT ranked them."""
+    lines = ["| ZIP-FIT rank before removal | dataset | id | test row | shared words |", "|---:|---|---|---:|---|"]
+    lines += [f"| {r.zipfit_rank} | {r.dataset} | {r.doc_id} | {r.test_row} | `{r.ngram}` |" for r in result.contaminated[:limit]]
+    return "\n".join(lines) if result.contaminated else "none"
+
+
+def summary_table(result: SelectionResult) -> str:
+    """Markdown: documents, tokens, mean alignment and datasets of each selection; seeds that chose the same texts share a row."""
+    lines = ["| method | budget | seeds | documents | tokens | mean score | datasets |", "|---|---:|---|---:|---:|---:|---|"]
+    by_version: dict[tuple[str, int, str], list[int]] = {}
+    first = {}
+    for s in result.sets:
+        by_version.setdefault((s.method, s.budget, s.version), []).append(s.seed)
+        first.setdefault((s.method, s.budget, s.version), s)
+    for key, seeds in by_version.items():
+        s = first[key]
+        mix = ", ".join(f"{d} {n}" for d, n in s.datasets.items())
+        lines.append(f"| {s.method} | {s.budget} | {', '.join(map(str, seeds))} | {s.documents} | {s.tokens} | "
+                     f"{s.mean_alignment:.4f} | {mix} |")
+    return "\n".join(lines)
 
 
 def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
+    settings = config.selection
+    decontamination = settings.decontamination
+
     @dg.asset(
         partitions_def=partitions.model_target,
         deps=[dg.AssetDep("alignment_scores", partition_mapping=same_target())],
         group_name=GROUP,
-        code_version=code_version("selections", config.selection.model_dump(), config.scoring.compressor, config.scoring.level),
+        code_version=code_version("selections", settings.model_dump(), config.scoring.compressor, config.scoring.level,
+                                  config.training.seeds),
         kinds={"duckdb"},
         pool="duckdb_writer",
         automation_condition=ON_NEW_DATA_OR_CODE,
-        description="Ranked selections per method (ZIP-FIT, DSIR, seeded random, all) and token budget, with each "
-        "document's tokens and the cumulative tokens, counted with the model's tokenizer.",
+        check_specs=[
+            partition_check(DECONTAMINATED, "selections", partitions.model_target, blocking=True, description=(
+                f"No selected text shares {decontamination.ngram_words} words with the target's held-out test split "
+                "(fine-tunes do not start otherwise; a warning only where decontamination is turned off).")),
+            partition_check(BUDGETS_REACHED, "selections", partitions.model_target, blocking=True, description=(
+                "Every budgeted selection holds its budget's tokens, so every method trains on the same number.")),
+        ],
+        description="Ranked selections per method (ZIP-FIT, DSIR, seeded random, all), token budget and seed, from the "
+        "pool of all sources without the texts that overlap the target's test split; tokens counted with the model's tokenizer.",
     )
-    def selections(context: dg.AssetExecutionContext, project: ProjectResource, store: StoreResource) -> dg.MaterializeResult:
-        model_name, target = model_and_target(context.partition_key)
-        config = project.load()
+    def selections(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+        model, target = model_and_target(context.partition_key)
         db = store.open()
-        targets = db.target_texts(target, "alignment")
-        target_hash = target_set_hash(targets)
+        tokenizer = load_tokenizer(config.model_path(config.model(model)))
         sources = [s.name for s in config.all_sources()]
-        pool = db.dataset_scores(sources, target_hash, config.scoring.compressor, config.scoring.level)
-        missing = pool.filter(pc.is_null(pool.column("score")))
-        if missing.num_rows:
-            datasets = sorted(set(missing.column("dataset").to_pylist()))
-            raise RuntimeError(f"{missing.num_rows} documents of {datasets} have no score for {target}: materialize alignment_scores first")
-        pool = _first_of_each_text(pool)
-        scores = np.asarray(pool.column("score").to_pylist(), dtype=np.float64)
-        tokenizer = load_tokenizer(config.model_path(config.model(model_name)))
-        texts = pool.column("text").to_pylist()
-        tokens = np.asarray(count_tokens(tokenizer, texts), dtype=np.int64)
-        rows, seconds = [], {}
-        for method in config.selection.methods:
-            started = time.perf_counter()
-            method_scores = dsir_weights(texts, targets, config.selection.dsir.settings()) if method == "dsir" else scores
-            rows += select_by_budget(method, method_scores, tokens, config.selection.budgets, config.selection.seed)
-            seconds[method] = round(time.perf_counter() - started, 3)
-            context.log.info(f"{method}: ranked {len(texts)} documents in {seconds[method]:.2f}s")
-        if config.selection.thresholds:
-            started = time.perf_counter()
-            rows += select_by_threshold(scores, tokens, config.selection.thresholds)
-            seconds[THRESHOLD] = round(time.perf_counter() - started, 3)
-        index = np.asarray([r["pool_index"] for r in rows], dtype=np.int64)
-        table = pa.table(
-            {
-                "method": [r["method"] for r in rows],
-                "budget": pa.array([r["budget"] for r in rows], pa.int64()),
-                "rank": pa.array([r["rank"] for r in rows], pa.int64()),
-                "dataset": pool.column("dataset").take(index),
-                "row_index": pool.column("row_index").take(index),
-                "content_hash": pool.column("content_hash").take(index),
-                "score": pa.array(scores[index], pa.float64()),
-                "tokens": pa.array([r["tokens"] for r in rows], pa.int64()),
-                "cumulative_tokens": pa.array([r["cumulative_tokens"] for r in rows], pa.int64()),
-            }
-        )
-        db.replace_selections(model_name, target, table, seconds)
-        summary = _summary(table)
-        best = [r["pool_index"] for r in rows if r["method"] == "zipfit" and r["budget"] == config.selection.budgets[-1]]
+        result = select_for_model(db, model, tokenizer, target, sources, config.scoring, settings, config.training.seeds,
+                                  log=context.log.info)
         return dg.MaterializeResult(
             metadata={
-                "pool_documents": pool.num_rows,
-                "pool_tokens": int(tokens.sum()),
-                "selection_seconds": seconds,
-                **({"dsir_settings": config.selection.dsir.settings().as_metadata()} if "dsir" in config.selection.methods else {}),
-                "selections": dg.MetadataValue.md(summary),
-                "top_selected": dg.MetadataValue.md(top_table([texts[i] for i in best], scores[best].tolist())),
+                "pool_documents": result.pool_documents,
+                "pool_tokens": result.pool_tokens,
+                "selection_seconds": result.seconds,
+                **({"dsir_settings": dsir_metadata(settings.dsir)} if "dsir" in settings.methods else {}),
+                "decontamination": {**decontamination.model_dump(), "contaminated": len(result.contaminated),
+                                    "removed": len(result.contaminated) if result.removed else 0},
+                "contaminated_texts": dg.MetadataValue.md(contaminated_table(result)),
+                "selections": dg.MetadataValue.md(summary_table(result)),
+                "top_selected": dg.MetadataValue.md(top_table([t for t, _ in result.top], [s for _, s in result.top])),
             },
-            data_version=dg.DataVersion(data_version(table.select(["method", "budget", "content_hash"]).to_pydict())),
+            data_version=dg.DataVersion(result.digest),
+            check_results=[_decontaminated(db, model, target), _budgets_reached(result)],
+        )
+
+    def _decontaminated(db: Store, model: str, target: str) -> dg.AssetCheckResult:
+        found = contaminated_selections(db, model, target, decontamination.ngram_words)
+        examples = [{"content_hash": h, "test_row": o.test_row, "shared_words": o.ngram, "selections": labels[:5]}
+                    for h, (o, labels) in list(found.items())[:10]]
+        return dg.AssetCheckResult(
+            check_name=DECONTAMINATED, passed=not found,
+            severity=dg.AssetCheckSeverity.ERROR if decontamination.enabled else dg.AssetCheckSeverity.WARN,
+            metadata={"contaminated_texts": len(found), "examples": dg.MetadataValue.json(examples)},
+            description=None if not found else f"{len(found)} selected texts share {decontamination.ngram_words} words with "
+            f"a test text of {target}" + ("" if decontamination.enabled else " (decontamination is turned off)"),
+        )
+
+    def _budgets_reached(result: SelectionResult) -> dg.AssetCheckResult:
+        short = [f"{s.method}.{s.budget} (seed {s.seed}): {s.tokens} tokens" for s in result.short_of_budget()]
+        return dg.AssetCheckResult(
+            check_name=BUDGETS_REACHED, passed=not short, metadata={"short": dg.MetadataValue.json(short)},
+            description=None if not short else f"the pool ({result.pool_tokens} tokens) is too small for: {', '.join(short[:5])}",
         )
 
     return [selections]
-
-
-def _first_of_each_text(pool: pa.Table) -> pa.Table:
-    """Drop repeated texts, keeping the first in pool order: a selection never trains on a text twice."""
-    seen: set[str] = set()
-    keep = []
-    for i, h in enumerate(pool.column("content_hash").to_pylist()):
-        if h not in seen:
-            seen.add(h)
-            keep.append(i)
-    return pool.take(keep)
-
-
-def _summary(table: pa.Table) -> str:
-    """Markdown: documents, tokens, mean alignment and datasets per method and budget."""
-    lines = ["| method | budget | documents | tokens | mean score | datasets |", "|---|---:|---:|---:|---:|---|"]
-    rows = table.to_pylist()
-    for method, budget in dict.fromkeys((r["method"], r["budget"]) for r in rows):
-        chosen = [r for r in rows if r["method"] == method and r["budget"] == budget]
-        by_dataset: dict[str, int] = {}
-        for r in chosen:
-            by_dataset[r["dataset"]] = by_dataset.get(r["dataset"], 0) + 1
-        mix = ", ".join(f"{d} {n}" for d, n in sorted(by_dataset.items()))
-        mean = float(np.mean([r["score"] for r in chosen])) if chosen else float("nan")
-        lines.append(f"| {method} | {budget} | {len(chosen)} | {chosen[-1]['cumulative_tokens'] if chosen else 0} | {mean:.4f} | {mix} |")
-    return "\n".join(lines)
