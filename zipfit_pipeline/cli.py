@@ -1,5 +1,5 @@
-"""`zipfit`: the engine without Dagster (score, select), the demo (prepare-demo), and the pipeline's runs
-(materialize, register-sources)."""
+"""`zipfit`: the engine without Dagster (score, select, train, eval), the demo (prepare-demo), and the pipeline's
+runs (materialize, register-sources, recover)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from zipfit_pipeline.engine.compression import check_compressor
 from zipfit_pipeline.engine.loaders import RecordReader
 from zipfit_pipeline.engine.models import count_tokens, load_tokenizer
 from zipfit_pipeline.engine.selection import rank_by_score, top_k, within_budget
+from zipfit_pipeline.engine.runs import RunKey
+from zipfit_pipeline.engine.settings import TrainSettings
 
 
 def read_table(path: str) -> pa.Table:
@@ -66,6 +68,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     table = read_table(args.scores)
     order = rank_by_score(np.asarray(table.column("score").to_pylist(), dtype=np.float64))
+    if args.source:  # the texts go into the output, so that `zipfit train` can read it
+        records = read_texts("source", args.source, args.text_field, args.template)
+        by_row = {r.row_index: r.text for r in records}
+        table = table.append_column("text", pa.array([by_row[i] for i in table.column("row_index").to_pylist()], pa.string()))
     if args.top_k is not None:
         chosen = top_k(order, args.top_k)
         ranked = table.take(chosen)
@@ -73,9 +79,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         if not (args.tokenizer and args.source):
             print("--budget-tokens needs --tokenizer and --source (the texts the scores belong to)", file=sys.stderr)
             return 2
-        records = read_texts("source", args.source, args.text_field, args.template)
-        by_row = {r.row_index: r.text for r in records}
-        texts = [by_row[i] for i in table.column("row_index").to_pylist()]
+        texts = table.column("text").to_pylist()
         tokens = np.asarray(count_tokens(load_tokenizer(args.tokenizer), texts), dtype=np.int64)
         chosen = within_budget(order, tokens, args.budget_tokens)
         ranked = table.take(chosen).append_column("tokens", pa.array(tokens[chosen])).append_column(
@@ -84,6 +88,37 @@ def cmd_select(args: argparse.Namespace) -> int:
     ranked = ranked.add_column(0, "rank", pa.array(np.arange(len(chosen)), pa.int64()))
     write_table(ranked, args.output)
     print(f"selected {len(chosen)} of {table.num_rows} -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from zipfit_pipeline.engine.evaluation import device_for_run
+    from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
+    from zipfit_pipeline.engine.training import finetune
+
+    texts = [r.text for r in read_texts("selection", args.selection, args.text_field, args.template)]
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    budget = args.budget_tokens or sum(count_tokens(tokenizer, texts))
+    settings = TrainSettings(**{name: vars(args)[name] for name in TrainSettings.model_fields if vars(args).get(name) is not None})
+    device = torch.device(args.device) if args.device else device_for_run()
+    result = finetune(model, tokenizer, texts, budget, settings, args.seed, device, log=lambda line: print(line, file=sys.stderr))
+    output = save_checkpoint(model, tokenizer, Path(args.output))
+    print(json.dumps({"checkpoint": str(output), "documents": len(texts), "train_tokens": result.train_tokens,
+                      "steps": result.steps, "final_train_loss": result.final_train_loss, "seconds": round(result.seconds, 1),
+                      "device": result.device, "seed": args.seed}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
+    from zipfit_pipeline.engine.models import load_model_and_tokenizer
+
+    texts = [r.text for r in read_texts("test", args.test, args.text_field, args.template)]
+    model, tokenizer = load_model_and_tokenizer(args.checkpoint)
+    loss, tokens = heldout_loss(model.to(device_for_run()), tokenizer, texts, args.max_length, args.batch_size)
+    print(json.dumps({"checkpoint": args.checkpoint, "test_loss": loss, "test_tokens": tokens, "test_documents": len(texts)}))
     return 0
 
 
@@ -146,13 +181,15 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 
 def headline(store: object) -> str:
-    """Test cross-entropy of the base model and of every fine-tune, as a table."""
+    """Test cross-entropy of the base model and of every fine-tune (each seed), as a table."""
     rows = store.query(  # type: ignore[attr-defined]
-        """SELECT e.model, e.selection, t.train_tokens, e.test_loss FROM eval_losses e
-           JOIN training_runs t USING (model, selection) ORDER BY e.model, t.train_tokens, e.selection"""
+        """SELECT e.model, e.target, e.method, e.budget, e.seed, t.train_tokens, e.test_loss FROM eval_losses e
+           JOIN training_runs t USING (model, target, method, budget, seed)
+           ORDER BY e.model, e.target, e.method, e.budget, e.seed"""
     ).to_pylist()
-    lines = [f"{'model':<16} {'selection':<28} {'train tokens':>12} {'test CE':>8}"]
-    lines += [f"{r['model']:<16} {r['selection']:<28} {r['train_tokens']:>12} {r['test_loss']:>8.4f}" for r in rows]
+    lines = [f"{'model':<16} {'target':<12} {'run':<24} {'train tokens':>12} {'test CE':>8}"]
+    lines += [f"{r['model']:<16} {r['target']:<12} {RunKey(r['model'], r['target'], r['method'], r['budget'], r['seed']).label():<24} "
+              f"{r['train_tokens']:>12} {r['test_loss']:>8.4f}" for r in rows]
     return "\n".join(lines)
 
 
@@ -180,11 +217,35 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--top-k", type=int)
     how.add_argument("--budget-tokens", type=int)
     select.add_argument("--tokenizer", help="hub id or local path of the tokenizer that counts the budget")
-    select.add_argument("--source", help="the source file the scores were computed on (for --budget-tokens)")
+    select.add_argument("--source", help="the source file the scores were computed on (for --budget-tokens); its texts "
+                        "are written with the selection")
     select.add_argument("--text-field", default="text")
     select.add_argument("--template")
     select.add_argument("--output", required=True)
     select.set_defaults(run=cmd_select)
+
+    train = sub.add_parser("train", help="fine-tune a causal LM on the texts of a file (e.g. `zipfit select --source` output)")
+    train.add_argument("selection", help="JSONL, JSON, CSV or Parquet with a text field")
+    train.add_argument("--model", required=True, help="local folder (or hub id) of a transformers causal LM")
+    train.add_argument("--output", required=True, help="folder to save the fine-tuned checkpoint in")
+    train.add_argument("--budget-tokens", type=int, help="train on exactly this many tokens (default: all of the file's)")
+    train.add_argument("--seed", type=int, default=0, help="shuffles the texts and seeds torch")
+    train.add_argument("--device", help="cuda, cuda:1, cpu (default: CUDA when present)")
+    train.add_argument("--text-field", default="text")
+    train.add_argument("--template")
+    for name, spec in TrainSettings.model_fields.items():
+        if name != "curve_points":  # no test set here: `zipfit eval` measures the result
+            train.add_argument(f"--{name.replace('_', '-')}", type=spec.annotation, help=f"default {spec.default}")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="mean token cross-entropy of a checkpoint on the texts of a file")
+    evaluate.add_argument("checkpoint", help="local folder (or hub id) of a transformers causal LM")
+    evaluate.add_argument("test", help="JSONL, JSON, CSV or Parquet with a text field")
+    evaluate.add_argument("--text-field", default="text")
+    evaluate.add_argument("--template")
+    evaluate.add_argument("--max-length", type=int, default=1024, help="tokens per text, its first token included")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.set_defaults(run=cmd_eval)
 
     prepare = sub.add_parser("prepare-demo", help="build the offline demo inputs and the SmolLM2-135M checkpoint")
     prepare.add_argument("--root", default=".", help="project folder (data/ is created under it)")
