@@ -39,7 +39,7 @@ def build_project(root: Path, demo_files: dict[str, Path], tiny_model: Path) -> 
         sources=[{"name": "python_stdlib", "path": "inputs/python_stdlib.jsonl", "id_field": "id"},
                  {"name": "c_headers", "path": "inputs/c_headers.parquet", "id_field": "id"}],
         targets=[_target("task_a", [0, 8], [82, 86]), _target("task_b", [8, 16], [86, 90])],
-        selection={"methods": ["zipfit"], "budgets": [300], "seed": 0},
+        selection={"methods": ["zipfit"], "budgets": [300]},
         incoming={"path": "incoming", "id_field": "id"},
     )
     home = root / "dagster_home"

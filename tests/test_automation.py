@@ -57,11 +57,11 @@ def test_new_data_flows_down_one_stage_per_tick(workspace: tuple[Path, dg.Dagste
     ticks = _ticks_after_edit(root, instance, _target_text(root, 0) + "\n" + _target_text(root, 8))
     assert ticks == [
         {"alignment_scores": ["python_stdlib|task_a", "python_stdlib|task_b"]},
-        # The report reads the selections too (their timings): it is cheap and follows them in the same run.
-        {"selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"], "comparison_report": [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
-        # A fine-tune and its eval go in one tick: the eval waits for the fine-tune in the same run.
-        {"finetuned_model": [f"{MODEL}.zipfit.300|task_a", f"{MODEL}.zipfit.300|task_b"],
-         "eval_loss": [f"{MODEL}.zipfit.300|task_a", f"{MODEL}.zipfit.300|task_b"]},
+        {"selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
+        # A fine-tune and its eval go in one tick: the eval waits for the fine-tune in the same run. The report
+        # reads only evals, so it waits for them instead of pairing new selections with old losses.
+        {"finetuned_model": [f"{MODEL}.zipfit.300.s0|task_a", f"{MODEL}.zipfit.300.s0|task_b"],
+         "eval_loss": [f"{MODEL}.zipfit.300.s0|task_a", f"{MODEL}.zipfit.300.s0|task_b"]},
         {"comparison_report": [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
         {},
     ]
@@ -72,8 +72,8 @@ def test_new_data_that_leaves_the_selection_unchanged_trains_nothing(workspace: 
     ticks = _ticks_after_edit(root, instance, "a short line of prose that no budget picks")
     assert ticks == [
         {"alignment_scores": ["python_stdlib|task_a", "python_stdlib|task_b"]},
-        {"selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"], "comparison_report": [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
-        {},  # same selected texts, same data version: no fine-tune reruns
+        {"selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
+        {},  # same selected texts, same data version: no fine-tune reruns, and no new report
     ]
 
 
@@ -93,11 +93,10 @@ def test_a_new_code_version_requests_the_changed_assets(workspace: tuple[Path, d
     edit_config(root, {"scoring": {"compressor": "gzip", "level": 6, "chunk_size": 16, "workers": 1}})
     tick = dg.evaluate_automation_conditions(defs=project_defs(root), instance=instance, cursor=tick.cursor)
     # Scores read the compressor; selections record it, so both have a new code version. Training waits for
-    # new selections (a later tick); the cheap report follows the selections at once.
+    # new selections (a later tick), the report for new evals.
     assert _requested(tick) == {
         "alignment_scores": ["c_headers|task_a", "c_headers|task_b", "python_stdlib|task_a", "python_stdlib|task_b"],
         "selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"],
-        "comparison_report": [f"{MODEL}|task_a", f"{MODEL}|task_b"],
     }
 
 

@@ -3,10 +3,12 @@
 from pathlib import Path
 
 import dagster as dg
+from project_files import write_project
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.partitions import register_sources
+from zipfit_pipeline.engine.runs import RunKey
+from zipfit_pipeline.partitions import configured_runs, finetune_keys, finetune_partition, register_sources, run_key
 
 STAGES = {
     "source_documents": "ingest",
@@ -42,7 +44,7 @@ def test_partitions_come_from_the_project_file(project_file: Path) -> None:
         assert len(keys("alignment_scores")) == 3
     assert keys("selections") == {"tiny-gpt2|humaneval"}
     assert keys("finetuned_model") == {
-        f"tiny-gpt2.{s}|humaneval" for s in ("base", "zipfit.300", "zipfit.600", "random.300", "random.600")
+        f"tiny-gpt2.{s}|humaneval" for s in ("base", "zipfit.300.s0", "zipfit.600.s0", "random.300.s0", "random.600.s0")
     }
 
 
@@ -53,8 +55,24 @@ def test_training_partitions_map_to_their_targets_selection(project_file: Path) 
             dg.MultiPartitionKey({"finetune": finetune, "target": "humaneval"}), dg.AssetKey(upstream), dg.AssetKey("finetuned_model")
         ).partitions_subset.get_partition_keys()
     }
-    assert parents("tiny-gpt2.zipfit.300", "selections") == {"tiny-gpt2|humaneval"}
-    assert parents("tiny-gpt2.zipfit.300", "target_documents") == {"humaneval"}
+    assert parents("tiny-gpt2.zipfit.300.s0", "selections") == {"tiny-gpt2|humaneval"}
+    assert parents("tiny-gpt2.zipfit.300.s0", "target_documents") == {"humaneval"}
     # The model before fine-tuning reads no selection, so new source data never makes it stale.
     assert parents("tiny-gpt2.base", "selections") == set()
     assert parents("tiny-gpt2.base", "target_documents") == {"humaneval"}
+
+
+def test_finetune_partitions_are_run_keys_one_per_selection_and_seed(tmp_path: Path, demo_files: dict[str, Path],
+                                                                     tiny_model: Path) -> None:
+    project = write_project(tmp_path, demo_files, tiny_model, selection={
+        "methods": ["zipfit", "all"], "budgets": [300], "thresholds": [0.35]})
+    project.write_text(project.read_text().replace("seeds:\n  - 0", "seeds:\n  - 0\n  - 7"))
+    config = load_project(project)
+    keys = finetune_keys(config, "tiny-gpt2", with_base=True)
+    assert keys == ["tiny-gpt2.base", "tiny-gpt2.zipfit.300.s0", "tiny-gpt2.zipfit.300.s7", "tiny-gpt2.all.s0",
+                    "tiny-gpt2.all.s7", "tiny-gpt2.threshold.350.s0", "tiny-gpt2.threshold.350.s7"]
+    runs = configured_runs(config, "tiny-gpt2", "humaneval")
+    parsed = [run_key(dg.MultiPartitionKey({"finetune": key, "target": "humaneval"})) for key in keys]
+    assert parsed == runs
+    assert [finetune_partition(run) for run in runs] == keys
+    assert parsed[4] == RunKey("tiny-gpt2", "humaneval", "all", 0, 7) and parsed[5].budget == 350

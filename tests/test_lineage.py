@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def _trained(target: str) -> list[str]:
-    return [f"{MODEL}.zipfit.300|{target}"]
+    return [f"{MODEL}.zipfit.300.s0|{target}"]
 
 
 def _everything_of_target(target: str, sources: list[str]) -> dict[str, list[str]]:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from project_files import write_project
+from project_files import check_results, write_project
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.alignment import alignment_scores
+from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.materialize_all import materialize_all
 
@@ -24,10 +25,14 @@ def _count(store: Store, sql: str) -> int:
 
 def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path) -> None:
     project_file = write_project(tmp_path / "project", demo_files, tiny_model, selection={
-        "methods": ["zipfit", "dsir", "random", "all"], "budgets": [300, 600], "seed": 0, "thresholds": [0.19],
-        "dsir": {"min_example_length": 10}})
+        "methods": ["zipfit", "dsir", "random", "all"], "budgets": [300, 600], "thresholds": [0.19],
+        "all_max_tokens": 900, "dsir": {"min_example_length": 10}})
+    config = load_project(project_file)
+    config_file = project_file.read_text().replace("seeds:\n  - 0", "seeds:\n  - 0\n  - 1")
+    project_file.write_text(config_file)
     defs = build_definitions(str(project_file))
     config = load_project(project_file)
+    assert config.training.seeds == [0, 1]
     with dg.instance_for_test() as instance:
         materialize_all(defs, instance, log=lambda _: None)
         store = Store(config.resolve(config.store))
@@ -43,72 +48,97 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         targets = store.target_texts("humaneval", "alignment")
         assert [r["score"] for r in pool] == alignment_scores([r["text"] for r in pool], targets, "gzip", 9).tolist()
 
-        # Each selection reaches its budget, ZIP-FIT in score order, and prefers code over prose; `all` is the
-        # pool in order, capped at the largest budget.
-        for method, budgets in (("zipfit", (300, 600)), ("dsir", (300, 600)), ("random", (300, 600)), ("all", (600,))):
-            for budget in budgets:
-                rows = store.query("SELECT score, cumulative_tokens FROM selections WHERE method = ? AND budget = ? ORDER BY rank",
-                                   [method, budget]).to_pylist()
-                assert rows[-1]["cumulative_tokens"] >= budget
-                assert len(rows) == 1 or rows[-2]["cumulative_tokens"] < budget
-                if method == "zipfit":
-                    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
-        chosen = store.query("SELECT dataset FROM selections WHERE method = 'zipfit' AND budget = 600").column("dataset").to_pylist()
+        # Each selection reaches its budget, ZIP-FIT in score order, and prefers code over prose. ZIP-FIT and DSIR
+        # choose the same texts for every seed; random draws a sample per seed; `all` is a seeded order of the pool
+        # capped at 900 tokens.
+        for method in ("zipfit", "dsir", "random"):
+            for budget in (300, 600):
+                chosen = {}
+                for seed in (0, 1):
+                    rows = store.query("SELECT content_hash, score, cumulative_tokens FROM selections WHERE method = ? "
+                                       "AND budget = ? AND seed = ? ORDER BY rank", [method, budget, seed]).to_pylist()
+                    assert rows[-1]["cumulative_tokens"] >= budget
+                    assert len(rows) == 1 or rows[-2]["cumulative_tokens"] < budget
+                    if method == "zipfit":
+                        assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+                    chosen[seed] = [r["content_hash"] for r in rows]
+                assert (chosen[0] == chosen[1]) == (method != "random"), method
+        chosen = store.query("SELECT dataset FROM selections WHERE method = 'zipfit' AND budget = 600 AND seed = 0").column("dataset").to_pylist()
         assert chosen.count("english_prose") < len(chosen) / 2
-        everything = store.query("SELECT dataset, row_index FROM selections WHERE method = 'all' ORDER BY rank").to_pylist()
-        assert [(r["dataset"], r["row_index"]) for r in everything] == [("python_stdlib", i) for i in range(len(everything))]
-        assert store.query("SELECT count(*) AS n FROM selections WHERE method = 'all' AND budget <> 600").to_pylist()[0]["n"] == 0
-        # The threshold keeps every pool text above 0.19 (repeats dropped), and its fine-tune trains on all of it.
-        kept = store.query("SELECT score, cumulative_tokens FROM selections WHERE method = 'threshold' AND budget = 190 ORDER BY rank").to_pylist()
+        everything = {seed: store.query("SELECT dataset, cumulative_tokens FROM selections WHERE method = 'all' AND seed = ? "
+                                        "ORDER BY rank", [seed]).to_pylist() for seed in (0, 1)}
+        for rows in everything.values():
+            assert rows[-1]["cumulative_tokens"] >= 900 > rows[-2]["cumulative_tokens"]
+            assert len({r["dataset"] for r in rows}) > 1  # a random order of the whole pool, not its first source
+        assert everything[0] != everything[1]
+        # The threshold keeps every pool text above 0.19 (repeats dropped), and its fine-tunes train on all of it.
+        kept = store.query("SELECT score, cumulative_tokens FROM selections WHERE method = 'threshold' AND budget = 190 "
+                           "AND seed = 0 ORDER BY rank").to_pylist()
         above = store.query("SELECT count(DISTINCT content_hash) AS n FROM scores WHERE score > 0.19").to_pylist()[0]["n"]
         assert 0 < len(kept) == above and min(r["score"] for r in kept) > 0.19
-        threshold_run = store.training_run("tiny-gpt2", "humaneval.threshold.190")
+        threshold_run = store.training_run(RunKey("tiny-gpt2", "humaneval", "threshold", 190, 1))
         assert threshold_run["train_tokens"] == kept[-1]["cumulative_tokens"]
 
-        # A checkpoint per fine-tune, none half-written; an eval row for the base model and every fine-tune.
-        runs = store.query("SELECT selection, checkpoint, train_tokens FROM training_runs ORDER BY selection").to_pylist()
-        assert len(runs) == 9  # the base model, zipfit/dsir/random at 300 and 600, all at 600, threshold 0.19
+        # A checkpoint per fine-tune and seed, none half-written; an eval row for each, recording the run it measured.
+        runs = store.query("SELECT * FROM training_runs ORDER BY method, budget, seed").to_pylist()
+        assert len(runs) == 1 + 2 * (3 * 2 + 1 + 1)  # the base model; per seed zipfit/dsir/random at 2 budgets, all, threshold
         for run in runs:
-            if run["selection"] not in ("humaneval.base", "humaneval.threshold.190"):
-                assert run["train_tokens"] == int(run["selection"].rsplit(".", 1)[1])
+            if run["method"] in ("zipfit", "dsir", "random"):
+                assert run["train_tokens"] == run["budget"]
+            if run["method"] != "base":
                 assert (Path(run["checkpoint"]) / "config.json").exists()
+                selection = store.selection_set(RunKey("tiny-gpt2", "humaneval", run["method"], run["budget"], run["seed"]))
+                assert run["selection_version"] == selection["version"]
         assert not list(config.resolve(config.artifacts).rglob("*.partial"))
-        losses = store.query("SELECT selection, test_loss FROM eval_losses").to_pylist()
-        assert {r["selection"] for r in losses} == {r["selection"] for r in runs}
-        base = next(r["test_loss"] for r in losses if r["selection"] == "humaneval.base")
-        assert all(r["test_loss"] < base for r in losses if r["selection"] != "humaneval.base")
+        evals = store.query("SELECT e.method, e.budget, e.seed, e.run_id, t.run_id AS trained, e.test_loss FROM eval_losses e "
+                            "JOIN training_runs t USING (model, target, method, budget, seed)").to_pylist()
+        assert len(evals) == len(runs) and all(e["run_id"] == e["trained"] for e in evals)
+        base = next(e["test_loss"] for e in evals if e["method"] == "base")
+        assert all(e["test_loss"] < base for e in evals if e["method"] != "base")
 
-        # The runs are recorded in the instance with the metadata a user looks at.
+        # The runs are recorded in the instance with the metadata a user looks at, and the checks passed.
         event = instance.get_latest_materialization_event(dg.AssetKey("alignment_scores"))
         assert event is not None
         metadata = event.asset_materialization.metadata
-        assert {"pairs_scored", "score_quantiles", "top"} <= set(metadata)
-        _check_report(config.resolve(config.artifacts) / "reports" / "tiny-gpt2" / "humaneval", store, instance)
+        assert {"pairs_scored", "score_quantiles", "top", "build"} <= set(metadata)
+        _check_report(config.resolve(config.artifacts) / "reports" / "tiny-gpt2" / "humaneval", evals, instance)
 
         selected = instance.get_latest_materialization_event(dg.AssetKey("selections")).asset_materialization.metadata
         assert selected["dsir_settings"].value["min_example_length"] == 10
         assert set(selected["selection_seconds"].value) == {"zipfit", "dsir", "random", "all", "threshold"}
+        assert selected["decontamination"].value == {"enabled": True, "ngram_words": 13, "contaminated": 0, "removed": 0}
+        assert check_results(instance) == {
+            ("alignment_scores", "compressor_reproduces_golden_sizes"): {True}, ("selections", "decontaminated"): {True},
+            ("selections", "budgets_reached"): {True}, ("finetuned_model", "finite_training_loss"): {True},
+            ("eval_loss", "finite_test_loss"): {True}}
 
 
-def _check_report(folder: Path, store: Store, instance: dg.DagsterInstance) -> None:
-    """The comparison table holds every eval row; the plots are PNG files, also shown in the UI's metadata."""
+def _check_report(folder: Path, evals: list[dict], instance: dg.DagsterInstance) -> None:
+    """The comparison table has a row per method and budget with the mean over seeds; ZIP-FIT is paired with each
+    baseline; the plots are PNG files, also shown in the UI's metadata."""
     metadata = instance.get_latest_materialization_event(dg.AssetKey("comparison_report")).asset_materialization.metadata
     rows = metadata["rows"].value
-    evals = {r["selection"]: r["test_loss"] for r in store.query("SELECT selection, test_loss FROM eval_losses").to_pylist()}
-    base = evals.pop("humaneval.base")
-    assert {f"humaneval.{r['method']}.{r['budget']}": r["test_loss"] for r in rows} == evals
-    assert "| threshold | > 0.190 (" in (folder / "report.md").read_text()
+    base = next(e["test_loss"] for e in evals if e["method"] == "base")
+    groups: dict[tuple[str, int], list[float]] = {}
+    for e in evals:
+        if e["method"] != "base":
+            groups.setdefault((e["method"], e["budget"]), []).append(e["test_loss"])
+    assert {(r["method"], r["budget"]): r["test_loss"]["mean"] for r in rows} == pytest.approx(
+        {group: sum(losses) / len(losses) for group, losses in groups.items()})
+    assert all(r["test_loss"]["n"] == 2 and r["test_loss"]["low"] <= r["test_loss"]["mean"] <= r["test_loss"]["high"] for r in rows)
+    random = [r["test_loss"] for r in rows if r["method"] == "random"]  # another sample per seed: another loss
+    assert all(loss["low"] < loss["mean"] < loss["high"] for loss in random)
     for row in rows:
-        assert row["change_from_base"] == pytest.approx(row["test_loss"] - base)
-    best_baseline = min(loss for key, loss in evals.items() if key.split(".")[1] in ("dsir", "random", "all"))
-    for row in rows:  # a run that ends below the best baseline reached it within its budget
-        if row["test_loss"] <= best_baseline:
-            assert 0 < row["tokens_to_best_baseline"] <= row["train_tokens"]
+        assert row["change_from_base"] == pytest.approx(row["test_loss"]["mean"] - base)
+    paired = {(p["baseline"], p["budget"]) for p in metadata["paired"].value}
+    assert paired == {(b, budget) for b in ("dsir", "random", "all") for budget in (300, 600)}
+    report = (folder / "report.md").read_text()
+    assert "| threshold | > 0.190 (" in report and "| all | cap 900 (" in report and "| zipfit | 600 | 2 |" in report
     for name in ("loss_vs_tokens.png", "alignment_vs_loss.png"):
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "data:image/png;base64," in metadata[name.removesuffix(".png")].value
-    assert "| zipfit | 600 |" in (folder / "report.md").read_text()
     assert -1.0 <= metadata["alignment_vs_loss_r2"].value <= 1.0
+    assert metadata["excluded"].value == []
 
 
 def test_dagster_cli_materializes_into_a_dagster_home(project_file: Path, tmp_path: Path) -> None:

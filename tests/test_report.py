@@ -1,14 +1,25 @@
-"""The comparison's arithmetic: tokens to reach a loss, the table's columns, the alignment fit."""
+"""The comparison's arithmetic (means over seeds, t-intervals, paired differences) and what it reads from the store."""
 
 import math
+from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
-from zipfit_pipeline.engine.report import RunResult, alignment_fit, comparison_table, tokens_to_reach
+from zipfit_pipeline.engine.report import (
+    RunResult, alignment_fit, equal_budget_runs, interval, load_results, summarize, tokens_to_reach,
+)
+from zipfit_pipeline.engine.runs import RunKey
+from zipfit_pipeline.engine.store import Store
+
+T_975 = {1: 12.706204736, 2: 4.302652730}  # Student's t, 97.5th percentile, by degrees of freedom (printed tables)
 
 
-def _run(method: str, budget: int, loss: float, alignment: float, curve: list[tuple[int, float]]) -> RunResult:
-    return RunResult(method, budget, budget, loss, alignment, 0.5, curve)
+def _run(method: str, budget: int, seed: int, loss: float, alignment: float = 0.2, curve: list | None = None) -> RunResult:
+    return RunResult(RunKey("m", "t", method, budget, seed), budget, loss, alignment, curve or [(0, 3.0), (budget, loss)])
+
+
+BASE = RunResult(RunKey("m", "t", "base"), 0, 3.0, math.nan, [(0, 3.0)])
 
 
 def test_tokens_to_reach_interpolates_between_curve_points() -> None:
@@ -20,25 +31,97 @@ def test_tokens_to_reach_interpolates_between_curve_points() -> None:
     assert tokens_to_reach(curve, 3.5) == 0.0
 
 
-def test_table_compares_with_the_base_model_and_the_best_baseline() -> None:
-    results = [
-        RunResult("base", 0, 0, 3.0, math.nan, 0.0, [(0, 3.0)]),
-        _run("random", 100, 2.6, 0.10, [(0, 3.0), (100, 2.6)]),
-        _run("dsir", 100, 2.4, 0.15, [(0, 3.0), (100, 2.4)]),
-        _run("zipfit", 100, 2.0, 0.30, [(0, 3.0), (50, 2.4), (100, 2.0)]),
+def test_interval_is_students_t_over_seeds() -> None:
+    three = interval([2.0, 2.2, 2.4])
+    half = T_975[2] * 0.2 / math.sqrt(3)
+    assert (three.mean, three.low, three.high, three.n) == (pytest.approx(2.2), pytest.approx(2.2 - half), pytest.approx(2.2 + half), 3)
+    assert interval([1.0, 2.0]).high == pytest.approx(1.5 + T_975[1] * math.sqrt(0.5) / math.sqrt(2))
+    one = interval([2.0])
+    assert one.mean == 2.0 and math.isnan(one.low) and math.isnan(one.high) and not one.excludes_zero
+
+
+def test_summary_pairs_zipfit_with_each_baseline_seed_by_seed() -> None:
+    runs = [
+        _run("zipfit", 100, 0, 2.00), _run("zipfit", 100, 1, 2.10), _run("zipfit", 100, 2, 2.05),
+        _run("random", 100, 0, 2.30), _run("random", 100, 1, 2.35), _run("random", 100, 2, 2.40),
+        _run("dsir", 100, 0, 1.90), _run("dsir", 100, 1, 2.20), _run("dsir", 100, 2, 2.10),
     ]
-    rows, markdown = comparison_table(results)
-    by_method = {r["method"]: r for r in rows}
-    assert by_method["zipfit"]["change_from_base"] == pytest.approx(-1.0)
-    assert by_method["zipfit"]["tokens_to_best_baseline"] == pytest.approx(50.0)  # DSIR's 2.4, reached at 50 tokens
-    assert by_method["random"]["tokens_to_best_baseline"] is None
-    assert "| zipfit | 100 | 2.0000 | -1.0000 | 50 |" in markdown
-    assert "best baseline: **2.4000**" in markdown
+    report = summarize("m on t", BASE, runs, {"zipfit": 1.5})
+    rows = {r.method: r for r in report.rows}
+    assert rows["zipfit"].test_loss.mean == pytest.approx(2.05) and rows["zipfit"].test_loss.n == 3
+    assert rows["zipfit"].change_from_base == pytest.approx(-0.95)
+    assert rows["zipfit"].selection_seconds == 1.5
+    assert report.best_baseline is not None and report.best_baseline.method == "dsir"  # 2.0667 < random's 2.35
+    paired = {p.baseline: p for p in report.paired}
+    # random: every seed lower by 0.30, 0.25, 0.35 -> significant; dsir: +0.10, -0.10, -0.05 -> not.
+    assert paired["random"].difference.mean == pytest.approx(-0.30) and paired["random"].wins == 3
+    assert paired["random"].difference.excludes_zero
+    assert paired["dsir"].difference.mean == pytest.approx(-0.05 / 3) and paired["dsir"].wins == 2
+    assert not paired["dsir"].difference.excludes_zero
+    markdown = report.markdown()
+    assert "| random | 100 | -0.3000 | [" in markdown and "| 3 of 3 seeds | yes |" in markdown
+    assert "| dsir | 100 | -0.0167 | [" in markdown and "| 2 of 3 seeds | no |" in markdown
 
 
-def test_alignment_fit_uses_equal_size_training_sets() -> None:
-    results = [RunResult("base", 0, 0, 3.0, math.nan, 0.0, [(0, 3.0)])]
-    results += [_run(m, 100, 3.0 - 2 * a, a, []) for m, a in (("random", 0.1), ("dsir", 0.2), ("zipfit", 0.4))]
-    results += [_run("zipfit", 50, 9.0, 0.9, [])]  # a smaller budget is not a point of the fit
-    _, _, slope, intercept, r2 = alignment_fit(results)
+def test_tokens_to_the_best_baseline_follow_the_mean_curve_over_seeds() -> None:
+    runs = [_run("zipfit", 100, 0, 2.0, curve=[(0, 3.0), (50, 2.4), (100, 2.0)]),
+            _run("zipfit", 100, 1, 2.2, curve=[(0, 3.0), (50, 2.6), (100, 2.2)]),
+            _run("random", 100, 0, 2.5), _run("random", 100, 1, 2.5)]
+    row = next(r for r in summarize("m on t", BASE, runs, {}).rows if r.method == "zipfit")
+    assert row.tokens_to_best_baseline == pytest.approx(50.0)  # the mean curve is at 2.5 after 50 tokens
+
+
+def test_alignment_fit_uses_every_seed_of_the_equal_size_training_sets() -> None:
+    runs = [_run(m, 100, seed, 3.0 - 2 * a, a) for m, a in (("random", 0.1), ("dsir", 0.2), ("zipfit", 0.4)) for seed in (0, 1)]
+    runs += [_run("zipfit", 50, 0, 9.0, 0.9)]  # a smaller budget is not a point of the fit
+    report = summarize("m on t", BASE, runs, {})
+    assert len(equal_budget_runs(report)) == 6
+    _, _, slope, intercept, r2 = alignment_fit(equal_budget_runs(report))
     assert (slope, intercept, r2) == (pytest.approx(-2.0), pytest.approx(3.0), pytest.approx(1.0))
+
+
+def _stored_run(store: Store, key: RunKey, run_id: str, version: str | None, loss: float) -> None:
+    row = {"run_id": run_id, "selection_version": version, "checkpoint": f"/ckpt/{run_id}", "train_tokens": key.budget,
+           "steps": 1, "final_train_loss": 1.0, "seconds": 1.0, "device": "cpu"}
+    store.record_training(key, row, {"test": [(key.budget // 2, loss + 0.1)]} if not key.is_base else {})
+    store.record_eval(key, run_id, version, loss, 10)
+
+
+def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str]) -> None:
+    sets = pa.table({"method": [k.method for k in keys], "budget": pa.array([k.budget for k in keys], pa.int64()),
+                     "seed": pa.array([k.seed for k in keys], pa.int32()), "version": [versions[k] for k in keys],
+                     "documents": pa.array([1] * len(keys), pa.int64()), "tokens": pa.array([k.budget for k in keys], pa.int64()),
+                     "mean_alignment": pa.array([0.2] * len(keys), pa.float64())})
+    empty = pa.table({"method": pa.array([], pa.string()), "budget": pa.array([], pa.int64()), "seed": pa.array([], pa.int32()),
+                      "rank": pa.array([], pa.int64()), "dataset": pa.array([], pa.string()), "doc_id": pa.array([], pa.string()),
+                      "content_hash": pa.array([], pa.string()), "score": pa.array([], pa.float64()),
+                      "tokens": pa.array([], pa.int64()), "cumulative_tokens": pa.array([], pa.int64())})
+    store.replace_selections("m", "t", empty, sets, {})
+
+
+def test_the_report_reads_only_current_evals_of_configured_runs(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store.duckdb")
+    base = RunKey("m", "t", "base")
+    current, retrained, reselected, removed = (RunKey("m", "t", "zipfit", 100, 0), RunKey("m", "t", "zipfit", 100, 1),
+                                               RunKey("m", "t", "random", 100, 0), RunKey("m", "t", "dsir", 100, 0))
+    trained = [current, retrained, reselected, removed]
+    _selection_sets(store, trained, {k: "v1" for k in trained})
+    _stored_run(store, base, "run-base", None, 3.0)
+    for key in trained:
+        _stored_run(store, key, f"run-{key.label()}", "v1", 2.0)
+    # A second fine-tune of seed 1 replaced the checkpoint its eval measured, and it has not been evaluated yet.
+    store.record_training(retrained, {"run_id": "run-new", "selection_version": "v1", "checkpoint": "/ckpt/new",
+                                      "train_tokens": 100, "steps": 1, "final_train_loss": 1.0, "seconds": 1.0, "device": "cpu"}, {})
+    # The random selection was made again and chose other texts; its fine-tune trained on the earlier version.
+    _selection_sets(store, trained, {**{k: "v1" for k in trained}, reselected: "v2"})
+
+    base_result, runs, excluded = load_results(store, "m", "t", [base, current, retrained, reselected])
+    assert base_result.test_loss == 3.0
+    assert [r.key for r in runs] == [current]
+    assert runs[0].curve == [(0, 3.0), (50, 2.1), (100, 2.0)]
+    assert any(line.startswith("zipfit.100.s1: its eval measured the checkpoint of run run-zipf") for line in excluded)
+    assert "random.100.s0: trained on an earlier version of its selection: materialize finetuned_model" in excluded
+    assert "1 evals of methods, budgets or seeds no longer configured" in excluded  # dsir, removed from the project
+
+    with pytest.raises(LookupError, match="no current eval of the base model m on t"):
+        load_results(store, "m", "t", [current])  # `base` is never optional

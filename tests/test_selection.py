@@ -4,11 +4,12 @@ import numpy as np
 
 from zipfit_pipeline.engine.selection import (
     above_threshold,
-    method_budgets,
-    select_by_threshold,
+    configured_selections,
     random_order,
     rank_by_score,
     select_by_budget,
+    select_by_threshold,
+    select_whole_pool,
     within_budget,
 )
 
@@ -45,11 +46,21 @@ def test_select_by_budget_rows_per_budget() -> None:
         (5, 0, 1, 5), (10, 0, 1, 5), (10, 1, 2, 10)]
 
 
-def test_all_is_the_pool_in_order_capped_at_the_largest_budget() -> None:
-    assert method_budgets("all", [300, 100, 200]) == [300]
-    assert method_budgets("dsir", [100, 200]) == [100, 200]
-    rows = select_by_budget("all", np.array([0.1, 0.9, 0.5, 0.7]), np.array([5, 5, 5, 5]), [5, 12], seed=0)
-    assert [(r["budget"], r["pool_index"]) for r in rows] == [(12, 0), (12, 1), (12, 2)]
+def test_each_method_fills_each_budget_and_all_is_one_selection() -> None:
+    assert configured_selections(["zipfit", "all", "dsir"], [100, 200], [0.35]) == [
+        ("zipfit", 100), ("zipfit", 200), ("all", 0), ("dsir", 100), ("dsir", 200), ("threshold", 350)]
+
+
+def test_all_is_the_whole_pool_in_a_seeded_order_or_its_capped_prefix() -> None:
+    tokens = np.array([5] * 40)
+    orders = {seed: [r["pool_index"] for r in select_whole_pool(tokens, seed, None)] for seed in (0, 1)}
+    assert sorted(orders[0]) == sorted(orders[1]) == list(range(40))
+    assert orders[0] != orders[1] and orders[0] != list(range(40))
+    assert orders[0] == [r["pool_index"] for r in select_whole_pool(tokens, 0, None)]
+    capped = select_whole_pool(tokens, 0, 12)
+    assert [r["pool_index"] for r in capped] == orders[0][:3] and capped[-1]["cumulative_tokens"] == 15
+    # `all` capped at B is not `random` at B with the same seed: independent streams.
+    assert orders[0][:3] != [r["pool_index"] for r in select_by_budget("random", np.zeros(40), tokens, [12], seed=0)]
 
 
 def test_dsir_ranks_by_its_own_weights() -> None:

@@ -1,13 +1,18 @@
 """Scores in DuckDB: computed once per distinct text, reused on rerun, only new texts scored after additions."""
 
+import zlib
 from pathlib import Path
 
+import duckdb
 import numpy as np
+import pytest
 
-from zipfit_pipeline.engine.alignment import alignment_scores
+from zipfit_pipeline.engine import ENGINE_VERSION
+from zipfit_pipeline.engine.alignment import AlignmentScorer, alignment_scores
+from zipfit_pipeline.engine.compression import compressor_build, golden_mismatches
 from zipfit_pipeline.engine.loaders import Record
-from zipfit_pipeline.engine.scoring import score_dataset
-from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.scoring import score_dataset, target_set_hash
+from zipfit_pipeline.engine.store import Store, StoreError
 
 TARGETS = ["def add(a, b):\n    return a + b\n", "The quick brown fox jumps over the lazy dog."]
 
@@ -49,9 +54,42 @@ def test_other_compressor_is_a_separate_score_set(tmp_path: Path) -> None:
     score_dataset(store, "code", TARGETS, "gzip", 9, progress=lambda _: None)
     report = score_dataset(store, "code", TARGETS, "lz4", 0, progress=lambda _: None)
     assert report.scored == 2
-    sets = store.query("SELECT compressor, level, zlib_version FROM score_sets ORDER BY compressor").to_pylist()
-    assert [(s["compressor"], s["level"]) for s in sets] == [("gzip", 9), ("lz4", 0)]
-    assert all(s["zlib_version"] for s in sets)
+    sets = store.query("SELECT compressor, level, build FROM score_sets ORDER BY compressor").to_pylist()
+    assert [(s["compressor"], s["level"], s["build"]) for s in sets] == [
+        ("gzip", 9, f"zlib-{zlib.ZLIB_RUNTIME_VERSION}"), ("lz4", 0, compressor_build("lz4"))]
+
+
+def test_scores_of_another_library_build_are_never_mixed_in(tmp_path: Path) -> None:
+    """Sizes depend on the zlib build: scores stored by another build (an upgraded interpreter, zlib-ng) are kept
+    apart; this build scores every text again and the pool reads only its own."""
+    store = Store(tmp_path / "z.duckdb")
+    store.replace_documents("code", _records(["a = 1", "b = 2"]), {})
+    target_hash = target_set_hash(TARGETS)
+    with store.transaction() as connection:
+        connection.execute("INSERT INTO scores SELECT content_hash, ?, 'gzip', 9, ?, 'zlib-ng-2.2.1', 0.5 FROM documents",
+                           [target_hash, ENGINE_VERSION])
+    report = score_dataset(store, "code", TARGETS, "gzip", 9, progress=lambda _: None)
+    assert (report.reused, report.scored) == (0, 2)
+    pool = store.dataset_scores(["code"], target_hash, "gzip", 9)
+    assert pool.column("score").to_pylist() == alignment_scores(["a = 1", "b = 2"], TARGETS, "gzip", 9).tolist()
+    assert store.query("SELECT count(*) AS n FROM scores").to_pylist()[0]["n"] == 4
+
+
+def test_a_worker_with_another_build_refuses_to_score() -> None:
+    with pytest.raises(RuntimeError, match="this worker compresses with zlib-.*, not zlib-0.0.1"):
+        AlignmentScorer(TARGETS, "gzip", 9, build="zlib-0.0.1")
+
+
+def test_this_machines_compressors_reproduce_the_golden_values() -> None:
+    assert golden_mismatches("gzip") == golden_mismatches("lz4") == golden_mismatches("zstd") == []
+
+
+def test_a_store_of_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as connection:  # the first schema: no store_info table
+        connection.execute("CREATE TABLE documents (dataset VARCHAR, row_index BIGINT, text VARCHAR)")
+    with pytest.raises(StoreError, match=r"old\.duckdb has schema version 1, this zipfit-pipeline reads version 2: move"):
+        Store(path).query("SELECT 1")
 
 
 def test_reingest_replaces_a_dataset_atomically(tmp_path: Path) -> None:

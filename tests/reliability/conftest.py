@@ -27,7 +27,7 @@ def small_project(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path)
         "models": [{"name": "tiny-gpt2", "pretrained": str(tiny_model)}],
         "scoring": {"chunk_size": 8, "workers": 1},
         "selection": {"methods": ["zipfit"], "budgets": [200]},
-        "training": {"block_size": 32, "batch_size": 2, "curve_points": 0, "eval_max_length": 64},
+        "training": {"block_size": 32, "batch_size": 2, "curve_points": 0, "eval_max_length": 64, "seeds": [0]},
     }
     (root / "zipfit.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     home = tmp_path / "dagster_home"

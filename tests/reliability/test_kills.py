@@ -18,6 +18,7 @@ from small_project import SmallProject
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.loaders import Record, RecordReader
 from zipfit_pipeline.engine.models import build_tiny_gpt2, load_model_and_tokenizer, save_checkpoint
+from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.scoring import score_dataset
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.recovery import recover_killed_runs
@@ -152,14 +153,14 @@ def _digest(folder: Path) -> str:
 def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains_the_same_model(
     small_project: SmallProject,
 ) -> None:
-    small_project.edit_config(selection={"methods": ["all"], "budgets": [3000]},
+    small_project.edit_config(selection={"methods": ["all"], "budgets": [3000], "all_max_tokens": 3000},
                               training={"block_size": 16, "batch_size": 1, "curve_points": 0, "eval_max_length": 64})
     for asset, partition in [("source_documents", "src"), ("target_documents", "task"),
                              ("alignment_scores", "src|task"), ("selections", "tiny-gpt2|task")]:
         assert small_project.materialize(asset, partition).success
-    partition, selection = "tiny-gpt2.all.3000|task", "task.all.3000"
+    partition, key = "tiny-gpt2.all.s0|task", RunKey("tiny-gpt2", "task", "all", 0, 0)
     _complete(small_project.cli("finetuned_model", partition))
-    recorded = small_project.store().training_run("tiny-gpt2", selection)
+    recorded = small_project.store().training_run(key)
     assert recorded is not None and recorded["steps"] > 150
     checkpoint = Path(recorded["checkpoint"])
     digest = _digest(checkpoint)
@@ -171,15 +172,15 @@ def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains
             break
     assert recover_killed_runs(small_project.instance) == []  # a run that is alive is left alone
     _kill_group(run)
-    assert small_project.store().training_run("tiny-gpt2", selection) == recorded
+    assert small_project.store().training_run(key) == recorded
     assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name] and _digest(checkpoint) == digest
     _recover_the_killed_run(small_project, through_sensor=True)
 
     _complete(small_project.cli("finetuned_model", partition))
-    retrained = small_project.store().training_run("tiny-gpt2", selection)
+    retrained = small_project.store().training_run(key)
     assert retrained is not None
-    assert {k: v for k, v in retrained.items() if k not in ("checkpoint", "seconds")} == \
-        {k: v for k, v in recorded.items() if k not in ("checkpoint", "seconds")}
+    assert {k: v for k, v in retrained.items() if k not in ("checkpoint", "seconds", "run_id")} == \
+        {k: v for k, v in recorded.items() if k not in ("checkpoint", "seconds", "run_id")}
     new_checkpoint = Path(retrained["checkpoint"])
     assert [p.name for p in new_checkpoint.parent.iterdir()] == [new_checkpoint.name] != [checkpoint.name]
     assert _digest(new_checkpoint) == digest

@@ -18,6 +18,7 @@ from small_project import REPO, SmallProject, failure_message
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.loaders import InputError, RecordReader
 from zipfit_pipeline.engine.models import load_model_and_tokenizer
+from zipfit_pipeline.engine.runs import RunKey
 
 PACKAGE = REPO / "zipfit_pipeline"
 
@@ -84,8 +85,8 @@ def test_hostile_dataset_text_is_only_ever_data(small_project: SmallProject) -> 
         file.writelines(json.dumps(r) + "\n" for r in rows)
     small_project.edit_config(selection={"methods": ["all"], "budgets": [100_000]})
     for asset, partition in [("source_documents", "src"), ("target_documents", "task"), ("alignment_scores", "src|task"),
-                             ("selections", "tiny-gpt2|task"), ("finetuned_model", "tiny-gpt2.all.100000|task"),
-                             ("eval_loss", "tiny-gpt2.all.100000|task")]:
+                             ("selections", "tiny-gpt2|task"), ("finetuned_model", "tiny-gpt2.all.s0|task"),
+                             ("eval_loss", "tiny-gpt2.all.s0|task")]:
         assert small_project.materialize(asset, partition).success, (asset, partition)
     assert not marker.exists()
     stored = small_project.store().query("SELECT doc_id, text FROM documents WHERE row_index >= 40 ORDER BY row_index")
@@ -93,18 +94,18 @@ def test_hostile_dataset_text_is_only_ever_data(small_project: SmallProject) -> 
     counts = small_project.store().query(
         "SELECT (SELECT count(*) FROM scores) AS scores, (SELECT count(*) FROM targets) AS targets").to_pylist()[0]
     assert counts == {"scores": 44, "targets": 12}
-    selected = small_project.store().selected_texts("tiny-gpt2", "task", "all", 100_000)
-    assert [r["text"] for r in rows] == selected[-4:]
+    selected = small_project.store().selected_texts(RunKey("tiny-gpt2", "task", "all", 0, 0))
+    assert sorted(r["text"] for r in rows) == sorted(set(selected) & {r["text"] for r in rows})
 
 
 def test_eval_loads_fine_tunes_only_from_the_projects_checkpoint_folder(small_project: SmallProject, tiny_model: Path) -> None:
-    partition = "tiny-gpt2.zipfit.200|task"
+    partition = "tiny-gpt2.zipfit.200.s0|task"
     for asset, key in [("source_documents", "src"), ("target_documents", "task"), ("alignment_scores", "src|task"),
                        ("selections", "tiny-gpt2|task"), ("finetuned_model", partition)]:
         assert small_project.materialize(asset, key).success
     store = small_project.store()
     with store.transaction() as connection:  # as if the store came from somewhere else
-        connection.execute("UPDATE training_runs SET checkpoint = ? WHERE selection = ?", [str(tiny_model), "task.zipfit.200"])
+        connection.execute("UPDATE training_runs SET checkpoint = ? WHERE method = 'zipfit'", [str(tiny_model)])
     message = failure_message(small_project.materialize("eval_loss", partition))
     assert f"refusing to load {tiny_model}" in message and str(small_project.root / "data" / "artifacts" / "models") in message
     assert store.query("SELECT count(*) AS n FROM eval_losses").to_pylist()[0]["n"] == 0
