@@ -7,9 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 
 from zipfit_pipeline.engine.alignment import alignment_scores
-from zipfit_pipeline.engine.models import count_tokens, load_tokenizer
+from zipfit_pipeline.engine.evaluation import heldout_loss
+from zipfit_pipeline.engine.models import count_tokens, load_model_and_tokenizer, load_tokenizer
+from zipfit_pipeline.engine.settings import TrainSettings
+from zipfit_pipeline.engine.training import finetune
 
 
 def zipfit(*args: str) -> subprocess.CompletedProcess:
@@ -49,6 +53,31 @@ def test_score_then_select_by_top_k_and_budget(demo_files: dict, tmp_path: Path,
     tokens = count_tokens(load_tokenizer(str(tiny_model)), [rows[p["row_index"]]["text"] for p in picked])
     assert [p["tokens"] for p in picked] == tokens
     assert picked[-1]["cumulative_tokens"] >= 2000 > picked[-2]["cumulative_tokens"]
+    assert [p["text"] for p in picked] == [rows[p["row_index"]]["text"] for p in picked]  # `zipfit train` reads them
+
+
+def test_train_then_eval_on_files_without_dagster(demo_files: dict, tmp_path: Path, tiny_model: Path) -> None:
+    """`zipfit train` on a selection file and `zipfit eval` of the result: the engine's loop and loss, as a user runs them."""
+    selected = tmp_path / "selected.jsonl"
+    texts = [json.loads(line)["text"] for line in demo_files["python_stdlib"].read_text(encoding="utf-8").splitlines()[:30]]
+    selected.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    test = _targets(demo_files, tmp_path)
+    trained = json.loads(zipfit("train", str(selected), "--model", str(tiny_model), "--output", str(tmp_path / "ckpt"),
+                                "--budget-tokens", "1500", "--seed", "3", "--block-size", "64", "--batch-size", "2",
+                                "--learning-rate", "3e-3").stdout)
+    assert (trained["train_tokens"], trained["documents"], trained["seed"]) == (1500, 30, 3)
+
+    model, tokenizer = load_model_and_tokenizer(str(tiny_model))
+    settings = TrainSettings(block_size=64, batch_size=2, learning_rate=3e-3)
+    same = finetune(model, tokenizer, texts, 1500, settings, 3, torch.device("cpu"), log=lambda _: None)
+    assert trained["final_train_loss"] == same.final_train_loss
+
+    before = json.loads(zipfit("eval", str(tiny_model), str(test), "--max-length", "128").stdout)
+    after = json.loads(zipfit("eval", str(tmp_path / "ckpt"), str(test), "--max-length", "128").stdout)
+    assert after["test_tokens"] == before["test_tokens"] and after["test_documents"] == 8
+    assert after["test_loss"] == heldout_loss(model, tokenizer, [json.loads(line)["text"] for line in test.read_text().splitlines()],
+                                              max_length=128)[0]
+    assert after["test_loss"] < before["test_loss"] - 1.0
 
 
 def test_score_jsonl_output_without_ids(tmp_path: Path) -> None:

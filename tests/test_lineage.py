@@ -120,3 +120,22 @@ def test_e_changing_a_target_set_makes_only_that_targets_work_stale(workspace: t
     defs = project_defs(root)
     ingest(defs, instance, "target_documents", "task_b")
     assert out_of_date(defs, instance) == _everything_of_target("task_b", ["python_stdlib", "c_headers"])
+
+
+def test_f_the_report_leaves_out_a_superseded_checkpoint_until_it_is_evaluated(workspace: tuple[Path, dg.DagsterInstance]) -> None:
+    root, instance = workspace
+    defs = project_defs(root)
+    ingest(defs, instance, "finetuned_model", f"{MODEL}.zipfit.300.s0|task_a")  # retrained; its eval measured the old one
+    assert out_of_date(defs, instance)["eval_loss"] == [f"{MODEL}.zipfit.300.s0|task_a"]
+    ingest(defs, instance, "comparison_report", f"{MODEL}|task_a")
+
+    def report() -> dict:
+        event = instance.get_latest_materialization_event(dg.AssetKey("comparison_report"))
+        return {name: value.value for name, value in event.asset_materialization.metadata.items()}
+
+    left_out = report()
+    assert left_out["rows"] == [] and len(left_out["excluded"]) == 1
+    assert left_out["excluded"][0].startswith("zipfit.300.s0: its eval measured the checkpoint of run ")
+    ingest(defs, instance, "eval_loss", f"{MODEL}.zipfit.300.s0|task_a")
+    ingest(defs, instance, "comparison_report", f"{MODEL}|task_a")
+    assert report()["excluded"] == [] and [r["method"] for r in report()["rows"]] == ["zipfit"]

@@ -96,7 +96,10 @@ def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str
                       "rank": pa.array([], pa.int64()), "dataset": pa.array([], pa.string()), "doc_id": pa.array([], pa.string()),
                       "content_hash": pa.array([], pa.string()), "score": pa.array([], pa.float64()),
                       "tokens": pa.array([], pa.int64()), "cumulative_tokens": pa.array([], pa.int64())})
-    store.replace_selections("m", "t", empty, sets, {})
+    clean = pa.table({"dataset": pa.array([], pa.string()), "doc_id": pa.array([], pa.string()),
+                      "content_hash": pa.array([], pa.string()), "zipfit_rank": pa.array([], pa.int64()),
+                      "test_row": pa.array([], pa.int64()), "ngram": pa.array([], pa.string()), "removed": pa.array([], pa.bool_())})
+    store.replace_selections("m", "t", empty, sets, {}, clean)
 
 
 def test_the_report_reads_only_current_evals_of_configured_runs(tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ def build_report_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
         scoring_seconds = db.scoring_seconds([s.name for s in config.all_sources()], target_set_hash(db.target_texts(target, "alignment")),
                                              scoring.compressor, scoring.level)
         report, plots = build_report(db, model, target, configured_runs(config, model, target), scoring_seconds,
-                                     report_dir(config, model, target), config.selection.all_max_tokens)
+                                     report_dir(config, model, target), config.selection.all_max_tokens,
+                                     config.selection.decontamination.ngram_words)
         context.log.info(f"{report.title}:\n{report.markdown()}")
         if report.excluded:
             context.log.warning(f"{report.title}: left out: {'; '.join(report.excluded)}")

@@ -67,6 +67,8 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
                 "device": result.device,
                 "test_loss_curve": dg.MetadataValue.json([{"tokens": t, "test_loss": v} for t, v in result.test_curve]),
             },
+            # Each run saves a checkpoint of its own, and evals record which one they measured: a new run is new data.
+            data_version=dg.DataVersion(result.run_id),
             check_results=[finite_loss_check(result)],
         )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,17 +91,21 @@ class Report:
     paired: list[PairedRow]
     runs: list[RunResult]
     excluded: list[str]
-    all_max_tokens: int | None
+    all_max_tokens: int | None = None
+    contaminated: list[dict[str, Any]] = field(default_factory=list)  # pool texts overlapping the test split
+    ngram_words: int = 13
 
     def markdown(self) -> str:
-        return "\n".join([*_results_table(self), "", *_paired_table(self), *_excluded_lines(self)])
+        return "\n".join([*_results_table(self), "", *_paired_table(self), "", _decontamination_line(self),
+                          *_excluded_lines(self)])
 
     def alignment_r2(self) -> float:
         """R² of test CE against the training set's mean alignment, over the equal-size runs (the paper's Figure 3)."""
         return alignment_fit(equal_budget_runs(self))[4]
 
     def as_metadata(self) -> dict[str, Any]:
-        return {"rows": [asdict(r) for r in self.rows], "paired": [asdict(p) for p in self.paired], "excluded": self.excluded}
+        return {"rows": [asdict(r) for r in self.rows], "paired": [asdict(p) for p in self.paired], "excluded": self.excluded,
+                "contaminated": self.contaminated}
 
 
 def load_results(store: Store, model: str, target: str, configured: Sequence[RunKey]) -> tuple[RunResult, list[RunResult], list[str]]:
@@ -225,15 +229,18 @@ def _paired(groups: dict[tuple[str, int], list[RunResult]], budget: int, baselin
 
 def build_report(
     store: Store, model: str, target: str, configured: Sequence[RunKey], zipfit_scoring_seconds: float, folder: Path,
-    all_max_tokens: int | None = None,
+    all_max_tokens: int | None = None, ngram_words: int = 13,
 ) -> tuple[Report, dict[str, Path]]:
     """The report of `model` on `target` from the store's current runs: report.md and two PNG plots in `folder`."""
     base, runs, excluded = load_results(store, model, target, configured)
+    contaminated = store.query("SELECT dataset, doc_id, zipfit_rank, test_row, ngram, removed FROM contaminated_texts "
+                               "WHERE model = ? AND target = ? ORDER BY zipfit_rank", [model, target]).to_pylist()
     seconds = {r["method"]: r["seconds"] for r in store.query(
         "SELECT method, seconds FROM selection_runs WHERE model = ? AND target = ?", [model, target]).to_pylist()}
     for method in ("zipfit", THRESHOLD):  # both rank by ZIP-FIT's alignment, which needs the pool scored
         seconds[method] = seconds.get(method, 0.0) + zipfit_scoring_seconds
-    report = summarize(f"{model} on {target}", base, runs, seconds, excluded, all_max_tokens)
+    report = replace(summarize(f"{model} on {target}", base, runs, seconds, excluded, all_max_tokens),
+                     contaminated=contaminated, ngram_words=ngram_words)
     folder.mkdir(parents=True, exist_ok=True)
     plots = {"loss_vs_tokens": plot_loss_vs_tokens(report, folder / "loss_vs_tokens.png"),
              "alignment_vs_loss": plot_alignment_vs_loss(report, folder / "alignment_vs_loss.png")}
@@ -283,6 +290,16 @@ def _paired_table(report: Report) -> list[str]:
         verdict = "n/a" if math.isnan(d.low) else ("yes" if d.excludes_zero else "no")
         lines.append(f"| {p.baseline} | {p.budget:,} | {d.mean:+.4f} | {_bounds(d)} | {p.wins} of {d.n} seeds | {verdict} |")
     return lines
+
+
+def _decontamination_line(report: Report) -> str:
+    found = report.contaminated
+    if not found:
+        return f"Decontamination: no pool text shares {report.ngram_words} words with a held-out test text."
+    ranks = ", ".join(str(r["zipfit_rank"]) for r in found[:10]) + (", …" if len(found) > 10 else "")
+    fate = "removed before ranking" if found[0]["removed"] else "KEPT: decontamination is off, so the test gain may be inflated"
+    return (f"Decontamination: {len(found)} pool texts share {report.ngram_words} words with a held-out test text, "
+            f"{fate}; ZIP-FIT had ranked them {ranks}.")
 
 
 def _excluded_lines(report: Report) -> list[str]:

@@ -114,7 +114,8 @@ def select_for_model(
 
     table = _selections_table(pool, scores, rows)
     sets = _sets(table)
-    store.replace_selections(model, target, table, _sets_table(sets), seconds)
+    store.replace_selections(model, target, table, _sets_table(sets), seconds,
+                             _contaminated_table(contaminated, settings.decontamination.enabled))
     best = [r["pool_index"] for r in rows if r["method"] == "zipfit" and r["budget"] == settings.budgets[-1] and r["seed"] == seeds[0]]
     return SelectionResult(
         pool_documents=pool.num_rows, pool_tokens=int(tokens.sum()), contaminated=contaminated,
@@ -201,6 +202,18 @@ def _sets(table: pa.Table) -> list[SelectionSet]:
                      datasets=dict(sorted(Counter(r["dataset"] for r in chosen).items())))
         for (method, budget, seed), chosen in grouped.items()
     ]
+
+
+def _contaminated_table(contaminated: list[RemovedText], removed: bool) -> pa.Table:
+    return pa.table({
+        "dataset": pa.array([r.dataset for r in contaminated], pa.string()),
+        "doc_id": pa.array([r.doc_id for r in contaminated], pa.string()),
+        "content_hash": pa.array([r.content_hash for r in contaminated], pa.string()),
+        "zipfit_rank": pa.array([r.zipfit_rank for r in contaminated], pa.int64()),
+        "test_row": pa.array([r.test_row for r in contaminated], pa.int64()),
+        "ngram": pa.array([r.ngram for r in contaminated], pa.string()),
+        "removed": pa.array([removed] * len(contaminated), pa.bool_()),
+    })
 
 
 def _sets_table(sets: list[SelectionSet]) -> pa.Table:

@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS selections (
 CREATE TABLE IF NOT EXISTS selection_sets (
     model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, version VARCHAR, documents BIGINT,
     tokens BIGINT, mean_alignment DOUBLE, PRIMARY KEY (model, target, method, budget, seed));
+CREATE TABLE IF NOT EXISTS contaminated_texts (
+    model VARCHAR, target VARCHAR, dataset VARCHAR, doc_id VARCHAR, content_hash VARCHAR, zipfit_rank BIGINT,
+    test_row BIGINT, ngram VARCHAR, removed BOOLEAN, PRIMARY KEY (model, target, content_hash));
 CREATE TABLE IF NOT EXISTS selection_runs (
     model VARCHAR, target VARCHAR, method VARCHAR, seconds DOUBLE, PRIMARY KEY (model, target, method));
 CREATE TABLE IF NOT EXISTS training_runs (
@@ -324,12 +327,20 @@ class Store:
 
     # selection, training, evaluation -----------------------------------------------------------------------
 
-    def replace_selections(self, model: str, target: str, selections: pa.Table, sets: pa.Table, seconds: dict[str, float]) -> None:
-        """The selections of every method, budget and seed, their versions, and how long each method took."""
+    def replace_selections(
+        self, model: str, target: str, selections: pa.Table, sets: pa.Table, seconds: dict[str, float], contaminated: pa.Table,
+    ) -> None:
+        """The selections of every method, budget and seed, their versions, how long each method took, and the pool
+        texts found to overlap the test split (removed, unless decontamination is off)."""
         with self.transaction() as connection:
             connection.execute("DELETE FROM selections WHERE model = ? AND target = ?", [model, target])
             connection.execute("DELETE FROM selection_sets WHERE model = ? AND target = ?", [model, target])
             connection.execute("DELETE FROM selection_runs WHERE model = ? AND target = ?", [model, target])
+            connection.execute("DELETE FROM contaminated_texts WHERE model = ? AND target = ?", [model, target])
+            connection.register("new_contaminated", contaminated)
+            connection.execute("INSERT INTO contaminated_texts SELECT ?, ?, dataset, doc_id, content_hash, zipfit_rank, "
+                               "test_row, ngram, removed FROM new_contaminated", [model, target])
+            connection.unregister("new_contaminated")
             for method, s in seconds.items():
                 connection.execute("INSERT INTO selection_runs VALUES (?, ?, ?, ?)", [model, target, method, s])
             connection.register("new_selections", selections)
