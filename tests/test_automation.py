@@ -11,7 +11,6 @@ import dagster as dg
 import pytest
 from project_copies import MODEL, TEMPLATE, edit_config, edit_jsonl, ingest, project_defs
 
-from zipfit_pipeline.resources import ProjectResource
 
 pytestmark = pytest.mark.slow
 
@@ -113,16 +112,15 @@ def test_a_file_dropped_into_the_incoming_folder_becomes_a_source(workspace: tup
     root, instance = workspace
     defs = project_defs(root)
     sensor = defs.resolve_sensor_def("incoming_sources")
-    resources = {"project": ProjectResource(config_path=str(root / "project" / "zipfit.yaml"))}
     incoming = root / "project" / "incoming"
     incoming.mkdir()
     shutil.copy(root / "project" / "inputs" / "english_prose.jsonl", incoming / "More Prose.jsonl")
     (incoming / "notes.txt").write_text("not a dataset")
 
-    result = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    result = sensor(dg.build_sensor_context(instance=instance))
     assert [r.partition_key for r in result.run_requests] == ["more_prose"]
     assert instance.get_dynamic_partitions("sources") == ["python_stdlib", "c_headers", "more_prose"]
-    again = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    again = sensor(dg.build_sensor_context(instance=instance))
     assert again.run_requests == []
 
     # The new partition ingests from the dropped file, and automation then scores it for every target.
@@ -133,10 +131,10 @@ def test_a_file_dropped_into_the_incoming_folder_becomes_a_source(workspace: tup
 
     moved = incoming / "More Prose.jsonl"
     moved.rename(root / "more_prose.jsonl")
-    sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    sensor(dg.build_sensor_context(instance=instance))
     assert instance.get_dynamic_partitions("sources") == ["python_stdlib", "c_headers"]
     (root / "more_prose.jsonl").rename(moved)  # dropped again: registered and ingested again
-    assert [r.partition_key for r in sensor(dg.build_sensor_context(instance=instance, resources=resources)).run_requests] == ["more_prose"]
+    assert [r.partition_key for r in sensor(dg.build_sensor_context(instance=instance)).run_requests] == ["more_prose"]
 
 
 def test_nightly_schedule_reingests_every_source(workspace: tuple[Path, dg.DagsterInstance]) -> None:

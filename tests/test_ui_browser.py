@@ -34,6 +34,8 @@ STAGES = {"ingest": ["source_documents", "target_documents"], "score": ["alignme
           "train": ["finetuned_model"], "eval": ["eval_loss"], "report": ["comparison_report"]}
 PARTITION_COUNTS = {"source_documents": 2, "target_documents": 2, "alignment_scores": 4, "selections": 2,
                     "finetuned_model": 4, "eval_loss": 4, "comparison_report": 2}
+CHECKS = {"alignment_scores": "1 / 1 Passed", "selections": "2 / 2 Passed", "finetuned_model": "1 / 1 Passed",
+          "eval_loss": "1 / 1 Passed"}
 
 
 def _browser_or_skip() -> None:
@@ -107,6 +109,7 @@ def test_asset_graph_shows_every_stage_and_an_unsynced_partition_after_an_edit(w
             for asset in assets:
                 node = page.locator("div", has=page.get_by_text(asset, exact=True)).filter(has_text="partitions").last
                 assert f"{PARTITION_COUNTS[asset]} partitions" in node.inner_text(), asset
+                assert CHECKS.get(asset, "Asset checks\n–") in node.inner_text(), asset
         _screenshot(page, tmp_path / "asset-graph.png")
 
         def open_partition(partition: str) -> None:

@@ -52,6 +52,16 @@ class Interval:
         return self.low > 0 or self.high < 0
 
 
+def _without_nan(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nan(v) for v in value]
+    return value
+
+
 def interval(values: Sequence[float]) -> Interval:
     x = np.asarray(values, dtype=np.float64)
     if len(x) < 2:
@@ -104,8 +114,9 @@ class Report:
         return alignment_fit(equal_budget_runs(self))[4]
 
     def as_metadata(self) -> dict[str, Any]:
-        return {"rows": [asdict(r) for r in self.rows], "paired": [asdict(p) for p in self.paired], "excluded": self.excluded,
-                "contaminated": self.contaminated}
+        """Plain JSON (a NaN, as in a one-seed interval, becomes null: browsers cannot parse NaN)."""
+        return _without_nan({"rows": [asdict(r) for r in self.rows], "paired": [asdict(p) for p in self.paired],
+                             "excluded": self.excluded, "contaminated": self.contaminated})
 
 
 def load_results(store: Store, model: str, target: str, configured: Sequence[RunKey]) -> tuple[RunResult, list[RunResult], list[str]]:
@@ -132,10 +143,9 @@ def load_results(store: Store, model: str, target: str, configured: Sequence[Run
     curves = _test_curves(store, [found[k]["train_run"] for k in current])
     base_loss = found[base_key]["test_loss"]
     results = [
-        RunResult(key, found[key]["train_tokens"], found[key]["test_loss"], float(found[key]["mean_alignment"] or math.nan),
-                  sorted({0: base_loss, **dict(curves.get(found[key]["train_run"], [])),
-                          found[key]["train_tokens"]: found[key]["test_loss"]}.items()))
-        for key in current
+        RunResult(key, row["train_tokens"], row["test_loss"], math.nan if row["mean_alignment"] is None else row["mean_alignment"],
+                  sorted({0: base_loss, **dict(curves.get(row["train_run"], [])), row["train_tokens"]: row["test_loss"]}.items()))
+        for key, row in ((key, found[key]) for key in current)
     ]
     base = next(r for r in results if r.key == base_key)
     return base, sorted((r for r in results if r.key != base_key), key=lambda r: r.key), excluded

@@ -67,8 +67,8 @@ class SelectionSet:
 class SelectionResult:
     pool_documents: int  # distinct texts ranked, after decontamination
     pool_tokens: int
-    contaminated: list[RemovedText]  # removed from the pool, unless decontamination is off
-    removed: bool
+    contaminated: list[RemovedText]  # pool texts that overlap the test split
+    removed: bool  # whether they were taken out of the pool (decontamination on) or kept
     seconds: dict[str, float]
     sets: list[SelectionSet]
     top: list[tuple[str, float]]  # ZIP-FIT's best texts at the largest budget

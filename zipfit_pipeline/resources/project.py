@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from zipfit_pipeline.config import ProjectConfig, load_project
 from zipfit_pipeline.engine.store import Store
 
 
 class ProjectResource(dg.ConfigurableResource):
-    """The validated project file (sources, targets, models and settings)."""
+    """The project file these definitions were built from. Assets use the copy that built them; tools that run the
+    definitions (`zipfit materialize`) read its path, e.g. to register the sources as partitions first."""
 
     config_path: str
-
-    def load(self) -> ProjectConfig:
-        return load_project(self.config_path)
 
 
 class StoreResource(dg.ConfigurableResource):
