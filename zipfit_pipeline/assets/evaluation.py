@@ -41,7 +41,8 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
             metadata={"test_loss": result.test_loss, "test_tokens": result.test_tokens,
                       "test_documents": result.test_documents, "train_tokens": result.train_tokens,
                       "training_run": result.run_id, "selection_version": result.selection_version or "none (base model)"},
-            check_results=[dg.AssetCheckResult(check_name=FINITE_TEST_LOSS, passed=finite, metadata={"test_loss": result.test_loss})],
+            check_results=[dg.AssetCheckResult(check_name=FINITE_TEST_LOSS, passed=finite,
+                                               metadata={"test_loss": result.test_loss})],
         )
 
     return [eval_loss]

@@ -14,7 +14,7 @@ from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.dsir import dsir_metadata
 from zipfit_pipeline.engine.models import load_tokenizer
-from zipfit_pipeline.engine.select import SelectionResult, contaminated_selections, select_for_model
+from zipfit_pipeline.engine.select import SelectionResult, SelectionSet, contaminated_selections, select_for_model
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.partitions import ProjectPartitions, model_and_target, same_target
 from zipfit_pipeline.resources import StoreResource
@@ -34,16 +34,13 @@ def contaminated_table(result: SelectionResult, limit: int = 20) -> str:
 def summary_table(result: SelectionResult) -> str:
     """Markdown: documents, tokens, mean alignment and datasets of each selection; seeds that chose the same texts share a row."""
     lines = ["| method | budget | seeds | documents | tokens | mean score | datasets |", "|---|---:|---|---:|---:|---:|---|"]
-    by_version: dict[tuple[str, int, str], list[int]] = {}
-    first = {}
+    same_texts: dict[tuple[str, int, str], list[SelectionSet]] = {}
     for s in result.sets:
-        by_version.setdefault((s.method, s.budget, s.version), []).append(s.seed)
-        first.setdefault((s.method, s.budget, s.version), s)
-    for key, seeds in by_version.items():
-        s = first[key]
+        same_texts.setdefault((s.method, s.budget, s.version), []).append(s)
+    for sets in same_texts.values():
+        s, seeds = sets[0], ", ".join(str(each.seed) for each in sets)
         mix = ", ".join(f"{d} {n}" for d, n in s.datasets.items())
-        lines.append(f"| {s.method} | {s.budget} | {', '.join(map(str, seeds))} | {s.documents} | {s.tokens} | "
-                     f"{s.mean_alignment:.4f} | {mix} |")
+        lines.append(f"| {s.method} | {s.budget} | {seeds} | {s.documents} | {s.tokens} | {s.mean_alignment:.4f} | {mix} |")
     return "\n".join(lines)
 
 

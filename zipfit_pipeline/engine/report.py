@@ -119,7 +119,9 @@ class Report:
                              "excluded": self.excluded, "contaminated": self.contaminated})
 
 
-def load_results(store: Store, model: str, target: str, configured: Sequence[RunKey]) -> tuple[RunResult, list[RunResult], list[str]]:
+def load_results(
+    store: Store, model: str, target: str, configured: Sequence[RunKey],
+) -> tuple[RunResult, list[RunResult], list[str]]:
     """(the base model, the current runs of the configured keys, why any other eval or key is left out)."""
     found = {RunKey(model, target, r["method"], r["budget"], r["seed"]): r for r in store.query(
         """SELECT e.method, e.budget, e.seed, e.run_id AS eval_run, e.test_loss, t.run_id AS train_run,
@@ -142,11 +144,12 @@ def load_results(store: Store, model: str, target: str, configured: Sequence[Run
         raise LookupError(f"no current eval of the base model {model} on {target}: materialize eval_loss for {model}.base")
     curves = _test_curves(store, [found[k]["train_run"] for k in current])
     base_loss = found[base_key]["test_loss"]
-    results = [
-        RunResult(key, row["train_tokens"], row["test_loss"], math.nan if row["mean_alignment"] is None else row["mean_alignment"],
-                  sorted({0: base_loss, **dict(curves.get(row["train_run"], [])), row["train_tokens"]: row["test_loss"]}.items()))
-        for key, row in ((key, found[key]) for key in current)
-    ]
+    results = []
+    for key in current:
+        row = found[key]
+        curve = {0: base_loss, **dict(curves.get(row["train_run"], [])), row["train_tokens"]: row["test_loss"]}
+        alignment = math.nan if row["mean_alignment"] is None else row["mean_alignment"]  # the base model selects nothing
+        results.append(RunResult(key, row["train_tokens"], row["test_loss"], alignment, sorted(curve.items())))
     base = next(r for r in results if r.key == base_key)
     return base, sorted((r for r in results if r.key != base_key), key=lambda r: r.key), excluded
 

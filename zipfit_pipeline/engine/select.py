@@ -116,7 +116,8 @@ def select_for_model(
     sets = _sets(table)
     store.replace_selections(model, target, table, _sets_table(sets), seconds,
                              _contaminated_table(contaminated, settings.decontamination.enabled))
-    best = [r["pool_index"] for r in rows if r["method"] == "zipfit" and r["budget"] == settings.budgets[-1] and r["seed"] == seeds[0]]
+    best = [r["pool_index"] for r in rows
+            if (r["method"], r["budget"], r["seed"]) == ("zipfit", settings.budgets[-1], seeds[0])]
     return SelectionResult(
         pool_documents=pool.num_rows, pool_tokens=int(tokens.sum()), contaminated=contaminated,
         removed=settings.decontamination.enabled, seconds=seconds, sets=sets,
@@ -130,7 +131,8 @@ def _scored_pool(store: Store, sources: Sequence[str], target: str, target_hash:
     missing = pool.filter(pc.is_null(pool.column("score")))
     if missing.num_rows:
         datasets = sorted(set(missing.column("dataset").to_pylist()))
-        raise LookupError(f"{missing.num_rows} documents of {datasets} have no score for {target}: materialize alignment_scores first")
+        raise LookupError(f"{missing.num_rows} documents of {datasets} have no score for {target}: "
+                          "materialize alignment_scores first")
     if not pool.num_rows:
         raise LookupError(f"the pool of {list(sources)} holds no documents: materialize source_documents first")
     return pool
@@ -164,16 +166,18 @@ def _method_rows(
     settings: SelectionSettings, seeds: Sequence[int],
 ) -> list[dict[str, Any]]:
     """Every seed's rows of one method; methods that do not depend on the seed rank once and repeat."""
-    if method == THRESHOLD:
-        once = select_by_threshold(scores, tokens, settings.thresholds)
-    elif method == "random":
-        return [{**row, "seed": seed} for seed in seeds for row in select_by_budget(method, scores, tokens, settings.budgets, seed)]
+    if method == "random":
+        per_seed = {seed: select_by_budget(method, scores, tokens, settings.budgets, seed) for seed in seeds}
     elif method == WHOLE_POOL:
-        return [{**row, "seed": seed} for seed in seeds for row in select_whole_pool(tokens, seed, settings.all_max_tokens)]
+        per_seed = {seed: select_whole_pool(tokens, seed, settings.all_max_tokens) for seed in seeds}
     else:
-        method_scores = dsir_weights(texts, targets, settings.dsir) if method == "dsir" else scores
-        once = select_by_budget(method, method_scores, tokens, settings.budgets, seeds[0])
-    return [{**row, "seed": seed} for seed in seeds for row in once]
+        if method == THRESHOLD:
+            once = select_by_threshold(scores, tokens, settings.thresholds)
+        else:
+            method_scores = dsir_weights(texts, targets, settings.dsir) if method == "dsir" else scores
+            once = select_by_budget(method, method_scores, tokens, settings.budgets, seeds[0])
+        per_seed = dict.fromkeys(seeds, once)
+    return [{**row, "seed": seed} for seed, chosen in per_seed.items() for row in chosen]
 
 
 def _selections_table(pool: pa.Table, scores: np.ndarray, rows: list[dict[str, Any]]) -> pa.Table:

@@ -52,7 +52,8 @@ class SelectionSettings(Settings):
     methods: list[str] = Field(["zipfit", "random"], description="zipfit, dsir, random, all (the whole pool)")
     budgets: list[int] = Field([100_000, 200_000], min_length=1)
     thresholds: list[float] = Field([], description="ZIP-FIT also keeps every text with alignment > τ, one fine-tune per τ")
-    all_max_tokens: int | None = Field(None, ge=1, description="cap of `all` (the pool in seeded random order); none: the whole pool")
+    all_max_tokens: int | None = Field(None, ge=1, description="cap of `all` (the pool in seeded random order); "
+                                       "none: the whole pool")
     dsir: DsirSettings = DsirSettings()
     decontamination: DecontaminationSettings = DecontaminationSettings()
 

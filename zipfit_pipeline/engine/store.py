@@ -140,7 +140,8 @@ class Store:
                              f"{STORE_SCHEMA_VERSION}: move the file aside (or delete it, `make clean` for the demo) and "
                              "materialize again")
         connection.execute(SCHEMA)
-        connection.execute("INSERT INTO store_info VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(STORE_SCHEMA_VERSION)])
+        connection.execute("INSERT INTO store_info VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
+                           [str(STORE_SCHEMA_VERSION)])
 
     @contextmanager
     def session(self) -> Iterator[Store]:
