@@ -20,7 +20,7 @@ def preview(texts: list[str]) -> dg.MetadataValue:
 def skip_metadata(context: dg.AssetExecutionContext, name: str, result: IngestResult) -> dict[str, object]:
     """Skipped rows, by reason and first row; logged as a warning so that the run's log says what was left out."""
     if result.skipped:
-        context.log.warning(f"{name}: skipped rows of {result.path}: {result.skip_summary()}")
+        context.log.warning(f"{name}: skipped rows of {result.path}: {result.skip_summary}")
     return {"skipped": result.skipped, "first_skipped_row": result.first_skipped}
 
 

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from zipfit_pipeline.engine.loaders import InputError, Record, RecordReader, chunk_records, content_hash, digest, set_hash
 from zipfit_pipeline.engine.store import Store
 
-SPLITS = ("alignment", "test")
-
 
 @dataclass(frozen=True)
 class IngestResult:
@@ -25,14 +23,11 @@ class IngestResult:
     bytes: int
     skipped: dict[str, int]
     first_skipped: dict[str, int]
+    skip_summary: str  # `1 invalid_utf8 (first at row 42), …` or `none`
     preview: list[str]
     digest: str
     split_sizes: dict[str, int] = field(default_factory=dict)  # targets: the texts of each split
     split_hashes: dict[str, str] = field(default_factory=dict)  # targets: the set hash of each split
-
-    def skip_summary(self) -> str:
-        parts = [f"{n} {reason} (first at row {self.first_skipped[reason]})" for reason, n in sorted(self.skipped.items())]
-        return ", ".join(parts) or "none"
 
 
 def ingest_source(store: Store, dataset: str, reader: RecordReader, chunk_chars: int | None = None) -> IngestResult:
@@ -48,7 +43,7 @@ def ingest_source(store: Store, dataset: str, reader: RecordReader, chunk_chars:
     return IngestResult(
         path=reader.path, rows=rows, documents=len(records), distinct_texts=len(set(hashes)),
         bytes=sum(len(r.text.encode("utf-8")) for r in records), skipped=dict(reader.skipped),
-        first_skipped=dict(reader.first_skipped), preview=[r.text for r in records[:3]],
+        first_skipped=dict(reader.first_skipped), skip_summary=reader.skip_summary(), preview=[r.text for r in records[:3]],
         digest=digest([r.row_index for r in records], hashes),
     )
 
@@ -67,22 +62,23 @@ def ingest_target(
         if not rows:
             raise InputError(f"{reader.path}: the {split} split (rows {ranges[split]}) has no usable rows "
                              f"(skipped: {reader.skip_summary()}); the stored target is kept")
-    _refuse_shared_texts(reader.path, splits)
-    store.replace_targets(task, splits)
     hashes = {split: [content_hash(r.text) for r in rows] for split, rows in splits.items()}
+    _refuse_shared_texts(reader.path, splits, hashes)
+    store.replace_targets(task, splits)
     return IngestResult(
         path=reader.path, rows=len(records), documents=sum(len(rows) for rows in splits.values()),
         distinct_texts=len({h for split in hashes.values() for h in split}),
         bytes=sum(len(r.text.encode("utf-8")) for rows in splits.values() for r in rows), skipped=dict(reader.skipped),
-        first_skipped=dict(reader.first_skipped), preview=[r.text for r in splits["alignment"][:1]],
+        first_skipped=dict(reader.first_skipped), skip_summary=reader.skip_summary(),
+        preview=[r.text for r in splits["alignment"][:1]],
         digest=digest(hashes), split_sizes={split: len(rows) for split, rows in splits.items()},
         split_hashes={split: set_hash(h) for split, h in hashes.items()},
     )
 
 
-def _refuse_shared_texts(path: str, splits: dict[str, list[Record]]) -> None:
-    alignment = {content_hash(r.text): r.row_index for r in splits["alignment"]}
-    shared = [(alignment[content_hash(r.text)], r.row_index) for r in splits["test"] if content_hash(r.text) in alignment]
+def _refuse_shared_texts(path: str, splits: dict[str, list[Record]], hashes: dict[str, list[str]]) -> None:
+    alignment = {h: r.row_index for h, r in zip(hashes["alignment"], splits["alignment"])}
+    shared = [(alignment[h], r.row_index) for h, r in zip(hashes["test"], splits["test"]) if h in alignment]
     if shared:
         pairs = ", ".join(f"{a} and {t}" for a, t in shared[:3])
         raise InputError(f"{path}: {len(shared)} test texts are also in the alignment split (rows {pairs}): the test "
