@@ -13,7 +13,8 @@ from small_project import SmallProject, failure_message
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.engine.decontamination import HeldoutIndex, heldout_hash
+from zipfit_pipeline.engine.decontamination import HeldoutIndex
+from zipfit_pipeline.engine.loaders import set_hash
 from zipfit_pipeline.engine.runs import RunKey
 
 PROBLEM_ROW = 9  # a test problem of the small project (test rows 8-12)
@@ -87,7 +88,7 @@ def test_the_check_blocks_fine_tunes_when_a_contaminated_text_slips_into_a_selec
     defs = build_definitions(str(small_project.config_file))
     tick = dg.evaluate_automation_conditions(defs=defs, instance=small_project.instance)
     store = small_project.store()
-    test_hash = heldout_hash(store.target_rows("task", "test").column("content_hash").to_pylist())
+    test_hash = set_hash(store.target_rows("task", "test").column("content_hash").to_pylist())
     with store.transaction() as connection:
         connection.execute("UPDATE test_overlaps SET test_row = NULL, ngram = NULL WHERE test_hash = ?", [test_hash])
 

@@ -55,17 +55,13 @@ class HeldoutIndex:
         return None
 
 
-def heldout_hash(test_hashes: Sequence[str]) -> str:
-    return set_hash(list(test_hashes))
-
-
 def find_overlaps(
     store: Store, target: str, hashes: Sequence[str], texts: Sequence[str], ngram_words: int
 ) -> dict[str, Overlap]:
     """The texts (by content hash) that share `ngram_words` words with `target`'s test split; only texts not yet
     checked against this test split are read, and their results are stored."""
     test = store.target_rows(target, "test")
-    test_hash = heldout_hash(test.column("content_hash").to_pylist())
+    test_hash = set_hash(test.column("content_hash").to_pylist())  # the test split's key, as a target set's
     stored = store.test_overlaps(test_hash, ngram_words).to_pylist()
     checked = {r["content_hash"] for r in stored}
     found = {r["content_hash"]: Overlap(r["test_row"], r["ngram"]) for r in stored if r["ngram"] is not None}

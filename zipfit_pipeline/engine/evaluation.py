@@ -20,11 +20,6 @@ def device_for_run() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def autocast(device: torch.device) -> Any:
-    """bf16 autocast on CUDA for training steps; plain float32 elsewhere (evaluation never uses it)."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 def encode_documents(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
     start = document_start_id(tokenizer)
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]

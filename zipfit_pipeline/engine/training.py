@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from zipfit_pipeline.engine.evaluation import autocast
 from zipfit_pipeline.engine.loaders import content_hash
 from zipfit_pipeline.engine.models import document_start_id
 from zipfit_pipeline.engine.settings import TrainSettings
@@ -76,6 +75,11 @@ def make_batches(ids: list[int], block_size: int, batch_size: int, pad_id: int) 
             labels[row, : len(block)] = torch.tensor(block)
         batches.append((inputs, labels))
     return batches
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast for training steps on CUDA; float32 elsewhere (evaluation never autocasts)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def learning_rate(step: int, total_steps: int, settings: TrainSettings) -> float:
