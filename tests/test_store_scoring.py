@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from zipfit_pipeline.engine import ENGINE_VERSION
-from zipfit_pipeline.engine.alignment import AlignmentScorer, alignment_scores
-from zipfit_pipeline.engine.compression import compressor_build, golden_mismatches
+from zipfit_pipeline.engine.alignment import AlignmentScorer, alignment_scores, golden_mismatches
+from zipfit_pipeline.engine.compression import compressor_build
 from zipfit_pipeline.engine.loaders import Record
 from zipfit_pipeline.engine.scoring import score_dataset, target_set_hash
 from zipfit_pipeline.engine.store import Store, StoreError

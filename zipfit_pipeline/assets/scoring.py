@@ -7,7 +7,8 @@ from zipfit_pipeline.assets._checks import partition_check
 from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
-from zipfit_pipeline.engine.compression import compressor_build, golden_mismatches
+from zipfit_pipeline.engine.alignment import golden_mismatches
+from zipfit_pipeline.engine.compression import compressor_build
 from zipfit_pipeline.engine.loaders import digest
 from zipfit_pipeline.engine.scoring import score_dataset
 from zipfit_pipeline.engine.store import Store

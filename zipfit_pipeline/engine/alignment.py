@@ -20,6 +20,14 @@ import numpy as np
 
 from zipfit_pipeline.engine.compression import GZIP_FRAMING_BYTES, compressor_build, joint_sizes_function, size_function
 
+# SPEC.md's golden values (stock zlib 1.2.13): sizes at gzip level 1, and similarities (compressor, level, x, t, sim).
+GOLDEN_A = "def add(a, b):\n    return a + b\n"
+GOLDEN_B1 = "def sub(a, b):\n    return a - b\n"
+GOLDEN_B2 = "The quick brown fox jumps over the lazy dog."
+GOLDEN_GZIP1_SIZES = {GOLDEN_A: 50, GOLDEN_B1: 50, GOLDEN_B2: 63, GOLDEN_A + GOLDEN_B1: 61, GOLDEN_A + GOLDEN_B2: 92}
+GOLDEN_SIMILARITIES = [("gzip", 1, GOLDEN_A, GOLDEN_B1, 0.78), ("gzip", 1, GOLDEN_A, GOLDEN_B2, 0.33333333333333337),
+                       ("lz4", 0, GOLDEN_A, GOLDEN_B1, 0.6909090909090909)]
+
 # Source length (bytes) from which priming a deflate stream beats compressing x + t whole, measured on
 # 2 cores with HumanEval targets (~520 bytes): deflate_slow (levels 4-9) and deflate_fast (levels 1-3).
 PRIME_MIN_BYTES = {"slow": 1500, "fast": 3000}
@@ -134,3 +142,21 @@ def alignment_scores(
     chunks = (sources[i : i + chunk_size] for i in range(0, len(sources), chunk_size))
     parts = list(score_chunks(chunks, targets, compressor, level, workers))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
+
+
+def golden_mismatches(compressor: str) -> list[str]:
+    """Where this process's build disagrees with SPEC.md's golden values, through the scorer that computes the
+    stored scores (empty: it reproduces them, or none are known for this compressor)."""
+    build = compressor_build(compressor)
+    found = []
+    if compressor == "gzip":
+        size = size_function("gzip", 1)
+        found += [f"C({text!r}) = {size(text.encode())} at gzip level 1, expected {want} ({build})"
+                  for text, want in GOLDEN_GZIP1_SIZES.items() if size(text.encode()) != want]
+    for name, level, x, t, want in GOLDEN_SIMILARITIES:
+        if name != compressor:
+            continue
+        similarity = AlignmentScorer([t], name, level).score(x)
+        if similarity != want:
+            found.append(f"similarity({x!r}, {t!r}) = {similarity!r} at {name} level {level}, expected {want!r} ({build})")
+    return found

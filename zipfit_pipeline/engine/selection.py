@@ -53,7 +53,7 @@ def threshold_key(threshold: float) -> int:
 
 def configured_selections(methods: Sequence[str], budgets: Sequence[int], thresholds: Sequence[float]) -> list[tuple[str, int]]:
     """(method, budget) of every selection: each method at each budget, `all` once, then each threshold."""
-    picks = [(m, 0) if m == WHOLE_POOL else (m, b) for m in methods for b in ([0] if m == WHOLE_POOL else budgets)]
+    picks = [(m, b) for m in methods for b in ([0] if m == WHOLE_POOL else budgets)]
     return picks + [(THRESHOLD, threshold_key(t)) for t in thresholds]
 
 
