@@ -77,7 +77,7 @@ class IncomingSettings(Strict):
     id_field: str | None = None
 
 
-INCOMING_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+INCOMING_SUFFIXES = tuple(suffix for suffix in FILE_FORMATS if suffix != ".gz")
 
 
 def incoming_name(file: Path) -> str | None:

@@ -21,7 +21,9 @@ from zipfit_pipeline.engine.readers import (
     BadRow, InputError, Rows, csv_rows, duckdb_rows, hf_rows, json_rows, parquet_rows, text_folder_rows,
 )
 
-FILE_FORMATS = {".jsonl": "json", ".json": "json", ".gz": "json", ".csv": "csv", ".parquet": "parquet"}
+# By extension, whatever its case (`.JSONL` is JSON lines too).
+FILE_FORMATS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".gz": "json", ".csv": "csv", ".tsv": "csv",
+                ".parquet": "parquet"}
 LOCAL_FORMATS = {"json", "csv", "parquet", "text_folder", "duckdb", "hf_disk"}
 
 
@@ -203,10 +205,11 @@ def detect_format(path: str) -> str:
         if (p / "dataset_info.json").exists() or (p / "state.json").exists() or (p / "dataset_dict.json").exists():
             return "hf_disk"
         return "text_folder"
-    if p.suffix in (".duckdb", ".db"):
+    suffix = p.suffix.lower()
+    if suffix in (".duckdb", ".db"):
         return "duckdb"
-    if p.suffix in FILE_FORMATS:
-        return FILE_FORMATS[p.suffix]  # a missing file is reported when it is opened, whoever chose the format
+    if suffix in FILE_FORMATS:
+        return FILE_FORMATS[suffix]  # a missing file is reported when it is opened, whoever chose the format
     if p.exists():
         raise InputError(f"{path}: cannot tell the format from the extension; set `format`")
     if "/" in path and not path.startswith((".", "/")) and path.count("/") == 1:

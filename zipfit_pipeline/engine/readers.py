@@ -2,14 +2,17 @@
 
 Every reader returns (rows, columns). A row is a dict, or a `BadRow` with the reason it could not be parsed;
 the position in the stream is its row index. `columns` is None for schema-less formats (JSON), whose fields
-are checked row by row. Bytes that are not UTF-8 are kept as surrogate escapes, so the caller can skip just
-the rows whose fields contain them.
+are checked row by row. Text files are UTF-8 unless a byte-order mark names UTF-16 or UTF-32 (as Excel and
+PowerShell exports do); the mark itself is never part of the first row. Bytes that cannot be decoded are kept as
+surrogate escapes, so the caller can skip just the rows whose fields contain them.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +23,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 BATCH_ROWS = 1024
+# Longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
+BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+CSV_DELIMITERS = ",;\t|"
 
 
 class InputError(ValueError):
@@ -38,31 +47,40 @@ Rows = tuple[Iterator[Row], set[str] | None]
 def json_rows(path: Path) -> Rows:
     """JSON lines (optionally gzipped), or in a `.json` file one JSON array of objects; blank lines are not rows.
 
-    A `.jsonl` file is never read ahead, so it may be a pipe that another process is still writing."""
-    if path.suffix == ".json" and _first_byte(path) == b"[":
+    A `.jsonl` file is never read whole, so it may be a pipe that another process is still writing."""
+    if path.suffix.lower() == ".json" and _first_char(path) == "[":
         return _json_array_rows(path), None
 
     def rows() -> Iterator[Row]:
-        with _open_binary(path) as file:
+        with _open_text(path, newline="\n") as file:
             try:
                 for line in file:
                     if line.strip():
-                        yield _parse_object(line.decode("utf-8", errors="surrogateescape"))
+                        yield _parse_object(line)
             except (OSError, EOFError) as error:  # a truncated or corrupt .gz
                 raise InputError(f"{path}: cannot be read: {error}") from error
 
     return rows(), None
 
 
-def _open_binary(path: Path) -> BinaryIO:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # type: ignore[return-value]
+def _open_text(path: Path, newline: str) -> io.TextIOWrapper:
+    """A text file (gunzipped for `.gz`) in the encoding its byte-order mark names, UTF-8 without one, mark skipped."""
+    binary = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb")
+    try:
+        head = binary.peek(4)[:4]
+    except (OSError, EOFError) as error:
+        binary.close()
+        raise InputError(f"{path}: cannot be read: {error}") from error
+    mark, encoding = next(((m, e) for m, e in BYTE_ORDER_MARKS if head.startswith(m)), (b"", "utf-8"))
+    binary.read(len(mark))
+    return io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape", newline=newline)  # type: ignore[arg-type]
 
 
-def _first_byte(path: Path) -> bytes:
-    with path.open("rb") as file:
-        while (byte := file.read(1)) and byte.isspace():
+def _first_char(path: Path) -> str:
+    with _open_text(path, newline="\n") as file:
+        while (char := file.read(1)) and char.isspace():
             pass
-    return byte
+    return char
 
 
 def _parse_object(text: str) -> Row:
@@ -74,7 +92,8 @@ def _parse_object(text: str) -> Row:
 
 
 def _json_array_rows(path: Path) -> Iterator[Row]:
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    with _open_text(path, newline="\n") as file:
+        text = file.read()
     try:
         values = json.loads(text)
     except json.JSONDecodeError as error:
@@ -84,10 +103,16 @@ def _json_array_rows(path: Path) -> Iterator[Row]:
 
 
 def csv_rows(path: Path) -> Rows:
-    """CSV with a header row; every value is a string, and a short row lacks its last fields."""
+    """CSV (or TSV) with a header row; every value is a string, and a short row lacks its last fields.
+
+    The delimiter is the one of `,;<tab>|` that the header line uses most (`,` if none): European spreadsheet
+    exports separate with `;`, "Unicode text" exports with tabs."""
     csv.field_size_limit(2**31 - 1)  # the default (128 KiB) would fail a whole file over one long text
-    file = path.open(newline="", encoding="utf-8", errors="surrogateescape")
-    reader = csv.DictReader(file)
+    with _open_text(path, newline="") as file:
+        header = file.readline()
+    delimiter = max(CSV_DELIMITERS, key=header.count) if any(d in header for d in CSV_DELIMITERS) else ","
+    file = _open_text(path, newline="")
+    reader = csv.DictReader(file, delimiter=delimiter)
     columns = set(reader.fieldnames or [])
 
     def rows() -> Iterator[Row]:
@@ -101,26 +126,43 @@ def csv_rows(path: Path) -> Rows:
 
 
 def parquet_rows(path: Path, fields: list[str]) -> Rows:
-    """Parquet, read in batches of the needed columns only; a text field must be a string column."""
+    """Parquet, read in batches of the needed columns only.
+
+    A text field may be any of Arrow's string encodings (string, large, view, dictionary-encoded) or binary that
+    holds UTF-8 (writers that drop the UTF8 annotation); binary values that are not UTF-8 are kept as surrogate
+    escapes, so only their rows are skipped."""
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as error:
         raise InputError(f"{path}: cannot be read as parquet: {error}") from error
     schema = parquet.schema_arrow
     for name in fields:
-        if name in schema.names and not _is_string(schema.field(name).type):
+        if name in schema.names and not _holds_text(schema.field(name).type):
             raise InputError(f"{path}: field {name!r} is {schema.field(name).type}, not a string column")
     columns = [name for name in fields if name in schema.names]
+    binary = [name for name in columns if _is_binary(schema.field(name).type)]
 
     def rows() -> Iterator[Row]:
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
-            yield from batch.to_pylist()
+            for row in batch.to_pylist():
+                for name in binary:
+                    if isinstance(row[name], bytes):
+                        row[name] = row[name].decode("utf-8", errors="surrogateescape")
+                yield row
 
     return rows(), set(schema.names)
 
 
-def _is_string(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+def _holds_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        return _holds_text(kind.value_type)
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind) or _is_binary(kind)
+
+
+def _is_binary(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        return _is_binary(kind.value_type)
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind)
 
 
 def text_folder_rows(folder: Path) -> Rows:
