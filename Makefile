@@ -9,9 +9,10 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
-# The UI listens on this machine only; `make ui HOST=0.0.0.0` opens it to the network (it has no login).
-HOST ?= 127.0.0.1
-PORT ?= 3000
+# The UI listens on this machine only; `make ui ZIPFIT_UI_HOST=0.0.0.0` opens it to the network (it has no login).
+# Not `HOST`: shells (tcsh) and container images set that to the machine's name or 0.0.0.0 for other reasons.
+ZIPFIT_UI_HOST ?= 127.0.0.1
+ZIPFIT_UI_PORT ?= 3000
 
 .PHONY: install browser demo test ui clean
 
@@ -48,7 +49,7 @@ test: install browser
 ui: install
 	$(VENV)/bin/zipfit recover
 	$(VENV)/bin/zipfit register-sources
-	$(VENV)/bin/dagster dev -m zipfit_pipeline.definitions --host $(HOST) --port $(PORT)
+	$(VENV)/bin/dagster dev -m zipfit_pipeline.definitions --host $(ZIPFIT_UI_HOST) --port $(ZIPFIT_UI_PORT)
 
 clean:
 	rm -rf data/zipfit.duckdb data/artifacts $(DAGSTER_HOME)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -116,12 +118,14 @@ def test_a_file_dropped_into_the_incoming_folder_becomes_a_source(workspace: tup
     incoming.mkdir()
     shutil.copy(root / "project" / "inputs" / "english_prose.jsonl", incoming / "More Prose.jsonl")
     (incoming / "notes.txt").write_text("not a dataset")
+    still = time.time() - 60  # older than `stable_seconds`: the copy is complete
+    os.utime(incoming / "More Prose.jsonl", (still, still))
 
     result = sensor(dg.build_sensor_context(instance=instance))
     assert [r.partition_key for r in result.run_requests] == ["more_prose"]
     assert instance.get_dynamic_partitions("sources") == ["python_stdlib", "c_headers", "more_prose"]
-    again = sensor(dg.build_sensor_context(instance=instance))
-    assert again.run_requests == []
+    again = sensor(dg.build_sensor_context(instance=instance))  # before the ingest ran: the same request, which the
+    assert [r.run_key for r in again.run_requests] == [r.run_key for r in result.run_requests]  # daemon launches once
 
     # The new partition ingests from the dropped file, and automation then scores it for every target.
     tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
@@ -133,8 +137,9 @@ def test_a_file_dropped_into_the_incoming_folder_becomes_a_source(workspace: tup
     moved.rename(root / "more_prose.jsonl")
     sensor(dg.build_sensor_context(instance=instance))
     assert instance.get_dynamic_partitions("sources") == ["python_stdlib", "c_headers"]
-    (root / "more_prose.jsonl").rename(moved)  # dropped again: registered and ingested again
-    assert [r.partition_key for r in sensor(dg.build_sensor_context(instance=instance)).run_requests] == ["more_prose"]
+    (root / "more_prose.jsonl").rename(moved)  # dropped again as it was: registered, and its documents are stored
+    assert sensor(dg.build_sensor_context(instance=instance)).run_requests == []
+    assert instance.get_dynamic_partitions("sources") == ["python_stdlib", "c_headers", "more_prose"]
 
 
 def test_nightly_schedule_reingests_every_source(workspace: tuple[Path, dg.DagsterInstance]) -> None:

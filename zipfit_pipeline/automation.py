@@ -1,7 +1,9 @@
 """How new data and code flow through the graph without anyone clicking Materialize.
 
 - `incoming_sources` (sensor, on by default): keeps the `sources` partitions equal to the project's sources,
-  so a file dropped into the incoming folder becomes a source dataset, and ingests each new one.
+  so a file dropped into the incoming folder becomes a source dataset, and ingests each dropped file whose
+  size or modification time differs from what was last ingested (a new file, or one replaced later), once
+  it has been still for `incoming.stable_seconds`.
 - `zipfit_automation` (automation sensor, on by default): every asset downstream of ingestion carries
   `ON_NEW_DATA_OR_CODE` (eager, on new data versions, or a new code version of its own), so it is
   requested when an upstream partition gets a new data version or its own code version changes, and
@@ -14,9 +16,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from zipfit_pipeline.config import ProjectConfig
+from zipfit_pipeline.engine.file_state import stat_signature
 from zipfit_pipeline.partitions import SOURCES, ProjectPartitions, register_sources
 from zipfit_pipeline.recovery import recover_killed_runs
 
@@ -43,12 +48,23 @@ def build_automation(
 
     @dg.sensor(job=ingest_sources, minimum_interval_seconds=INCOMING_POLL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
     def incoming_sources(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        """Register a partition for each source in the project file or the incoming folder; ingest the new ones."""
+        """Register a partition for each source in the project file or the incoming folder; ingest each dropped file
+        that is still and differs from what was last ingested from it."""
         added, removed = register_sources(context.instance, config)
         if added or removed:
             context.log.info(f"sources added: {added or 'none'}; removed: {removed or 'none'}")
-        # No run key: a source that is removed and added again must be ingested again.
-        return dg.SensorResult(run_requests=[dg.RunRequest(partition_key=name) for name in added])
+        requests = []
+        registered = set(context.instance.get_dynamic_partitions(SOURCES))
+        for spec in config.incoming_sources():
+            if spec.name not in registered or not config.is_still(spec):
+                continue
+            now, stored = stat_signature(Path(spec.path)), ingested_signature(context.instance, spec.name)
+            if now != stored:
+                # The key holds what is stored too: a file changed back to an earlier version is ingested again,
+                # while a request already made (queued, running or failed) for this change is not repeated.
+                requests.append(dg.RunRequest(partition_key=spec.name, run_key=f"{spec.name}|{now}|{stored}",
+                                              tags={"zipfit/input_signature": now}))
+        return dg.SensorResult(run_requests=requests)
 
     @dg.sensor(minimum_interval_seconds=RECOVERY_POLL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
     def killed_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
@@ -73,3 +89,12 @@ def build_automation(
 
     schedules = [nightly(ingest_sources, dynamic=True), nightly(ingest_targets, dynamic=False)]
     return [incoming_sources, killed_runs, automation], schedules, [ingest_sources, ingest_targets]
+
+
+def ingested_signature(instance: dg.DagsterInstance, source: str) -> str:
+    """The `size:mtime_ns` of the file as the latest ingestion of `source` read it, or `none`."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("source_documents"), asset_partitions=[source]), limit=1).records
+    metadata = records[0].asset_materialization.metadata if records and records[0].asset_materialization else {}
+    value = metadata.get("input_signature")
+    return str(value.value) if value is not None else "none"

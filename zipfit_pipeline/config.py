@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -15,9 +16,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from zipfit_pipeline.engine.loaders import FILE_FORMATS, RecordReader, template_fields
+from zipfit_pipeline.engine.models import locate_pretrained
+from zipfit_pipeline.engine.owned_folders import check_owned, claim
 from zipfit_pipeline.engine.settings import ScoringSettings, SelectionSettings, TrainingSettings
 
 CONFIG_ENV = "ZIPFIT_CONFIG"
+MAX_PROJECT_FILE_BYTES = 1_000_000  # a project file is a page of settings; anything far larger is a mistake or an attack
 DEFAULT_CONFIG = "zipfit.yaml"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"  # safe in partition keys, file names and the CLI
 
@@ -69,9 +73,14 @@ class TargetSpec(DatasetSpec):
 
 
 class IncomingSettings(Strict):
-    """A folder where dropping a file adds a source dataset, named after the file (`incoming_sources` sensor)."""
+    """A folder where dropping a file adds a source dataset, named after the file (`incoming_sources` sensor).
+
+    Symbolic links in it are ignored: a link would let whoever can write the folder make the pipeline read (and
+    show in the UI) any file the process can read."""
 
     path: str = "data/incoming"
+    stable_seconds: float = Field(10.0, ge=0, description="a file is ingested once it has not changed for this long "
+                                  "(a copy still in progress is not read half-written)")
     text_field: str = "text"
     template: str | None = None
     id_field: str | None = None
@@ -131,6 +140,17 @@ class ProjectConfig(Strict):
                 raise ValueError(f"{name}: {folder} is a file; it must be a folder the pipeline can write to")
             if folder in inputs or any(folder in path.parents for path in inputs):
                 raise ValueError(f"{name}: {folder} holds input datasets; the pipeline writes and deletes there")
+            check_owned(folder, name)
+        return self
+
+    @model_validator(mode="after")
+    def _models_found(self) -> ProjectConfig:
+        """Checked now, not when the first selection needs a tokenizer after hours of scoring."""
+        for spec in self.models:
+            try:
+                locate_pretrained(spec.pretrained, self.root)
+            except FileNotFoundError as error:
+                raise ValueError(f"model {spec.name}: pretrained: {error}") from None
         return self
 
     def resolve(self, path: str) -> Path:
@@ -139,20 +159,34 @@ class ProjectConfig(Strict):
 
     def all_sources(self) -> list[DatasetSpec]:
         """The sources listed in the file, then one per dataset file in the incoming folder (names listed win)."""
-        specs = list(self.sources)
+        return [*self.sources, *self.incoming_sources()]
+
+    def incoming_sources(self) -> list[DatasetSpec]:
+        """One source per dataset file in the incoming folder (not links), unless a listed source has its name."""
         if self.incoming is None:
-            return specs
+            return []
         folder = self.resolve(self.incoming.path)
-        taken = {s.name for s in specs}
+        taken = {s.name for s in self.sources}
+        specs = []
         for file in sorted(folder.iterdir()) if folder.is_dir() else []:
             name = incoming_name(file)
-            if name and name not in taken and file.is_file():
+            if name and name not in taken and file.is_file() and not file.is_symlink():
                 taken.add(name)
                 specs.append(DatasetSpec(
                     name=name, path=str(file), format=FILE_FORMATS[file.suffix.lower()],  # type: ignore[arg-type]
                     text_field=self.incoming.text_field, template=self.incoming.template, id_field=self.incoming.id_field,
                 ))
         return specs
+
+    def is_still(self, spec: DatasetSpec, now: float | None = None) -> bool:
+        """Whether a source can be read now: a listed one always, a dropped file once unchanged for `stable_seconds`."""
+        if self.incoming is None or spec in self.sources:
+            return True
+        try:
+            age = (time.time() if now is None else now) - Path(spec.path).stat().st_mtime
+        except OSError:  # removed meanwhile
+            return False
+        return age >= self.incoming.stable_seconds
 
     def source(self, name: str) -> DatasetSpec:
         spec = next((s for s in self.all_sources() if s.name == name), None)
@@ -170,13 +204,20 @@ class ProjectConfig(Strict):
         """A reader of the usable records of a source or target, as the project file describes it."""
         return RecordReader(
             path=self.input_path(spec), text_field=spec.text_field, template=spec.template, id_field=spec.id_field,
-            format=spec.format, query=spec.query, split=spec.split, cache_dir=str(self.resolve(self.cache) / "datasets"),
+            format=spec.format, query=spec.query, split=spec.split, cache_dir=str(self.cache_dir() / "datasets"),
             max_chars=spec.max_chars,
         )
 
+    def artifacts_dir(self) -> Path:
+        """Checkpoints and reports: a folder of the pipeline's own (see `owned_folders`)."""
+        return claim(self.resolve(self.artifacts), "artifacts")
+
+    def cache_dir(self) -> Path:
+        return claim(self.resolve(self.cache), "cache")
+
     def models_dir(self) -> Path:
         """Where fine-tuned checkpoints are written, and the only place eval loads them from."""
-        return self.resolve(self.artifacts) / "models"
+        return self.artifacts_dir() / "models"
 
     def input_path(self, spec: DatasetSpec) -> str:
         """A local path resolved against the project folder; a hub id as it is."""
@@ -184,8 +225,7 @@ class ProjectConfig(Strict):
         return str(local) if local.exists() or spec.format != "hub" else spec.path
 
     def model_path(self, spec: ModelSpec) -> str:
-        local = self.resolve(spec.pretrained)
-        return str(local) if local.exists() else spec.pretrained
+        return locate_pretrained(spec.pretrained, self.root)
 
 
 def config_path() -> Path:
@@ -197,9 +237,27 @@ def load_project(path: str | Path | None = None) -> ProjectConfig:
     file = Path(path).resolve() if path else config_path()
     if not file.is_file():
         raise FileNotFoundError(f"project file {file} not found (set {CONFIG_ENV} or run from the project folder)")
-    raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    if file.stat().st_size > MAX_PROJECT_FILE_BYTES:
+        raise ValueError(f"{file}: {file.stat().st_size:,} bytes; a project file may have at most {MAX_PROJECT_FILE_BYTES:,}")
+    try:
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_NoAliasLoader) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{file}: not a readable YAML file: {' '.join(str(error).split())}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{file}: the project file must be a mapping of settings (sources:, targets:, models:, ...)")
     raw["root"] = file.parent / raw.get("root", ".")
     try:
         return ProjectConfig.model_validate(raw)
     except ValueError as error:
         raise ValueError(f"{file}: {error}") from error
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (`*name`): nested aliases expand exponentially ("billion laughs"), and a
+    project file never needs them."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a project file", mark)
+        return super().compose_node(parent, index)  # type: ignore[arg-type]

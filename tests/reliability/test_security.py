@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import pickle
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import duckdb
@@ -23,14 +26,18 @@ from zipfit_pipeline.engine.runs import RunKey
 PACKAGE = REPO / "zipfit_pipeline"
 
 
-def _dagster_dev_line(*make_args: str) -> str:
-    done = subprocess.run(["make", "-n", "ui", *make_args], cwd=REPO, capture_output=True, text=True, check=True)
+def _dagster_dev_line(*make_args: str, **environment: str) -> str:
+    done = subprocess.run(["make", "-n", "ui", *make_args], cwd=REPO, capture_output=True, text=True, check=True,
+                          env={**os.environ, **environment})
     return next(line for line in done.stdout.splitlines() if "dagster dev" in line)
 
 
 def test_the_ui_listens_on_loopback_unless_told_otherwise() -> None:
     assert "--host 127.0.0.1 --port 3000" in _dagster_dev_line()
-    assert "--host 0.0.0.0 --port 8080" in _dagster_dev_line("HOST=0.0.0.0", "PORT=8080")
+    # What tcsh and container images put in HOST never opens the UI to the network.
+    assert "--host 127.0.0.1 --port 3000" in _dagster_dev_line(HOST="0.0.0.0", PORT="8080")
+    assert "--host 127.0.0.1 --port 3000" in _dagster_dev_line("HOST=0.0.0.0")
+    assert "--host 0.0.0.0 --port 8080" in _dagster_dev_line("ZIPFIT_UI_HOST=0.0.0.0", "ZIPFIT_UI_PORT=8080")
 
 
 def test_a_model_that_needs_its_own_code_is_refused_and_the_code_never_runs(tmp_path: Path, tiny_model: Path) -> None:
@@ -175,9 +182,11 @@ def test_a_duckdb_input_query_cannot_reach_other_files(tmp_path: Path) -> None:
 
 def _project_with(tmp_path: Path, **settings: object) -> Path:
     (tmp_path / "inputs").mkdir(exist_ok=True)
+    (tmp_path / "model").mkdir(exist_ok=True)
+    (tmp_path / "model" / "config.json").write_text("{}")  # found, never loaded here
     config = {"sources": [{"name": "s", "path": "inputs/s.jsonl"}],
               "targets": [{"name": "t", "path": "inputs/t.jsonl", "alignment_rows": [0, 1], "test_rows": [1, 2]}],
-              "models": [{"name": "m", "pretrained": "org/model"}], **settings}
+              "models": [{"name": "m", "pretrained": "model"}], **settings}
     path = tmp_path / "zipfit.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -200,3 +209,65 @@ def test_paths_are_relative_to_the_project_file_and_expand_the_home_folder(tmp_p
     config = load_project(_project_with(tmp_path, store="~/zipfit-store.duckdb"))
     assert config.resolve(config.store) == Path.home().resolve() / "zipfit-store.duckdb"
     assert config.resolve(config.artifacts) == tmp_path.resolve() / "data" / "artifacts"
+
+
+def test_a_project_file_with_yaml_aliases_is_refused_at_once(tmp_path: Path) -> None:
+    """Nine levels of nine aliases would expand to 387 million strings ("billion laughs")."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    path = _project_with(tmp_path)
+    path.write_text(path.read_text() + "\n".join(lines) + "\n")
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"zipfit\.yaml: not a readable YAML file: aliases \(\*name\) are not allowed"):
+        load_project(path)
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_huge_project_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    path = _project_with(tmp_path)
+    path.write_text(path.read_text() + "# padding\n" * 200_000)
+    with pytest.raises(ValueError, match=r"zipfit\.yaml: 2,\d{3},\d{3} bytes; a project file may have at most 1,000,000"):
+        load_project(path)
+
+
+@pytest.mark.parametrize("folder", ["~", "/", "/usr", "..", "../inputs_of_the_user"])
+def test_artifacts_and_cache_must_be_folders_the_pipeline_owns(tmp_path: Path, folder: str) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (tmp_path / "inputs_of_the_user").mkdir()
+    (tmp_path / "inputs_of_the_user" / "thesis.tex").write_text("years of work")
+    for setting in ("artifacts", "cache"):
+        with pytest.raises(ValueError, match=rf"{setting}: .*(system or home folder|did not write|holds input datasets)"):
+            load_project(_project_with(project, **{setting: folder}))
+    assert (tmp_path / "inputs_of_the_user" / "thesis.tex").read_text() == "years of work"
+
+
+def test_an_empty_or_new_folder_becomes_the_pipelines_and_is_accepted_again(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    config = load_project(_project_with(tmp_path, artifacts="empty", cache="new/cache"))
+    assert config.artifacts_dir() == (tmp_path / "empty").resolve() and config.cache_dir().is_dir()
+    (config.artifacts_dir() / "models").mkdir()
+    load_project(_project_with(tmp_path, artifacts="empty", cache="new/cache"))  # its own files do not count against it
+
+
+def test_checkpoint_cleanup_removes_only_the_run_folders_it_saved(small_project: SmallProject) -> None:
+    partition = "tiny-gpt2.zipfit.200.s0|task"
+    for asset, key in [("source_documents", "src"), ("target_documents", "task"), ("alignment_scores", "src|task"),
+                       ("selections", "tiny-gpt2|task"), ("finetuned_model", partition)]:
+        assert small_project.materialize(asset, key).success
+    folder = small_project.root / "data" / "artifacts" / "models" / "tiny-gpt2" / "task" / "zipfit.200.s0"
+    (folder / "notes.txt").write_text("the user's own notes")
+    elsewhere = small_project.root / "keep-me"
+    elsewhere.mkdir()
+    (folder / "link").symlink_to(elsewhere)
+    assert small_project.materialize("finetuned_model", partition).success
+    assert (folder / "notes.txt").read_text() == "the user's own notes" and elsewhere.is_dir()
+    assert len([p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()]) == 1  # the older run's is gone
+
+
+def test_a_model_path_that_does_not_exist_fails_when_the_project_loads(tmp_path: Path) -> None:
+    for pretrained, words in [("./models/missing", "models/missing: no such folder"),
+                              ("inputs", "inputs: not a transformers checkpoint folder (no config.json)"),
+                              ("org/not-cached", "org/not-cached: no such folder, and not in the local Hugging Face cache")]:
+        with pytest.raises(ValueError, match=rf"model m: pretrained: .*{re.escape(words)}"):
+            load_project(_project_with(tmp_path, models=[{"name": "m", "pretrained": pretrained}]))

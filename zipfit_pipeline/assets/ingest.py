@@ -17,11 +17,16 @@ def preview(texts: list[str]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(f"- `{t[:PREVIEW_CHARS]!r}`" for t in texts))
 
 
-def skip_metadata(context: dg.AssetExecutionContext, name: str, result: IngestResult) -> dict[str, object]:
-    """Skipped rows, by reason and first row; logged as a warning so that the run's log says what was left out."""
+def input_metadata(context: dg.AssetExecutionContext, name: str, result: IngestResult) -> dict[str, object]:
+    """Skipped rows, by reason and first row (logged as a warning so that the run's log says what was left out), and
+    the input file's state as it was read."""
     if result.skipped:
         context.log.warning(f"{name}: skipped rows of {result.path}: {result.skip_summary}")
-    return {"skipped": result.skipped, "first_skipped_row": result.first_skipped}
+    state = result.input_state
+    # The incoming-folder sensor compares `input_signature` with the file now, to re-ingest a file that changed.
+    return {"skipped": result.skipped, "first_skipped_row": result.first_skipped,
+            "input_signature": state.signature() if state else "none (not a local file)",
+            "input_content_hash": state.content if state else "none"}
 
 
 def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
@@ -36,7 +41,7 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
     )
     def source_documents(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         spec = config.source(context.partition_key)
-        result = ingest_source(store.open(), spec.name, config.reader(spec), spec.chunk_chars)
+        result = ingest_source(store.open(), spec.name, config.reader(spec), spec.chunk_chars, log=context.log.warning)
         return dg.MaterializeResult(
             metadata={
                 "rows": result.rows,
@@ -44,7 +49,7 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
                 "chunk_chars": spec.chunk_chars or 0,
                 "distinct_texts": result.distinct_texts,
                 "bytes": result.bytes,
-                **skip_metadata(context, spec.name, result),
+                **input_metadata(context, spec.name, result),
                 "preview": preview(result.preview),
             },
             data_version=dg.DataVersion(result.digest),
@@ -61,13 +66,14 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
     )
     def target_documents(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         spec = config.target(context.partition_key)
-        result = ingest_target(store.open(), spec.name, config.reader(spec), spec.alignment_rows, spec.test_rows)
+        result = ingest_target(store.open(), spec.name, config.reader(spec), spec.alignment_rows, spec.test_rows,
+                               log=context.log.warning)
         return dg.MaterializeResult(
             metadata={
                 "alignment_rows": result.split_sizes["alignment"],
                 "test_rows": result.split_sizes["test"],
                 "target_set_hash": result.split_hashes["alignment"],
-                **skip_metadata(context, spec.name, result),
+                **input_metadata(context, spec.name, result),
                 "preview": preview(result.preview),
             },
             data_version=dg.DataVersion(result.digest),

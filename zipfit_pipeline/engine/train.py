@@ -87,7 +87,8 @@ def _row(result: FinetuneResult) -> dict[str, object]:
 
 
 def _remove_other_checkpoints(folder: Path, keep: Path) -> None:
-    """Older runs' checkpoints and a killed run's partial one, once the store points at `keep`."""
+    """Older runs' checkpoints and a killed run's partial one, once the store points at `keep`: the run folders the
+    pipeline saved, never a file or a link that something else put there."""
     for path in folder.iterdir():
-        if path != keep:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path != keep and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
