@@ -1,5 +1,6 @@
 """`zipfit`: the engine without Dagster (score, select, train, eval), the demo (prepare-demo), and the pipeline's
-runs (materialize, register-sources, recover)."""
+runs (materialize, register-sources, recover). An error is one line on stderr and a non-zero exit; `--debug`
+shows the traceback."""
 
 from __future__ import annotations
 
@@ -7,51 +8,39 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.json as pa_json
-import pyarrow.parquet as pq
+from pydantic import ValidationError
 
+from zipfit_pipeline.cli_files import UsageError, output_file, read_scores, refuse_overwriting_inputs, write_table
+from zipfit_pipeline.config import validation_message
 from zipfit_pipeline.engine.alignment import alignment_scores
 from zipfit_pipeline.engine.compression import check_compressor
-from zipfit_pipeline.engine.loaders import RecordReader
-from zipfit_pipeline.engine.models import count_tokens, load_tokenizer
-from zipfit_pipeline.engine.selection import rank_by_score, top_k, within_budget
+from zipfit_pipeline.engine.loaders import Record, RecordReader
+from zipfit_pipeline.engine.models import count_tokens, load_tokenizer, locate_pretrained
 from zipfit_pipeline.engine.runs import RunKey
+from zipfit_pipeline.engine.selection import rank_by_score, top_k, within_budget
 from zipfit_pipeline.engine.settings import TrainSettings
 
 
-def read_table(path: str) -> pa.Table:
-    return pq.read_table(path) if path.endswith(".parquet") else pa_json.read_json(path)
-
-
-def write_table(table: pa.Table, path: str) -> None:
-    """Parquet for `.parquet`, JSON lines otherwise; written to a temporary name, then renamed."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    if out.suffix == ".parquet":
-        pq.write_table(table, partial)
-    else:
-        with partial.open("w", encoding="utf-8") as f:
-            for row in table.to_pylist():
-                f.write(json.dumps(row) + "\n")
-    partial.replace(out)
-
-
-def read_texts(kind: str, path: str, text_field: str, template: str | None) -> list:
+def read_texts(kind: str, path: str, text_field: str, template: str | None) -> list[Record]:
     """The records of a file; skipped rows are reported on stderr by reason."""
     reader = RecordReader(path, text_field=text_field, template=template, id_field="id", require_id=False)
     records = list(reader)
     if reader.skipped:
         print(f"{kind}: skipped rows of {path}: {reader.skip_summary()}", file=sys.stderr)
+    if not records:
+        raise UsageError(f"{path}: no usable rows (skipped: {reader.skip_summary()})")
     return records
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     check_compressor(args.compressor, args.level)
+    output = output_file(args.output, [args.source, args.target])
     sources = read_texts("source", args.source, args.text_field, args.template)
     targets = read_texts("target", args.target, args.target_field or args.text_field, args.target_template)
     workers = args.workers or os.cpu_count() or 1
@@ -60,63 +49,109 @@ def cmd_score(args: argparse.Namespace) -> int:
     if any(r.doc_id is not None for r in sources):
         columns["id"] = pa.array([r.doc_id for r in sources], pa.string())
     columns["score"] = pa.array(scores, pa.float64())
-    write_table(pa.table(columns), args.output)
-    print(f"scored {len(sources)} sources against {len(targets)} targets ({args.compressor}-{args.level}) -> {args.output}", file=sys.stderr)
+    write_table(pa.table(columns), output)
+    print(f"scored {len(sources)} sources against {len(targets)} targets ({args.compressor}-{args.level}) -> {output}", file=sys.stderr)
     return 0
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    table = read_table(args.scores)
+    output = output_file(args.output, [args.scores, args.source])
+    if args.budget_tokens is not None and not (args.tokenizer and args.source):
+        raise UsageError("--budget-tokens needs --tokenizer and --source (the texts the scores belong to)")
+    tokenizer = locate_pretrained(args.tokenizer, needs="") if args.tokenizer else None  # before any work
+    table = read_scores(args.scores)
     order = rank_by_score(np.asarray(table.column("score").to_pylist(), dtype=np.float64))
     if args.source:  # the texts go into the output, so that `zipfit train` can read it
-        records = read_texts("source", args.source, args.text_field, args.template)
-        by_row = {r.row_index: r.text for r in records}
-        table = table.append_column("text", pa.array([by_row[i] for i in table.column("row_index").to_pylist()], pa.string()))
+        texts = texts_of_scored_rows(args.scores, table, args.source, read_texts("source", args.source, args.text_field, args.template))
+        table = table.append_column("text", pa.array(texts, pa.string()))
     if args.top_k is not None:
         chosen = top_k(order, args.top_k)
         ranked = table.take(chosen)
     else:
-        if not (args.tokenizer and args.source):
-            print("--budget-tokens needs --tokenizer and --source (the texts the scores belong to)", file=sys.stderr)
-            return 2
-        texts = table.column("text").to_pylist()
-        tokens = np.asarray(count_tokens(load_tokenizer(args.tokenizer), texts), dtype=np.int64)
+        tokens = np.asarray(count_tokens(load_tokenizer(str(tokenizer)), table.column("text").to_pylist()), dtype=np.int64)
         chosen = within_budget(order, tokens, args.budget_tokens)
         ranked = table.take(chosen).append_column("tokens", pa.array(tokens[chosen])).append_column(
             "cumulative_tokens", pa.array(np.cumsum(tokens[chosen]))
         )
     ranked = ranked.add_column(0, "rank", pa.array(np.arange(len(chosen)), pa.int64()))
-    write_table(ranked, args.output)
-    print(f"selected {len(chosen)} of {table.num_rows} -> {args.output}", file=sys.stderr)
+    write_table(ranked, output)
+    print(f"selected {len(chosen)} of {table.num_rows} -> {output}", file=sys.stderr)
     return 0
+
+
+def texts_of_scored_rows(scores_path: str, scores: pa.Table, source_path: str, records: list[Record]) -> list[str]:
+    """The source text of every scored row; a scores file computed from another file fails naming the first row."""
+    by_row = {r.row_index: r for r in records}
+    ids = scores.column("id").to_pylist() if "id" in scores.column_names else [None] * scores.num_rows
+    texts = []
+    for row, (index, doc_id) in enumerate(zip(scores.column("row_index").to_pylist(), ids)):
+        record = by_row.get(index)
+        if record is None:
+            raise UsageError(f"{scores_path} row {row}: row_index {index} is not a usable row of {source_path} "
+                             "(were the scores computed from another file?)")
+        if doc_id is not None and record.doc_id != doc_id:
+            raise UsageError(f"{scores_path} row {row}: id {doc_id!r}, but row {index} of {source_path} has id "
+                             f"{record.doc_id!r} (were the scores computed from another file?)")
+        texts.append(record.text)
+    return texts
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
-    from zipfit_pipeline.engine.evaluation import device_for_run
     from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
     from zipfit_pipeline.engine.training import finetune
 
+    try:
+        settings = TrainSettings(**{name: vars(args)[name] for name in TrainSettings.model_fields if vars(args).get(name) is not None})
+    except ValidationError as error:
+        raise UsageError(validation_message(error, option_names=True)) from None
+    model_path = locate_pretrained(args.model)
+    output = checkpoint_output(args.output, [args.selection, model_path])
+    device = run_device(args.device)
     texts = [r.text for r in read_texts("selection", args.selection, args.text_field, args.template)]
-    model, tokenizer = load_model_and_tokenizer(args.model)
+    model, tokenizer = load_model_and_tokenizer(model_path)
     budget = args.budget_tokens or sum(count_tokens(tokenizer, texts))
-    settings = TrainSettings(**{name: vars(args)[name] for name in TrainSettings.model_fields if vars(args).get(name) is not None})
-    device = torch.device(args.device) if args.device else device_for_run()
     result = finetune(model, tokenizer, texts, budget, settings, args.seed, device, log=lambda line: print(line, file=sys.stderr))
-    output = save_checkpoint(model, tokenizer, Path(args.output))
-    print(json.dumps({"checkpoint": str(output), "documents": len(texts), "train_tokens": result.train_tokens,
+    saved = save_checkpoint(model, tokenizer, output)
+    print(json.dumps({"checkpoint": str(saved), "documents": len(texts), "train_tokens": result.train_tokens,
                       "steps": result.steps, "final_train_loss": result.final_train_loss, "seconds": round(result.seconds, 1),
                       "device": result.device, "seed": args.seed}))
     return 0
+
+
+def checkpoint_output(path: str, inputs: list[str]) -> Path:
+    """The folder `train` saves into: new, or an earlier checkpoint (replaced), never an input or a folder of other files."""
+    out = Path(path).expanduser()
+    refuse_overwriting_inputs(out, list(inputs))
+    if out.exists() and not (out / "config.json").is_file():
+        raise UsageError(f"--output {path} exists and is not a checkpoint folder (no config.json): it would be replaced; "
+                         "give a new folder")
+    return out
+
+
+def run_device(name: str | None) -> Any:
+    """`--device`, checked now rather than after the model has loaded; CUDA when present by default."""
+    import torch
+
+    from zipfit_pipeline.engine.evaluation import device_for_run
+
+    if name is None:
+        return device_for_run()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(f"--device {name}: {error}") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
     from zipfit_pipeline.engine.models import load_model_and_tokenizer
 
+    checkpoint = locate_pretrained(args.checkpoint)
     texts = [r.text for r in read_texts("test", args.test, args.text_field, args.template)]
-    model, tokenizer = load_model_and_tokenizer(args.checkpoint)
+    model, tokenizer = load_model_and_tokenizer(checkpoint)
     loss, tokens = heldout_loss(model.to(device_for_run()), tokenizer, texts, args.max_length, args.batch_size)
     print(json.dumps({"checkpoint": args.checkpoint, "test_loss": loss, "test_tokens": tokens, "test_documents": len(texts)}))
     return 0
@@ -193,43 +228,69 @@ def headline(store: object) -> str:
     return "\n".join(lines)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad option reported in one line (the usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def whole(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `low`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zipfit", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    p = Parser(prog="zipfit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    score = sub.add_parser("score", help="score a source file against a target file (JSONL or Parquet)")
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    score = command("score", help="score a source file against a target file (JSONL, JSON, CSV or Parquet)")
     score.add_argument("source")
     score.add_argument("target")
-    score.add_argument("--output", required=True, help=".jsonl or .parquet")
+    score.add_argument("--output", required=True, help=".jsonl, .parquet or .csv")
     score.add_argument("--text-field", default="text")
     score.add_argument("--template", help="a str.format template over the source's fields, instead of --text-field")
     score.add_argument("--target-field", help="the target's text field (default: --text-field)")
     score.add_argument("--target-template", help="a template over the target's fields")
     score.add_argument("--compressor", choices=["gzip", "lz4", "zstd"], default="gzip")
     score.add_argument("--level", type=int, default=9)
-    score.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
-    score.add_argument("--chunk-size", type=int, default=256)
+    score.add_argument("--workers", type=whole(0), default=0, help="processes (0: one per core)")
+    score.add_argument("--chunk-size", type=whole(1), default=256)
     score.set_defaults(run=cmd_score)
 
-    select = sub.add_parser("select", help="keep the top of a scores file by count or by a token budget")
+    select = command("select", help="keep the top of a scores file by count or by a token budget")
     select.add_argument("scores")
     how = select.add_mutually_exclusive_group(required=True)
-    how.add_argument("--top-k", type=int)
-    how.add_argument("--budget-tokens", type=int)
-    select.add_argument("--tokenizer", help="hub id or local path of the tokenizer that counts the budget")
+    how.add_argument("--top-k", type=whole(1))
+    how.add_argument("--budget-tokens", type=whole(1))
+    select.add_argument("--tokenizer", help="hub id or local folder of the tokenizer that counts the budget")
     select.add_argument("--source", help="the source file the scores were computed on (for --budget-tokens); its texts "
                         "are written with the selection")
     select.add_argument("--text-field", default="text")
     select.add_argument("--template")
-    select.add_argument("--output", required=True)
+    select.add_argument("--output", required=True, help=".jsonl, .parquet or .csv")
     select.set_defaults(run=cmd_select)
 
-    train = sub.add_parser("train", help="fine-tune a causal LM on the texts of a file (e.g. `zipfit select --source` output)")
+    train = command("train", help="fine-tune a causal LM on the texts of a file (e.g. `zipfit select --source` output)")
     train.add_argument("selection", help="JSONL, JSON, CSV or Parquet with a text field")
     train.add_argument("--model", required=True, help="local folder (or hub id) of a transformers causal LM")
-    train.add_argument("--output", required=True, help="folder to save the fine-tuned checkpoint in")
-    train.add_argument("--budget-tokens", type=int, help="train on exactly this many tokens (default: all of the file's)")
-    train.add_argument("--seed", type=int, default=0, help="shuffles the texts and seeds torch")
+    train.add_argument("--output", required=True, help="new folder (or an earlier checkpoint, replaced) to save into")
+    train.add_argument("--budget-tokens", type=whole(1), help="train on exactly this many tokens (default: all of the file's)")
+    train.add_argument("--seed", type=whole(0), default=0, help="shuffles the texts and seeds torch")
     train.add_argument("--device", help="cuda, cuda:1, cpu (default: CUDA when present)")
     train.add_argument("--text-field", default="text")
     train.add_argument("--template")
@@ -238,37 +299,58 @@ def parser() -> argparse.ArgumentParser:
             train.add_argument(f"--{name.replace('_', '-')}", type=spec.annotation, help=f"default {spec.default}")
     train.set_defaults(run=cmd_train)
 
-    evaluate = sub.add_parser("eval", help="mean token cross-entropy of a checkpoint on the texts of a file")
+    evaluate = command("eval", help="mean token cross-entropy of a checkpoint on the texts of a file")
     evaluate.add_argument("checkpoint", help="local folder (or hub id) of a transformers causal LM")
     evaluate.add_argument("test", help="JSONL, JSON, CSV or Parquet with a text field")
     evaluate.add_argument("--text-field", default="text")
     evaluate.add_argument("--template")
-    evaluate.add_argument("--max-length", type=int, default=1024, help="tokens per text, its first token included")
-    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--max-length", type=whole(2), default=1024, help="tokens per text, its first token included")
+    evaluate.add_argument("--batch-size", type=whole(1), default=8)
     evaluate.set_defaults(run=cmd_eval)
 
-    prepare = sub.add_parser("prepare-demo", help="build the offline demo inputs and the SmolLM2-135M checkpoint")
+    prepare = command("prepare-demo", help="build the offline demo inputs and the SmolLM2-135M checkpoint")
     prepare.add_argument("--root", default=".", help="project folder (data/ is created under it)")
     prepare.set_defaults(run=cmd_prepare_demo)
 
-    run = sub.add_parser("materialize", help="materialize every asset and partition of a project as Dagster runs")
+    run = command("materialize", help="materialize every asset and partition of a project as Dagster runs")
     run.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
     run.add_argument("--stale", action="store_true", help="only partitions that are stale, missing or below one that is")
     run.set_defaults(run=cmd_materialize)
 
-    register = sub.add_parser("register-sources", help="make the instance's source partitions match the project file and "
-                              "incoming folder now (the incoming_sources sensor does it every 30 s)")
+    register = command("register-sources", help="make the instance's source partitions match the project file and "
+                       "incoming folder now (the incoming_sources sensor does it every 30 s)")
     register.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
     register.set_defaults(run=cmd_register_sources)
-    recover = sub.add_parser("recover", help="mark runs whose processes were killed as failed and free the pool slots "
-                             "they held (the `killed_runs` sensor does it every minute while the daemon runs)")
+    recover = command("recover", help="mark runs whose processes were killed as failed and free the pool slots "
+                      "they held (the `killed_runs` sensor does it every minute while the daemon runs)")
     recover.set_defaults(run=cmd_recover)
     return p
 
 
+# What a user can act on from its message alone; anything else is a bug, and says how to see its traceback.
+EXPECTED_ERRORS = (ValueError, OSError, LookupError, RuntimeError)
+
+
+def error_line(error: BaseException) -> str:
+    """An error as one line: the message, or for an unexpected error its type and how to see more."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, EXPECTED_ERRORS) and not isinstance(error, KeyError):
+        return text
+    return f"{type(error).__name__}: {text} (unexpected: run again with --debug for the traceback)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print(f"zipfit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"zipfit {args.command}: error: {error_line(error)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from zipfit_pipeline.engine.loaders import FILE_FORMATS, RecordReader, template_fields
 from zipfit_pipeline.engine.models import locate_pretrained
@@ -248,8 +248,20 @@ def load_project(path: str | Path | None = None) -> ProjectConfig:
     raw["root"] = file.parent / raw.get("root", ".")
     try:
         return ProjectConfig.model_validate(raw)
-    except ValueError as error:
-        raise ValueError(f"{file}: {error}") from error
+    except ValidationError as error:
+        raise ValueError(f"{file}: {validation_message(error)}") from error
+
+
+def validation_message(error: ValidationError, option_names: bool = False) -> str:
+    """Pydantic's errors as `field: what is wrong; ...` (`--field-name` for the CLI), without its URLs and input dumps."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        if option_names and where:
+            where = "--" + where.replace("_", "-")
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
 
 
 class _NoAliasLoader(yaml.SafeLoader):

@@ -1,0 +1,80 @@
+"""The files `zipfit score` and `zipfit select` write and read back: format by extension, never over an input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+TABLE_FORMATS = (".jsonl", ".parquet", ".csv")
+
+
+class UsageError(ValueError):
+    """A command line that cannot work (an option's value, an output over an input); one line, no traceback."""
+
+
+def output_file(path: str, inputs: list[str | None]) -> Path:
+    """The output a command may write: a known extension (any case), a file, and none of its inputs."""
+    out = Path(path)
+    if out.suffix.lower() not in TABLE_FORMATS:
+        raise UsageError(f"--output {path}: the extension must be one of {', '.join(TABLE_FORMATS)} (any case), "
+                         f"got {out.suffix or 'none'}")
+    if out.is_dir():
+        raise UsageError(f"--output {path} is a folder; give a file name")
+    refuse_overwriting_inputs(out, inputs)
+    return out
+
+
+def refuse_overwriting_inputs(out: Path, inputs: list[str | None]) -> None:
+    for given in filter(None, inputs):
+        if out.resolve() == Path(given).resolve() or out.exists() and Path(given).exists() and os.path.samefile(out, given):
+            raise UsageError(f"--output {out} is the input {given}: it would be overwritten; write to another file")
+
+
+def write_table(table: pa.Table, out: Path) -> None:
+    """Parquet, CSV or JSON lines by extension; written to a temporary name, then renamed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        pq.write_table(table, partial)
+    elif suffix == ".csv":
+        pa_csv.write_csv(table, partial)
+    else:
+        with partial.open("w", encoding="utf-8") as f:
+            for row in table.to_pylist():
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    partial.replace(out)
+
+
+def read_scores(path: str) -> pa.Table:
+    """A scores file that `zipfit score` wrote: `row_index` and a finite `score` on every row (and maybe `id`)."""
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if not file.is_file():
+        raise UsageError(f"{path}: file not found")
+    if suffix not in TABLE_FORMATS:
+        raise UsageError(f"{path}: the extension must be one of {', '.join(TABLE_FORMATS)} (a file `zipfit score` wrote)")
+    if file.stat().st_size == 0:
+        raise UsageError(f"{path}: the file is empty")
+    try:
+        table = pq.read_table(file) if suffix == ".parquet" else pa_csv.read_csv(file) if suffix == ".csv" else pa_json.read_json(file)
+    except (pa.ArrowException, OSError) as error:
+        raise UsageError(f"{path}: cannot be read as {suffix[1:]}: {' '.join(str(error).split())}") from error
+    for name, check in (("row_index", pa.types.is_integer), ("score", lambda t: pa.types.is_floating(t) or pa.types.is_integer(t))):
+        if name not in table.column_names:
+            raise UsageError(f"{path}: field {name!r} not found (columns: {', '.join(table.column_names)}); "
+                             "give the file `zipfit score` wrote")
+        if not check(table.schema.field(name).type):
+            raise UsageError(f"{path}: field {name!r} is {table.schema.field(name).type}, not a number")
+    for row, (index, score) in enumerate(zip(table.column("row_index").to_pylist(), table.column("score").to_pylist())):
+        if index is None or score is None or not math.isfinite(score):
+            field = "row_index" if index is None else "score"
+            raise UsageError(f"{path} row {row}: field {field!r} is {'empty' if score is None or index is None else score}")
+    return table
