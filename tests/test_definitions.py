@@ -34,6 +34,14 @@ def test_every_asset_has_group_description_and_code_version(project_file: Path) 
         assert node.code_version, name
 
 
+def test_the_definitions_load_as_a_code_server_loads_them(project_file: Path) -> None:
+    """Every job, sensor and schedule resolves (a sensor's job over assets of different partitions would not)."""
+    defs = build_definitions(str(project_file))
+    dg.Definitions.validate_loadable(defs)
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"ingest_sources", "ingest_targets", "score",
+                                                                 "select_and_report", "train_and_eval"}
+
+
 def test_partitions_come_from_the_project_file(project_file: Path) -> None:
     defs = build_definitions(str(project_file))
     graph = defs.resolve_asset_graph()

@@ -8,6 +8,9 @@
   `ON_NEW_DATA_OR_CODE` (eager, on new data versions, or a new code version of its own), so it is
   requested when an upstream partition gets a new data version or its own code version changes, and
   never while a blocking check of what it reads has failed (a contaminated selection trains nothing).
+- `lost_store_state` (sensor, on by default): every minute, finds partitions whose results the store no longer
+  holds (a deleted, replaced or restored store; see `store_state.py`) and recomputes them, a stage per tick, with
+  the reason as the run's `zipfit/why` tag.
 - `killed_runs` (sensor, on by default): every minute, fails the runs whose processes were killed and frees
   the pool slots they held, so that their partitions can run again (see `recovery.py`).
 - `nightly_reingest_sources` / `nightly_reingest_targets` (schedules, off until turned on): re-read every
@@ -22,8 +25,11 @@ import dagster as dg
 
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.file_state import stat_signature
+from zipfit_pipeline.engine.store import StoreLocked
+from zipfit_pipeline.lineage import restorable
 from zipfit_pipeline.partitions import SOURCES, ProjectPartitions, register_sources
 from zipfit_pipeline.recovery import recover_killed_runs
+from zipfit_pipeline.store_state import LostPartition, lost_partitions
 
 # Dagster's `eager()` reacts to any new upstream materialization; ours only to a new upstream data version,
 # so that a nightly re-ingest of unchanged files (same content hashes, same data version) recomputes nothing.
@@ -38,13 +44,19 @@ ON_NEW_DATA_OR_CODE = (
 NIGHTLY = "0 3 * * *"
 INCOMING_POLL_SECONDS = 30
 RECOVERY_POLL_SECONDS = 60
+STORE_STATE_POLL_SECONDS = 60
+STORE_LOCK_WAIT_SECONDS = 5.0  # a sensor tick must not wait for a long write; it looks again next tick
+JOB_ASSETS = {"ingest_sources": ("source_documents",), "ingest_targets": ("target_documents",),
+              "score": ("alignment_scores",), "select_and_report": ("selections", "comparison_report"),
+              "train_and_eval": ("finetuned_model", "eval_loss")}
+JOB_OF_ASSET = {asset: job for job, assets in JOB_ASSETS.items() for asset in assets}
 
 
 def build_automation(
     config: ProjectConfig, partitions: ProjectPartitions,
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition], list[dg.JobDefinition]]:
-    ingest_sources = dg.define_asset_job("ingest_sources", selection=["source_documents"], partitions_def=partitions.source)
-    ingest_targets = dg.define_asset_job("ingest_targets", selection=["target_documents"], partitions_def=partitions.target)
+    jobs = stage_jobs(partitions)
+    ingest_sources, ingest_targets = jobs["ingest_sources"], jobs["ingest_targets"]
 
     @dg.sensor(job=ingest_sources, minimum_interval_seconds=INCOMING_POLL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
     def incoming_sources(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -74,6 +86,23 @@ def build_automation(
             context.log.warning(message)
         return dg.SkipReason("; ".join(messages) or "no killed runs")
 
+    @dg.sensor(jobs=list(jobs.values()), minimum_interval_seconds=STORE_STATE_POLL_SECONDS,
+               default_status=dg.DefaultSensorStatus.RUNNING)
+    def lost_store_state(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        """Recompute what the store lost (deleted, replaced, restored from an older copy), upstream first."""
+        defs = context.repository_def
+        try:
+            lost = lost_partitions(config.resolve(config.store), defs.assets_defs_by_key.values(), context.instance,
+                                   lock_wait=STORE_LOCK_WAIT_SECONDS)
+        except StoreLocked:
+            return dg.SkipReason("the store is busy with a long write; looking again next tick")
+        if not lost:
+            return dg.SkipReason("the store holds every materialized partition")
+        ready = restorable(defs, context.instance, lost)
+        for item in ready:
+            context.log.warning(f"{item.asset} [{item.partition}]: {item.reason}; recomputing it")
+        return dg.SensorResult(run_requests=[restore_request(item) for item in ready])
+
     automation = dg.AutomationConditionSensorDefinition(
         "zipfit_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
         description="Materializes what is downstream of new data or changed code (see ON_NEW_DATA_OR_CODE).",
@@ -88,7 +117,25 @@ def build_automation(
         return reingest
 
     schedules = [nightly(ingest_sources, dynamic=True), nightly(ingest_targets, dynamic=False)]
-    return [incoming_sources, killed_runs, automation], schedules, [ingest_sources, ingest_targets]
+    return [incoming_sources, lost_store_state, killed_runs, automation], schedules, list(jobs.values())
+
+
+def stage_jobs(partitions: ProjectPartitions) -> dict[str, dg.UnresolvedAssetJobDefinition]:
+    """One job per partitions definition (a job's assets must share one), by name: through them a sensor can run any
+    asset partition, and a user can launch a stage's partitions from the UI."""
+    partitions_of = {"ingest_sources": partitions.source, "ingest_targets": partitions.target,
+                     "score": partitions.source_target, "select_and_report": partitions.model_target,
+                     "train_and_eval": partitions.finetune_target}
+    return {name: dg.define_asset_job(name, selection=list(JOB_ASSETS[name]), partitions_def=partitions_def)
+            for name, partitions_def in partitions_of.items()}
+
+
+def restore_request(item: LostPartition) -> dg.RunRequest:
+    """One lost partition recomputed. The key holds the run whose results are gone: a request is made once (a failed
+    one is not retried in a loop), and made again if the store loses the partition's next results too."""
+    return dg.RunRequest(job_name=JOB_OF_ASSET[item.asset], asset_selection=[dg.AssetKey.from_user_string(item.asset)],
+                         partition_key=item.partition, run_key=f"{item.asset}|{item.partition}|{item.last_run_id}",
+                         tags={"zipfit/why": item.reason})
 
 
 def ingested_signature(instance: dg.DagsterInstance, source: str) -> str:

@@ -2,7 +2,8 @@
 
 Runs are in-process and sequential (one DuckDB writer at a time) and land in the given instance, so the
 UI shows them afterwards. Each stage is materialized for all its partitions before the next starts;
-`only_out_of_date` restricts that to what `lineage.out_of_date` reports (stale, missing or below either).
+`only_out_of_date` restricts that to what `lineage.out_of_date` reports (stale, missing, lost from the store,
+or below one of these).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from zipfit_pipeline.config import load_project
 from zipfit_pipeline.lineage import out_of_date
 from zipfit_pipeline.partitions import register_sources
 from zipfit_pipeline.recovery import recover_killed_runs
+from zipfit_pipeline.store_state import lost_partitions
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # asset logs, not engine events
 STAGES = ("source_documents", "target_documents", "alignment_scores", "selections", "finetuned_model", "eval_loss",
@@ -32,7 +34,12 @@ def materialize_all(
         log(message)
     register_sources(instance, load_project(project.config_path))
     by_key = {a.key.to_user_string(): a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)}
-    todo = out_of_date(defs, instance) if only_out_of_date else None
+    todo = None
+    if only_out_of_date:
+        lost = lost_partitions(defs.resources["store"].path, by_key.values(), instance)
+        for item in lost:
+            log(f"{item.asset} [{item.partition}] is out of date: {item.reason}")
+        todo = out_of_date(defs, instance, lost)
     started = time.monotonic()
     done: dict[str, list[str]] = {}
     for name in stages:

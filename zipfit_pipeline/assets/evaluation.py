@@ -11,6 +11,7 @@ from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.evaluate import evaluate_run
 from zipfit_pipeline.partitions import ProjectPartitions, run_key
 from zipfit_pipeline.resources import StoreResource
+from zipfit_pipeline.store_state import record_partition_run
 
 GROUP = "eval"
 FINITE_TEST_LOSS = "finite_test_loss"
@@ -34,13 +35,15 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
     )
     def eval_loss(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         key = run_key(context.partition_key)
-        result = evaluate_run(store.open(), key, config.model_path(config.model(key.model)), config.models_dir(),
+        db = store.open()
+        result = evaluate_run(db, key, config.model_path(config.model(key.model)), config.models_dir(),
                               settings.eval_max_length, settings.eval_batch_size, log=context.log.info)
         finite = math.isfinite(result.test_loss) and result.test_loss > 0
         return dg.MaterializeResult(
             metadata={"test_loss": result.test_loss, "test_tokens": result.test_tokens,
                       "test_documents": result.test_documents, "train_tokens": result.train_tokens,
-                      "training_run": result.run_id, "selection_version": result.selection_version or "none (base model)"},
+                      "training_run": result.run_id, "selection_version": result.selection_version or "none (base model)",
+                      **record_partition_run(context, db)},
             check_results=[dg.AssetCheckResult(check_name=FINITE_TEST_LOSS, passed=finite,
                                                metadata={"test_loss": result.test_loss})],
         )

@@ -8,6 +8,7 @@ from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.ingest import IngestResult, ingest_source, ingest_target
 from zipfit_pipeline.partitions import ProjectPartitions
 from zipfit_pipeline.resources import StoreResource
+from zipfit_pipeline.store_state import record_partition_run
 
 GROUP = "ingest"
 PREVIEW_CHARS = 160
@@ -41,7 +42,8 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
     )
     def source_documents(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         spec = config.source(context.partition_key)
-        result = ingest_source(store.open(), spec.name, config.reader(spec), spec.chunk_chars, log=context.log.warning)
+        db = store.open()
+        result = ingest_source(db, spec.name, config.reader(spec), spec.chunk_chars, log=context.log.warning)
         return dg.MaterializeResult(
             metadata={
                 "rows": result.rows,
@@ -51,6 +53,7 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
                 "bytes": result.bytes,
                 **input_metadata(context, spec.name, result),
                 "preview": preview(result.preview),
+                **record_partition_run(context, db),
             },
             data_version=dg.DataVersion(result.digest),
         )
@@ -66,7 +69,8 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
     )
     def target_documents(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         spec = config.target(context.partition_key)
-        result = ingest_target(store.open(), spec.name, config.reader(spec), spec.alignment_rows, spec.test_rows,
+        db = store.open()
+        result = ingest_target(db, spec.name, config.reader(spec), spec.alignment_rows, spec.test_rows,
                                log=context.log.warning)
         return dg.MaterializeResult(
             metadata={
@@ -75,6 +79,7 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
                 "target_set_hash": result.split_hashes["alignment"],
                 **input_metadata(context, spec.name, result),
                 "preview": preview(result.preview),
+                **record_partition_run(context, db),
             },
             data_version=dg.DataVersion(result.digest),
         )

@@ -13,6 +13,7 @@ from zipfit_pipeline.engine.report import build_report
 from zipfit_pipeline.engine.scoring import target_set_hash
 from zipfit_pipeline.partitions import ProjectPartitions, configured_runs, finetunes_of_model, model_and_target
 from zipfit_pipeline.resources import StoreResource
+from zipfit_pipeline.store_state import record_partition_run
 
 GROUP = "report"
 
@@ -58,6 +59,7 @@ def build_report_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
                 "alignment_vs_loss_r2": report.alignment_r2(),
                 **{name: dg.MetadataValue.md(inline_png(path)) for name, path in plots.items()},
                 "report": dg.MetadataValue.path(str(plots["loss_vs_tokens"].parent / "report.md")),
+                **record_partition_run(context, db),
             }
         )
 

@@ -14,6 +14,7 @@ from zipfit_pipeline.engine.scoring import score_dataset
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.partitions import ProjectPartitions
 from zipfit_pipeline.resources import StoreResource
+from zipfit_pipeline.store_state import record_partition_run
 
 GROUP = "score"
 QUANTILES = (0.0, 0.1, 0.5, 0.9, 1.0)
@@ -85,6 +86,7 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
                 "score_quantiles": {f"q{int(q * 100)}": round(v, 6) for q, v in zip(QUANTILES, summary["quantiles"])},
                 "mean_score": summary["mean"],
                 "top": dg.MetadataValue.md(top_table(summary["top_texts"], summary["top_scores"])),
+                **record_partition_run(context, db),
             },
             data_version=dg.DataVersion(digest(report.target_hash, scoring.compressor, scoring.level, summary["digest"])),
             check_results=[golden_check(db, report.target_hash, scoring.compressor, scoring.level)],

@@ -18,6 +18,7 @@ from zipfit_pipeline.engine.select import SelectionResult, SelectionSet, contami
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.partitions import ProjectPartitions, model_and_target, same_target
 from zipfit_pipeline.resources import StoreResource
+from zipfit_pipeline.store_state import record_partition_run
 
 GROUP = "select"
 DECONTAMINATED = "decontaminated"
@@ -85,6 +86,7 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
                 "contaminated_texts": dg.MetadataValue.md(contaminated_table(result)),
                 "selections": dg.MetadataValue.md(summary_table(result)),
                 "top_selected": dg.MetadataValue.md(top_table([t for t, _ in result.top], [s for _, s in result.top])),
+                **record_partition_run(context, db),
             },
             data_version=dg.DataVersion(result.digest),
             check_results=[_decontaminated(db, model, target), _budgets_reached(result)],

@@ -16,6 +16,7 @@ from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.train import FinetuneResult, finetune_selection
 from zipfit_pipeline.partitions import ProjectPartitions, run_key, selection_of_finetune, target_of_finetune
 from zipfit_pipeline.resources import StoreResource
+from zipfit_pipeline.store_state import record_partition_run
 
 GROUP = "train"
 FINITE_TRAINING_LOSS = "finite_training_loss"
@@ -52,7 +53,8 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
     def finetuned_model(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         key = run_key(context.partition_key)
         pretrained = config.model_path(config.model(key.model))
-        result = finetune_selection(store.open(), key, pretrained, config.training, config.models_dir(), context.run_id,
+        db = store.open()
+        result = finetune_selection(db, key, pretrained, config.training, config.models_dir(), context.run_id,
                                     log=context.log.info)
         return dg.MaterializeResult(
             metadata={
@@ -66,6 +68,7 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
                 "tokens_per_second": round(result.train_tokens / result.seconds, 1) if result.seconds else 0.0,
                 "device": result.device,
                 "test_loss_curve": dg.MetadataValue.json([{"tokens": t, "test_loss": v} for t, v in result.test_curve]),
+                **record_partition_run(context, db),
             },
             # Each run saves a checkpoint of its own, and evals record which one they measured: a new run is new data.
             data_version=dg.DataVersion(result.run_id),

@@ -6,11 +6,16 @@ Everything is addressed by content, never by row position (rows move when a sour
 - selections by the content hashes they chose, so a fine-tune trains on exactly those texts;
 - training runs by a run id and the version of the selection they trained on; eval rows by the run they measured.
 Every write is one transaction; connections are short-lived, because DuckDB allows one writing process per file.
+
+The store knows itself: an id made when the file is created, and for every asset partition the run that last
+wrote it (`partition_runs`). Comparing those with the Dagster instance's history tells a deleted, replaced or
+restored store from the one the history describes (see `store_state.py`).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +69,9 @@ CREATE TABLE IF NOT EXISTS training_runs (
     PRIMARY KEY (model, target, method, budget, seed));
 CREATE TABLE IF NOT EXISTS loss_curves (
     run_id VARCHAR, kind VARCHAR, tokens BIGINT, loss DOUBLE, PRIMARY KEY (run_id, kind, tokens));
+CREATE TABLE IF NOT EXISTS partition_runs (
+    asset VARCHAR, partition VARCHAR, run_id VARCHAR, written TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (asset, partition));
 CREATE TABLE IF NOT EXISTS eval_losses (
     model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR, selection_version VARCHAR,
     test_loss DOUBLE, test_tokens BIGINT, PRIMARY KEY (model, target, method, budget, seed));
@@ -84,6 +92,10 @@ class StoreError(RuntimeError):
     """The store's file cannot be opened or written; the message names the file and what to check."""
 
 
+class StoreLocked(StoreError):
+    """Another process held the store's write lock for longer than this one would wait."""
+
+
 class Store:
     """One DuckDB file. Methods open a connection, do one transaction and close it.
 
@@ -91,9 +103,10 @@ class Store:
     multi-step job holds `session()` open: the database stays loaded and every inner connection is cheap.
     """
 
-    def __init__(self, path: str | Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> None:
+    def __init__(self, path: str | Path, memory_limit: str = DEFAULT_MEMORY_LIMIT, lock_wait: float = LOCK_RETRY_SECONDS) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
+        self.lock_wait = lock_wait  # how long to wait for another process's write lock before failing
         self._schema_ready = False
 
     @contextmanager
@@ -103,7 +116,7 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreError(f"cannot create the store's folder {self.path.parent}: {error.strerror}") from error
-        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        deadline = time.monotonic() + self.lock_wait
         while True:
             try:
                 connection = duckdb.connect(str(self.path), config={"memory_limit": self.memory_limit})
@@ -114,8 +127,8 @@ class Store:
                     raise StoreError(f"cannot open the store {self.path}: {error}. Check that the folder is writable "
                                      "(`store:` in the project file says where it is)") from error
                 if time.monotonic() > deadline:
-                    raise StoreError(f"the store {self.path} stayed locked by another process for "
-                                     f"{LOCK_RETRY_SECONDS:.0f} s: {error}") from error
+                    raise StoreLocked(f"the store {self.path} stayed locked by another process for "
+                                      f"{self.lock_wait:.0f} s: {error}") from error
                 time.sleep(0.2)
         try:
             if not self._schema_ready:
@@ -140,8 +153,8 @@ class Store:
                              f"{STORE_SCHEMA_VERSION}: move the file aside (or delete it, `make clean` for the demo) and "
                              "materialize again")
         connection.execute(SCHEMA)
-        connection.execute("INSERT INTO store_info VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
-                           [str(STORE_SCHEMA_VERSION)])
+        connection.execute("INSERT INTO store_info VALUES ('schema_version', ?), ('store_id', ?) ON CONFLICT DO NOTHING",
+                           [str(STORE_SCHEMA_VERSION), uuid.uuid4().hex])
 
     @contextmanager
     def session(self) -> Iterator[Store]:
@@ -171,6 +184,23 @@ class Store:
         """A read-only query as an Arrow table (always parameterised; never built from names)."""
         with self.connect() as connection:
             return connection.sql(sql, params=list(params)).to_arrow_table()
+
+    # identity --------------------------------------------------------------------------------------------
+
+    def store_id(self) -> str:
+        """Made once when the file is created: a copy keeps it, a new or another project's store has another."""
+        return str(self.query("SELECT value FROM store_info WHERE key = 'store_id'").to_pylist()[0]["value"])
+
+    def record_partition_run(self, asset: str, partition: str, run_id: str) -> None:
+        """That run `run_id` wrote (or rewrote) the rows of this asset partition."""
+        with self.transaction() as connection:
+            connection.execute("INSERT OR REPLACE INTO partition_runs (asset, partition, run_id) VALUES (?, ?, ?)",
+                               [asset, partition, run_id])
+
+    def partition_runs(self) -> dict[tuple[str, str], str]:
+        """The run that last wrote each asset partition held here, by (asset, partition)."""
+        rows = self.query("SELECT asset, partition, run_id FROM partition_runs").to_pylist()
+        return {(r["asset"], r["partition"]): r["run_id"] for r in rows}
 
     # ingestion -------------------------------------------------------------------------------------------
 
