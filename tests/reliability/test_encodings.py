@@ -70,6 +70,8 @@ CASES: dict[str, Callable[[Path], Path]] = {
     "CSV separated by semicolons": _text_file("d.csv", _csv(";"), "utf-8"),
     "TSV in UTF-16 (Excel unicode text)": _text_file("d.tsv", _csv("\t"), "utf-16-le", codecs.BOM_UTF16_LE),
     "CSV, upper-case extension": _text_file("D.CSV", _csv(","), "utf-8"),
+    "gzipped CSV with a byte-order mark": _text_file("d.csv.gz", _csv(","), "utf-8", codecs.BOM_UTF8),
+    "gzipped JSON array": _text_file("d.json.gz", json.dumps(ROWS), "utf-8"),
     "Parquet string": _parquet(pa.array(TEXTS, pa.string())),
     "Parquet large_string": _parquet(pa.array(TEXTS, pa.large_string())),
     "Parquet string_view": _parquet(pa.array(TEXTS, pa.string_view())),

@@ -206,6 +206,8 @@ def detect_format(path: str) -> str:
             return "hf_disk"
         return "text_folder"
     suffix = p.suffix.lower()
+    if suffix == ".gz":  # `.jsonl.gz`, `.csv.gz`: what the file holds once gunzipped (JSON lines if unsaid)
+        suffix = Path(p.stem).suffix.lower() if Path(p.stem).suffix.lower() in FILE_FORMATS else ".jsonl"
     if suffix in (".duckdb", ".db"):
         return "duckdb"
     if suffix in FILE_FORMATS:

@@ -45,10 +45,11 @@ Rows = tuple[Iterator[Row], set[str] | None]
 
 
 def json_rows(path: Path) -> Rows:
-    """JSON lines (optionally gzipped), or in a `.json` file one JSON array of objects; blank lines are not rows.
+    """JSON lines (optionally gzipped), or in a `.json` (`.json.gz`) file one JSON array of objects; blank lines are
+    not rows.
 
     A `.jsonl` file is never read whole, so it may be a pipe that another process is still writing."""
-    if path.suffix.lower() == ".json" and _first_char(path) == "[":
+    if _content_suffix(path) == ".json" and _first_char(path) == "[":
         return _json_array_rows(path), None
 
     def rows() -> Iterator[Row]:
@@ -74,6 +75,12 @@ def _open_text(path: Path, newline: str) -> io.TextIOWrapper:
     mark, encoding = next(((m, e) for m, e in BYTE_ORDER_MARKS if head.startswith(m)), (b"", "utf-8"))
     binary.read(len(mark))
     return io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape", newline=newline)  # type: ignore[arg-type]
+
+
+def _content_suffix(path: Path) -> str:
+    """The extension that says what the bytes are: `.csv` for `d.csv.gz`."""
+    suffix = path.suffix.lower()
+    return Path(path.stem).suffix.lower() if suffix == ".gz" else suffix
 
 
 def _first_char(path: Path) -> str:
