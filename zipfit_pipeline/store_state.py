@@ -4,7 +4,8 @@ Dagster remembers materializations; the results live in the DuckDB file. When th
 another project's or restored from an older copy, the history still says "materialized, up to date", and no
 data version changes, so neither `--stale` nor automation would ever recompute. Every asset therefore records,
 in the store, the run that wrote each of its partitions (and, in the materialization's metadata, the store's
-id); a partition whose latest materializing run is not the one the store holds has lost its results here.
+id); a partition whose latest materializing run is not the one the store holds has lost its results here. A
+fine-tune whose checkpoint folder is gone (the artifacts deleted or moved) has lost its results too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from zipfit_pipeline.engine.runs import BASE, RunKey
 from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.partitions import finetune_partition
 
 STORE_ID = "store_id"  # metadata key of every materialization: the store it wrote to
 
@@ -45,15 +48,31 @@ def lost_partitions(
     exists = store.path.exists()
     held = store.partition_runs() if exists else {}
     store_id = store.store_id() if exists else None
+    gone_checkpoints = _gone_checkpoints(store) if exists else {}
     lost = []
     for asset, partition, record in _latest_materializations(assets, instance):
         run_id = record.run_id
         if held.get((asset, partition)) == run_id:
+            if (asset, partition) in gone_checkpoints:
+                lost.append(LostPartition(asset, partition, gone_checkpoints[(asset, partition)], run_id))
             continue
         written_to = record.asset_materialization.metadata.get(STORE_ID) if record.asset_materialization else None
         lost.append(LostPartition(asset, partition, _reason(store, exists, store_id, written_to, held.get((asset, partition)),
                                                             run_id), run_id))
     return lost
+
+
+def _gone_checkpoints(store: Store) -> dict[tuple[str, str], str]:
+    """Fine-tunes (not `base`, which is the pretrained model) whose recorded checkpoint folder no longer exists."""
+    rows = store.query("SELECT model, target, method, budget, seed, checkpoint FROM training_runs WHERE method <> ?",
+                       [BASE]).to_pylist()
+    gone = {}
+    for row in rows:
+        if not Path(row["checkpoint"]).is_dir():
+            key = RunKey(row["model"], row["target"], row["method"], row["budget"], row["seed"])
+            gone[("finetuned_model", f"{finetune_partition(key)}|{key.target}")] = (
+                f"its checkpoint {row['checkpoint']} is gone (the artifacts folder deleted or moved?)")
+    return gone
 
 
 def _reason(store: Store, exists: bool, store_id: str | None, written_to: dg.MetadataValue | None, held: str | None,

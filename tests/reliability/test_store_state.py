@@ -133,3 +133,15 @@ def test_the_sensors_rebuild_a_deleted_store_upstream_first_once_per_partition(s
     assert set(requested) == everything and len(restored) == len(set(restored))
     assert _lost(small_project, defs) == {}
     assert all(_counts(store).values())
+
+
+def test_a_deleted_checkpoint_makes_its_fine_tune_out_of_date_and_stale_retrains_it(small_project: SmallProject) -> None:
+    defs = _built(small_project)
+    shutil.rmtree(small_project.root / "data" / "artifacts" / "models")
+    partition = "tiny-gpt2.zipfit.200.s0|task"
+    lost = _lost(small_project, defs)
+    assert list(lost) == [("finetuned_model", partition)]  # `base` is the pretrained model: nothing of it was deleted
+    assert "its checkpoint" in lost[("finetuned_model", partition)] and "is gone" in lost[("finetuned_model", partition)]
+    redone = materialize_all(defs, small_project.instance, log=lambda _: None, only_out_of_date=True)
+    assert redone == {"finetuned_model": [partition], "eval_loss": [partition], "comparison_report": ["tiny-gpt2|task"]}
+    assert _lost(small_project, defs) == {}
