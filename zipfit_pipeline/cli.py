@@ -50,7 +50,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         columns["id"] = pa.array([r.doc_id for r in sources], pa.string())
     columns["score"] = pa.array(scores, pa.float64())
     write_table(pa.table(columns), output)
-    print(f"scored {len(sources)} sources against {len(targets)} targets ({args.compressor}-{args.level}) -> {output}", file=sys.stderr)
+    print(f"scored {len(sources)} sources against {len(targets)} targets ({args.compressor}-{args.level}) -> {output}",
+          file=sys.stderr)
     return 0
 
 
@@ -62,7 +63,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     table = read_scores(args.scores)
     order = rank_by_score(np.asarray(table.column("score").to_pylist(), dtype=np.float64))
     if args.source:  # the texts go into the output, so that `zipfit train` can read it
-        texts = texts_of_scored_rows(args.scores, table, args.source, read_texts("source", args.source, args.text_field, args.template))
+        records = read_texts("source", args.source, args.text_field, args.template)
+        texts = texts_of_scored_rows(args.scores, table, args.source, records)
         table = table.append_column("text", pa.array(texts, pa.string()))
     if args.top_k is not None:
         chosen = top_k(order, args.top_k)
@@ -101,7 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from zipfit_pipeline.engine.training import finetune
 
     try:
-        settings = TrainSettings(**{name: vars(args)[name] for name in TrainSettings.model_fields if vars(args).get(name) is not None})
+        given = {name: vars(args)[name] for name in TrainSettings.model_fields if vars(args).get(name) is not None}
+        settings = TrainSettings(**given)
     except ValidationError as error:
         raise UsageError(validation_message(error, option_names=True)) from None
     model_path = locate_pretrained(args.model)

@@ -64,10 +64,12 @@ def read_scores(path: str) -> pa.Table:
     if file.stat().st_size == 0:
         raise UsageError(f"{path}: the file is empty")
     try:
-        table = pq.read_table(file) if suffix == ".parquet" else pa_csv.read_csv(file) if suffix == ".csv" else pa_json.read_json(file)
+        read = {".parquet": pq.read_table, ".csv": pa_csv.read_csv, ".jsonl": pa_json.read_json}[suffix]
+        table = read(file)
     except (pa.ArrowException, OSError) as error:
         raise UsageError(f"{path}: cannot be read as {suffix[1:]}: {' '.join(str(error).split())}") from error
-    for name, check in (("row_index", pa.types.is_integer), ("score", lambda t: pa.types.is_floating(t) or pa.types.is_integer(t))):
+    numeric = {"row_index": pa.types.is_integer, "score": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t)}
+    for name, check in numeric.items():
         if name not in table.column_names:
             raise UsageError(f"{path}: field {name!r} not found (columns: {', '.join(table.column_names)}); "
                              "give the file `zipfit score` wrote")

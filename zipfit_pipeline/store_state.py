@@ -79,6 +79,9 @@ def _reason(store: Store, exists: bool, store_id: str | None, written_to: dg.Met
             run_id: str) -> str:
     if not exists:
         return f"the store {store.path} does not exist (deleted or moved?)"
+    if written_to is None:
+        return (f"run {run_id} wrote to the store before stores recorded the runs that wrote them (an earlier "
+                "zipfit-pipeline): recomputed once to be sure")
     if written_to is not None and written_to.value != store_id:
         return (f"the store {store.path} is another store (id {store_id}) than the one run {run_id} wrote to "
                 f"({written_to.value}): replaced or swapped?")

@@ -24,7 +24,7 @@ def locate_pretrained(name: str, root: Path = Path("."), needs: str = "config.js
     """A checkpoint folder's absolute path, or a hub id as given; anything else fails here, naming the path.
 
     transformers takes a folder that does not exist for a hub id and reaches for the network, so a name that looks
-    like a path (`./m`, `/m`, `~/m`, `data/models/m`) must be a folder holding `needs` (None: any folder). Where the
+    like a path (`./m`, `/m`, `~/m`, `data/models/m`) must be a folder holding `needs` ("": any folder). Where the
     hub is off (HF_HUB_OFFLINE), a hub id must already be in the local cache.
     """
     local = (root / Path(name).expanduser()).resolve()

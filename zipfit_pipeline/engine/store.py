@@ -103,7 +103,9 @@ class Store:
     multi-step job holds `session()` open: the database stays loaded and every inner connection is cheap.
     """
 
-    def __init__(self, path: str | Path, memory_limit: str = DEFAULT_MEMORY_LIMIT, lock_wait: float = LOCK_RETRY_SECONDS) -> None:
+    def __init__(
+        self, path: str | Path, memory_limit: str = DEFAULT_MEMORY_LIMIT, lock_wait: float = LOCK_RETRY_SECONDS,
+    ) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
         self.lock_wait = lock_wait  # how long to wait for another process's write lock before failing
