@@ -124,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def checkpoint_output(path: str, inputs: list[str]) -> Path:
     """The folder `train` saves into: new, or an earlier checkpoint (replaced), never an input or a folder of other files."""
     out = Path(path).expanduser()
-    refuse_overwriting_inputs(out, list(inputs))
+    refuse_overwriting_inputs(out, inputs)
     if out.exists() and not (out / "config.json").is_file():
         raise UsageError(f"--output {path} exists and is not a checkpoint folder (no config.json): it would be replaced; "
                          "give a new folder")

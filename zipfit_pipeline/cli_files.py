@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +20,7 @@ class UsageError(ValueError):
     """A command line that cannot work (an option's value, an output over an input); one line, no traceback."""
 
 
-def output_file(path: str, inputs: list[str | None]) -> Path:
+def output_file(path: str, inputs: Sequence[str | None]) -> Path:
     """The output a command may write: a known extension (any case), a file, and none of its inputs."""
     out = Path(path)
     if out.suffix.lower() not in TABLE_FORMATS:
@@ -31,7 +32,7 @@ def output_file(path: str, inputs: list[str | None]) -> Path:
     return out
 
 
-def refuse_overwriting_inputs(out: Path, inputs: list[str | None]) -> None:
+def refuse_overwriting_inputs(out: Path, inputs: Sequence[str | None]) -> None:
     for given in filter(None, inputs):
         if out.resolve() == Path(given).resolve() or out.exists() and Path(given).exists() and os.path.samefile(out, given):
             raise UsageError(f"--output {out} is the input {given}: it would be overwritten; write to another file")
