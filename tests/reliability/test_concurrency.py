@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -19,6 +21,8 @@ import pytest
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
+from zipfit_pipeline.engine.loaders import Record
+from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.materialize_all import materialize_all
 
@@ -91,3 +95,55 @@ def test_two_processes_writing_the_same_store_at_once_both_succeed_and_the_store
     assert rows.to_pylist() == [{"dataset": name, "n": 500, "distinct_rows": 500, "all_last": True} for name in ("left", "right")]
     skips = store.query("SELECT dataset, n FROM ingest_skips ORDER BY dataset").to_pylist()
     assert skips == [{"dataset": "left", "n": 39}, {"dataset": "right", "n": 39}]
+
+
+# A scoring run made long: each chunk of 8 texts takes 0.25 s more; it prints one line when under way.
+SLOW_SCORING = """
+import json, sys, time
+from zipfit_pipeline.engine import alignment
+from zipfit_pipeline.engine.scoring import score_dataset
+from zipfit_pipeline.engine.store import Store
+score_many = alignment.AlignmentScorer.score_many
+def slow(self, texts):
+    time.sleep(0.25)
+    return score_many(self, texts)
+alignment.AlignmentScorer.score_many = slow
+store = Store(sys.argv[1])
+targets = json.loads(sys.argv[2])
+print("scoring", flush=True)
+report = score_dataset(store, "code", targets, "gzip", 9, chunk_size=8, workers=1, progress=lambda _: None)
+print("scored", report.scored, flush=True)
+"""
+
+
+def test_a_fine_tune_and_an_eval_record_their_results_while_a_long_scoring_run_goes_on(tmp_path: Path,
+                                                                                        demo_files: dict) -> None:
+    """Scoring holds the store only while it reads a batch of texts or commits scores: a fine-tune that ends during a
+    multi-hour scoring run records its result at once instead of waiting for the run (and failing after 5 min)."""
+    path = tmp_path / "zipfit.duckdb"
+    store = Store(path, lock_wait=10.0)  # far less than the scoring run lasts
+    rows = [json.loads(line) for line in demo_files["python_stdlib"].read_text(encoding="utf-8").splitlines()[:400]]
+    store.replace_documents("code", [Record(i, r["id"], r["text"]) for i, r in enumerate(rows)], {})
+    targets = [json.loads(line)["prompt"] for line in demo_files["humaneval"].read_text(encoding="utf-8").splitlines()[:10]]
+    scoring = subprocess.Popen([sys.executable, "-c", SLOW_SCORING, str(path), json.dumps(targets)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert scoring.stdout is not None and scoring.stdout.readline().strip() == "scoring"
+        time.sleep(3)  # well into the run (50 chunks of 0.25 s and more)
+        key = RunKey("m", "t", "zipfit", 1000, 0)
+        started = time.monotonic()
+        store.record_training(key, {"run_id": "r1", "selection_version": "v1", "checkpoint": "/c", "train_tokens": 1000,
+                                    "steps": 4, "final_train_loss": 2.5, "seconds": 9.0, "device": "cpu"}, {"train": [(1000, 2.5)]})
+        store.record_eval(key, "r1", "v1", 2.4, 500)
+        waited = time.monotonic() - started
+        assert scoring.poll() is None, "the scoring run ended before the writes: make it longer"
+        scored_meanwhile = store.query("SELECT count(*) AS n FROM scores").to_pylist()[0]["n"]
+    finally:
+        output = scoring.communicate(timeout=300)[0]
+    assert scoring.returncode == 0, output[-3000:]
+    assert waited < 5.0, f"the writes waited {waited:.1f} s for the scoring run"
+    assert 0 < scored_meanwhile < 400  # committed in between, while it went on
+    assert store.training_run(key)["run_id"] == "r1"
+    assert store.query("SELECT test_loss FROM eval_losses").to_pylist() == [{"test_loss": 2.4}]
+    distinct = store.query("SELECT count(DISTINCT content_hash) AS n FROM documents").to_pylist()[0]["n"]
+    assert store.query("SELECT count(*) AS n FROM scores").to_pylist()[0]["n"] == distinct

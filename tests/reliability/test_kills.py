@@ -44,10 +44,14 @@ def test_sigkill_mid_scoring_then_rerun_gives_uninterrupted_result(demo_files: d
         from zipfit_pipeline.engine.scoring import score_dataset
         from zipfit_pipeline.engine.store import Store
         targets = json.load(open({str(tmp_path / "targets.json")!r}))
-        def progress(line):  # paced, so that the parent's kill lands half-way
-            print(line, flush=True)
+        insert_scores = Store.insert_scores
+        def paced(self, *args):  # a line per commit, paced, so that the parent's kill lands half-way
+            insert_scores(self, *args)
+            print("committed", flush=True)
             time.sleep(0.05)
-        score_dataset(Store({str(killed_db.path)!r}), "code", targets, "gzip", 9, chunk_size={CHUNK}, workers=1, progress=progress)
+        Store.insert_scores = paced
+        score_dataset(Store({str(killed_db.path)!r}), "code", targets, "gzip", 9, chunk_size={CHUNK}, workers=1,
+                      progress=lambda _: None, commit_seconds=0)
     """)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None

@@ -59,7 +59,7 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
                                      "The compressor build reproduces SPEC.md's golden sizes (stock zlib for gzip).")],
         description="Alignment of each source text with the target's alignment set: mean over targets of "
         "1 - NCD with gzip/lz4/zstd, one row per (content hash, target-set hash, compressor, level, library build). "
-        "Only texts without a stored score are computed; each chunk is committed on its own.",
+        "Only texts without a stored score are computed; finished chunks are committed every few seconds.",
     )
     def alignment_scores(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension

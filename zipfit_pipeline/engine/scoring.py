@@ -1,7 +1,9 @@
-"""Score a stored dataset against a target set, chunk by chunk, committing each chunk in its own transaction.
+"""Score a stored dataset against a target set, chunk by chunk, committing finished chunks every few seconds.
 
 Only texts with no stored score for (target set, compressor, level, engine version) are scored, so a rerun
-after a kill, or after new documents arrive, pays only for what is missing.
+after a kill, or after new documents arrive, pays only for what is missing. The store is never held for the
+run: the to-do list is a column of hashes, texts are read a batch at a time, and each commit is one short
+transaction, so other processes (a fine-tune recording its result, a report) write in between.
 """
 
 from __future__ import annotations
@@ -12,9 +14,15 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from zipfit_pipeline.engine.alignment import score_chunks
 from zipfit_pipeline.engine.loaders import content_hash, set_hash
 from zipfit_pipeline.engine.store import Store
+
+READ_BATCH_CHUNKS = 16  # texts are read this many chunks at a time, each batch one short read of the store
+COMMIT_SECONDS = 2.0  # finished chunks are committed at least this often (a kill loses at most this much work)
+PROGRESS_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -50,31 +58,68 @@ def score_dataset(
     progress: Callable[[str], None] = print,
     backend: str = "local",
     ray_address: str | None = None,
+    commit_seconds: float = COMMIT_SECONDS,
 ) -> ScoringReport:
     """Score the texts of a stored dataset that have no score for this target set and compressor yet."""
-    with store.session():
-        target_hash = target_set_hash(targets)
-        store.register_score_set(target_hash, compressor, level, len(targets))
-        distinct, reused = store.count_unscored(dataset, target_hash, compressor, level)
-        todo = distinct - reused
-        pending_hashes: deque[list[str]] = deque()
+    target_hash = target_set_hash(targets)
+    store.register_score_set(target_hash, compressor, level, len(targets))
+    distinct, reused = store.count_unscored(dataset, target_hash, compressor, level)
+    todo = store.unscored_hashes(dataset, target_hash, compressor, level)
+    in_flight: deque[pa.Array] = deque()
 
-        def texts() -> Iterator[list[str]]:
-            for hashes, chunk in store.iter_unscored(dataset, target_hash, compressor, level, chunk_size):
-                pending_hashes.append(hashes)
-                yield chunk
+    def chunks() -> Iterator[list[str]]:
+        batch_size = chunk_size * READ_BATCH_CHUNKS
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            texts = store.texts_of(batch)
+            for offset in range(0, len(batch), chunk_size):
+                in_flight.append(batch[offset:offset + chunk_size])
+                yield texts[offset:offset + chunk_size]
 
-        started, done = time.monotonic(), 0
-        # A pool costs a second or so to start: never start more workers than there are chunks to score.
-        workers = max(1, min(workers, math.ceil(todo / chunk_size)))
-        for scores in score_chunks(texts(), targets, compressor, level, workers, backend, ray_address):
-            hashes = pending_hashes.popleft()
-            store.insert_scores(target_hash, compressor, level, hashes, scores.tolist())
-            done += len(hashes)
-            elapsed = time.monotonic() - started
-            rate = done * len(targets) / elapsed if elapsed else 0.0
-            eta = (todo - done) * len(targets) / rate if rate else 0.0
-            progress(f"{dataset}: {done}/{todo} texts ({done * len(targets)} pairs) scored, {rate:,.0f} pairs/s, ETA {eta:.0f}s")
-        report = ScoringReport(target_hash, distinct, reused, done, len(targets), time.monotonic() - started)
-        store.record_scoring_run(dataset, target_hash, compressor, level, done, report.seconds)
-        return report
+    started = last_commit = time.monotonic()
+    done, finished_hashes, finished_scores = 0, [], []
+    log = ProgressLog(dataset, len(todo), len(targets), started, progress)
+
+    def commit() -> None:
+        nonlocal done, finished_hashes, finished_scores, last_commit
+        if finished_hashes:
+            store.insert_scores(target_hash, compressor, level, finished_hashes, finished_scores)
+            done += len(finished_hashes)
+            finished_hashes, finished_scores = [], []
+            log.update(done)
+        last_commit = time.monotonic()
+
+    # A pool costs a second or so to start: never start more workers than there are chunks to score.
+    workers = max(1, min(workers, math.ceil(len(todo) / chunk_size)))
+    for scores in score_chunks(chunks(), targets, compressor, level, workers, backend, ray_address):
+        finished_hashes += in_flight.popleft().to_pylist()
+        finished_scores += scores.tolist()
+        if time.monotonic() - last_commit >= commit_seconds:
+            commit()
+    commit()
+    report = ScoringReport(target_hash, distinct, reused, done, len(targets), time.monotonic() - started)
+    store.record_scoring_run(dataset, target_hash, compressor, level, done, report.seconds)
+    return report
+
+
+@dataclass
+class ProgressLog:
+    """At most PROGRESS_LINES lines per run (every 5%, and the end), with pairs per second and the time left: a run's
+    log a user can read. Every chunk's scores are in the store; the event log needs no line per chunk."""
+
+    dataset: str
+    todo: int
+    n_targets: int
+    started: float
+    write: Callable[[str], None]
+    next_line: int = 1
+
+    def update(self, done: int) -> None:
+        if done < self.todo * self.next_line / PROGRESS_LINES and done < self.todo:
+            return
+        self.next_line = math.floor(done * PROGRESS_LINES / self.todo) + 1 if self.todo else PROGRESS_LINES + 1
+        elapsed = time.monotonic() - self.started
+        rate = done * self.n_targets / elapsed if elapsed else 0.0
+        eta = (self.todo - done) * self.n_targets / rate if rate else 0.0
+        self.write(f"{self.dataset}: {done:,}/{self.todo:,} texts ({done * self.n_targets:,} pairs) scored, "
+                   f"{rate:,.0f} pairs/s, ETA {eta:.0f}s")

@@ -97,10 +97,9 @@ class StoreLocked(StoreError):
 
 
 class Store:
-    """One DuckDB file. Methods open a connection, do one transaction and close it.
-
-    Opening the file costs tens of milliseconds (closing the last connection checkpoints it), so a
-    multi-step job holds `session()` open: the database stays loaded and every inner connection is cheap.
+    """One DuckDB file. Methods open a connection, do one transaction and close it, so that no process holds the
+    file (DuckDB's one-writer lock) longer than one read or one write: a multi-hour scoring run and a fine-tune
+    recording its result from another process take turns.
     """
 
     def __init__(
@@ -157,12 +156,6 @@ class Store:
         connection.execute(SCHEMA)
         connection.execute("INSERT INTO store_info VALUES ('schema_version', ?), ('store_id', ?) ON CONFLICT DO NOTHING",
                            [str(STORE_SCHEMA_VERSION), uuid.uuid4().hex])
-
-    @contextmanager
-    def session(self) -> Iterator[Store]:
-        """Keep the database open (and this process its writer) for the duration of a job."""
-        with self.connect():
-            yield self
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -254,35 +247,30 @@ class Store:
                           "engine_version = ? ORDER BY build", [target_hash, compressor, level, ENGINE_VERSION])
         return rows.column("build").to_pylist()
 
-    def iter_unscored(
-        self, dataset: str, target_hash: str, compressor: str, level: int, chunk_size: int
-    ) -> Iterator[tuple[list[str], list[str]]]:
-        """Distinct texts of a dataset that have no score yet, as (hashes, texts) chunks.
+    def unscored_hashes(self, dataset: str, target_hash: str, compressor: str, level: int) -> pa.Array:
+        """Distinct content hashes of a dataset with no score yet, in row order of their first document.
 
-        A streaming scan, anti-joined with the stored scores and read in Arrow batches: memory stays
-        bounded by the chunk size (plus a set of the hashes seen, to skip repeated texts), and scores
-        committed meanwhile on other connections do not disturb the snapshot it reads.
-        """
-        seen: set[str] = set()
-        hashes: list[str] = []
-        texts: list[str] = []
+        Hashes only (16 bytes of hex each), so a scoring run keeps its to-do list without holding the store
+        open: the texts are read a batch at a time by `texts_of`."""
+        return self.query(
+            f"""SELECT content_hash FROM documents d
+                WHERE dataset = ? AND NOT EXISTS (SELECT 1 FROM scores s WHERE {SCORE_OF_DOCUMENT})
+                GROUP BY content_hash ORDER BY min(row_index)""",
+            [dataset, *_score_key(target_hash, compressor, level)],
+        ).column("content_hash").combine_chunks()
+
+    def texts_of(self, hashes: pa.Array) -> list[str]:
+        """The stored text of each content hash, in the order given (one short read)."""
         with self.connect() as connection:
-            reader = connection.sql(
-                f"""SELECT content_hash, text FROM documents d
-                    WHERE dataset = ? AND NOT EXISTS (SELECT 1 FROM scores s WHERE {SCORE_OF_DOCUMENT})""",
-                params=[dataset, *_score_key(target_hash, compressor, level)],
-            ).to_arrow_reader(chunk_size)
-            for batch in reader:
-                for content, text in zip(batch.column("content_hash").to_pylist(), batch.column("text").to_pylist()):
-                    if content not in seen:
-                        seen.add(content)
-                        hashes.append(content)
-                        texts.append(text)
-                while len(hashes) >= chunk_size:
-                    yield hashes[:chunk_size], texts[:chunk_size]
-                    hashes, texts = hashes[chunk_size:], texts[chunk_size:]
-            if hashes:
-                yield hashes, texts
+            connection.register("wanted", pa.table({"content_hash": hashes, "position": pa.array(range(len(hashes)))}))
+            rows = connection.sql(
+                """SELECT w.position, any_value(d.text) AS text FROM wanted w JOIN documents d USING (content_hash)
+                   GROUP BY w.position ORDER BY w.position""").to_arrow_table()
+            connection.unregister("wanted")
+        if rows.num_rows != len(hashes):
+            raise LookupError(f"{len(hashes) - rows.num_rows} texts to score are no longer stored in {self.path} (a source "
+                              "was re-ingested meanwhile): score again")
+        return rows.column("text").to_pylist()
 
     def count_unscored(self, dataset: str, target_hash: str, compressor: str, level: int) -> tuple[int, int]:
         """(distinct texts of the dataset, of which already scored)."""
