@@ -76,11 +76,31 @@ def document_start_id(tokenizer: Any) -> int:
 
 def count_tokens(tokenizer: Any, texts: list[str], batch_size: int = 256) -> list[int]:
     """Tokens each text costs in training: its own tokens plus the token that starts each document."""
-    counts: list[int] = []
+    return [n + 1 for n in text_token_lengths(tokenizer, texts, batch_size)]
+
+
+def text_token_lengths(tokenizer: Any, texts: list[str], batch_size: int = 256) -> list[int]:
+    """The tokenizer's token count of each text alone, without special tokens."""
+    lengths: list[int] = []
     for start in range(0, len(texts), batch_size):
         encoded = tokenizer(texts[start : start + batch_size], add_special_tokens=False)["input_ids"]
-        counts.extend(len(ids) + 1 for ids in encoded)
-    return counts
+        lengths.extend(len(ids) for ids in encoded)
+    return lengths
+
+
+def tokenizer_identity(tokenizer: Any) -> str:
+    """A digest of what decides token counts (the fast tokenizer's whole definition, or a slow one's class,
+    vocabulary and merges), so that stored counts are reused exactly when the same tokenizer would count the same."""
+    import hashlib
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        definition = backend.to_str()
+    else:
+        ranks = getattr(tokenizer, "bpe_ranks", {})
+        definition = json.dumps([type(tokenizer).__name__, sorted(tokenizer.get_vocab().items()),
+                                 sorted(([*pair], rank) for pair, rank in ranks.items())])
+    return hashlib.sha256(definition.encode("utf-8")).hexdigest()[:32]
 
 
 def save_checkpoint(model: Any, tokenizer: Any, output: Path) -> Path:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from zipfit_pipeline.engine.decontamination import HeldoutIndex, Overlap, find_overlaps
 from zipfit_pipeline.engine.dsir import dsir_weights
 from zipfit_pipeline.engine.loaders import digest, set_hash
-from zipfit_pipeline.engine.models import count_tokens
+from zipfit_pipeline.engine.models import text_token_lengths, tokenizer_identity
 from zipfit_pipeline.engine.runs import THRESHOLD, WHOLE_POOL, RunKey
 from zipfit_pipeline.engine.scoring import target_set_hash
 from zipfit_pipeline.engine.selection import (
@@ -102,7 +102,7 @@ def select_for_model(
         pool = pool.filter(pc.invert(pc.is_in(pool.column("content_hash"), gone)))
     scores = np.asarray(pool.column("score").to_pylist(), dtype=np.float64)
     texts = pool.column("text").to_pylist()
-    tokens = np.asarray(count_tokens(tokenizer, texts), dtype=np.int64)
+    tokens = pool_tokens(store, tokenizer, pool.column("content_hash").combine_chunks(), texts, log)
 
     rows: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
@@ -124,6 +124,22 @@ def select_for_model(
         top=[(texts[i], float(scores[i])) for i in best[:5]],
         digest=digest(table.select(["method", "budget", "seed", "content_hash"]).to_pydict()),
     )
+
+
+def pool_tokens(store: Store, tokenizer: Any, hashes: pa.Array, texts: list[str], log: Callable[[str], None]) -> np.ndarray:
+    """Tokens each pool text costs in training (its own plus the document's start token). A text is tokenized once
+    per tokenizer: counts are stored by content hash, so a re-selection after new documents counts only those."""
+    identity = tokenizer_identity(tokenizer)
+    stored = store.token_counts(identity, hashes)
+    known = dict(zip(stored.column("content_hash").to_pylist(), stored.column("tokens").to_pylist()))
+    all_hashes = hashes.to_pylist()
+    new = [i for i, h in enumerate(all_hashes) if h not in known]
+    if new:
+        lengths = text_token_lengths(tokenizer, [texts[i] for i in new])
+        store.insert_token_counts(identity, [all_hashes[i] for i in new], lengths)
+        known.update(zip((all_hashes[i] for i in new), lengths))
+    log(f"token counts: {len(all_hashes) - len(new)} stored, {len(new)} counted now")
+    return np.asarray([known[h] + 1 for h in all_hashes], dtype=np.int64)
 
 
 def _scored_pool(store: Store, sources: Sequence[str], target: str, target_hash: str, scoring: ScoringSettings) -> pa.Table:

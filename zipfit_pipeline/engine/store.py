@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS training_runs (
     PRIMARY KEY (model, target, method, budget, seed));
 CREATE TABLE IF NOT EXISTS loss_curves (
     run_id VARCHAR, kind VARCHAR, tokens BIGINT, loss DOUBLE, PRIMARY KEY (run_id, kind, tokens));
+CREATE TABLE IF NOT EXISTS token_counts (
+    content_hash VARCHAR, tokenizer VARCHAR, tokens BIGINT, PRIMARY KEY (content_hash, tokenizer));
 CREATE TABLE IF NOT EXISTS partition_runs (
     asset VARCHAR, partition VARCHAR, run_id VARCHAR, written TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (asset, partition));
@@ -330,6 +332,25 @@ class Store:
         ).to_pylist()[0]
         top = self.query(f"SELECT d.text, s.score {SCORED_DOCUMENTS_OF_DATASET} ORDER BY s.score DESC, d.row_index LIMIT ?", [*params, top_n])
         return {**summary, "top_texts": top.column("text").to_pylist(), "top_scores": top.column("score").to_pylist()}
+
+    # token counts ----------------------------------------------------------------------------------------
+
+    def token_counts(self, tokenizer: str, hashes: pa.Array) -> pa.Table:
+        """(content_hash, tokens) of the given texts already counted with this tokenizer (see `tokenizer_identity`)."""
+        with self.connect() as connection:
+            connection.register("wanted", pa.table({"content_hash": hashes}))
+            rows = connection.sql("SELECT t.content_hash, t.tokens FROM token_counts t JOIN wanted w USING (content_hash) "
+                                  "WHERE t.tokenizer = ?", params=[tokenizer]).to_arrow_table()
+            connection.unregister("wanted")
+        return rows
+
+    def insert_token_counts(self, tokenizer: str, hashes: Sequence[str], tokens: Sequence[int]) -> None:
+        with self.transaction() as connection:
+            connection.register("counted", pa.table({"content_hash": pa.array(hashes, pa.string()),
+                                                     "tokens": pa.array(tokens, pa.int64())}))
+            connection.execute("INSERT INTO token_counts SELECT content_hash, ?, tokens FROM counted ON CONFLICT DO NOTHING",
+                               [tokenizer])
+            connection.unregister("counted")
 
     # decontamination -------------------------------------------------------------------------------------
 

@@ -1,0 +1,50 @@
+"""Token counts are stored per text and tokenizer: a re-selection tokenizes only the texts it has not seen."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from zipfit_pipeline.engine.loaders import content_hash
+from zipfit_pipeline.engine.models import count_tokens, load_tokenizer, tokenizer_identity
+from zipfit_pipeline.engine.select import pool_tokens
+from zipfit_pipeline.engine.store import Store
+
+TEXTS = [f"def f{i}(x):\n    return x * {i} + {'y' * i}\n" for i in range(12)]
+
+
+class RecordingTokenizer:
+    """The real tokenizer, recording every text it is asked to tokenize."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.seen = inner, []
+
+    def __call__(self, texts: list[str], **options: Any) -> Any:
+        self.seen += texts
+        return self.inner(texts, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _counts(store: Store, tokenizer: Any, texts: list[str]) -> np.ndarray:
+    hashes = pa.array([content_hash(t) for t in texts])
+    return pool_tokens(store, tokenizer, hashes, texts, log=lambda _: None)
+
+
+def test_a_text_is_tokenized_once_per_tokenizer(tmp_path: Path, tiny_model: Path) -> None:
+    store = Store(tmp_path / "store.duckdb")
+    tokenizer = RecordingTokenizer(load_tokenizer(str(tiny_model)))
+    assert _counts(store, tokenizer, TEXTS[:10]).tolist() == count_tokens(tokenizer.inner, TEXTS[:10])
+    assert tokenizer.seen == TEXTS[:10]
+
+    tokenizer.seen = []
+    assert _counts(store, tokenizer, TEXTS).tolist() == count_tokens(tokenizer.inner, TEXTS)
+    assert tokenizer.seen == TEXTS[10:]  # only the two new texts
+
+    other = RecordingTokenizer(load_tokenizer(str(tiny_model)))
+    other.inner.add_tokens(["return x"])  # another vocabulary could count otherwise: nothing is reused
+    assert tokenizer_identity(other) != tokenizer_identity(tokenizer)
+    assert _counts(store, other, TEXTS).tolist() == count_tokens(other.inner, TEXTS)
+    assert other.seen == TEXTS
