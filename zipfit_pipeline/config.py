@@ -178,12 +178,12 @@ class ProjectConfig(Strict):
                 ))
         return specs
 
-    def is_still(self, spec: DatasetSpec, now: float | None = None) -> bool:
+    def is_still(self, spec: DatasetSpec) -> bool:
         """Whether a source can be read now: a listed one always, a dropped file once unchanged for `stable_seconds`."""
         if self.incoming is None or spec in self.sources:
             return True
         try:
-            age = (time.time() if now is None else now) - Path(spec.path).stat().st_mtime
+            age = time.time() - Path(spec.path).stat().st_mtime
         except OSError:  # removed meanwhile
             return False
         return age >= self.incoming.stable_seconds

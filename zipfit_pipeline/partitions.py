@@ -80,16 +80,14 @@ def project_partitions(config: ProjectConfig) -> ProjectPartitions:
     )
 
 
-def register_sources(
-    instance: dg.DagsterInstance, config: ProjectConfig, now: float | None = None,
-) -> tuple[list[str], list[str]]:
+def register_sources(instance: dg.DagsterInstance, config: ProjectConfig) -> tuple[list[str], list[str]]:
     """Make the `sources` partitions equal to the project's sources; returns (added, removed).
 
     A file dropped into the incoming folder is added once it has been still for `incoming.stable_seconds`."""
     specs = config.all_sources()
     wanted = [s.name for s in specs]
     existing = set(instance.get_dynamic_partitions(SOURCES))
-    added = [s.name for s in specs if s.name not in existing and config.is_still(s, now)]
+    added = [s.name for s in specs if s.name not in existing and config.is_still(s)]
     removed = sorted(existing - set(wanted))
     if added:
         instance.add_dynamic_partitions(SOURCES, added)
