@@ -63,8 +63,9 @@ def score_dataset(
     """Score the texts of a stored dataset that have no score for this target set and compressor yet."""
     target_hash = target_set_hash(targets)
     store.register_score_set(target_hash, compressor, level, len(targets))
-    distinct, reused = store.count_unscored(dataset, target_hash, compressor, level)
     todo = store.unscored_hashes(dataset, target_hash, compressor, level)
+    distinct = store.distinct_texts(dataset)
+    reused = distinct - len(todo)
     in_flight: deque[pa.Array] = deque()
 
     def chunks() -> Iterator[list[str]]:

@@ -274,15 +274,10 @@ class Store:
                               "was re-ingested meanwhile): score again")
         return rows.column("text").to_pylist()
 
-    def count_unscored(self, dataset: str, target_hash: str, compressor: str, level: int) -> tuple[int, int]:
-        """(distinct texts of the dataset, of which already scored)."""
-        row = self.query(
-            f"""SELECT count(DISTINCT d.content_hash), count(DISTINCT s.content_hash) FROM documents d
-                LEFT JOIN scores s ON {SCORE_OF_DOCUMENT} WHERE d.dataset = ?""",
-            [*_score_key(target_hash, compressor, level), dataset],
-        ).to_pylist()[0]
-        values = list(row.values())
-        return int(values[0]), int(values[1])
+    def distinct_texts(self, dataset: str) -> int:
+        """How many distinct texts a dataset holds."""
+        return int(self.query("SELECT count(DISTINCT content_hash) AS n FROM documents WHERE dataset = ?",
+                              [dataset]).to_pylist()[0]["n"])
 
     def insert_scores(self, target_hash: str, compressor: str, level: int, hashes: list[str], scores: Sequence[float]) -> None:
         table = pa.table({"content_hash": hashes, "score": pa.array(scores, pa.float64())})
