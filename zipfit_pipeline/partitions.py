@@ -31,6 +31,11 @@ def finetune_partition(key: RunKey) -> str:
     return f"{key.model}.{key.label()}"
 
 
+def finetune_target_key(key: RunKey) -> dg.MultiPartitionKey:
+    """The finetune × target partition of a run (what `run_key` reads back)."""
+    return dg.MultiPartitionKey({"finetune": finetune_partition(key), "target": key.target})
+
+
 def run_key(partition_key: dg.MultiPartitionKey) -> RunKey:
     """The run of a finetune × target partition (the inverse of `finetune_partition`)."""
     keys = partition_key.keys_by_dimension

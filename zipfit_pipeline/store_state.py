@@ -18,7 +18,7 @@ import dagster as dg
 
 from zipfit_pipeline.engine.runs import BASE, RunKey
 from zipfit_pipeline.engine.store import Store
-from zipfit_pipeline.partitions import finetune_partition
+from zipfit_pipeline.partitions import finetune_target_key
 
 STORE_ID = "store_id"  # metadata key of every materialization: the store it wrote to
 
@@ -70,7 +70,7 @@ def _gone_checkpoints(store: Store) -> dict[tuple[str, str], str]:
     for row in rows:
         if not Path(row["checkpoint"]).is_dir():
             key = RunKey(row["model"], row["target"], row["method"], row["budget"], row["seed"])
-            gone[("finetuned_model", f"{finetune_partition(key)}|{key.target}")] = (
+            gone[("finetuned_model", str(finetune_target_key(key)))] = (
                 f"its checkpoint {row['checkpoint']} is gone (the artifacts folder deleted or moved?)")
     return gone
 

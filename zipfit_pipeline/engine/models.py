@@ -74,9 +74,12 @@ def document_start_id(tokenizer: Any) -> int:
     return int(start)
 
 
+DOCUMENT_START_TOKENS = 1  # every document is preceded by `document_start_id` in training and evaluation
+
+
 def count_tokens(tokenizer: Any, texts: list[str], batch_size: int = 256) -> list[int]:
     """Tokens each text costs in training: its own tokens plus the token that starts each document."""
-    return [n + 1 for n in text_token_lengths(tokenizer, texts, batch_size)]
+    return [n + DOCUMENT_START_TOKENS for n in text_token_lengths(tokenizer, texts, batch_size)]
 
 
 def text_token_lengths(tokenizer: Any, texts: list[str], batch_size: int = 256) -> list[int]:

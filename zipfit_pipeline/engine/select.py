@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from zipfit_pipeline.engine.decontamination import HeldoutIndex, Overlap, find_overlaps
 from zipfit_pipeline.engine.dsir import dsir_weights
 from zipfit_pipeline.engine.loaders import digest, set_hash
-from zipfit_pipeline.engine.models import text_token_lengths, tokenizer_identity
+from zipfit_pipeline.engine.models import DOCUMENT_START_TOKENS, text_token_lengths, tokenizer_identity
 from zipfit_pipeline.engine.runs import THRESHOLD, WHOLE_POOL, RunKey
 from zipfit_pipeline.engine.scoring import target_set_hash
 from zipfit_pipeline.engine.selection import (
@@ -139,7 +139,7 @@ def pool_tokens(store: Store, tokenizer: Any, hashes: pa.Array, texts: list[str]
         store.insert_token_counts(identity, [all_hashes[i] for i in new], lengths)
         known.update(zip((all_hashes[i] for i in new), lengths))
     log(f"token counts: {len(all_hashes) - len(new)} stored, {len(new)} counted now")
-    return np.asarray([known[h] + 1 for h in all_hashes], dtype=np.int64)
+    return np.asarray([known[h] for h in all_hashes], dtype=np.int64) + DOCUMENT_START_TOKENS
 
 
 def _scored_pool(store: Store, sources: Sequence[str], target: str, target_hash: str, scoring: ScoringSettings) -> pa.Table:
