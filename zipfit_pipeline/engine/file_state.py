@@ -23,12 +23,17 @@ class FileState:
 
     def signature(self) -> str:
         """`size:mtime_ns`, what the sensor compares without reading the file."""
-        return f"{self.size}:{self.mtime_ns}"
+        return _signature(self.size, self.mtime_ns)
 
 
 def stat_signature(path: Path) -> str:
+    """A file's `size:mtime_ns` now, comparable with a recorded `FileState.signature()`."""
     status = path.stat()
-    return f"{status.st_size}:{status.st_mtime_ns}"
+    return _signature(status.st_size, status.st_mtime_ns)
+
+
+def _signature(size: int, mtime_ns: int) -> str:
+    return f"{size}:{mtime_ns}"
 
 
 def file_state(path: Path) -> FileState | None:
