@@ -11,10 +11,8 @@ import argparse
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -22,9 +20,9 @@ from pathlib import Path
 
 import lz4.frame
 import numpy as np
-import psutil
 
 from corpus import scaled, sources, targets
+from measure import peak_rss_of
 
 SETTINGS = [("gzip", 9), ("gzip", 1), ("lz4", 0)]
 WORKERS = os.cpu_count() or 1
@@ -86,22 +84,6 @@ def throughput(src: list[str], tgt: list[str]) -> list[dict[str, object]]:
         rows.append({"setting": f"{compressor}-{level}", "reference_pairs_s": pairs / ref_s, "ours_pairs_s": pairs / our_s,
                      "limit_pairs_s": pairs / lim_s, "threads_pairs_s": pairs / threads_s, "exact": exact})
     return rows
-
-
-def peak_rss_of(command: list[str]) -> tuple[float, float]:
-    """(seconds, peak MB) of a command and all its child processes, sampled every 20 ms."""
-    process = psutil.Popen(command, stdout=subprocess.DEVNULL)
-    peak, started = 0, time.perf_counter()
-    while process.poll() is None:
-        try:
-            tree = [process, *process.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
-    if process.returncode:
-        raise RuntimeError(f"{command} failed with {process.returncode}")
-    return time.perf_counter() - started, peak / 1e6
 
 
 def rss_child(kind: str, corpus: str, db: str) -> None:

@@ -43,8 +43,9 @@ def test_incremental_scoring_pays_only_for_new_texts(tmp_path: Path) -> None:
     grown = score_dataset(store, "code", TARGETS, "gzip", 9, chunk_size=7, workers=2, progress=lambda _: None)
     assert (grown.reused, grown.scored) == (40, 2)
 
-    pool = store.dataset_scores(["code"], first.target_hash, "gzip", 9)
-    expected = alignment_scores(pool.column("text").to_pylist(), TARGETS, "gzip", 9)
+    pool = store.dataset_scores(["code"], first.target_hash, "gzip", 9)  # each text once, first document first
+    assert pool.column("row_index").to_pylist() == list(range(40)) + [45, 46]
+    expected = alignment_scores(store.texts_of(pool.column("content_hash").combine_chunks()), TARGETS, "gzip", 9)
     np.testing.assert_array_equal(np.asarray(pool.column("score").to_pylist()), expected)
 
 

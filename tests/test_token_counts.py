@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from zipfit_pipeline.engine.loaders import content_hash
+from zipfit_pipeline.engine.loaders import Record, content_hash
 from zipfit_pipeline.engine.models import count_tokens, load_tokenizer, tokenizer_identity
 from zipfit_pipeline.engine.select import pool_tokens
 from zipfit_pipeline.engine.store import Store
@@ -29,8 +29,9 @@ class RecordingTokenizer:
 
 
 def _counts(store: Store, tokenizer: Any, texts: list[str]) -> np.ndarray:
+    store.replace_documents("pool", [Record(i, None, t) for i, t in enumerate(texts)], {})
     hashes = pa.array([content_hash(t) for t in texts])
-    return pool_tokens(store, tokenizer, hashes, texts, log=lambda _: None)
+    return pool_tokens(store, tokenizer, hashes, log=lambda _: None)
 
 
 def test_a_text_is_tokenized_once_per_tokenizer(tmp_path: Path, tiny_model: Path) -> None:

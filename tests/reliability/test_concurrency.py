@@ -130,12 +130,7 @@ def test_a_fine_tune_and_an_eval_record_their_results_while_a_long_scoring_run_g
     try:
         assert scoring.stdout is not None and scoring.stdout.readline().strip() == "scoring"
         time.sleep(3)  # well into the run (50 chunks of 0.25 s and more)
-        key = RunKey("m", "t", "zipfit", 1000, 0)
-        started = time.monotonic()
-        store.record_training(key, {"run_id": "r1", "selection_version": "v1", "checkpoint": "/c", "train_tokens": 1000,
-                                    "steps": 4, "final_train_loss": 2.5, "seconds": 9.0, "device": "cpu"}, {"train": [(1000, 2.5)]})
-        store.record_eval(key, "r1", "v1", 2.4, 500)
-        waited = time.monotonic() - started
+        waited = _record_a_fine_tune_and_its_eval(store)
         assert scoring.poll() is None, "the scoring run ended before the writes: make it longer"
         scored_meanwhile = store.query("SELECT count(*) AS n FROM scores").to_pylist()[0]["n"]
     finally:
@@ -143,7 +138,65 @@ def test_a_fine_tune_and_an_eval_record_their_results_while_a_long_scoring_run_g
     assert scoring.returncode == 0, output[-3000:]
     assert waited < 5.0, f"the writes waited {waited:.1f} s for the scoring run"
     assert 0 < scored_meanwhile < 400  # committed in between, while it went on
-    assert store.training_run(key)["run_id"] == "r1"
+    assert store.training_run(KEY)["run_id"] == "r1"
     assert store.query("SELECT test_loss FROM eval_losses").to_pylist() == [{"test_loss": 2.4}]
     distinct = store.query("SELECT count(DISTINCT content_hash) AS n FROM documents").to_pylist()[0]["n"]
     assert store.query("SELECT count(*) AS n FROM scores").to_pylist()[0]["n"] == distinct
+
+
+KEY = RunKey("m", "t", "zipfit", 1000, 0)
+
+
+def _record_a_fine_tune_and_its_eval(store: Store) -> float:
+    """What a fine-tune and its eval write when they finish; returns the seconds the writes took."""
+    started = time.monotonic()
+    store.record_training(KEY, {"run_id": "r1", "selection_version": "v1", "checkpoint": "/c", "train_tokens": 1000,
+                                "steps": 4, "final_train_loss": 2.5, "seconds": 9.0, "device": "cpu"}, {"train": [(1000, 2.5)]})
+    store.record_eval(KEY, "r1", "v1", 2.4, 500)
+    return time.monotonic() - started
+
+
+# An ingestion made long: a 3,000-row file read at 1 ms a row, staged 100 rows at a time.
+SLOW_INGESTION = """
+import sys, time
+from zipfit_pipeline.engine import ingest, loaders
+from zipfit_pipeline.engine.store import Store
+rows = loaders.RecordReader.__iter__
+def slow(self):
+    for record in rows(self):
+        time.sleep(0.001)
+        yield record
+loaders.RecordReader.__iter__ = slow
+ingest.STAGE_ROWS = 100
+print("ingesting", flush=True)
+result = ingest.ingest_source(Store(sys.argv[1]), "big", loaders.RecordReader(sys.argv[2], id_field="id"))
+print("ingested", result.documents, flush=True)
+"""
+
+
+def test_a_fine_tune_and_an_eval_record_their_results_while_a_big_file_is_ingested(tmp_path: Path) -> None:
+    """Ingestion stages a big file in short transactions and swaps it in at the end: other writers go in between,
+    and until the swap every reader sees the documents as they were."""
+    path, source = tmp_path / "zipfit.duckdb", tmp_path / "big.jsonl"
+    store = Store(path, lock_wait=10.0)
+    store.replace_documents("big", [Record(i, f"old-{i}", f"old text {i}") for i in range(10)], {})
+    source.write_text("".join(json.dumps({"id": f"new-{i}", "text": f"new text {i}"}) + "\n" for i in range(3000)))
+    ingestion = subprocess.Popen([sys.executable, "-c", SLOW_INGESTION, str(path), str(source)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert ingestion.stdout is not None and ingestion.stdout.readline().strip() == "ingesting"
+        time.sleep(2)  # well into the run (3 s of reading and more)
+        waited = _record_a_fine_tune_and_its_eval(store)
+        assert ingestion.poll() is None, "the ingestion ended before the writes: make it longer"
+        meanwhile = store.query("SELECT min(doc_id) AS first, count(*) AS n FROM documents").to_pylist()[0]
+        staged = store.query("SELECT count(*) AS n FROM staged_documents").to_pylist()[0]["n"]
+    finally:
+        output = ingestion.communicate(timeout=300)[0]
+    assert ingestion.returncode == 0 and output.strip().endswith("ingested 3000"), output[-3000:]
+    assert waited < 5.0, f"the writes waited {waited:.1f} s for the ingestion"
+    assert meanwhile == {"first": "old-0", "n": 10}  # the old version until the whole file was read
+    assert 0 < staged < 3000  # staged chunk by chunk, while it went on
+    assert store.training_run(KEY)["run_id"] == "r1"
+    rows = store.query("SELECT count(*) AS n, min(text) AS first FROM documents").to_pylist()[0]
+    assert rows == {"n": 3000, "first": "new text 0"}
+    assert store.query("SELECT count(*) AS n FROM staged_documents").to_pylist()[0]["n"] == 0

@@ -11,12 +11,13 @@ a refresh checks only new texts.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from zipfit_pipeline.engine.loaders import set_hash
+from zipfit_pipeline.engine.per_text import fill_missing
 from zipfit_pipeline.engine.store import Store
 
 WORD = re.compile(r"\w+")
@@ -56,24 +57,22 @@ class HeldoutIndex:
 
 
 def find_overlaps(
-    store: Store, target: str, hashes: Sequence[str], texts: Sequence[str], ngram_words: int
+    store: Store, target: str, hashes: pa.Array, ngram_words: int, log: Callable[[str], None] = print
 ) -> dict[str, Overlap]:
     """The texts (by content hash) that share `ngram_words` words with `target`'s test split; only texts not yet
-    checked against this test split are read, and their results are stored."""
+    checked against this test split are read, a batch at a time, and their results are stored."""
     test = store.target_rows(target, "test")
     test_hash = set_hash(test.column("content_hash").to_pylist())  # the test split's key, as a target set's
-    stored = store.test_overlaps(test_hash, ngram_words).to_pylist()
-    checked = {r["content_hash"] for r in stored}
-    found = {r["content_hash"]: Overlap(r["test_row"], r["ngram"]) for r in stored if r["ngram"] is not None}
-    todo = [(h, t) for h, t in dict(zip(hashes, texts)).items() if h not in checked]
-    if todo:
-        index = HeldoutIndex(test.column("text").to_pylist(), test.column("row_index").to_pylist(), ngram_words)
-        results = [index.first_overlap(text) for _, text in todo]
+    index = HeldoutIndex(test.column("text").to_pylist(), test.column("row_index").to_pylist(), ngram_words)
+
+    def insert(batch: pa.Array, results: list[Overlap | None]) -> None:
         store.insert_test_overlaps(test_hash, ngram_words, pa.table({
-            "content_hash": [h for h, _ in todo],
+            "content_hash": batch,
             "test_row": pa.array([r.test_row if r else None for r in results], pa.int64()),
             "ngram": pa.array([r.ngram if r else None for r in results], pa.string()),
         }))
-        found.update({h: r for (h, _), r in zip(todo, results) if r is not None})
-    wanted = set(hashes)
-    return {h: overlap for h, overlap in found.items() if h in wanted}
+
+    fill_missing(store, "test_overlaps", [test_hash, ngram_words], hashes,
+                 lambda texts: [index.first_overlap(t) for t in texts], insert, "test-split overlap checks", log)
+    found = store.test_overlaps(test_hash, ngram_words, hashes).to_pylist()
+    return {r["content_hash"]: Overlap(r["test_row"], r["ngram"]) for r in found}

@@ -1,23 +1,37 @@
-"""The DSIR baseline (Xie et al., 2023) through the `data-selection` package, for the paper's comparison.
+"""The DSIR baseline (Xie et al., 2023) with the `data-selection` package's own featurization, stored per text.
 
-`HashedNgramDSIR` fits hashed unigram+bigram distributions on the whole pool and on all target tokens; each
-pool text's log importance weight, log p_target(x) - log p_pool(x), is what `resample(top_k=True)` ranks by.
-We return those weights so DSIR fills token budgets exactly like ZIP-FIT's scores do. Texts shorter than
-`min_example_length` words are never chosen by DSIR; their weight is -inf, so they rank last.
+`HashedNgramDSIR` hashes each text's lower-cased wordpunct unigrams and bigrams into buckets, fits the pool's
+and the target's bucket distributions, and ranks by each text's log importance weight
+`log_diff · features`, `log_diff = log(p_target + 1e-8) - log(p_pool + 1e-8)` (what `resample(top_k=True)`
+takes the top of). Everything but `log_diff` is per text, so each text's counts are computed once, with the
+package's `get_ngram_counts`, on all cores, and stored by content hash. A re-selection featurizes only new
+texts; the pool's distribution is the sum of stored counts, and the weights are one pass over them. Texts shorter
+than `min_example_length` words (the package's length, from the same counts) are never chosen: weight -inf.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from importlib.metadata import version
+from itertools import repeat
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from zipfit_pipeline.engine.per_text import fill_missing
 from zipfit_pipeline.engine.settings import DsirSettings
+from zipfit_pipeline.engine.store import Store
 
 TOKENIZER = "wordpunct"  # the package's default word tokenizer
+SMOOTHING = 1e-8  # the package's, in log_diff
+PARALLEL_FROM = 2000  # new texts below this are featurized in-process (a worker costs a second to start)
+WEIGHT_BATCH_ROWS = 20_000  # stored features read at a time when computing weights
 
 
 def dsir_metadata(settings: DsirSettings) -> dict[str, object]:
@@ -26,25 +40,94 @@ def dsir_metadata(settings: DsirSettings) -> dict[str, object]:
             "fit": "all pool and target tokens", "ranking": "log importance weight, top_k"}
 
 
-def dsir_weights(pool: Sequence[str], targets: Sequence[str], settings: DsirSettings = DsirSettings()) -> np.ndarray:
-    """Log importance weight of every pool text (-inf for texts DSIR filters out as too short)."""
-    from data_selection import HashedNgramDSIR
+def featurizer_identity(settings: DsirSettings) -> str:
+    """What decides a text's stored counts: the package and tokenizer versions and the hashing settings."""
+    return (f"data-selection {version('data-selection')} nltk {version('nltk')} {TOKENIZER} "
+            f"ngrams={settings.ngrams} buckets={settings.num_buckets}")
 
-    def texts_of(name: str) -> Iterator[str]:
-        return iter(pool if name == "pool" else targets)
+
+def ngram_counts(texts: Sequence[str], ngrams: int, num_buckets: int) -> tuple[pa.Array, pa.Array]:
+    """Each text's non-zero hashed n-gram buckets and their counts, as two aligned list arrays."""
+    from data_selection.hashed_ngram_dsir import get_ngram_counts, wpt
 
     logging.getLogger("nltk").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="dsir-") as cache:
-        dsir = HashedNgramDSIR(
-            raw_datasets=["pool"], target_datasets=["target"], cache_dir=cache,
-            raw_load_dataset_fn=texts_of, raw_parse_example_fn=None,  # in memory, texts as they are
-            target_load_dataset_fn=texts_of, target_parse_example_fn=None,
-            num_proc=1, ngrams=settings.ngrams, num_buckets=settings.num_buckets,
-            tokenizer=TOKENIZER, min_example_length=settings.min_example_length,
-        )
-        dsir.fit_importance_estimator(num_tokens_to_fit="all")
-        dsir.compute_importance_weights()
-        weights = np.load(Path(dsir.log_importance_weights_dir) / "0.npy")
-        lengths = np.load(Path(dsir.perexample_metadata_dir) / "0.npy")
-    keep = dsir.perexample_metadata_filter(lengths)
-    return np.where(keep, weights.astype(np.float64), -np.inf)
+    buckets, counts = [], []
+    for text in texts:
+        dense = get_ngram_counts(text, n=ngrams, num_buckets=num_buckets, tokenizer=wpt.tokenize)
+        hit = np.flatnonzero(dense)
+        buckets.append(hit.astype(np.int32))
+        counts.append(dense[hit].astype(np.int32))
+    return _lists(buckets), _lists(counts)
+
+
+def store_features(store: Store, hashes: pa.Array, settings: DsirSettings, log: Callable[[str], None] = print) -> int:
+    """Featurize and store every given text that has no stored counts yet, on all cores; returns how many."""
+    key = featurizer_identity(settings)
+    todo = len(store.unstored("dsir_features", [key], hashes))
+    workers = min(len(os.sched_getaffinity(0)), max(1, todo // (PARALLEL_FROM // 2)))
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else nullcontext() as pool:
+
+        def compute(texts: list[str]) -> tuple[pa.Array, pa.Array]:
+            if pool is None:
+                return ngram_counts(texts, settings.ngrams, settings.num_buckets)
+            step = -(-len(texts) // (4 * workers))
+            pieces = [texts[i:i + step] for i in range(0, len(texts), step)]
+            parts = list(pool.map(ngram_counts, pieces, repeat(settings.ngrams), repeat(settings.num_buckets)))
+            return pa.concat_arrays([b for b, _ in parts]), pa.concat_arrays([c for _, c in parts])
+
+        return fill_missing(store, "dsir_features", [key], hashes, compute,
+                            lambda batch, found: store.insert_dsir_features(key, batch, *found),
+                            f"DSIR n-gram counts ({workers} process{'es' if workers > 1 else ''})", log)
+
+
+def log_diff(pool_counts: np.ndarray, target_counts: np.ndarray) -> np.ndarray:
+    """The package's `log_diff`, from integer bucket counts summed over the pool and over the targets."""
+    raw_probs = pool_counts / pool_counts.sum()
+    target_probs = target_counts / target_counts.sum()
+    return np.log(target_probs + SMOOTHING) - np.log(raw_probs + SMOOTHING)
+
+
+def dsir_weights(
+    store: Store, hashes: pa.Array, targets: Sequence[str], settings: DsirSettings = DsirSettings(),
+    log: Callable[[str], None] = print,
+) -> np.ndarray:
+    """Log importance weight of every given pool text (-inf for texts DSIR filters out as too short), in order."""
+    store_features(store, hashes, settings, log)
+    key = featurizer_identity(settings)
+    totals = store.dsir_feature_totals(key, hashes)
+    pool_counts = np.zeros(settings.num_buckets, dtype=np.int64)
+    pool_counts[totals.column("bucket").to_numpy()] = totals.column("total").to_numpy()
+    target_buckets, target_n = ngram_counts(targets, settings.ngrams, settings.num_buckets)
+    target_counts = np.bincount(target_buckets.flatten().to_numpy(), weights=target_n.flatten().to_numpy(),
+                                minlength=settings.num_buckets).astype(np.int64)
+    diff = log_diff(pool_counts, target_counts)
+
+    weights = np.full(len(hashes), np.nan)
+    words = np.full(len(hashes), np.nan)
+    for batch in store.dsir_features(key, hashes, WEIGHT_BATCH_ROWS):
+        position = batch.column("position").to_numpy()
+        weights[position], words[position] = _weights_and_words(batch.column("buckets"), batch.column("counts"), diff,
+                                                                settings.ngrams)
+    if np.isnan(words).any():
+        raise LookupError(f"{int(np.isnan(words).sum())} pool texts have no stored DSIR counts in {store.path}: select again")
+    keep = words >= settings.min_example_length
+    return np.where(keep, weights, -np.inf)
+
+
+def _weights_and_words(buckets: pa.ListArray, counts: pa.ListArray, diff: np.ndarray, ngrams: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's `log_diff · features` and the package's word count `(sum(features) + n(n-1)/2) // n`."""
+    lengths = pc.list_value_length(buckets).to_numpy(zero_copy_only=False)
+    text_of = np.repeat(np.arange(len(buckets)), lengths)
+    n = counts.flatten().to_numpy().astype(np.float64)
+    weights = np.bincount(text_of, weights=diff[buckets.flatten().to_numpy()] * n, minlength=len(buckets))
+    words = (np.bincount(text_of, weights=n, minlength=len(buckets)) + ngrams * (ngrams - 1) / 2) // ngrams
+    return weights, words
+
+
+def _lists(parts: list[np.ndarray]) -> pa.Array:
+    offsets = np.zeros(len(parts) + 1, dtype=np.int32)
+    np.cumsum([len(p) for p in parts], out=offsets[1:])
+    values = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int32()))
+

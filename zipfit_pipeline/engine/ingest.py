@@ -1,24 +1,32 @@
-"""Ingest stage: read a source dataset or a target task in full, then replace it in the store in one transaction.
+"""Ingest stage: read a source dataset or a target task, then replace it in the store at once.
 
-A file is read completely before anything is written, so an unusable input leaves the store as it was, and a
-file that changed while it was read (a copy still in progress) is read again or refused, never stored in part.
-Rows without a usable text are skipped and counted by reason (see `RecordReader`).
+A source is read in chunks of STAGE_ROWS records, each staged in one short transaction (other processes write
+in between, and memory stays bounded by the chunk, not the file); once the whole file is read unchanged, one
+short transaction swaps it in, touching only rows that changed. Until then the stored documents stay as they
+were: an unusable input, or a file that changed while it was read (a copy still in progress), is read again or
+refused, never stored in part. Targets are small and read whole. Rows without a usable text are skipped and
+counted by reason (see `RecordReader`).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 from zipfit_pipeline.engine.file_state import FileState, file_state
 from zipfit_pipeline.engine.loaders import InputError, Record, RecordReader, chunk_records, content_hash, digest, set_hash
-from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.store import Store, StoreError
 
+STAGE_ROWS = 10_000  # documents read and staged at a time
 READ_ATTEMPTS = 3
 SECONDS_BETWEEN_ATTEMPTS = 2.0
+Read = TypeVar("Read")
 
 
 @dataclass(frozen=True)
@@ -41,21 +49,22 @@ class IngestResult:
 
 
 def read_unchanged(
-    reader: RecordReader, attempts: int = READ_ATTEMPTS, wait: float = SECONDS_BETWEEN_ATTEMPTS,
-    log: Callable[[str], None] = print,
-) -> tuple[list[Record], RecordReader, FileState | None]:
-    """Every record of the input, read while its size, modification time and content hash stayed the same.
+    reader: RecordReader, consume: Callable[[Iterator[Record]], Read] = list,  # type: ignore[assignment]
+    attempts: int = READ_ATTEMPTS, wait: float = SECONDS_BETWEEN_ATTEMPTS, log: Callable[[str], None] = print,
+) -> tuple[Read, RecordReader, FileState | None]:
+    """`consume` of every record of the input (by default, the list of them), read while the input's size,
+    modification time and content hash stayed the same.
 
-    Returns the records, the reader that read them (its skip counts) and the input's state. A file that keeps
-    changing fails naming it, and nothing is stored."""
+    Returns what `consume` returned, the reader that read them (its skip counts) and the input's state. A file that
+    keeps changing fails naming it, and nothing is stored."""
     path = Path(reader.path)
     for attempt in range(1, attempts + 1):
         reader = replace(reader, skipped=Counter(), first_skipped={})
         before = file_state(path)
-        records = list(reader)
+        result = consume(iter(reader))
         after = file_state(path)
         if before == after:
-            return records, reader, before
+            return result, reader, before
         log(f"{reader.path} changed while it was read (attempt {attempt} of {attempts}): reading it again")
         time.sleep(wait)
     raise InputError(f"{reader.path}: changed while it was read, {attempts} times in a row (is a copy or an editor still "
@@ -66,19 +75,38 @@ def ingest_source(
     store: Store, dataset: str, reader: RecordReader, chunk_chars: int | None = None, log: Callable[[str], None] = print,
 ) -> IngestResult:
     """Replace `dataset`'s documents with the usable records of `reader` (long texts cut into chunks if asked)."""
-    records, reader, state = read_unchanged(reader, log=log)
-    rows = len(records)
-    if chunk_chars:
-        records = list(chunk_records(records, chunk_chars))
-    if not records:
-        raise InputError(f"{reader.path}: no usable rows (skipped: {reader.skip_summary()}); the stored documents are kept")
-    store.replace_documents(dataset, records, dict(reader.skipped))
-    hashes = [content_hash(r.text) for r in records]
+
+    def stage(records: Iterator[Record]) -> tuple[int, list[str]]:
+        store.start_staging(dataset)
+        rows = 0
+
+        def counted() -> Iterator[Record]:
+            nonlocal rows
+            for record in records:
+                rows += 1
+                yield record
+
+        documents = chunk_records(counted(), chunk_chars) if chunk_chars else counted()
+        preview: list[str] = []
+        while chunk := list(islice(documents, STAGE_ROWS)):
+            preview = preview or [r.text for r in chunk[:3]]
+            store.stage_documents(dataset, chunk)
+        return rows, preview
+
+    try:
+        (rows, preview), reader, state = read_unchanged(reader, stage, log=log)
+        if not preview:
+            raise InputError(f"{reader.path}: no usable rows (skipped: {reader.skip_summary()}); the stored documents are kept")
+        store.commit_staged(dataset, dict(reader.skipped))
+    except BaseException:
+        with suppress(StoreError):
+            store.start_staging(dataset)  # leave nothing staged behind (the next ingestion would clear it anyway)
+        raise
+    stored = store.dataset_summary(dataset)
     return IngestResult(
-        path=reader.path, rows=rows, documents=len(records), distinct_texts=len(set(hashes)),
-        bytes=sum(len(r.text.encode("utf-8")) for r in records), skipped=dict(reader.skipped),
-        first_skipped=dict(reader.first_skipped), skip_summary=reader.skip_summary(), preview=[r.text for r in records[:3]],
-        digest=digest([r.row_index for r in records], hashes), input_state=state,
+        path=reader.path, rows=rows, documents=stored["documents"], distinct_texts=stored["distinct_texts"],
+        bytes=stored["bytes"], skipped=dict(reader.skipped), first_skipped=dict(reader.first_skipped),
+        skip_summary=reader.skip_summary(), preview=preview, digest=stored["digest"], input_state=state,
     )
 
 

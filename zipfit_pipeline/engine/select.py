@@ -23,6 +23,7 @@ from zipfit_pipeline.engine.decontamination import HeldoutIndex, Overlap, find_o
 from zipfit_pipeline.engine.dsir import dsir_weights
 from zipfit_pipeline.engine.loaders import digest, set_hash
 from zipfit_pipeline.engine.models import DOCUMENT_START_TOKENS, text_token_lengths, tokenizer_identity
+from zipfit_pipeline.engine.per_text import fill_missing
 from zipfit_pipeline.engine.runs import THRESHOLD, WHOLE_POOL, RunKey
 from zipfit_pipeline.engine.scoring import target_set_hash
 from zipfit_pipeline.engine.selection import (
@@ -89,10 +90,13 @@ def select_for_model(
     seeds: Sequence[int],
     log: Callable[[str], None] = print,
 ) -> SelectionResult:
-    """Rank the decontaminated pool with every configured method and store the selections, per budget and seed."""
+    """Rank the decontaminated pool with every configured method and store the selections, per budget and seed.
+
+    Ranking reads columns (hashes, scores, token counts, DSIR weights), never the pool's texts: the per-text work
+    behind them is stored by content hash and done only for texts that lack it (`per_text`)."""
     targets = store.target_texts(target, "alignment")
-    pool = _first_of_each_text(_scored_pool(store, sources, target, target_set_hash(targets), scoring))
-    contaminated = _contaminated(store, pool, target, settings.decontamination.ngram_words)
+    pool = _scored_pool(store, sources, target, target_set_hash(targets), scoring)
+    contaminated = _contaminated(store, pool, target, settings.decontamination.ngram_words, log)
     if contaminated:
         log(f"{len(contaminated)} pool texts share {settings.decontamination.ngram_words} words with {target}'s test split; "
             f"ZIP-FIT ranked them {', '.join(str(r.zipfit_rank) for r in contaminated[:10])}"
@@ -100,46 +104,40 @@ def select_for_model(
     if settings.decontamination.enabled and contaminated:
         gone = pa.array([r.content_hash for r in contaminated])
         pool = pool.filter(pc.invert(pc.is_in(pool.column("content_hash"), gone)))
-    scores = np.asarray(pool.column("score").to_pylist(), dtype=np.float64)
-    texts = pool.column("text").to_pylist()
-    tokens = pool_tokens(store, tokenizer, pool.column("content_hash").combine_chunks(), texts, log)
+    hashes = pool.column("content_hash").combine_chunks()
+    scores = pool.column("score").to_numpy().astype(np.float64)
+    tokens = pool_tokens(store, tokenizer, hashes, log)
 
     rows: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
     for method in [*settings.methods, *([THRESHOLD] if settings.thresholds else [])]:
         started = time.perf_counter()
-        rows += _method_rows(method, scores, tokens, texts, targets, settings, seeds)
+        method_scores = dsir_weights(store, hashes, targets, settings.dsir, log) if method == "dsir" else scores
+        rows += _method_rows(method, method_scores, tokens, settings, seeds)
         seconds[method] = round(time.perf_counter() - started, 3)
-        log(f"{method}: ranked {len(texts)} documents in {seconds[method]:.2f}s")
+        log(f"{method}: ranked {len(hashes)} documents in {seconds[method]:.2f}s")
 
     table = _selections_table(pool, scores, rows)
     sets = _sets(table)
     store.replace_selections(model, target, table, _sets_table(sets), seconds,
                              _contaminated_table(contaminated, settings.decontamination.enabled))
     best = [r["pool_index"] for r in rows
-            if (r["method"], r["budget"], r["seed"]) == ("zipfit", settings.budgets[-1], seeds[0])]
+            if (r["method"], r["budget"], r["seed"]) == ("zipfit", settings.budgets[-1], seeds[0])][:5]
     return SelectionResult(
         pool_documents=pool.num_rows, pool_tokens=int(tokens.sum()), contaminated=contaminated,
         removed=settings.decontamination.enabled, seconds=seconds, sets=sets,
-        top=[(texts[i], float(scores[i])) for i in best[:5]],
+        top=list(zip(store.texts_of(hashes.take(pa.array(best, pa.int64()))), scores[best].tolist())),
         digest=digest(table.select(["method", "budget", "seed", "content_hash"]).to_pydict()),
     )
 
 
-def pool_tokens(store: Store, tokenizer: Any, hashes: pa.Array, texts: list[str], log: Callable[[str], None]) -> np.ndarray:
+def pool_tokens(store: Store, tokenizer: Any, hashes: pa.Array, log: Callable[[str], None]) -> np.ndarray:
     """Tokens each pool text costs in training (its own plus the document's start token). A text is tokenized once
     per tokenizer: counts are stored by content hash, so a re-selection after new documents counts only those."""
     identity = tokenizer_identity(tokenizer)
-    stored = store.token_counts(identity, hashes)
-    known = dict(zip(stored.column("content_hash").to_pylist(), stored.column("tokens").to_pylist()))
-    all_hashes = hashes.to_pylist()
-    new = [i for i, h in enumerate(all_hashes) if h not in known]
-    if new:
-        lengths = text_token_lengths(tokenizer, [texts[i] for i in new])
-        store.insert_token_counts(identity, [all_hashes[i] for i in new], lengths)
-        known.update(zip((all_hashes[i] for i in new), lengths))
-    log(f"token counts: {len(all_hashes) - len(new)} stored, {len(new)} counted now")
-    return np.asarray([known[h] for h in all_hashes], dtype=np.int64) + DOCUMENT_START_TOKENS
+    fill_missing(store, "token_counts", [identity], hashes, lambda texts: text_token_lengths(tokenizer, texts),
+                 lambda batch, lengths: store.insert_token_counts(identity, batch, lengths), "token counts", log)
+    return store.token_counts(identity, hashes).to_numpy().astype(np.int64) + DOCUMENT_START_TOKENS
 
 
 def _scored_pool(store: Store, sources: Sequence[str], target: str, target_hash: str, scoring: ScoringSettings) -> pa.Table:
@@ -154,32 +152,22 @@ def _scored_pool(store: Store, sources: Sequence[str], target: str, target_hash:
     return pool
 
 
-def _first_of_each_text(pool: pa.Table) -> pa.Table:
-    """Drop repeated texts, keeping the first in pool order: a selection never trains on a text twice."""
-    seen: set[str] = set()
-    keep = []
-    for i, h in enumerate(pool.column("content_hash").to_pylist()):
-        if h not in seen:
-            seen.add(h)
-            keep.append(i)
-    return pool.take(keep)
-
-
-def _contaminated(store: Store, pool: pa.Table, target: str, ngram_words: int) -> list[RemovedText]:
+def _contaminated(store: Store, pool: pa.Table, target: str, ngram_words: int, log: Callable[[str], None]) -> list[RemovedText]:
     """Pool texts sharing `ngram_words` words with the test split, best ZIP-FIT rank first."""
-    hashes = pool.column("content_hash").to_pylist()
-    overlaps = find_overlaps(store, target, hashes, pool.column("text").to_pylist(), ngram_words)
+    hashes = pool.column("content_hash").combine_chunks()
+    overlaps = find_overlaps(store, target, hashes, ngram_words, log)
+    if not overlaps:
+        return []
     rank = np.empty(len(hashes), dtype=np.int64)
-    rank[rank_by_score(np.asarray(pool.column("score").to_pylist(), dtype=np.float64))] = np.arange(1, len(hashes) + 1)
+    rank[rank_by_score(pool.column("score").to_numpy())] = np.arange(1, len(hashes) + 1)
     datasets, ids = pool.column("dataset").to_pylist(), pool.column("doc_id").to_pylist()
     found = [RemovedText(datasets[i], ids[i], h, int(rank[i]), overlaps[h].test_row, overlaps[h].ngram)
-             for i, h in enumerate(hashes) if h in overlaps]
+             for i, h in enumerate(hashes.to_pylist()) if h in overlaps]
     return sorted(found, key=lambda r: r.zipfit_rank)
 
 
 def _method_rows(
-    method: str, scores: np.ndarray, tokens: np.ndarray, texts: list[str], targets: list[str],
-    settings: SelectionSettings, seeds: Sequence[int],
+    method: str, scores: np.ndarray, tokens: np.ndarray, settings: SelectionSettings, seeds: Sequence[int],
 ) -> list[dict[str, Any]]:
     """Every seed's rows of one method; methods that do not depend on the seed rank once and repeat."""
     if method == "random":
@@ -190,8 +178,7 @@ def _method_rows(
         if method == THRESHOLD:
             once = select_by_threshold(scores, tokens, settings.thresholds)
         else:
-            method_scores = dsir_weights(texts, targets, settings.dsir) if method == "dsir" else scores
-            once = select_by_budget(method, method_scores, tokens, settings.budgets, seeds[0])
+            once = select_by_budget(method, scores, tokens, settings.budgets, seeds[0])
         per_seed = dict.fromkeys(seeds, once)
     return [{**row, "seed": seed} for seed, chosen in per_seed.items() for row in chosen]
 

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS store_info (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS documents (
     dataset VARCHAR, row_index BIGINT, doc_id VARCHAR, content_hash VARCHAR, n_bytes BIGINT, text VARCHAR,
     PRIMARY KEY (dataset, row_index));
+CREATE TABLE IF NOT EXISTS staged_documents (
+    dataset VARCHAR, row_index BIGINT, doc_id VARCHAR, content_hash VARCHAR, n_bytes BIGINT, text VARCHAR);
 CREATE TABLE IF NOT EXISTS ingest_skips (dataset VARCHAR, reason VARCHAR, n BIGINT, PRIMARY KEY (dataset, reason));
 CREATE TABLE IF NOT EXISTS targets (
     task VARCHAR, split VARCHAR, row_index BIGINT, doc_id VARCHAR, content_hash VARCHAR, text VARCHAR,
@@ -71,6 +73,8 @@ CREATE TABLE IF NOT EXISTS loss_curves (
     run_id VARCHAR, kind VARCHAR, tokens BIGINT, loss DOUBLE, PRIMARY KEY (run_id, kind, tokens));
 CREATE TABLE IF NOT EXISTS token_counts (
     content_hash VARCHAR, tokenizer VARCHAR, tokens BIGINT, PRIMARY KEY (content_hash, tokenizer));
+CREATE TABLE IF NOT EXISTS dsir_features (
+    content_hash VARCHAR, featurizer VARCHAR, buckets INTEGER[], counts INTEGER[], PRIMARY KEY (content_hash, featurizer));
 CREATE TABLE IF NOT EXISTS partition_runs (
     asset VARCHAR, partition VARCHAR, run_id VARCHAR, written TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (asset, partition));
@@ -86,6 +90,13 @@ SCORE_OF_DOCUMENT = (
     "AND s.build = ?"
 )
 SCORED_DOCUMENTS_OF_DATASET = f"FROM documents d JOIN scores s ON {SCORE_OF_DOCUMENT} WHERE d.dataset = ?"
+# Tables of work done once per text and stored by content hash, with the columns that key a result besides the hash
+# (the tokenizer that counted, the test split checked against, DSIR's featurizer): see `Store.unstored`.
+PER_TEXT_TABLES = {
+    "token_counts": ("tokenizer",),
+    "test_overlaps": ("test_hash", "ngram_words"),
+    "dsir_features": ("featurizer",),
+}
 LOCK_RETRY_SECONDS = 300.0
 # DuckDB caches table blocks up to 80% of RAM by default; a cap bounds what a long scan keeps resident.
 DEFAULT_MEMORY_LIMIT = "512MB"
@@ -202,18 +213,60 @@ class Store:
     # ingestion -------------------------------------------------------------------------------------------
 
     def replace_documents(self, dataset: str, records: Sequence[Record], skipped: dict[str, int]) -> None:
-        table = _records_table(records)
+        """Make `records` the dataset's documents at once (small inputs and tests; ingestion stages in chunks)."""
+        self.start_staging(dataset)
+        self.stage_documents(dataset, records)
+        self.commit_staged(dataset, skipped)
+
+    def start_staging(self, dataset: str) -> None:
+        """Forget what an earlier, unfinished ingestion of the dataset staged (one ingestion per dataset at a time)."""
         with self.transaction() as connection:
-            connection.execute("DELETE FROM documents WHERE dataset = ?", [dataset])
-            connection.execute("DELETE FROM ingest_skips WHERE dataset = ?", [dataset])
-            connection.register("new_documents", table)
+            connection.execute("DELETE FROM staged_documents WHERE dataset = ?", [dataset])
+
+    def stage_documents(self, dataset: str, records: Sequence[Record]) -> None:
+        """One chunk of a new version of the dataset, in one short transaction. Rows already stored as they are
+        (same row, id and text) are staged without their text, so re-reading a grown file writes only what is new."""
+        with self.transaction() as connection:
+            connection.register("chunk", _records_table(records))
             connection.execute(
-                "INSERT INTO documents SELECT ?, row_index, doc_id, content_hash, n_bytes, text FROM new_documents",
-                [dataset],
-            )
-            connection.unregister("new_documents")
+                """INSERT INTO staged_documents
+                   SELECT ?, c.row_index, c.doc_id, c.content_hash, c.n_bytes,
+                          CASE WHEN d.row_index IS NULL THEN c.text END
+                   FROM chunk c LEFT JOIN documents d ON d.dataset = ? AND d.row_index = c.row_index
+                        AND d.content_hash = c.content_hash AND d.doc_id IS NOT DISTINCT FROM c.doc_id""",
+                [dataset, dataset])
+            connection.unregister("chunk")
+
+    def commit_staged(self, dataset: str, skipped: dict[str, int]) -> None:
+        """Replace the dataset's documents with what was staged, in one short transaction that touches only the rows
+        that changed. Fails, keeping the stored documents, if a row staged as unchanged has changed meanwhile."""
+        with self.transaction() as connection:
+            moved = connection.execute(
+                """SELECT count(*) FROM staged_documents s WHERE s.dataset = ? AND s.text IS NULL AND NOT EXISTS (
+                       SELECT 1 FROM documents d WHERE d.dataset = s.dataset AND d.row_index = s.row_index
+                       AND d.content_hash = s.content_hash AND d.doc_id IS NOT DISTINCT FROM s.doc_id)""",
+                [dataset]).fetchone()
+            if moved and moved[0]:
+                raise StoreError(f"{moved[0]} stored documents of {dataset} changed while it was ingested (another "
+                                 "ingestion of it?): nothing was replaced; ingest it again")
+            connection.execute(
+                """DELETE FROM documents d WHERE d.dataset = ? AND NOT EXISTS (
+                       SELECT 1 FROM staged_documents s WHERE s.dataset = d.dataset AND s.text IS NULL
+                       AND s.row_index = d.row_index)""", [dataset])
+            connection.execute("INSERT INTO documents SELECT dataset, row_index, doc_id, content_hash, n_bytes, text "
+                               "FROM staged_documents WHERE dataset = ? AND text IS NOT NULL", [dataset])
+            connection.execute("DELETE FROM staged_documents WHERE dataset = ?", [dataset])
+            connection.execute("DELETE FROM ingest_skips WHERE dataset = ?", [dataset])
             for reason, n in sorted(skipped.items()):
                 connection.execute("INSERT INTO ingest_skips VALUES (?, ?, ?)", [dataset, reason, n])
+
+    def dataset_summary(self, dataset: str) -> dict[str, Any]:
+        """Documents, distinct texts, bytes and a digest of every (row, content hash) of a stored dataset."""
+        return self.query(
+            """SELECT count(*) AS documents, count(DISTINCT content_hash) AS distinct_texts,
+                      coalesce(sum(n_bytes), 0)::BIGINT AS bytes,
+                      md5(coalesce(string_agg(row_index || ':' || content_hash, ',' ORDER BY row_index), '')) AS digest
+               FROM documents WHERE dataset = ?""", [dataset]).to_pylist()[0]
 
     def replace_targets(self, task: str, splits: dict[str, Sequence[Record]]) -> None:
         with self.transaction() as connection:
@@ -270,8 +323,8 @@ class Store:
                    GROUP BY w.position ORDER BY w.position""").to_arrow_table()
             connection.unregister("wanted")
         if rows.num_rows != len(hashes):
-            raise LookupError(f"{len(hashes) - rows.num_rows} texts to score are no longer stored in {self.path} (a source "
-                              "was re-ingested meanwhile): score again")
+            raise LookupError(f"{len(hashes) - rows.num_rows} texts this run needs are no longer stored in {self.path} (a "
+                              "source was re-ingested meanwhile): run again")
         return rows.column("text").to_pylist()
 
     def distinct_texts(self, dataset: str) -> int:
@@ -305,13 +358,15 @@ class Store:
         return float(rows.to_pylist()[0]["s"])
 
     def dataset_scores(self, datasets: Sequence[str], target_hash: str, compressor: str, level: int) -> pa.Table:
-        """Every document of the datasets with its score, in (dataset order, row order): the selection pool."""
+        """Each distinct text of the datasets with its score (null if unscored), as (dataset, row_index, doc_id,
+        content_hash, score) of its first document in (dataset order, row order): the selection pool, without texts."""
         return self.query(
-            f"""SELECT d.dataset, d.row_index, d.doc_id, d.content_hash, d.text, s.score
+            f"""SELECT d.dataset, d.row_index, d.doc_id, d.content_hash, s.score
                 FROM documents d LEFT JOIN scores s ON {SCORE_OF_DOCUMENT}
                 WHERE list_contains(?, d.dataset)
+                QUALIFY row_number() OVER (PARTITION BY d.content_hash ORDER BY list_position(?, d.dataset), d.row_index) = 1
                 ORDER BY list_position(?, d.dataset), d.row_index""",
-            [*_score_key(target_hash, compressor, level), list(datasets), list(datasets)],
+            [*_score_key(target_hash, compressor, level), list(datasets), list(datasets), list(datasets)],
         )
 
     def score_summary(
@@ -328,31 +383,80 @@ class Store:
         top = self.query(f"SELECT d.text, s.score {SCORED_DOCUMENTS_OF_DATASET} ORDER BY s.score DESC, d.row_index LIMIT ?", [*params, top_n])
         return {**summary, "top_texts": top.column("text").to_pylist(), "top_scores": top.column("score").to_pylist()}
 
-    # token counts ----------------------------------------------------------------------------------------
+    # work done once per text -------------------------------------------------------------------------------
 
-    def token_counts(self, tokenizer: str, hashes: pa.Array) -> pa.Table:
-        """(content_hash, tokens) of the given texts already counted with this tokenizer (see `tokenizer_identity`)."""
+    def unstored(self, table: str, key: Sequence[Any], hashes: pa.Array) -> pa.Array:
+        """The content hashes, of those given, with no row in a per-text table under `key` (its PER_TEXT_TABLES
+        columns), in the order given: what a selection still has to compute."""
+        where = " AND ".join(f"s.{column} = ?" for column in PER_TEXT_TABLES[table])
         with self.connect() as connection:
-            connection.register("wanted", pa.table({"content_hash": hashes}))
-            rows = connection.sql("SELECT t.content_hash, t.tokens FROM token_counts t JOIN wanted w USING (content_hash) "
-                                  "WHERE t.tokenizer = ?", params=[tokenizer]).to_arrow_table()
+            connection.register("wanted", pa.table({"content_hash": hashes, "position": pa.array(range(len(hashes)))}))
+            rows = connection.sql(
+                f"""SELECT w.content_hash FROM wanted w WHERE NOT EXISTS
+                    (SELECT 1 FROM {table} s WHERE s.content_hash = w.content_hash AND {where}) ORDER BY w.position""",
+                params=list(key)).to_arrow_table()
             connection.unregister("wanted")
-        return rows
+        return rows.column("content_hash").combine_chunks()
 
-    def insert_token_counts(self, tokenizer: str, hashes: Sequence[str], tokens: Sequence[int]) -> None:
+    def token_counts(self, tokenizer: str, hashes: pa.Array) -> pa.Array:
+        """The stored token count (see `tokenizer_identity`) of each given text, in the order given; null if uncounted."""
+        with self.connect() as connection:
+            connection.register("wanted", pa.table({"content_hash": hashes, "position": pa.array(range(len(hashes)))}))
+            rows = connection.sql("SELECT t.tokens FROM wanted w LEFT JOIN token_counts t ON t.content_hash = w.content_hash "
+                                  "AND t.tokenizer = ? ORDER BY w.position", params=[tokenizer]).to_arrow_table()
+            connection.unregister("wanted")
+        return rows.column("tokens").combine_chunks()
+
+    def insert_token_counts(self, tokenizer: str, hashes: pa.Array, tokens: Sequence[int]) -> None:
         with self.transaction() as connection:
-            connection.register("counted", pa.table({"content_hash": pa.array(hashes, pa.string()),
+            connection.register("counted", pa.table({"content_hash": hashes,
                                                      "tokens": pa.array(tokens, pa.int64())}))
             connection.execute("INSERT INTO token_counts SELECT content_hash, ?, tokens FROM counted ON CONFLICT DO NOTHING",
                                [tokenizer])
             connection.unregister("counted")
 
+    def insert_dsir_features(self, featurizer: str, hashes: pa.Array, buckets: pa.Array, counts: pa.Array) -> None:
+        """Each text's hashed n-gram counts as two aligned lists: the buckets it hits and how often."""
+        with self.transaction() as connection:
+            connection.register("featurized", pa.table({"content_hash": hashes, "buckets": buckets, "counts": counts}))
+            connection.execute("INSERT INTO dsir_features SELECT content_hash, ?, buckets, counts FROM featurized "
+                               "ON CONFLICT DO NOTHING", [featurizer])
+            connection.unregister("featurized")
+
+    def dsir_feature_totals(self, featurizer: str, hashes: pa.Array) -> pa.Table:
+        """(bucket, total) of the given texts' stored counts summed: the pool's n-gram distribution, without its texts."""
+        with self.connect() as connection:
+            connection.register("wanted", pa.table({"content_hash": hashes}))
+            rows = connection.sql(
+                """SELECT bucket, sum(n)::BIGINT AS total FROM (
+                       SELECT unnest(f.buckets) AS bucket, unnest(f.counts) AS n
+                       FROM dsir_features f JOIN wanted w USING (content_hash) WHERE f.featurizer = ?)
+                   GROUP BY bucket""", params=[featurizer]).to_arrow_table()
+            connection.unregister("wanted")
+        return rows
+
+    def dsir_features(self, featurizer: str, hashes: pa.Array, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """(position, buckets, counts) of the given texts, `batch_rows` at a time in no particular order (`position` is
+        the index in `hashes`). One streaming read: the consumer should be quick, as the store is open meanwhile."""
+        with self.connect() as connection:
+            connection.register("wanted", pa.table({"content_hash": hashes, "position": pa.array(range(len(hashes)))}))
+            reader = connection.sql(
+                "SELECT w.position, f.buckets, f.counts FROM wanted w JOIN dsir_features f USING (content_hash) "
+                "WHERE f.featurizer = ?", params=[featurizer]).to_arrow_reader(batch_rows)
+            yield from reader
+            connection.unregister("wanted")
+
     # decontamination -------------------------------------------------------------------------------------
 
-    def test_overlaps(self, test_hash: str, ngram_words: int) -> pa.Table:
-        """Every text already checked against this test split: (content hash, test row, shared n-gram or null)."""
-        return self.query("SELECT content_hash, test_row, ngram FROM test_overlaps WHERE test_hash = ? AND ngram_words = ?",
-                          [test_hash, ngram_words])
+    def test_overlaps(self, test_hash: str, ngram_words: int, hashes: pa.Array) -> pa.Table:
+        """(content_hash, test_row, ngram) of the given texts found to share words with this test split."""
+        with self.connect() as connection:
+            connection.register("wanted", pa.table({"content_hash": hashes}))
+            rows = connection.sql("SELECT o.content_hash, o.test_row, o.ngram FROM test_overlaps o JOIN wanted w USING "
+                                  "(content_hash) WHERE o.test_hash = ? AND o.ngram_words = ? AND o.ngram IS NOT NULL",
+                                  params=[test_hash, ngram_words]).to_arrow_table()
+            connection.unregister("wanted")
+        return rows
 
     def insert_test_overlaps(self, test_hash: str, ngram_words: int, checked: pa.Table) -> None:
         """Results of checking texts against a test split: (content_hash, test_row, ngram), nulls where clean."""

@@ -1,0 +1,167 @@
+"""Paper scale on this machine: ingest → score → select of a real pool, a +1% refresh, and DSIR's own cost.
+
+The pool is real text found on the machine (Python, C, JavaScript, prose; `corpus.real_pool`) of `--docs`
+documents in four JSONL sources, scored with gzip-9 against HumanEval problems 0-81 and selected by ZIP-FIT,
+DSIR and random at 100k and 1M tokens of the demo model's tokenizer, all through the project's own
+`materialize_all` (real Dagster runs on a real DuckDB store). Then 1% more documents are appended to every
+source and the same runs repeat. Last, the `data-selection` package itself fits DSIR and computes its weights on
+the same pool files with every core, for the cost comparison. Each stage prints its wall time and the peak RSS of
+its process tree (workers included).
+
+Run: .venv/bin/python bench/scale.py [--docs 185000] [--keep FOLDER]   (needs the demo model: `make demo` builds it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from corpus import real_pool
+from measure import PeakRss, peak_rss_of
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "data" / "models" / "smollm2-135m"
+STAGES = {"ingest": ("source_documents", "target_documents"), "score": ("alignment_scores",), "select": ("selections",)}
+TEMPLATE = "Problem description: {prompt} \nCanonical solution: {canonical_solution}"
+REFRESH = 0.01
+
+
+def write_project(folder: Path, pool: dict[str, list[dict[str, str]]]) -> Path:
+    from zipfit_pipeline.engine.demo_data import humaneval_rows, write_jsonl
+
+    inputs = folder / "inputs"
+    inputs.mkdir(parents=True)
+    write_jsonl(inputs / "humaneval.jsonl", humaneval_rows())
+    for name, rows in pool.items():
+        write_jsonl(inputs / f"{name}.jsonl", rows)
+    project = {
+        "store": "zipfit.duckdb", "artifacts": "artifacts", "cache": "cache",
+        "sources": [{"name": name, "path": f"inputs/{name}.jsonl", "id_field": "id"} for name in pool],
+        "targets": [{"name": "humaneval", "path": "inputs/humaneval.jsonl", "template": TEMPLATE, "id_field": "task_id",
+                     "alignment_rows": [0, 82], "test_rows": [82, 164]}],
+        "models": [{"name": "smollm2-135m", "pretrained": str(MODEL)}],
+        "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 128, "workers": 0},
+        "selection": {"methods": ["zipfit", "dsir", "random"], "budgets": [100_000, 1_000_000],
+                      "dsir": {"min_example_length": 10}},
+    }
+    (folder / "zipfit.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+    return folder / "zipfit.yaml"
+
+
+def append(folder: Path, extra: dict[str, list[dict[str, str]]]) -> None:
+    for name, rows in extra.items():
+        with open(folder / "inputs" / f"{name}.jsonl", "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def run_stages(config: Path) -> list[dict[str, float]]:
+    """In a child process: every stage as real Dagster runs, timed, with its process tree's peak RSS."""
+    env = {**os.environ, "DAGSTER_HOME": str(config.parent / "dagster_home")}
+    (config.parent / "dagster_home").mkdir(exist_ok=True)
+    out = subprocess.run([sys.executable, __file__, "--stages-child", str(config)], env=env, check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def stages_child(config: str) -> None:
+    import dagster as dg
+
+    from zipfit_pipeline.definitions import build_definitions
+    from zipfit_pipeline.materialize_all import materialize_all
+
+    defs = build_definitions(config)
+    rows = []
+    with dg.DagsterInstance.get() as instance:
+        for stage, assets in STAGES.items():
+            started = time.perf_counter()
+            with PeakRss() as rss:
+                materialize_all(defs, instance, log=lambda line: print(line, file=sys.stderr), stages=assets)
+            rows.append({"stage": stage, "seconds": time.perf_counter() - started, "peak_mb": rss.peak / 1e6,
+                         "start_mb": rss.start / 1e6})
+    print(json.dumps(rows))
+
+
+def selection_seconds(config: Path) -> dict[str, float]:
+    from zipfit_pipeline.engine.store import Store
+
+    rows = Store(config.parent / "zipfit.duckdb").query("SELECT method, seconds FROM selection_runs").to_pylist()
+    return {r["method"]: r["seconds"] for r in rows}
+
+
+def package_dsir_child(folder: str) -> None:
+    """The `data-selection` package on the pool files: fit on all tokens, then every text's weight, all cores."""
+    from data_selection import HashedNgramDSIR
+
+    from zipfit_pipeline.engine.demo_data import humaneval_rows, write_jsonl
+
+    inputs = Path(folder) / "inputs"
+    targets = Path(folder) / "targets.jsonl"
+
+    write_jsonl(targets, [{"text": TEMPLATE.format(**row)} for row in humaneval_rows()[:82]])
+    sources = sorted(str(p) for p in inputs.glob("*.jsonl") if p.name != "humaneval.jsonl")
+    dsir = HashedNgramDSIR(sources, [str(targets)], cache_dir=f"{folder}/dsir-package", min_example_length=10,
+                           num_proc=len(os.sched_getaffinity(0)))
+    dsir.fit_importance_estimator(num_tokens_to_fit="all")
+    dsir.compute_importance_weights()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=185_000)
+    parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--skip-package", action="store_true", help="leave out the data-selection package's run")
+    parser.add_argument("--stages-child", help=argparse.SUPPRESS)
+    parser.add_argument("--package-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stages_child:
+        return stages_child(args.stages_child)
+    if args.package_child:
+        return package_dsir_child(args.package_child)
+    if not (MODEL / "config.json").exists():
+        sys.exit(f"bench/scale.py: the demo model {MODEL} is missing: run `make demo` (or `zipfit prepare-demo`) first")
+
+    folder = Path(args.keep or tempfile.mkdtemp(prefix="zipfit-scale-"))
+    started = time.perf_counter()
+    full_pool = real_pool(round(args.docs * (1 + REFRESH)))
+    first = {name: rows[: round(len(rows) / (1 + REFRESH))] for name, rows in full_pool.items()}
+    extra = {name: rows[len(first[name]):] for name, rows in full_pool.items()}
+    config = write_project(folder, first)
+    docs, new = sum(map(len, first.values())), sum(map(len, extra.values()))
+    mb = sum(len(r["text"].encode()) for rows in first.values() for r in rows) / 1e6
+    print(f"pool: {docs:,} documents ({', '.join(f'{k} {len(v):,}' for k, v in first.items())}), {mb:.0f} MB of text, "
+          f"× 82 HumanEval targets; built in {time.perf_counter() - started:.0f}s in {folder}\n")
+
+    full = run_stages(config)
+    full_methods = selection_seconds(config)
+    append(folder, extra)
+    refresh = run_stages(config)
+    refresh_methods = selection_seconds(config)
+
+    print(f"| stage | full run s | RSS at start MB | full peak RSS MB | +1% ({new:,} docs) s | +1% peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for a, b in zip(full, refresh):
+        print(f"| {a['stage']} | {a['seconds']:.1f} | {a['start_mb']:.0f} | {a['peak_mb']:.0f} | {b['seconds']:.1f} | "
+              f"{b['peak_mb']:.0f} |")
+    total_full, total_refresh = sum(r["seconds"] for r in full), sum(r["seconds"] for r in refresh)
+    print(f"| total | {total_full:.1f} | {full[0]['start_mb']:.0f} | {max(r['peak_mb'] for r in full):.0f} | {total_refresh:.1f} "
+          f"(**{100 * total_refresh / total_full:.1f}% of full**) | {max(r['peak_mb'] for r in refresh):.0f} |")
+    print("\nselection by method, s (full / +1%): "
+          + ", ".join(f"{m} {full_methods[m]:.1f} / {refresh_methods.get(m, 0):.1f}" for m in full_methods))
+    zipfit = full[1]["seconds"] + full[2]["seconds"] - full_methods.get("dsir", 0.0)
+    print(f"ZIP-FIT end to end (score + select without DSIR's share), full run: {zipfit:.1f}s")
+    if not args.skip_package:
+        seconds, peak = peak_rss_of([sys.executable, __file__, "--package-child", str(folder)])
+        print(f"data-selection's own HashedNgramDSIR fit_importance_estimator + compute_importance_weights on the same "
+              f"pool, {len(os.sched_getaffinity(0))} processes: {seconds:.1f}s, peak RSS {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
