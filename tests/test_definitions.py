@@ -84,3 +84,13 @@ def test_finetune_partitions_are_run_keys_one_per_selection_and_seed(tmp_path: P
     assert parsed == runs
     assert [finetune_partition(run) for run in runs] == keys
     assert parsed[4] == RunKey("tiny-gpt2", "humaneval", "all", 0, 7) and parsed[5].budget == 350
+
+
+def test_loading_the_definitions_does_not_import_torch(project_file: Path) -> None:
+    """Ingest, score and select processes (and the code server) never pay for torch: it is imported where a model runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from zipfit_pipeline.definitions import build_definitions; "
+            f"build_definitions({str(project_file)!r}); print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

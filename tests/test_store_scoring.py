@@ -101,3 +101,25 @@ def test_reingest_replaces_a_dataset_atomically(tmp_path: Path) -> None:
     rows = store.query("SELECT dataset, text FROM documents ORDER BY dataset, row_index").to_pylist()
     assert [(r["dataset"], r["text"]) for r in rows] == [("a", "uno"), ("b", "three")]
     assert store.query("SELECT count(*) AS n FROM ingest_skips").to_pylist()[0]["n"] == 0
+
+
+def test_a_long_run_logs_a_bounded_number_of_progress_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """However many chunks or batches a run has, its log has at most 20 lines (scoring) or 10 and a summary (per-text
+    work), each with the rate and the time left; the per-chunk record is in the store."""
+    from zipfit_pipeline.engine import per_text
+
+    store = Store(tmp_path / "z.duckdb")
+    texts = [f"x{i} = {i} * {i}" for i in range(600)]
+    store.replace_documents("code", _records(texts), {})
+    lines: list[str] = []
+    score_dataset(store, "code", TARGETS, "gzip", 9, chunk_size=4, workers=1, progress=lines.append, commit_seconds=0)
+    assert 5 <= len(lines) <= 20 and all("pairs/s, ETA" in line for line in lines)
+    assert lines[-1].startswith("code: 600/600 texts (1,200 pairs) scored")
+
+    monkeypatch.setattr(per_text, "READ_BATCH", 5)
+    lines = []
+    hashes = store.unstored("token_counts", ["length"], store.query("SELECT content_hash FROM documents").column(0).combine_chunks())
+    per_text.fill_missing(store, "token_counts", ["length"], hashes, lambda batch: [len(t) for t in batch],
+                          lambda batch, n: store.insert_token_counts("length", batch, n), "lengths", lines.append)
+    assert 5 <= len(lines) <= 11 and all("texts/s, ETA" in line for line in lines[:-1])
+    assert lines[-1] == "lengths: 0 stored, 600 computed now"

@@ -31,7 +31,7 @@ from zipfit_pipeline.engine.store import Store
 TOKENIZER = "wordpunct"  # the package's default word tokenizer
 SMOOTHING = 1e-8  # the package's, in log_diff
 PARALLEL_FROM = 2000  # new texts below this are featurized in-process (a worker costs a second to start)
-WEIGHT_BATCH_ROWS = 20_000  # stored features read at a time when computing weights
+WEIGHT_BATCH_ROWS = 4096  # stored features read at a time when computing weights
 
 
 def dsir_metadata(settings: DsirSettings) -> dict[str, object]:
@@ -64,21 +64,21 @@ def store_features(store: Store, hashes: pa.Array, settings: DsirSettings, log: 
     """Featurize and store every given text that has no stored counts yet, on all cores; returns how many."""
     key = featurizer_identity(settings)
     todo = len(store.unstored("dsir_features", [key], hashes))
-    workers = min(len(os.sched_getaffinity(0)), max(1, todo // (PARALLEL_FROM // 2)))
+    cores = len(os.sched_getaffinity(0)) if todo >= PARALLEL_FROM else 1
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else nullcontext() as pool:
+    # This process takes one share of each batch and cores - 1 workers the others: all cores, one worker fewer.
+    with ProcessPoolExecutor(cores - 1, mp_context=spawn) if cores > 1 else nullcontext() as pool:
 
         def compute(texts: list[str]) -> tuple[pa.Array, pa.Array]:
-            if pool is None:
-                return ngram_counts(texts, settings.ngrams, settings.num_buckets)
-            step = -(-len(texts) // (4 * workers))
+            step = -(-len(texts) // cores)
             pieces = [texts[i:i + step] for i in range(0, len(texts), step)]
-            parts = list(pool.map(ngram_counts, pieces, repeat(settings.ngrams), repeat(settings.num_buckets)))
+            elsewhere = pool.map(ngram_counts, pieces[1:], repeat(settings.ngrams), repeat(settings.num_buckets)) if pool else []
+            parts = [ngram_counts(pieces[0], settings.ngrams, settings.num_buckets), *elsewhere]
             return pa.concat_arrays([b for b, _ in parts]), pa.concat_arrays([c for _, c in parts])
 
         return fill_missing(store, "dsir_features", [key], hashes, compute,
                             lambda batch, found: store.insert_dsir_features(key, batch, *found),
-                            f"DSIR n-gram counts ({workers} process{'es' if workers > 1 else ''})", log)
+                            f"DSIR n-gram counts ({cores} process{'es' if cores > 1 else ''})", log)
 
 
 def log_diff(pool_counts: np.ndarray, target_counts: np.ndarray) -> np.ndarray:
@@ -106,7 +106,7 @@ def dsir_weights(
     weights = np.full(len(hashes), np.nan)
     words = np.full(len(hashes), np.nan)
     for batch in store.dsir_features(key, hashes, WEIGHT_BATCH_ROWS):
-        position = batch.column("position").to_numpy()
+        position = pc.index_in(batch.column("content_hash"), value_set=hashes).to_numpy()
         weights[position], words[position] = _weights_and_words(batch.column("buckets"), batch.column("counts"), diff,
                                                                 settings.ngrams)
     if np.isnan(words).any():

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
 from zipfit_pipeline.engine.models import load_model_and_tokenizer
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.store import Store
@@ -48,6 +47,8 @@ def evaluate_run(
     run = store.training_run(key)
     if run is None:
         raise LookupError(f"no training run of {key}: materialize finetuned_model first")
+    from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss  # torch only where a model runs
+
     model, tokenizer = load_model_and_tokenizer(checkpoint_to_load(key, run["checkpoint"], base_model, models_dir))
     model.to(device_for_run())
     texts = store.target_texts(key.target, "test")

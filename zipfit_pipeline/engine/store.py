@@ -429,20 +429,21 @@ class Store:
             connection.register("wanted", pa.table({"content_hash": hashes}))
             rows = connection.sql(
                 """SELECT bucket, sum(n)::BIGINT AS total FROM (
-                       SELECT unnest(f.buckets) AS bucket, unnest(f.counts) AS n
-                       FROM dsir_features f JOIN wanted w USING (content_hash) WHERE f.featurizer = ?)
+                       SELECT unnest(buckets) AS bucket, unnest(counts) AS n FROM dsir_features
+                       WHERE featurizer = ? AND content_hash IN (SELECT content_hash FROM wanted))
                    GROUP BY bucket""", params=[featurizer]).to_arrow_table()
             connection.unregister("wanted")
         return rows
 
     def dsir_features(self, featurizer: str, hashes: pa.Array, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """(position, buckets, counts) of the given texts, `batch_rows` at a time in no particular order (`position` is
-        the index in `hashes`). One streaming read: the consumer should be quick, as the store is open meanwhile."""
+        """(content_hash, buckets, counts) of the given texts, `batch_rows` at a time, in no particular order. One
+        streaming read (a semi-join: only the hashes are hashed, never the lists): the consumer should be quick, as
+        the store is open meanwhile."""
         with self.connect() as connection:
-            connection.register("wanted", pa.table({"content_hash": hashes, "position": pa.array(range(len(hashes)))}))
+            connection.register("wanted", pa.table({"content_hash": hashes}))
             reader = connection.sql(
-                "SELECT w.position, f.buckets, f.counts FROM wanted w JOIN dsir_features f USING (content_hash) "
-                "WHERE f.featurizer = ?", params=[featurizer]).to_arrow_reader(batch_rows)
+                "SELECT content_hash, buckets, counts FROM dsir_features WHERE featurizer = ? "
+                "AND content_hash IN (SELECT content_hash FROM wanted)", params=[featurizer]).to_arrow_reader(batch_rows)
             yield from reader
             connection.unregister("wanted")
 

@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
 from zipfit_pipeline.engine.loaders import content_hash, set_hash
 from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.selection import BUDGETED
 from zipfit_pipeline.engine.settings import TrainingSettings
 from zipfit_pipeline.engine.store import Store
-from zipfit_pipeline.engine.training import finetune
 
 
 @dataclass(frozen=True)
@@ -61,6 +59,10 @@ def finetune_selection(
     # A budget is a token count; `all` and a threshold train on everything they kept.
     budget = key.budget if key.method in BUDGETED else selection["tokens"]
     test_texts = store.target_texts(key.target, "test")
+    # torch is imported where a model runs, so that ingest, score and select processes never load it (~250 MB).
+    from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
+    from zipfit_pipeline.engine.training import finetune
+
     device = device_for_run()
     model, tokenizer = load_model_and_tokenizer(pretrained)
 
