@@ -1,4 +1,4 @@
-"""Scoring throughput, compression limit, peak memory and incremental refresh, all in one run.
+"""Scoring throughput, compression limit and peak memory, all in one run (`scale.py` measures refreshes).
 
 Compares our engine with the reference `zip-fit==1.0.9` (`rank_sequences_by_alignment`) on the same corpus,
 settings and machine. Absolute times drift between runs on shared machines: read the ratios.
@@ -118,57 +118,11 @@ def memory(rss_docs: list[int]) -> list[dict[str, object]]:
     return rows
 
 
-def incremental(src: list[str], tgt: list[str]) -> dict[str, float]:
-    """Dagster runs of ingest + scoring: a full run, then a rerun after 1% more documents arrive."""
-    import dagster as dg
-    import yaml
-
-    from zipfit_pipeline.config import load_project
-    from zipfit_pipeline.definitions import build_definitions
-    from zipfit_pipeline.partitions import register_sources
-
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        data = root / "bench.jsonl"
-        data.write_text("".join(json.dumps({"text": t}) + "\n" for t in src[: int(len(src) * 0.99)]))
-        held_out = ["def held_out():\n    return 'a test text no alignment text repeats'\n"]  # the splits may not share a text
-        (root / "target.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in tgt + held_out))
-        (root / "zipfit.yaml").write_text(yaml.safe_dump({
-            "sources": [{"name": "bench", "path": str(data)}],
-            "targets": [{"name": "humaneval", "path": str(root / "target.jsonl"),
-                         "alignment_rows": [0, len(tgt)], "test_rows": [len(tgt), len(tgt) + 1]}],
-            "models": [{"name": "none", "pretrained": "unused"}],
-            "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 128, "workers": WORKERS},
-        }))
-        defs = build_definitions(str(root / "zipfit.yaml"))
-        assets = list(defs.assets or [])
-        instance = dg.DagsterInstance.ephemeral()
-        register_sources(instance, load_project(root / "zipfit.yaml"))
-
-        def run() -> float:
-            """Materialize the `stale` partitions; seconds spent."""
-            seconds = 0.0
-            for key, partition in stale:
-                t, result = timed(lambda: dg.materialize(assets, selection=[key], partition_key=partition,
-                                                         instance=instance, resources=defs.resources))
-                assert result.success
-                seconds += t
-            return seconds
-
-        stale = [("source_documents", "bench"), ("target_documents", "humaneval"), ("alignment_scores", "bench|humaneval")]
-        full = run()
-        stale = [("source_documents", "bench"), ("alignment_scores", "bench|humaneval")]  # the target did not change
-        data.write_text("".join(json.dumps({"text": t}) + "\n" for t in src))
-        refresh = run()
-    return {"full_s": full, "refresh_s": refresh, "ratio": refresh / full}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=0, help="cap the corpus (default: all, ≥5,000)")
     parser.add_argument("--rss-docs", type=int, nargs="*", default=[10_000, 100_000])
-    parser.add_argument("--incremental-python", type=int, default=30_000, help="stdlib functions in the refresh corpus")
-    parser.add_argument("--only", choices=["throughput", "memory", "incremental"], help="run one part")
+    parser.add_argument("--only", choices=["throughput", "memory"], help="run one part")
     parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -194,11 +148,7 @@ def main() -> None:
         for r in memory(args.rss_docs):
             print(f"| {r['docs']:,} | {r['docs'] * len(tgt):,} | {r['reference_mb']:,.0f} | {r['ours_mb']:,.0f} | "
                   f"{r['reference_s']:.1f} | {r['ours_s']:.1f} |")
-    if args.only in (None, "incremental"):
-        big = sources(n_python=args.incremental_python)
-        inc = incremental(big, tgt)
-        print(f"\nincremental refresh on {len(big):,} documents (Dagster ingest + score, gzip-9): full "
-              f"{inc['full_s']:.1f} s, after adding 1% documents {inc['refresh_s']:.1f} s = {inc['ratio']:.1%} of full")
+
 
 if __name__ == "__main__":
     main()

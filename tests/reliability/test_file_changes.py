@@ -48,7 +48,7 @@ def test_a_source_rewritten_while_it_is_read_is_read_again_once_it_is_complete(t
     writer = _writer(path, forever=False)
     messages: list[str] = []
     try:
-        records, _, state = read_unchanged(RecordReader(str(path), id_field="id"), attempts=20, wait=0.5,
+        records, _, state = read_unchanged(RecordReader(str(path), id_field="id"), list, attempts=20, wait=0.5,
                                            log=messages.append)
     finally:
         writer.wait()

@@ -11,6 +11,7 @@ than `min_example_length` words (the package's length, from the same counts) are
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -41,9 +42,11 @@ def dsir_metadata(settings: DsirSettings) -> dict[str, object]:
 
 
 def featurizer_identity(settings: DsirSettings) -> str:
-    """What decides a text's stored counts: the package and tokenizer versions and the hashing settings."""
-    return (f"data-selection {version('data-selection')} nltk {version('nltk')} {TOKENIZER} "
-            f"ngrams={settings.ngrams} buckets={settings.num_buckets}")
+    """A digest of what decides a text's stored counts: the package and tokenizer versions and the hashing settings
+    (short, because it is part of every stored row's key)."""
+    described = (f"data-selection {version('data-selection')} nltk {version('nltk')} {TOKENIZER} "
+                 f"ngrams={settings.ngrams} buckets={settings.num_buckets}")
+    return hashlib.blake2b(described.encode(), digest_size=8).hexdigest()
 
 
 def ngram_counts(texts: Sequence[str], ngrams: int, num_buckets: int) -> tuple[pa.Array, pa.Array]:
@@ -103,16 +106,18 @@ def dsir_weights(
                                 minlength=settings.num_buckets).astype(np.int64)
     diff = log_diff(pool_counts, target_counts)
 
-    weights = np.full(len(hashes), np.nan)
-    words = np.full(len(hashes), np.nan)
+    found, weights, words = [], [], []
     for batch in store.dsir_features(key, hashes, WEIGHT_BATCH_ROWS):
-        position = pc.index_in(batch.column("content_hash"), value_set=hashes).to_numpy()
-        weights[position], words[position] = _weights_and_words(batch.column("buckets"), batch.column("counts"), diff,
-                                                                settings.ngrams)
-    if np.isnan(words).any():
-        raise LookupError(f"{int(np.isnan(words).sum())} pool texts have no stored DSIR counts in {store.path}: select again")
-    keep = words >= settings.min_example_length
-    return np.where(keep, weights, -np.inf)
+        found.append(pa.concat_arrays([batch.column("content_hash")]))  # a copy: a slice would keep the whole batch
+        batch_weights, batch_words = _weights_and_words(batch.column("buckets"), batch.column("counts"), diff, settings.ngrams)
+        weights.append(batch_weights)
+        words.append(batch_words)
+    row_of = pc.index_in(hashes, value_set=pa.concat_arrays(found) if found else pa.array([], pa.string()))
+    if row_of.null_count:
+        raise LookupError(f"{row_of.null_count} pool texts have no stored DSIR counts in {store.path}: select again")
+    rows = row_of.to_numpy()
+    keep = np.concatenate(words)[rows] >= settings.min_example_length
+    return np.where(keep, np.concatenate(weights)[rows], -np.inf)
 
 
 def _weights_and_words(buckets: pa.ListArray, counts: pa.ListArray, diff: np.ndarray, ngrams: int) -> tuple[np.ndarray, np.ndarray]:

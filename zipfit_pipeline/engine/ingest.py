@@ -49,10 +49,10 @@ class IngestResult:
 
 
 def read_unchanged(
-    reader: RecordReader, consume: Callable[[Iterator[Record]], Read] = list,  # type: ignore[assignment]
+    reader: RecordReader, consume: Callable[[Iterator[Record]], Read],
     attempts: int = READ_ATTEMPTS, wait: float = SECONDS_BETWEEN_ATTEMPTS, log: Callable[[str], None] = print,
 ) -> tuple[Read, RecordReader, FileState | None]:
-    """`consume` of every record of the input (by default, the list of them), read while the input's size,
+    """`consume` of every record of the input (`list` keeps them all), read while the input's size,
     modification time and content hash stayed the same.
 
     Returns what `consume` returned, the reader that read them (its skip counts) and the input's state. A file that
@@ -118,7 +118,7 @@ def ingest_target(
 
     A test text that is also in the alignment split would be scored against and then tested on: refused.
     """
-    records, reader, state = read_unchanged(reader, log=log)
+    records, reader, state = read_unchanged(reader, list, log=log)
     ranges = {"alignment": alignment_rows, "test": test_rows}
     splits = {split: [r for r in records if start <= r.row_index < end] for split, (start, end) in ranges.items()}
     for split, rows in splits.items():

@@ -23,6 +23,7 @@ from zipfit_pipeline.engine.store import Store
 READ_BATCH_CHUNKS = 16  # texts are read this many chunks at a time, each batch one short read of the store
 COMMIT_SECONDS = 2.0  # finished chunks are committed at least this often (a kill loses at most this much work)
 PROGRESS_LINES = 20
+IN_PROCESS_PAIRS = 50_000  # about a second of gzip-9 on one core: fewer pairs are scored without starting a pool
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,11 @@ def score_dataset(
             log.update(done)
         last_commit = time.monotonic()
 
-    # A pool costs a second or so to start: never start more workers than there are chunks to score.
+    # A pool costs a second or so to start: never start more workers than there are chunks to score, and none for
+    # a to-do list that one process scores in about that time (a refresh after a few new documents).
     workers = max(1, min(workers, math.ceil(len(todo) / chunk_size)))
+    if backend == "local" and len(todo) * len(targets) < IN_PROCESS_PAIRS:
+        workers = 1
     for scores in score_chunks(chunks(), targets, compressor, level, workers, backend, ray_address):
         finished_hashes += in_flight.popleft().to_pylist()
         finished_scores += scores.tolist()

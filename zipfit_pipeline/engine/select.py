@@ -160,9 +160,10 @@ def _contaminated(store: Store, pool: pa.Table, target: str, ngram_words: int, l
         return []
     rank = np.empty(len(hashes), dtype=np.int64)
     rank[rank_by_score(pool.column("score").to_numpy())] = np.arange(1, len(hashes) + 1)
-    datasets, ids = pool.column("dataset").to_pylist(), pool.column("doc_id").to_pylist()
-    found = [RemovedText(datasets[i], ids[i], h, int(rank[i]), overlaps[h].test_row, overlaps[h].ngram)
-             for i, h in enumerate(hashes.to_pylist()) if h in overlaps]
+    at = np.flatnonzero(pc.is_in(hashes, value_set=pa.array(list(overlaps))).to_numpy(zero_copy_only=False))
+    rows = pool.select(["dataset", "doc_id", "content_hash"]).take(pa.array(at)).to_pylist()
+    found = [RemovedText(r["dataset"], r["doc_id"], r["content_hash"], int(rank[i]), overlaps[r["content_hash"]].test_row,
+                         overlaps[r["content_hash"]].ngram) for i, r in zip(at, rows)]
     return sorted(found, key=lambda r: r.zipfit_rank)
 
 
