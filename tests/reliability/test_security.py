@@ -137,7 +137,10 @@ SQL_PASS_THROUGH = {("store.py", "query"), ("readers.py", "duckdb_rows")}
 
 
 def _is_fixed_sql(node: ast.expr) -> bool:
-    """A literal, an UPPER_CASE constant, or an f-string that only splices UPPER_CASE constants."""
+    """A literal, an UPPER_CASE constant or an entry of one (texts fixed when the module loads), or an f-string that
+    only splices UPPER_CASE constants."""
+    if isinstance(node, ast.Subscript):
+        node = node.value
     if isinstance(node, ast.Constant) or isinstance(node, ast.Name) and node.id.isupper():
         return True
     return isinstance(node, ast.JoinedStr) and all(

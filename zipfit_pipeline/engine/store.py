@@ -97,6 +97,12 @@ PER_TEXT_TABLES = {
     "test_overlaps": ("test_hash", "ngram_words"),
     "dsir_features": ("featurizer",),
 }
+# Of the registered `wanted` hashes, those with no row in a per-text table under its key columns, in `wanted` order.
+UNSTORED_SQL = {
+    table: f"""SELECT w.content_hash FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM {table} s WHERE s.content_hash =
+               w.content_hash AND {" AND ".join(f"s.{column} = ?" for column in columns)}) ORDER BY w.position"""
+    for table, columns in PER_TEXT_TABLES.items()
+}
 LOCK_RETRY_SECONDS = 300.0
 # DuckDB caches table blocks up to 80% of RAM by default; a cap bounds what a long scan keeps resident.
 DEFAULT_MEMORY_LIMIT = "512MB"
@@ -388,13 +394,9 @@ class Store:
     def unstored(self, table: str, key: Sequence[Any], hashes: pa.Array) -> pa.Array:
         """The content hashes, of those given, with no row in a per-text table under `key` (its PER_TEXT_TABLES
         columns), in the order given: what a selection still has to compute."""
-        where = " AND ".join(f"s.{column} = ?" for column in PER_TEXT_TABLES[table])
         with self.connect() as connection:
             connection.register("wanted", pa.table({"content_hash": hashes, "position": pa.array(range(len(hashes)))}))
-            rows = connection.sql(
-                f"""SELECT w.content_hash FROM wanted w WHERE NOT EXISTS
-                    (SELECT 1 FROM {table} s WHERE s.content_hash = w.content_hash AND {where}) ORDER BY w.position""",
-                params=list(key)).to_arrow_table()
+            rows = connection.sql(UNSTORED_SQL[table], params=list(key)).to_arrow_table()
             connection.unregister("wanted")
         return rows.column("content_hash").combine_chunks()
 
