@@ -7,12 +7,12 @@ a killed run keeps its finished batches; a re-selection after new documents pays
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from zipfit_pipeline.engine.progress import ProgressLog
 from zipfit_pipeline.engine.store import Store
 
 READ_BATCH = 4096  # texts read, computed and stored at a time
@@ -28,14 +28,12 @@ def fill_missing(
     """Compute and store `table`'s result for every given text that has none under `key`; returns how many.
     Logs at most PROGRESS_LINES lines, with texts per second and the time left."""
     missing = store.unstored(table, key, hashes)
-    started, next_line = time.monotonic(), 1
+    progress = ProgressLog(len(missing), lambda n, rate, left: f"{what}: {n:,}/{len(missing):,} computed, {rate:,.0f} "
+                           f"texts/s, ETA {left:.0f}s", log, PROGRESS_LINES)
     for start in range(0, len(missing), READ_BATCH):
         batch = missing[start:start + READ_BATCH]
         insert(batch, compute(store.texts_of(batch)))
-        done = start + len(batch)
-        if done < len(missing) and done * PROGRESS_LINES >= next_line * len(missing):
-            next_line = done * PROGRESS_LINES // len(missing) + 1
-            rate = done / (time.monotonic() - started)
-            log(f"{what}: {done:,}/{len(missing):,} computed, {rate:,.0f} texts/s, ETA {(len(missing) - done) / rate:.0f}s")
+        if start + len(batch) < len(missing):  # the summary below is the last line
+            progress.update(start + len(batch))
     log(f"{what}: {len(hashes) - len(missing):,} stored, {len(missing):,} computed now")
     return len(missing)

@@ -18,11 +18,12 @@ import pyarrow as pa
 
 from zipfit_pipeline.engine.alignment import score_chunks
 from zipfit_pipeline.engine.loaders import content_hash, set_hash
+from zipfit_pipeline.engine.progress import ProgressLog
 from zipfit_pipeline.engine.store import Store
 
 READ_BATCH_CHUNKS = 16  # texts are read this many chunks at a time, each batch one short read of the store
 COMMIT_SECONDS = 2.0  # finished chunks are committed at least this often (a kill loses at most this much work)
-PROGRESS_LINES = 20
+PROGRESS_LINES = 20  # every 5%, and the end
 IN_PROCESS_PAIRS = 50_000  # about a second of gzip-9 on one core: fewer pairs are scored without starting a pool
 
 
@@ -80,7 +81,9 @@ def score_dataset(
 
     started = last_commit = time.monotonic()
     done, finished_hashes, finished_scores = 0, [], []
-    log = ProgressLog(dataset, len(todo), len(targets), started, progress)
+    pairs = len(targets)
+    log = ProgressLog(len(todo), lambda n, rate, left: f"{dataset}: {n:,}/{len(todo):,} texts ({n * pairs:,} pairs) scored, "
+                      f"{rate * pairs:,.0f} pairs/s, ETA {left:.0f}s", progress, PROGRESS_LINES, started)
 
     def commit() -> None:
         nonlocal done, finished_hashes, finished_scores, last_commit
@@ -105,26 +108,3 @@ def score_dataset(
     report = ScoringReport(target_hash, distinct, reused, done, len(targets), time.monotonic() - started)
     store.record_scoring_run(dataset, target_hash, compressor, level, done, report.seconds)
     return report
-
-
-@dataclass
-class ProgressLog:
-    """At most PROGRESS_LINES lines per run (every 5%, and the end), with pairs per second and the time left: a run's
-    log a user can read. Every chunk's scores are in the store; the event log needs no line per chunk."""
-
-    dataset: str
-    todo: int
-    n_targets: int
-    started: float
-    write: Callable[[str], None]
-    next_line: int = 1
-
-    def update(self, done: int) -> None:
-        if done < self.todo * self.next_line / PROGRESS_LINES and done < self.todo:
-            return
-        self.next_line = math.floor(done * PROGRESS_LINES / self.todo) + 1 if self.todo else PROGRESS_LINES + 1
-        elapsed = time.monotonic() - self.started
-        rate = done * self.n_targets / elapsed if elapsed else 0.0
-        eta = (self.todo - done) * self.n_targets / rate if rate else 0.0
-        self.write(f"{self.dataset}: {done:,}/{self.todo:,} texts ({done * self.n_targets:,} pairs) scored, "
-                   f"{rate:,.0f} pairs/s, ETA {eta:.0f}s")

@@ -59,7 +59,7 @@ def finetune_selection(
     # A budget is a token count; `all` and a threshold train on everything they kept.
     budget = key.budget if key.method in BUDGETED else selection["tokens"]
     test_texts = store.target_texts(key.target, "test")
-    # torch is imported where a model runs, so that ingest, score and select processes never load it (~250 MB).
+    # torch is imported where a model runs: loading the definitions, ingestion and scoring never pay for it (~250 MB).
     from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
     from zipfit_pipeline.engine.training import finetune
 
