@@ -2,7 +2,8 @@
 
 Sources mix standard-library functions (all packages), C header blocks and English prose; targets are
 HumanEval problems 0-81 with the paper's template. `scaled(n)` reaches any size by appending a numbered
-comment line to repeated documents, so every text stays distinct and is really scored.
+comment line to repeated documents, so every text stays distinct and is really scored. `real_pool(n)` is the
+paper-scale pool of `scale.py`: distinct blocks of Python, C, JavaScript and prose from files on the machine.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ POOL_ROOTS = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
 
 
 def real_pool(n: int) -> dict[str, list[dict[str, str]]]:
-    """About `n` distinct documents, split between the kinds by share (a kind short of text leaves its rest to the
-    others), each kind's documents in sorted file order: the same pool on the same machine."""
+    """About `n` distinct documents, split between the kinds by share (what a kind short of text lacks goes to Python,
+    filled last), each kind's documents in sorted file order: the same pool on the same machine."""
     files: dict[str, list[Path]] = {kind: [] for kind in POOL_KINDS}
     for root in dict.fromkeys(POOL_ROOTS):
         for path in sorted(Path(root).rglob("*")):
