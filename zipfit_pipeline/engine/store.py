@@ -194,9 +194,12 @@ class Store:
                 _rollback(connection)
                 raise
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
-        """A read-only query as an Arrow table (always parameterised; never built from names)."""
+    def query(self, sql: str, params: Sequence[Any] = (), wanted: pa.Array | None = None) -> pa.Table:
+        """A read-only query as an Arrow table (always parameterised; never built from names). Given content hashes
+        as `wanted`, the query reads them as the table `wanted(content_hash, position)`, position their index."""
         with self.connect() as connection:
+            if wanted is not None:
+                connection.register("wanted", _wanted_table(wanted))
             return connection.sql(sql, params=list(params)).to_arrow_table()
 
     # identity --------------------------------------------------------------------------------------------
@@ -322,12 +325,8 @@ class Store:
 
     def texts_of(self, hashes: pa.Array) -> list[str]:
         """The stored text of each content hash, in the order given (one short read)."""
-        with self.connect() as connection:
-            connection.register("wanted", pa.table({"content_hash": hashes, "position": pa.array(range(len(hashes)))}))
-            rows = connection.sql(
-                """SELECT w.position, any_value(d.text) AS text FROM wanted w JOIN documents d USING (content_hash)
-                   GROUP BY w.position ORDER BY w.position""").to_arrow_table()
-            connection.unregister("wanted")
+        rows = self.query("""SELECT w.position, any_value(d.text) AS text FROM wanted w JOIN documents d USING (content_hash)
+                             GROUP BY w.position ORDER BY w.position""", wanted=hashes)
         if rows.num_rows != len(hashes):
             raise LookupError(f"{len(hashes) - rows.num_rows} texts this run needs are no longer stored in {self.path} (a "
                               "source was re-ingested meanwhile): run again")
@@ -394,19 +393,12 @@ class Store:
     def unstored(self, table: str, key: Sequence[Any], hashes: pa.Array) -> pa.Array:
         """The content hashes, of those given, with no row in a per-text table under `key` (its PER_TEXT_TABLES
         columns), in the order given: what a selection still has to compute."""
-        with self.connect() as connection:
-            connection.register("wanted", pa.table({"content_hash": hashes, "position": pa.array(range(len(hashes)))}))
-            rows = connection.sql(UNSTORED_SQL[table], params=list(key)).to_arrow_table()
-            connection.unregister("wanted")
-        return rows.column("content_hash").combine_chunks()
+        return self.query(UNSTORED_SQL[table], key, wanted=hashes).column("content_hash").combine_chunks()
 
     def token_counts(self, tokenizer: str, hashes: pa.Array) -> pa.Array:
         """The stored token count (see `tokenizer_identity`) of each given text, in the order given; null if uncounted."""
-        with self.connect() as connection:
-            connection.register("wanted", pa.table({"content_hash": hashes, "position": pa.array(range(len(hashes)))}))
-            rows = connection.sql("SELECT t.tokens FROM wanted w LEFT JOIN token_counts t ON t.content_hash = w.content_hash "
-                                  "AND t.tokenizer = ? ORDER BY w.position", params=[tokenizer]).to_arrow_table()
-            connection.unregister("wanted")
+        rows = self.query("SELECT t.tokens FROM wanted w LEFT JOIN token_counts t ON t.content_hash = w.content_hash "
+                          "AND t.tokenizer = ? ORDER BY w.position", [tokenizer], wanted=hashes)
         return rows.column("tokens").combine_chunks()
 
     def insert_token_counts(self, tokenizer: str, hashes: pa.Array, tokens: Sequence[int]) -> None:
@@ -427,22 +419,18 @@ class Store:
 
     def dsir_feature_totals(self, featurizer: str, hashes: pa.Array) -> pa.Table:
         """(bucket, total) of the given texts' stored counts summed: the pool's n-gram distribution, without its texts."""
-        with self.connect() as connection:
-            connection.register("wanted", pa.table({"content_hash": hashes}))
-            rows = connection.sql(
-                """SELECT bucket, sum(n)::BIGINT AS total FROM (
-                       SELECT unnest(buckets) AS bucket, unnest(counts) AS n FROM dsir_features
-                       WHERE featurizer = ? AND content_hash IN (SELECT content_hash FROM wanted))
-                   GROUP BY bucket""", params=[featurizer]).to_arrow_table()
-            connection.unregister("wanted")
-        return rows
+        return self.query(
+            """SELECT bucket, sum(n)::BIGINT AS total FROM (
+                   SELECT unnest(buckets) AS bucket, unnest(counts) AS n FROM dsir_features
+                   WHERE featurizer = ? AND content_hash IN (SELECT content_hash FROM wanted))
+               GROUP BY bucket""", [featurizer], wanted=hashes)
 
     def dsir_features(self, featurizer: str, hashes: pa.Array, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """(content_hash, buckets, counts) of the given texts, `batch_rows` at a time, in no particular order. One
         streaming read (a semi-join: only the hashes are hashed, never the lists): the consumer should be quick, as
         the store is open meanwhile."""
         with self.connect() as connection:
-            connection.register("wanted", pa.table({"content_hash": hashes}))
+            connection.register("wanted", _wanted_table(hashes))
             reader = connection.sql(
                 "SELECT content_hash, buckets, counts FROM dsir_features WHERE featurizer = ? "
                 "AND content_hash IN (SELECT content_hash FROM wanted)", params=[featurizer]).to_arrow_reader(batch_rows)
@@ -453,13 +441,9 @@ class Store:
 
     def test_overlaps(self, test_hash: str, ngram_words: int, hashes: pa.Array) -> pa.Table:
         """(content_hash, test_row, ngram) of the given texts found to share words with this test split."""
-        with self.connect() as connection:
-            connection.register("wanted", pa.table({"content_hash": hashes}))
-            rows = connection.sql("SELECT o.content_hash, o.test_row, o.ngram FROM test_overlaps o JOIN wanted w USING "
-                                  "(content_hash) WHERE o.test_hash = ? AND o.ngram_words = ? AND o.ngram IS NOT NULL",
-                                  params=[test_hash, ngram_words]).to_arrow_table()
-            connection.unregister("wanted")
-        return rows
+        return self.query("SELECT o.content_hash, o.test_row, o.ngram FROM test_overlaps o JOIN wanted w USING "
+                          "(content_hash) WHERE o.test_hash = ? AND o.ngram_words = ? AND o.ngram IS NOT NULL",
+                          [test_hash, ngram_words], wanted=hashes)
 
     def insert_test_overlaps(self, test_hash: str, ngram_words: int, checked: pa.Table) -> None:
         """Results of checking texts against a test split: (content_hash, test_row, ngram), nulls where clean."""
@@ -570,6 +554,11 @@ def _rollback(connection: duckdb.DuckDBPyConnection) -> None:
 def _score_key(target_hash: str, compressor: str, level: int) -> list[Any]:
     """Parameters of SCORE_OF_DOCUMENT, in its order: a score is only valid for this engine version and library build."""
     return [target_hash, compressor, level, ENGINE_VERSION, compressor_build(compressor)]
+
+
+def _wanted_table(hashes: pa.Array) -> pa.Table:
+    """Content hashes a query joins against, with their index (to return results in the order given)."""
+    return pa.table({"content_hash": hashes, "position": pa.array(range(len(hashes)), pa.int64())})
 
 
 def _records_table(records: Sequence[Record]) -> pa.Table:
