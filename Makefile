@@ -16,7 +16,7 @@ ZIPFIT_UI_PORT ?= 3000
 
 .PHONY: install browser demo test ui clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py native/joint_sizes.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build of torch first, so that nothing resolves a bare `torch` (a multi-GB CUDA build).
