@@ -57,3 +57,14 @@ def workspace(materialized_project: Path, tmp_path: Path) -> Iterator[tuple[Path
     shutil.copytree(materialized_project, root)
     with dg.DagsterInstance.from_config(str(root / "dagster_home")) as instance:
         yield root, instance
+
+
+@pytest.fixture
+def pure_python(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process (and the workers it spawns) scores on the pure-Python path, as an install without the extension."""
+    from zipfit_pipeline.engine import native
+
+    monkeypatch.setenv("ZIPFIT_NATIVE", "0")
+    native.joint_sizes.cache_clear()
+    yield
+    native.joint_sizes.cache_clear()

@@ -1,4 +1,4 @@
-"""Our scores and ranking equal the authors' `zip-fit==1.0.9` on 300 real documents × 20 targets."""
+"""Our scores and ranking equal the authors' `zip-fit==1.0.9` on 300 real documents × 20 targets, on both paths."""
 
 import json
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from zip_fit.zipfit import ZIPFIT
 
+from zipfit_pipeline.engine import native
 from zipfit_pipeline.engine.alignment import alignment_scores
 from zipfit_pipeline.engine.selection import rank_by_score
 
@@ -22,8 +23,15 @@ def _corpus(demo_files: dict) -> tuple[list[str], list[str]]:
     return sources, targets
 
 
+@pytest.mark.parametrize("path", [native.NATIVE, native.PURE_PYTHON])
 @pytest.mark.parametrize(("compressor", "level"), [("gzip", 1), ("gzip", 6), ("gzip", 9), ("lz4", 0), ("zstd", 3)])
-def test_scores_and_ranking_equal_reference(compressor: str, level: int, demo_files: dict, tmp_path) -> None:
+def test_scores_and_ranking_equal_reference(compressor: str, level: int, path: str, demo_files: dict, tmp_path,
+                                            request: pytest.FixtureRequest) -> None:
+    if path == native.PURE_PYTHON:
+        request.getfixturevalue("pure_python")
+    elif level not in native.NATIVE_LEVELS.get(compressor, ()):
+        pytest.skip(f"{compressor} has no native path")
+    assert native.code_path(compressor, level) == path
     sources, targets = _corpus(demo_files)
     reference = ZIPFIT("unused", "unused", k=len(sources), output_file=str(tmp_path / "out.jsonl"),
                        compression_algorithm=compressor, compress_level=level)

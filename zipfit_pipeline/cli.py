@@ -18,9 +18,10 @@ from pydantic import ValidationError
 
 from zipfit_pipeline.cli_files import UsageError, output_file, read_scores, refuse_overwriting_inputs, write_table
 from zipfit_pipeline.config import validation_message
-from zipfit_pipeline.engine.alignment import alignment_scores
+from zipfit_pipeline.engine.alignment import BACKENDS, alignment_scores
 from zipfit_pipeline.engine.compression import check_compressor
 from zipfit_pipeline.engine.loaders import Record, RecordReader
+from zipfit_pipeline.engine.native import code_path
 from zipfit_pipeline.engine.models import count_tokens, load_tokenizer, locate_pretrained
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.selection import rank_by_score, top_k, within_budget
@@ -44,14 +45,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     sources = read_texts("source", args.source, args.text_field, args.template)
     targets = read_texts("target", args.target, args.target_field or args.text_field, args.target_template)
     workers = args.workers or os.cpu_count() or 1
-    scores = alignment_scores([r.text for r in sources], [t.text for t in targets], args.compressor, args.level, workers, args.chunk_size)
+    scores = alignment_scores([r.text for r in sources], [t.text for t in targets], args.compressor, args.level, workers,
+                              args.chunk_size, args.backend)
     columns = {"row_index": pa.array([r.row_index for r in sources], pa.int64())}
     if any(r.doc_id is not None for r in sources):
         columns["id"] = pa.array([r.doc_id for r in sources], pa.string())
     columns["score"] = pa.array(scores, pa.float64())
     write_table(pa.table(columns), output)
-    print(f"scored {len(sources)} sources against {len(targets)} targets ({args.compressor}-{args.level}) -> {output}",
-          file=sys.stderr)
+    print(f"scored {len(sources)} sources against {len(targets)} targets ({args.compressor}-{args.level}, "
+          f"{code_path(args.compressor, args.level)} path) -> {output}", file=sys.stderr)
     return 0
 
 
@@ -271,7 +273,9 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--target-template", help="a template over the target's fields")
     score.add_argument("--compressor", choices=["gzip", "lz4", "zstd"], default="gzip")
     score.add_argument("--level", type=int, default=9)
-    score.add_argument("--workers", type=whole(0), default=0, help="processes (0: one per core)")
+    score.add_argument("--workers", type=whole(0), default=0, help="processes or threads (0: one per core)")
+    score.add_argument("--backend", choices=BACKENDS, default="local",
+                       help="local: threads on the native path (it releases the GIL), processes on the pure-Python path")
     score.add_argument("--chunk-size", type=whole(1), default=256)
     score.set_defaults(run=cmd_score)
 

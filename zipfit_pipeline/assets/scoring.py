@@ -78,6 +78,7 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
                 "texts_scored": report.scored,
                 "texts_reused_from_store": report.reused,
                 "pairs_scored": report.pairs_scored,
+                "code_path": report.code_path,
                 "pairs_per_second": round(report.pairs_per_second, 1),
                 "targets": report.n_targets,
                 "compressor": f"{scoring.compressor}-{scoring.level}",

@@ -2,9 +2,12 @@
 
 Exact shortcuts (each gives the reference's sizes to the byte):
 - every text is encoded once and C(t) is computed once per target set;
-- for a long gzip source, a deflate stream primed with x is copied per target, so x is compressed once,
-  not n times. Copying zlib's state costs about as much as deflating 1-2 KB (`bench/priming.py` measures
-  it per source length), so short sources are compressed whole with each target instead.
+- the native extension (`native.py`) deflates x once for all targets and sizes each joint stream's last block
+  instead of writing it (gzip 1-9), or loops over the targets in C (lz4), once it has proved its sizes equal
+  to the interpreter's;
+- on the pure-Python path, for a long gzip source, a deflate stream primed with x is copied per target, so x is
+  compressed once, not n times. Copying zlib's state costs about as much as deflating 1-2 KB (`bench/priming.py`
+  measures it per source length), so short sources are compressed whole with each target instead.
 Chunks of sources go to a process pool whose workers receive the target texts once, at start-up.
 """
 
@@ -13,11 +16,13 @@ from __future__ import annotations
 import multiprocessing
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 
+from zipfit_pipeline.engine import native
+from zipfit_pipeline.engine.allocator import keep_freed_memory
 from zipfit_pipeline.engine.compression import GZIP_FRAMING_BYTES, compressor_build, joint_sizes_function, size_function
 
 # SPEC.md's golden values (stock zlib 1.2.13): sizes at gzip level 1, and similarities (compressor, level, x, t, sim).
@@ -31,25 +36,34 @@ GOLDEN_SIMILARITIES = [("gzip", 1, GOLDEN_A, GOLDEN_B1, 0.78), ("gzip", 1, GOLDE
 # Source length (bytes) from which priming a deflate stream beats compressing x + t whole, measured on
 # 2 cores with HumanEval targets (~520 bytes): deflate_slow (levels 4-9) and deflate_fast (levels 1-3).
 PRIME_MIN_BYTES = {"slow": 1500, "fast": 3000}
+BACKENDS = ("local", "processes", "threads", "ray")
 
 
 class AlignmentScorer:
     """Scores source texts against one fixed target set with one compressor and level."""
 
-    def __init__(self, targets: Sequence[str], compressor: str = "gzip", level: int = 9, build: str | None = None) -> None:
-        """`build`: the library build the caller keys its scores by; a worker whose own build differs refuses to score."""
+    def __init__(self, targets: Sequence[str], compressor: str = "gzip", level: int = 9, build: str | None = None,
+                 code_path: str | None = None) -> None:
+        """`build` and `code_path`: what the caller records its scores with; a worker that would compress with
+        another library build, or on another path, refuses to score rather than make that record untrue."""
         if not targets:
             raise ValueError("the target set is empty: alignment is a mean over targets, so it needs at least one")
         if build is not None and compressor_build(compressor) != build:
             raise RuntimeError(f"this worker compresses with {compressor_build(compressor)}, not {build}: its sizes would "
                                "differ from the scores it would be stored with")
+        native_joint_sizes, _ = native.joint_sizes(compressor, level)
+        self.code_path = native.NATIVE if native_joint_sizes else native.PURE_PYTHON
+        if code_path is not None and code_path != self.code_path:
+            raise RuntimeError(f"this worker scores on the {self.code_path} path, not the {code_path} path that the run "
+                               f"records ({native.joint_sizes(compressor, level)[1]})")
         self.compressor = compressor
         self.level = level
         self._size = size_function(compressor, level)
-        self._joint_sizes = joint_sizes_function(compressor, level)
+        self._joint_sizes = native_joint_sizes or joint_sizes_function(compressor, level)
         self._targets = [t.encode("utf-8") for t in targets]
         self._target_sizes = np.asarray([self._size(t) for t in self._targets], dtype=np.int64)
-        self._prime_min_bytes = PRIME_MIN_BYTES["slow" if level >= 4 else "fast"] if compressor == "gzip" and level > 0 else None
+        primes = compressor == "gzip" and level > 0 and native_joint_sizes is None
+        self._prime_min_bytes = PRIME_MIN_BYTES["slow" if level >= 4 else "fast"] if primes else None
 
     def score(self, text: str) -> float:
         """alignment(x) = mean over t of (1 - NCD(x, t)), in target order, as float64.
@@ -83,9 +97,10 @@ class AlignmentScorer:
 _worker_scorer: AlignmentScorer | None = None
 
 
-def _init_worker(targets: Sequence[str], compressor: str, level: int, build: str) -> None:
+def _init_worker(targets: Sequence[str], compressor: str, level: int, build: str, code_path: str) -> None:
     global _worker_scorer
-    _worker_scorer = AlignmentScorer(targets, compressor, level, build)
+    keep_freed_memory()
+    _worker_scorer = AlignmentScorer(targets, compressor, level, build, code_path)
 
 
 def _score_chunk(texts: Sequence[str]) -> np.ndarray:
@@ -105,29 +120,44 @@ def score_chunks(
     """Yield one array of scores per chunk of source texts, in input order.
 
     At most `2 * workers` chunks are in flight, so memory is bounded by the chunk size, not the corpus.
-    `backend` is `local` (this machine's processes) or `ray` (Ray actors, local or on a cluster).
+    `backend` is `processes` (a pool on this machine), `threads` (in this process: the native path releases the GIL
+    while it compresses), `local` (threads on the native path, processes on the pure-Python path) or `ray` (Ray
+    actors, local or on a cluster). Workers score on this process's code path (`native.code_path`) or refuse to start.
     """
+    path = native.code_path(compressor, level)
     if backend == "ray":
         from zipfit_pipeline.engine.ray_backend import ray_score_chunks
 
-        yield from ray_score_chunks(chunks, targets, compressor, level, workers, ray_address)
+        yield from ray_score_chunks(chunks, targets, compressor, level, workers, ray_address, path)
         return
-    if backend != "local":
-        raise ValueError(f"unknown scoring backend {backend!r}; choose local or ray")
-    if workers <= 1:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown scoring backend {backend!r}; choose {', '.join(BACKENDS)}")
+    if backend == "local":
+        backend = "threads" if path == native.NATIVE else "processes"
+    if workers <= 1 or backend == "threads":
         scorer = AlignmentScorer(targets, compressor, level)
-        for chunk in chunks:
-            yield scorer.score_many(chunk)
+        if workers <= 1:
+            yield from map(scorer.score_many, chunks)
+            return
+        with ThreadPoolExecutor(workers) as threads:
+            yield from _in_order(threads, scorer.score_many, chunks, 2 * workers)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(list(targets), compressor, level, compressor_build(compressor))) as pool:
-        pending: deque[Future[np.ndarray]] = deque()
-        for chunk in chunks:
-            pending.append(pool.submit(_score_chunk, list(chunk)))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
+    initargs = (list(targets), compressor, level, compressor_build(compressor), path)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as processes:
+        yield from _in_order(processes, _score_chunk, chunks, 2 * workers)
+
+
+def _in_order(pool: Executor, score: Callable[[list[str]], np.ndarray], chunks: Iterable[Sequence[str]],
+              in_flight: int) -> Iterator[np.ndarray]:
+    """Results in input order, with at most `in_flight` chunks submitted and not yet yielded."""
+    pending: deque[Future[np.ndarray]] = deque()
+    for chunk in chunks:
+        pending.append(pool.submit(score, list(chunk)))
+        if len(pending) >= in_flight:
             yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def alignment_scores(
@@ -137,10 +167,11 @@ def alignment_scores(
     level: int = 9,
     workers: int = 1,
     chunk_size: int = 256,
+    backend: str = "local",
 ) -> np.ndarray:
     """Scores of all sources against the target set, in source order (the in-memory convenience API)."""
     chunks = (sources[i : i + chunk_size] for i in range(0, len(sources), chunk_size))
-    parts = list(score_chunks(chunks, targets, compressor, level, workers))
+    parts = list(score_chunks(chunks, targets, compressor, level, workers, backend))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from zipfit_pipeline.engine.allocator import keep_freed_memory
 from zipfit_pipeline.engine.alignment import AlignmentScorer
 from zipfit_pipeline.engine.compression import compressor_build
 
@@ -26,10 +27,11 @@ def _ray() -> Any:
 
 class _ScorerActor:
     """Holds one AlignmentScorer, so the targets cross the network once per worker; it refuses to start on a node
-    whose compressor build differs from the driver's, since the scores are stored under the driver's build."""
+    whose compressor build or code path differs from the driver's, since the scores are recorded under the driver's."""
 
-    def __init__(self, targets: list[str], compressor: str, level: int, build: str) -> None:
-        self.scorer = AlignmentScorer(targets, compressor, level, build)
+    def __init__(self, targets: list[str], compressor: str, level: int, build: str, code_path: str) -> None:
+        keep_freed_memory()
+        self.scorer = AlignmentScorer(targets, compressor, level, build, code_path)
 
     def score(self, texts: list[str]) -> np.ndarray:
         return self.scorer.score_many(texts)
@@ -42,6 +44,7 @@ def ray_score_chunks(
     level: int,
     workers: int,
     address: str | None = None,
+    code_path: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Like `alignment.score_chunks`, on Ray actors; results in input order, at most 2 chunks per actor in flight."""
     ray = _ray()
@@ -49,7 +52,7 @@ def ray_score_chunks(
         options: dict[str, Any] = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
         ray.init(log_to_driver=False, **options)
     actor_class = ray.remote(num_cpus=1)(_ScorerActor)
-    actors = [actor_class.remote(list(targets), compressor, level, compressor_build(compressor)) for _ in range(workers)]
+    actors = [actor_class.remote(list(targets), compressor, level, compressor_build(compressor), code_path) for _ in range(workers)]
     pending: deque[Any] = deque()
     try:
         for i, chunk in enumerate(chunks):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from zipfit_pipeline.engine import native
 from zipfit_pipeline.engine.alignment import score_chunks
 from zipfit_pipeline.engine.loaders import content_hash, set_hash
 from zipfit_pipeline.engine.progress import ProgressLog
@@ -35,6 +36,7 @@ class ScoringReport:
     scored: int
     n_targets: int
     seconds: float
+    code_path: str
 
     @property
     def pairs_scored(self) -> int:
@@ -97,7 +99,7 @@ def score_dataset(
     # A pool costs a second or so to start: never start more workers than there are chunks to score, and none for
     # a to-do list that one process scores in about that time (a refresh after a few new documents).
     workers = max(1, min(workers, math.ceil(len(todo) / chunk_size)))
-    if backend == "local" and len(todo) * len(targets) < IN_PROCESS_PAIRS:
+    if backend in ("local", "processes") and len(todo) * len(targets) < IN_PROCESS_PAIRS:
         workers = 1
     for scores in score_chunks(chunks(), targets, compressor, level, workers, backend, ray_address):
         finished_hashes += in_flight.popleft().to_pylist()
@@ -105,6 +107,7 @@ def score_dataset(
         if time.monotonic() - last_commit >= commit_seconds:
             commit()
     commit()
-    report = ScoringReport(target_hash, distinct, reused, done, len(targets), time.monotonic() - started)
-    store.record_scoring_run(dataset, target_hash, compressor, level, done, report.seconds)
+    path = native.code_path(compressor, level)
+    report = ScoringReport(target_hash, distinct, reused, done, len(targets), time.monotonic() - started, path)
+    store.record_scoring_run(dataset, target_hash, compressor, level, done, report.seconds, path)
     return report

@@ -20,8 +20,9 @@ class ScoringSettings(Settings):
     compressor: Literal["gzip", "lz4", "zstd"] = "gzip"
     level: int = 9
     chunk_size: int = Field(256, ge=1)
-    workers: int = Field(0, ge=0, description="processes (or Ray actors); 0 means one per core")
-    backend: Literal["local", "ray"] = "local"
+    workers: int = Field(0, ge=0, description="processes (threads, Ray actors); 0 means one per core")
+    backend: Literal["local", "processes", "threads", "ray"] = Field(
+        "local", description="local: threads on the native path (it releases the GIL), processes on the pure-Python path")
     ray_address: str | None = Field(None, description="Ray cluster to join (`auto`, `ray://head:10001`); none starts a local one")
 
     @model_validator(mode="after")

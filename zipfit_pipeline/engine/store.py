@@ -29,7 +29,7 @@ from zipfit_pipeline.engine.compression import compressor_build
 from zipfit_pipeline.engine.loaders import Record, content_hash
 from zipfit_pipeline.engine.runs import RunKey
 
-STORE_SCHEMA_VERSION = 2  # bumped when a table changes; an older store is refused with what to do
+STORE_SCHEMA_VERSION = 2  # bumped when a table changes incompatibly; an older store is refused with what to do
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_info (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS documents (
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS scores (
     score DOUBLE, PRIMARY KEY (content_hash, target_hash, compressor, level, engine_version, build));
 CREATE TABLE IF NOT EXISTS scoring_runs (
     dataset VARCHAR, target_hash VARCHAR, compressor VARCHAR, level INTEGER, engine_version VARCHAR, build VARCHAR,
-    texts_scored BIGINT, seconds DOUBLE, finished TIMESTAMP DEFAULT current_timestamp);
+    texts_scored BIGINT, seconds DOUBLE, finished TIMESTAMP DEFAULT current_timestamp, code_path VARCHAR);
 CREATE TABLE IF NOT EXISTS test_overlaps (
     content_hash VARCHAR, test_hash VARCHAR, ngram_words INTEGER, test_row BIGINT, ngram VARCHAR,
     PRIMARY KEY (content_hash, test_hash, ngram_words));
@@ -82,6 +82,8 @@ CREATE TABLE IF NOT EXISTS eval_losses (
     model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR, selection_version VARCHAR,
     test_loss DOUBLE, test_tokens BIGINT, PRIMARY KEY (model, target, method, budget, seed));
 """
+# Columns added since a schema version was first released: older stores of that version gain them on opening.
+ADDED_COLUMNS = "ALTER TABLE scoring_runs ADD COLUMN IF NOT EXISTS code_path VARCHAR;"
 # A fine-tune's row in the training, eval and selection tables; parameters from `_run_key`.
 RUN_KEY_COLUMNS = "model = ? AND target = ? AND method = ? AND budget = ? AND seed = ?"
 # The one join that finds a document's score under a score key; every score query uses it with `_score_key`.
@@ -173,6 +175,7 @@ class Store:
                              f"{STORE_SCHEMA_VERSION}: move the file aside (or delete it, `make clean` for the demo) and "
                              "materialize again")
         connection.execute(SCHEMA)
+        connection.execute(ADDED_COLUMNS)
         connection.execute("INSERT INTO store_info VALUES ('schema_version', ?), ('store_id', ?) ON CONFLICT DO NOTHING",
                            [str(STORE_SCHEMA_VERSION), uuid.uuid4().hex])
 
@@ -347,12 +350,15 @@ class Store:
             )
             connection.unregister("new_scores")
 
-    def record_scoring_run(self, dataset: str, target_hash: str, compressor: str, level: int, scored: int, seconds: float) -> None:
-        """How long scoring took, so that ZIP-FIT's cost can be compared with the baselines'."""
+    def record_scoring_run(self, dataset: str, target_hash: str, compressor: str, level: int, scored: int, seconds: float,
+                           code_path: str) -> None:
+        """How long scoring took (so that ZIP-FIT's cost can be compared with the baselines') and on which code path
+        (native or python) the scores were computed."""
         with self.transaction() as connection:
             connection.execute(
-                "INSERT INTO scoring_runs (dataset, target_hash, compressor, level, engine_version, build, texts_scored, seconds) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [dataset, *_score_key(target_hash, compressor, level), scored, seconds])
+                "INSERT INTO scoring_runs (dataset, target_hash, compressor, level, engine_version, build, texts_scored, "
+                "seconds, code_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [dataset, *_score_key(target_hash, compressor, level), scored, seconds, code_path])
 
     def scoring_seconds(self, datasets: Sequence[str], target_hash: str, compressor: str, level: int) -> float:
         """Seconds spent scoring these datasets against this target set, over every run (reruns add little)."""
