@@ -1,38 +1,34 @@
-"""Scoring throughput, compression limit and peak memory, all in one run (`scale.py` measures refreshes).
+"""Scoring speed against the reference `zip-fit==1.0.9`, whole process against whole process, and peak memory.
 
-Compares our engine with the reference `zip-fit==1.0.9` (`rank_sequences_by_alignment`) on the same corpus,
-settings and machine. Absolute times drift between runs on shared machines: read the ratios.
-Run: .venv/bin/python bench/scoring.py [--docs 5500] [--rss-docs 10000 100000]
+For each setting, one round runs three processes on the same corpus files, one after another: the reference's
+`rank_sequences_by_alignment`, then `zipfit score` on the pure-Python path (`ZIPFIT_NATIVE=0`), then `zipfit score`
+on the native path. Rounds repeat, so the three are interleaved, and the medians are reported with every score
+checked identical to the reference's. Then one core's cost per pair against the source's length, per path, and
+the peak memory of scoring from a store. Absolute times drift between runs on shared machines: read the ratios.
+Run: .venv/bin/python bench/scoring.py [--docs 5500] [--rounds 3] [--only speed|per-pair|memory]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable
 from pathlib import Path
-
-import lz4.frame
-import numpy as np
 
 from corpus import scaled, sources, targets
 from measure import peak_rss_of
 
 SETTINGS = [("gzip", 9), ("gzip", 1), ("lz4", 0)]
+SOURCE_BYTES = [300, 1000, 2000, 5000, 10_000, 20_000]
 WORKERS = os.cpu_count() or 1
 HERE = Path(__file__).resolve().parent
-
-
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
+ZIPFIT = Path(sys.executable).with_name("zipfit")
 
 
 def reference_scores(src: list[str], tgt: list[str], compressor: str, level: int) -> dict[str, float]:
@@ -44,52 +40,95 @@ def reference_scores(src: list[str], tgt: list[str], compressor: str, level: int
         return dict(ranker.rank_sequences_by_alignment(src, tgt))
 
 
-def _limit_chunk(args: tuple[list[bytes], list[bytes], str, int]) -> int:
-    xs, ts, compressor, level = args
-    compress = (lambda b: zlib.compress(b, level, wbits=-15)) if compressor == "gzip" else (
-        lambda b: lz4.frame.compress(b, compression_level=level))
-    return sum(len(compress(x + t)) for x in xs for t in ts)
+def read_texts(path: Path) -> list[str]:
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def compression_limit(src: list[str], tgt: list[str], compressor: str, level: int) -> None:
-    """Compress every pair's bytes once, in chunks over all cores: the naive floor of the work."""
-    xs, ts = [s.encode() for s in src], [t.encode() for t in tgt]
-    chunks = [(xs[i : i + 128], ts, compressor, level) for i in range(0, len(xs), 128)]
-    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
-        pool.map(_limit_chunk, chunks)
+def reference_child(compressor: str, level: str, src: str, tgt: str, out: str) -> None:
+    """The reference's whole process: read the corpus files, score, write the scores in source order."""
+    texts = read_texts(Path(src))
+    scores = reference_scores(texts, read_texts(Path(tgt)), compressor, int(level))
+    Path(out).write_text(json.dumps([scores[t] for t in texts]))
 
 
-def with_threads(src: list[str], tgt: list[str], compressor: str, level: int) -> None:
-    """Our scorer on a thread pool instead of processes: zlib and lz4 release the GIL while compressing."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from zipfit_pipeline.engine.alignment import AlignmentScorer
-
-    scorer = AlignmentScorer(tgt, compressor, level)
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(scorer.score_many, [src[i : i + 128] for i in range(0, len(src), 128)]))
+def timed_process(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
 
 
-def throughput(src: list[str], tgt: list[str]) -> list[dict[str, object]]:
-    from zipfit_pipeline.engine.alignment import alignment_scores
-
-    pairs = len(src) * len(tgt)
+def speed(src: list[str], tgt: list[str], rounds: int) -> list[dict[str, object]]:
+    """Median whole-process seconds of the reference and of both our paths, interleaved round by round."""
     rows = []
-    for compressor, level in SETTINGS:
-        ref_s, ref = timed(lambda: reference_scores(src, tgt, compressor, level))
-        our_s, ours = timed(lambda: alignment_scores(src, tgt, compressor, level, workers=WORKERS, chunk_size=128))
-        lim_s, _ = timed(lambda: compression_limit(src, tgt, compressor, level))
-        threads_s, _ = timed(lambda: with_threads(src, tgt, compressor, level))
-        exact = bool(np.max(np.abs(np.asarray(ours) - np.asarray([ref[s] for s in src]))) <= 1e-12)
-        rows.append({"setting": f"{compressor}-{level}", "reference_pairs_s": pairs / ref_s, "ours_pairs_s": pairs / our_s,
-                     "limit_pairs_s": pairs / lim_s, "threads_pairs_s": pairs / threads_s, "exact": exact})
+    with tempfile.TemporaryDirectory() as folder:
+        files = {name: Path(folder) / f"{name}.jsonl" for name in ("sources", "targets")}
+        for name, texts in (("sources", src), ("targets", tgt)):
+            files[name].write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+        for compressor, level in SETTINGS:
+            outputs = {path: Path(folder) / f"{path}.jsonl" for path in ("python", "native")}
+            reference_out = Path(folder) / "reference.json"
+            commands = {
+                "reference": ([sys.executable, __file__, "--reference-child", compressor, str(level), str(files["sources"]),
+                               str(files["targets"]), str(reference_out)], None),
+                **{path: ([str(ZIPFIT), "score", str(files["sources"]), str(files["targets"]), "--output", str(outputs[path]),
+                           "--compressor", compressor, "--level", str(level)],
+                          {**os.environ, "ZIPFIT_NATIVE": "0" if path == "python" else "1"}) for path in outputs},
+            }
+            seconds: dict[str, list[float]] = {name: [] for name in commands}
+            for _ in range(rounds):
+                for name, (command, env) in commands.items():
+                    seconds[name].append(timed_process(command, env))
+            expected = json.loads(reference_out.read_text())
+            identical = all([row["score"] for row in map(json.loads, outputs[path].read_text().splitlines())] == expected
+                            for path in outputs)
+            rows.append({"setting": f"{compressor}-{level}", "identical": identical,
+                         **{name: statistics.median(values) for name, values in seconds.items()}})
     return rows
 
 
-def rss_child(kind: str, corpus: str, db: str) -> None:
+def per_pair_child(tuned: str) -> None:
+    """One core's µs per pair by source length, for the pure-Python loop and the engine's two paths; prints JSON."""
+    from zipfit_pipeline.engine import native
+    from zipfit_pipeline.engine.alignment import AlignmentScorer
+    from zipfit_pipeline.engine.allocator import keep_freed_memory
+
+    if tuned == "tuned":
+        keep_freed_memory()
+    text = "\n".join(sources()).encode()
+    tgt = targets()
+    encoded = [t.encode() for t in tgt]
+    result: dict[str, dict[int, float]] = {"loop": {}, "python": {}, "native": {}}
+    for size in SOURCE_BYTES:
+        xs = [text[i * size:(i + 1) * size] for i in range(max(3, 60_000 // size))]
+        started = time.perf_counter()
+        for x in xs:
+            for t in encoded:
+                zlib.compress(x + t, 9, -15)
+        result["loop"][size] = (time.perf_counter() - started) / (len(xs) * len(encoded)) * 1e6
+        strings = [x.decode(errors="ignore") for x in xs]
+        for path in ("python", "native"):
+            os.environ["ZIPFIT_NATIVE"] = "0" if path == "python" else "1"
+            native.joint_sizes.cache_clear()
+            scorer = AlignmentScorer(tgt, "gzip", 9)
+            started = time.perf_counter()
+            scorer.score_many(strings)
+            result[path][size] = (time.perf_counter() - started) / (len(xs) * len(encoded)) * 1e6
+    print(json.dumps(result))
+
+
+def per_pair() -> dict[str, dict[str, float]]:
+    runs = {}
+    for allocator in ("default", "tuned"):
+        output = subprocess.run([sys.executable, __file__, "--per-pair-child", allocator], check=True, capture_output=True,
+                                text=True).stdout
+        runs[allocator] = json.loads(output.splitlines()[-1])
+    return runs
+
+
+def rss_child(corpus: str, db: str) -> None:
     """Runs in a subprocess: the reference on all pairs in memory, or our streaming scorer on a DuckDB store."""
     tgt = targets()
-    if kind == "reference":
+    if not db:
         reference_scores(json.loads(Path(corpus).read_text()), tgt, "lz4", 0)
         return
     from zipfit_pipeline.engine.scoring import score_dataset
@@ -111,36 +150,64 @@ def memory(rss_docs: list[int]) -> list[dict[str, object]]:
             Path(corpus).write_text(json.dumps(texts))
             Store(db).replace_documents("bench", [Record(i, None, t) for i, t in enumerate(texts)], {})
             row: dict[str, object] = {"docs": n}
-            for kind in ("reference", "ours"):
-                seconds, mb = peak_rss_of([sys.executable, __file__, "--rss-child", kind, corpus, db])
+            for kind, store in (("reference", ""), ("ours", db)):
+                seconds, mb = peak_rss_of([sys.executable, __file__, "--rss-child", corpus, store])
                 row[f"{kind}_mb"], row[f"{kind}_s"] = mb, seconds
             rows.append(row)
     return rows
 
 
+def print_speed(rows: list[dict[str, object]], pairs: int) -> None:
+    print("| setting | reference pairs/s | pure-Python pairs/s | native pairs/s | pure-Python ÷ reference "
+          "| native ÷ reference | native ÷ pure-Python | identical |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        ref, python, fast = (pairs / float(r[name]) for name in ("reference", "python", "native"))  # type: ignore[arg-type]
+        print(f"| {r['setting']} | {ref:,.0f} | {python:,.0f} | {fast:,.0f} | {python / ref:.2f}× | {fast / ref:.2f}× "
+              f"| {fast / python:.2f}× | {r['identical']} |")
+
+
+def print_per_pair(runs: dict[str, dict[str, dict[str, float]]]) -> None:
+    print("| source bytes | `zlib.compress(x + t)` loop, default allocator | same, allocator tuned | engine, pure Python "
+          "| engine, native | native ÷ pure Python |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    tuned = runs["tuned"]
+    for size in map(str, SOURCE_BYTES):
+        print(f"| {int(size):,} | {runs['default']['loop'][size]:.1f} | {tuned['loop'][size]:.1f} | "
+              f"{tuned['python'][size]:.1f} | {tuned['native'][size]:.1f} | {tuned['python'][size] / tuned['native'][size]:.2f}× |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=0, help="cap the corpus (default: all, ≥5,000)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per setting (medians are reported)")
     parser.add_argument("--rss-docs", type=int, nargs="*", default=[10_000, 100_000])
-    parser.add_argument("--only", choices=["throughput", "memory"], help="run one part")
-    parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=["speed", "per-pair", "memory"], help="run one part")
+    parser.add_argument("--reference-child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--per-pair-child", help=argparse.SUPPRESS)
+    parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.reference_child:
+        reference_child(*args.reference_child)
+        return
+    if args.per_pair_child:
+        per_pair_child(args.per_pair_child)
+        return
     if args.rss_child:
         rss_child(*args.rss_child)
         return
 
     src, tgt = sources(), targets()
     src = src[: args.docs] if args.docs else src
-    print(f"corpus: {len(src)} real documents × {len(tgt)} HumanEval targets = {len(src) * len(tgt):,} pairs; "
-          f"{WORKERS} cores; zlib {zlib.ZLIB_RUNTIME_VERSION}\n")
-    if args.only in (None, "throughput"):
-        print("| setting | reference pairs/s | ours pairs/s | ours ÷ reference | limit pairs/s | ours ÷ limit "
-              "| ours on threads pairs/s | exact |")
-        print("|---|---:|---:|---:|---:|---:|---:|---|")
-        for r in throughput(src, tgt):
-            print(f"| {r['setting']} | {r['reference_pairs_s']:,.0f} | {r['ours_pairs_s']:,.0f} | "
-                  f"{r['ours_pairs_s'] / r['reference_pairs_s']:.2f}× | {r['limit_pairs_s']:,.0f} | "
-                  f"{r['ours_pairs_s'] / r['limit_pairs_s']:.2f} | {r['threads_pairs_s']:,.0f} | {r['exact']} |")
+    pairs = len(src) * len(tgt)
+    print(f"corpus: {len(src)} real documents × {len(tgt)} HumanEval targets = {pairs:,} pairs; {WORKERS} cores; "
+          f"zlib {zlib.ZLIB_RUNTIME_VERSION}\n")
+    if args.only in (None, "speed"):
+        print(f"Whole processes, median of {args.rounds} interleaved rounds (pairs ÷ wall seconds):\n")
+        print_speed(speed(src, tgt, args.rounds), pairs)
+    if args.only in (None, "per-pair"):
+        print("\nµs per pair on one core against the source's length (gzip-9, the 82 targets):\n")
+        print_per_pair(per_pair())
     if args.only in (None, "memory"):
         print("\npeak RSS (MB, the process and its workers), lz4-0:\n")
         print("| documents | pairs | reference MB | ours MB | reference s | ours s |")

@@ -47,11 +47,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     workers = args.workers or os.cpu_count() or 1
     scores = alignment_scores([r.text for r in sources], [t.text for t in targets], args.compressor, args.level, workers,
                               args.chunk_size, args.backend)
-    columns = {"row_index": pa.array([r.row_index for r in sources], pa.int64())}
+    columns: dict[str, list] = {"row_index": [r.row_index for r in sources]}
     if any(r.doc_id is not None for r in sources):
-        columns["id"] = pa.array([r.doc_id for r in sources], pa.string())
-    columns["score"] = pa.array(scores, pa.float64())
-    write_table(pa.table(columns), output)
+        columns["id"] = [r.doc_id for r in sources]
+    columns["score"] = scores.tolist()
+    write_table(columns, output)
     print(f"scored {len(sources)} sources against {len(targets)} targets ({args.compressor}-{args.level}, "
           f"{code_path(args.compressor, args.level)} path) -> {output}", file=sys.stderr)
     return 0

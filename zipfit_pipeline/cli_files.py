@@ -38,18 +38,22 @@ def refuse_overwriting_inputs(out: Path, inputs: Sequence[str | None]) -> None:
             raise UsageError(f"--output {out} is the input {given}: it would be overwritten; write to another file")
 
 
-def write_table(table: pa.Table, out: Path) -> None:
-    """Parquet, CSV or JSON lines by extension; written to a temporary name, then renamed."""
+def write_table(table: pa.Table | dict[str, list], out: Path) -> None:
+    """Parquet, CSV or JSON lines by extension; written to a temporary name, then renamed.
+
+    A table may come as columns of Python values: JSON lines are then written without building Arrow arrays,
+    whose first use imports pandas (a sixth of a second, most of a small `zipfit score`)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     suffix = out.suffix.lower()
     if suffix == ".parquet":
-        pq.write_table(table, partial)
+        pq.write_table(table if isinstance(table, pa.Table) else pa.table(table), partial)
     elif suffix == ".csv":
-        pa_csv.write_csv(table, partial)
+        pa_csv.write_csv(table if isinstance(table, pa.Table) else pa.table(table), partial)
     else:
+        rows = table.to_pylist() if isinstance(table, pa.Table) else (dict(zip(table, row)) for row in zip(*table.values()))
         with partial.open("w", encoding="utf-8") as f:
-            for row in table.to_pylist():
+            for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     partial.replace(out)
 

@@ -135,6 +135,7 @@ def score_chunks(
     if backend == "local":
         backend = "threads" if path == native.NATIVE else "processes"
     if workers <= 1 or backend == "threads":
+        keep_freed_memory()
         scorer = AlignmentScorer(targets, compressor, level)
         if workers <= 1:
             yield from map(scorer.score_many, chunks)

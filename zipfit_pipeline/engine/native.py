@@ -44,9 +44,9 @@ def probe_pairs() -> list[tuple[bytes, list[bytes]]]:
     with bytes past the data that zlib must ignore; pairs long enough to slide the window."""
     rng = random.Random(20241018)
     words = b"def return for in if else while import class self value index count total the of and ".split()
-    text = b" ".join(rng.choice(words) for _ in range(8000))
+    text = b" ".join(rng.choices(words, k=8000))
     noise = rng.randbytes(20_000)
-    printable = bytes(rng.randrange(32, 127) for _ in range(18_000))
+    printable = rng.randbytes(18_000).translate(bytes(32 + i % 95 for i in range(256)))
     near, far = b"0123456789xyz", b"0123456789abc"
     targets = [b"", b"x", b"def add(a, b):\n    return a + b\n", text[:700], noise[:300], b"a" * 500]
     return [
