@@ -62,6 +62,8 @@ class AlignmentScorer:
         self._joint_sizes = native_joint_sizes or joint_sizes_function(compressor, level)
         self._targets = [t.encode("utf-8") for t in targets]
         self._target_sizes = np.asarray([self._size(t) for t in self._targets], dtype=np.int64)
+        # C(x) is C(x + empty), joined like any target: the native path then sizes it from x's snapshot.
+        self._targets_then_empty = [*self._targets, b""]
         primes = compressor == "gzip" and level > 0 and native_joint_sizes is None
         self._prime_min_bytes = PRIME_MIN_BYTES["slow" if level >= 4 else "fast"] if primes else None
 
@@ -73,22 +75,22 @@ class AlignmentScorer:
         """
         x = text.encode("utf-8")
         if self._prime_min_bytes is not None and len(x) >= self._prime_min_bytes:
-            joint = self._gzip_joint_sizes(x)
+            sizes = np.asarray(self._gzip_joint_sizes(x), dtype=np.int64)
         else:
-            joint = self._joint_sizes(x, self._targets)
-        c_x, c_t = self._size(x), self._target_sizes
-        sims = 1 - (np.asarray(joint, dtype=np.int64) - np.minimum(c_x, c_t)) / np.maximum(c_x, c_t)
+            sizes = np.asarray(self._joint_sizes(x, self._targets_then_empty), dtype=np.int64)
+        joint, c_x, c_t = sizes[:-1], sizes[-1], self._target_sizes
+        sims = 1 - (joint - np.minimum(c_x, c_t)) / np.maximum(c_x, c_t)
         return float(np.mean(sims))
 
     def score_many(self, texts: Iterable[str]) -> np.ndarray:
         return np.asarray([self.score(text) for text in texts], dtype=np.float64)
 
     def _gzip_joint_sizes(self, x: bytes) -> list[int]:
-        """C(x + t) for every t, compressing x once: a primed deflate stream is copied per target."""
+        """C(x + t) for every t, then C(x), compressing x once: a primed deflate stream is copied per target."""
         primed = zlib.compressobj(self.level, zlib.DEFLATED, -15)
         prefix = len(primed.compress(x)) + GZIP_FRAMING_BYTES
         sizes = []
-        for t in self._targets:
+        for t in self._targets_then_empty:
             stream = primed.copy()
             sizes.append(prefix + len(stream.compress(t)) + len(stream.flush()))
         return sizes
