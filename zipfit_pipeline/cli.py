@@ -17,7 +17,6 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from zipfit_pipeline.cli_files import UsageError, output_file, read_scores, refuse_overwriting_inputs, write_table
-from zipfit_pipeline.config import validation_message
 from zipfit_pipeline.engine.alignment import BACKENDS, alignment_scores
 from zipfit_pipeline.engine.compression import check_compressor
 from zipfit_pipeline.engine.loaders import Record, RecordReader
@@ -108,6 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         given = {name: vars(args)[name] for name in TrainSettings.model_fields if vars(args).get(name) is not None}
         settings = TrainSettings(**given)
     except ValidationError as error:
+        from zipfit_pipeline.config import validation_message  # the project file's models: loaded for this message only
+
         raise UsageError(validation_message(error, option_names=True)) from None
     model_path = locate_pretrained(args.model)
     output = checkpoint_output(args.output, [args.selection, model_path])
