@@ -8,7 +8,8 @@ Exact shortcuts (each gives the reference's sizes to the byte):
 - on the pure-Python path, for a long gzip source, a deflate stream primed with x is copied per target, so x is
   compressed once, not n times. Copying zlib's state costs about as much as deflating 1-2 KB (`bench/priming.py`
   measures it per source length), so short sources are compressed whole with each target instead.
-Chunks of sources go to a process pool whose workers receive the target texts once, at start-up.
+Chunks of sources go to threads (the native path releases the GIL) or to a process pool whose workers receive the
+target texts once, at start-up.
 """
 
 from __future__ import annotations
