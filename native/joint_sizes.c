@@ -7,9 +7,9 @@
      snapshot with Z_FINISH and the snapshot restored, touching only what the target changed and a later target
      could read: the head[] entries of the positions it inserted, the prev[] entries it aliased past w_size, the
      symbol buffer if a block was flushed midway. (The window bytes after x need no restore: zlib never lets
-     bytes past the input decide a match, see "nice_match > s->lookahead" in longest_match.) The last block is sized, not encoded: its bit length comes from zlib's own
-     Huffman construction and choice of stored, static or dynamic block. Pairs that could slide the window are
-     deflated whole, from a reset stream.
+     bytes past the input decide a match, see "nice_match > s->lookahead" in longest_match.) The last block is
+     sized, not encoded: its bit length comes from zlib's own Huffman construction and choice of stored, static
+     or dynamic block. Pairs that could slide the window are deflated whole, from a reset stream.
    - lz4 frames: one C loop over the targets, with x + t built in one buffer.
 
    Python checks every size this module gives against the interpreter's zlib and python-lz4 before using it
@@ -17,6 +17,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,8 +46,12 @@ typedef struct {
     int flushed_early; /* a block was flushed before the last one (the symbol buffer was reused) */
 } sizing;
 
-static voidpf sizing_alloc(voidpf opaque, uInt items, uInt size) { (void)opaque; return calloc(items, size); }
-static void sizing_free(voidpf opaque, voidpf address) { (void)opaque; free(address); }
+/* zlib's allocator hooks, as zutil.c's zcalloc (plain malloc): the stream's opaque pointer is its sizing result. */
+static voidpf stream_alloc(voidpf opaque, uInt items, uInt size) {
+    (void)opaque;
+    return size && items > (uInt)-1 / size ? NULL : malloc((size_t)items * size);
+}
+static void stream_free(voidpf opaque, voidpf address) { (void)opaque; free(address); }
 
 /* Sizing needs each symbol's code length, not its code: zlib's build_tree (trees.c) without gen_codes, with the
    same heap and the same order of merges. Each heap slot carries its node's key, frequency << 8 | depth, which
@@ -169,8 +174,8 @@ typedef struct {
 
 static int joint_open(joint_deflate *j, int level, size_t longest_input) {
     memset(j, 0, sizeof *j);
-    j->strm.zalloc = sizing_alloc;
-    j->strm.zfree = sizing_free;
+    j->strm.zalloc = stream_alloc;
+    j->strm.zfree = stream_free;
     j->strm.opaque = &j->result;
     if (deflateInit2(&j->strm, level, Z_DEFLATED, -MAX_WBITS, DEF_MEM_LEVEL, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
     deflate_state *s = (deflate_state *)j->strm.state;
@@ -333,11 +338,15 @@ static int lz4_joint_bytes(const Bytef *x, size_t x_len, Py_buffer *t, Py_ssize_
 }
 
 /* joint(x, targets, level) -> list of sizes; the GIL is released while compressing. */
-static PyObject *joint_sizes(PyObject *args, joint_fn fn, const char *what) {
+static PyObject *joint_sizes(PyObject *args, joint_fn fn, const char *what, int lowest, int highest) {
     Py_buffer x;
     PyObject *sequence;
     int level;
     if (!PyArg_ParseTuple(args, "y*Oi", &x, &sequence, &level)) return NULL;
+    if (level < lowest || level > highest) {
+        PyBuffer_Release(&x);
+        return PyErr_Format(PyExc_ValueError, "%s: level must be %d-%d, got %d", what, lowest, highest, level);
+    }
     PyObject *targets = PySequence_Fast(sequence, "targets must be a sequence of bytes");
     if (targets == NULL) { PyBuffer_Release(&x); return NULL; }
     Py_ssize_t n = PySequence_Fast_GET_SIZE(targets), got = 0;
@@ -365,12 +374,13 @@ done:
 
 static PyObject *py_deflate_joint_sizes(PyObject *self, PyObject *args) {
     (void)self;
-    return joint_sizes(args, deflate_joint, "deflate");
+    /* Not level 0, which stores: sizing its last block as a compressed one would be wrong. */
+    return joint_sizes(args, deflate_joint, "deflate", 1, 9);
 }
 
 static PyObject *py_lz4_joint_sizes(PyObject *self, PyObject *args) {
     (void)self;
-    return joint_sizes(args, lz4_joint_bytes, "lz4 frame compression");
+    return joint_sizes(args, lz4_joint_bytes, "lz4 frame compression", INT_MIN, INT_MAX);
 }
 
 static PyMethodDef methods[] = {

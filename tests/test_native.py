@@ -81,6 +81,16 @@ def test_native_equals_interpreter_on_generated_pairs() -> None:
     assert checked >= 100_000
 
 
+def test_deflate_refuses_level_zero_and_bad_targets() -> None:
+    """Level 0 stores, and sizing its last block as a compressed one would be wrong: refused, not guessed."""
+    from zipfit_pipeline import _joint_sizes
+
+    with pytest.raises(ValueError, match="level must be 1-9, got 0"):
+        _joint_sizes.deflate_joint_sizes(b"x", [b"y"], 0)
+    with pytest.raises(TypeError):
+        _joint_sizes.deflate_joint_sizes(b"x", ["a str, not bytes"], 9)
+
+
 @pytest.fixture
 def disagreeing_extension(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The extension answers one byte more than the interpreter, as a miscompiled or mismatched zlib would."""
