@@ -97,7 +97,8 @@ def disagreeing_extension(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from zipfit_pipeline import _joint_sizes
 
     deflate = _joint_sizes.deflate_joint_sizes
-    monkeypatch.setattr(_joint_sizes, "deflate_joint_sizes", lambda x, targets, level: [s + 1 for s in deflate(x, targets, level)])
+    monkeypatch.setattr(_joint_sizes, "deflate_joint_sizes",
+                        lambda x, targets, level: [size + 1 for size in deflate(x, targets, level)])
     native.joint_sizes.cache_clear()
     yield
     native.joint_sizes.cache_clear()

@@ -52,7 +52,8 @@ def ray_score_chunks(
         options: dict[str, Any] = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
         ray.init(log_to_driver=False, **options)
     actor_class = ray.remote(num_cpus=1)(_ScorerActor)
-    actors = [actor_class.remote(list(targets), compressor, level, compressor_build(compressor), code_path) for _ in range(workers)]
+    build = compressor_build(compressor)
+    actors = [actor_class.remote(list(targets), compressor, level, build, code_path) for _ in range(workers)]
     pending: deque[Any] = deque()
     try:
         for i, chunk in enumerate(chunks):
