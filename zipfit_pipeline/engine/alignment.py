@@ -143,9 +143,9 @@ def score_chunks(
         scorer = AlignmentScorer(targets, compressor, level)
         if workers <= 1:
             yield from map(scorer.score_many, chunks)
-            return
-        with ThreadPoolExecutor(workers) as threads:
-            yield from _in_order(threads, scorer.score_many, chunks, 2 * workers, THREAD_PIECE)
+        else:
+            with ThreadPoolExecutor(workers) as threads:
+                yield from _in_order(threads, scorer.score_many, chunks, 2 * workers, THREAD_PIECE)
         return
     context = multiprocessing.get_context("spawn")
     initargs = (list(targets), compressor, level, compressor_build(compressor), path)
