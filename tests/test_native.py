@@ -10,6 +10,7 @@ import shutil
 import sysconfig
 import zlib
 from collections.abc import Iterator
+from types import ModuleType
 
 import lz4.frame
 import numpy as np
@@ -23,6 +24,13 @@ from zipfit_pipeline.engine.scoring import score_dataset
 from zipfit_pipeline.engine.store import Store
 
 WINDOW = 32 * 1024
+
+
+@pytest.fixture
+def extension() -> ModuleType:
+    """The built extension; without a C compiler there is none, and `test_extension_is_built_where_a_compiler_is`
+    says whether that is allowed."""
+    return pytest.importorskip("zipfit_pipeline._joint_sizes", reason="the native extension is not built (no C compiler)")
 
 
 def test_extension_is_built_where_a_compiler_is() -> None:
@@ -59,10 +67,8 @@ def _generated_pairs(rng: random.Random) -> Iterator[tuple[bytes, list[bytes]]]:
     yield b"", targets
 
 
-def test_native_equals_interpreter_on_generated_pairs() -> None:
+def test_native_equals_interpreter_on_generated_pairs(extension: ModuleType) -> None:
     """≥100,000 pairs over gzip 1-9 and lz4 0-16: the extension's sizes are the interpreter's, to the byte."""
-    from zipfit_pipeline import _joint_sizes
-
     pairs = list(_generated_pairs(random.Random(7)))
     checked = 0
     settings = [("gzip", level) for level in range(1, 10)] + [("lz4", level) for level in (0, 3, 9, 16)]
@@ -70,10 +76,10 @@ def test_native_equals_interpreter_on_generated_pairs() -> None:
         step = 1 if (compressor, level) in (("gzip", 1), ("gzip", 6), ("gzip", 9), ("lz4", 0)) else 4
         for x, targets in pairs[::step]:
             if compressor == "gzip":
-                ours = _joint_sizes.deflate_joint_sizes(x, targets, level)
+                ours = extension.deflate_joint_sizes(x, targets, level)
                 theirs = [len(zlib.compress(x + t, level, -15)) for t in targets]
             else:
-                ours = _joint_sizes.lz4_joint_sizes(x, targets, level)
+                ours = extension.lz4_joint_sizes(x, targets, level)
                 theirs = [len(lz4.frame.compress(x + t, compression_level=level)) for t in targets]
             wrong = [(len(t), a, b) for t, a, b in zip(targets, ours, theirs) if a != b]
             assert not wrong, f"{compressor}-{level}, {len(x)}-byte source: (target bytes, ours, interpreter's) {wrong[:3]}"
@@ -81,23 +87,19 @@ def test_native_equals_interpreter_on_generated_pairs() -> None:
     assert checked >= 100_000
 
 
-def test_deflate_refuses_level_zero_and_bad_targets() -> None:
+def test_deflate_refuses_level_zero_and_bad_targets(extension: ModuleType) -> None:
     """Level 0 stores, and sizing its last block as a compressed one would be wrong: refused, not guessed."""
-    from zipfit_pipeline import _joint_sizes
-
     with pytest.raises(ValueError, match="level must be 1-9, got 0"):
-        _joint_sizes.deflate_joint_sizes(b"x", [b"y"], 0)
+        extension.deflate_joint_sizes(b"x", [b"y"], 0)
     with pytest.raises(TypeError):
-        _joint_sizes.deflate_joint_sizes(b"x", ["a str, not bytes"], 9)
+        extension.deflate_joint_sizes(b"x", ["a str, not bytes"], 9)
 
 
 @pytest.fixture
-def disagreeing_extension(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def disagreeing_extension(extension: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The extension answers one byte more than the interpreter, as a miscompiled or mismatched zlib would."""
-    from zipfit_pipeline import _joint_sizes
-
-    deflate = _joint_sizes.deflate_joint_sizes
-    monkeypatch.setattr(_joint_sizes, "deflate_joint_sizes",
+    deflate = extension.deflate_joint_sizes
+    monkeypatch.setattr(extension, "deflate_joint_sizes",
                         lambda x, targets, level: [size + 1 for size in deflate(x, targets, level)])
     native.joint_sizes.cache_clear()
     yield
