@@ -11,6 +11,7 @@ from project_files import check_results, write_project
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
+from zipfit_pipeline.engine import native
 from zipfit_pipeline.engine.alignment import alignment_scores
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.store import Store
@@ -101,6 +102,7 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         assert event is not None
         metadata = event.asset_materialization.metadata
         assert {"pairs_scored", "score_quantiles", "top", "build"} <= set(metadata)
+        assert metadata["code_path"].value == native.code_path("gzip", 9)  # the path this process would score on
         _check_report(config.resolve(config.artifacts) / "reports" / "tiny-gpt2" / "humaneval", evals, instance)
 
         selected = instance.get_latest_materialization_event(dg.AssetKey("selections")).asset_materialization.metadata
