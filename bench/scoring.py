@@ -2,8 +2,8 @@
 
 For each setting, one round runs three processes on the same corpus files, one after another: the reference's
 `rank_sequences_by_alignment`, then `zipfit score` on the pure-Python path (`ZIPFIT_NATIVE=0`), then `zipfit score`
-on the native path. Rounds repeat, so the three are interleaved, and the medians are reported with every score
-checked identical to the reference's. Then one core's cost per pair against the source's length, per path, and
+on the native path. Rounds repeat, so the three are interleaved, and the medians are reported with how far each
+score is from the reference's and how many are bit-identical. Then one core's cost per pair against the source's length, per path, and
 the peak memory of scoring from a store. Absolute times drift between runs on shared machines: read the ratios.
 Run: .venv/bin/python bench/scoring.py [--docs 5500] [--rounds 3] [--only speed|per-pair|memory]
 """
@@ -27,7 +27,6 @@ from pathlib import Path
 SETTINGS = [("gzip", 9), ("gzip", 1), ("lz4", 0)]
 SOURCE_BYTES = [300, 1000, 2000, 5000, 10_000, 20_000]
 WORKERS = os.cpu_count() or 1
-HERE = Path(__file__).resolve().parent
 ZIPFIT = Path(sys.executable).with_name("zipfit")
 
 

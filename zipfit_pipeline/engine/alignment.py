@@ -60,10 +60,10 @@ class AlignmentScorer:
                                f"records ({native.joint_sizes(compressor, level)[1]})")
         self.compressor = compressor
         self.level = level
-        self._size = size_function(compressor, level)
         self._joint_sizes = native_joint_sizes or joint_sizes_function(compressor, level)
         self._targets = [t.encode("utf-8") for t in targets]
-        self._target_sizes = np.asarray([self._size(t) for t in self._targets], dtype=np.int64)
+        size = size_function(compressor, level)
+        self._target_sizes = np.asarray([size(t) for t in self._targets], dtype=np.int64)
         # C(x) is C(x + empty), joined like any target: the native path then sizes it from x's snapshot.
         self._targets_then_empty = [*self._targets, b""]
         primes = compressor == "gzip" and level > 0 and native_joint_sizes is None
