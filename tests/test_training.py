@@ -32,7 +32,7 @@ def test_documents_start_with_bos_where_the_tokenizer_has_one_else_eos(tiny_mode
 
 
 def test_make_batches_pads_last_block_and_ignores_padding() -> None:
-    batches = make_batches(list(range(10)), block_size=4, batch_size=2, pad_id=0)
+    batches = list(make_batches(list(range(10)), block_size=4, batch_size=2, pad_id=0))
     assert [tuple(b[0].shape) for b in batches] == [(2, 4), (1, 4)]
     assert batches[1][1].tolist() == [[8, 9, -100, -100]]
 

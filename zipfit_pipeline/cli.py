@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, get_args, get_origin
 
 import numpy as np
 import pyarrow as pa
@@ -100,11 +100,13 @@ def texts_of_scored_rows(scores_path: str, scores: pa.Table, source_path: str, r
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
+    from zipfit_pipeline.engine.trainable import save_trained, trainable_model
     from zipfit_pipeline.engine.training import finetune
 
     try:
         given = {name: vars(args)[name] for name in TrainSettings.model_fields if vars(args).get(name) is not None}
+        if args.lora_rank is not None:
+            given["lora"] = {"rank": args.lora_rank, "alpha": 2.0 * args.lora_rank}
         settings = TrainSettings(**given)
     except ValidationError as error:
         from zipfit_pipeline.config import validation_message  # the project file's models: loaded for this message only
@@ -114,10 +116,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     output = checkpoint_output(args.output, [args.selection, model_path])
     device = run_device(args.device)
     texts = [r.text for r in read_texts("selection", args.selection, args.text_field, args.template)]
-    model, tokenizer = load_model_and_tokenizer(model_path)
+    model, tokenizer = trainable_model(model_path, settings, device)
     budget = args.budget_tokens or sum(count_tokens(tokenizer, texts))
     result = finetune(model, tokenizer, texts, budget, settings, args.seed, device, log=lambda line: print(line, file=sys.stderr))
-    saved = save_checkpoint(model, tokenizer, output)
+    saved = save_trained(model, tokenizer, output, settings, device)
     print(json.dumps({"checkpoint": str(saved), "documents": len(texts), "train_tokens": result.train_tokens,
                       "steps": result.steps, "final_train_loss": result.final_train_loss, "seconds": round(result.seconds, 1),
                       "device": result.device, "seed": args.seed}))
@@ -153,12 +155,15 @@ def run_device(name: str | None) -> Any:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
-    from zipfit_pipeline.engine.models import load_model_and_tokenizer
+    from zipfit_pipeline.engine.trainable import is_adapter, load_trained
 
     checkpoint = locate_pretrained(args.checkpoint)
+    if is_adapter(checkpoint) and args.base is None:
+        raise UsageError(f"{checkpoint} is a LoRA adapter: give the model it was trained on with --base")
     texts = [r.text for r in read_texts("test", args.test, args.text_field, args.template)]
-    model, tokenizer = load_model_and_tokenizer(checkpoint)
-    loss, tokens = heldout_loss(model.to(device_for_run()), tokenizer, texts, args.max_length, args.batch_size)
+    base = locate_pretrained(args.base) if args.base else checkpoint
+    model, tokenizer = load_trained(checkpoint, base, device_for_run())
+    loss, tokens = heldout_loss(model, tokenizer, texts, args.max_length, args.batch_size)
     print(json.dumps({"checkpoint": args.checkpoint, "test_loss": loss, "test_tokens": tokens, "test_documents": len(texts)}))
     return 0
 
@@ -303,8 +308,16 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--text-field", default="text")
     train.add_argument("--template")
     for name, spec in TrainSettings.model_fields.items():
-        if name != "curve_points":  # no test set here: `zipfit eval` measures the result
-            train.add_argument(f"--{name.replace('_', '-')}", type=spec.annotation, help=f"default {spec.default}")
+        option = f"--{name.replace('_', '-')}"
+        if spec.annotation in (int, float):
+            train.add_argument(option, type=spec.annotation, help=f"default {spec.default}")
+        elif spec.annotation is bool:
+            train.add_argument(option, action=argparse.BooleanOptionalAction, help=f"default {spec.default}")
+        elif get_origin(spec.annotation) is Literal:
+            train.add_argument(option, choices=get_args(spec.annotation), help=f"default {spec.default}")
+    # Not options: curve_points (no test set here: `zipfit eval` measures the result), device (below), lora (here:)
+    train.add_argument("--lora-rank", type=whole(1), help="train a LoRA adapter of this rank (alpha 2 x rank) instead "
+                       "of every weight")
     train.set_defaults(run=cmd_train)
 
     evaluate = command("eval", help="mean token cross-entropy of a checkpoint on the texts of a file")
@@ -314,6 +327,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--template")
     evaluate.add_argument("--max-length", type=whole(2), default=1024, help="tokens per text, its first token included")
     evaluate.add_argument("--batch-size", type=whole(1), default=8)
+    evaluate.add_argument("--base", help="the model a LoRA adapter checkpoint was trained on")
     evaluate.set_defaults(run=cmd_eval)
 
     prepare = command("prepare-demo", help="build the offline demo inputs and the SmolLM2-135M checkpoint")

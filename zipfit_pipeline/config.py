@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from zipfit_pipeline.engine.loaders import FILE_FORMATS, RecordReader, template_fields
 from zipfit_pipeline.engine.models import locate_pretrained
 from zipfit_pipeline.engine.owned_folders import check_owned, claim
-from zipfit_pipeline.engine.settings import ScoringSettings, SelectionSettings, TrainingSettings
+from zipfit_pipeline.engine.settings import PassAtKSettings, ScoringSettings, SelectionSettings, TrainingSettings
 
 CONFIG_ENV = "ZIPFIT_CONFIG"
 MAX_PROJECT_FILE_BYTES = 1_000_000  # a project file is a page of settings; anything far larger is a mistake or an attack
@@ -114,6 +114,7 @@ class ProjectConfig(Strict):
     scoring: ScoringSettings = ScoringSettings()
     selection: SelectionSettings = SelectionSettings()
     training: TrainingSettings = TrainingSettings()
+    pass_at_k: PassAtKSettings = PassAtKSettings()
 
     @model_validator(mode="after")
     def _unique_names(self) -> ProjectConfig:

@@ -21,7 +21,7 @@ from zipfit_pipeline.store_state import lost_partitions
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # asset logs, not engine events
 STAGES = ("source_documents", "target_documents", "alignment_scores", "selections", "finetuned_model", "eval_loss",
-          "comparison_report")
+          "pass_at_k", "comparison_report")  # pass_at_k only where the project enables it
 
 
 def materialize_all(
@@ -42,7 +42,7 @@ def materialize_all(
         todo = out_of_date(defs, instance, lost)
     started = time.monotonic()
     done: dict[str, list[str]] = {}
-    for name in stages:
+    for name in (stage for stage in stages if stage in by_key):
         asset = by_key[name]
         assert asset.partitions_def is not None, f"{name} is not partitioned"
         keys = asset.partitions_def.get_partition_keys(dynamic_partitions_store=instance)

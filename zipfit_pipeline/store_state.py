@@ -63,9 +63,10 @@ def lost_partitions(
 
 
 def _gone_checkpoints(store: Store) -> dict[tuple[str, str], str]:
-    """Fine-tunes (not `base`, which is the pretrained model) whose recorded checkpoint folder no longer exists."""
-    rows = store.query("SELECT model, target, method, budget, seed, checkpoint FROM training_runs WHERE method <> ?",
-                       [BASE]).to_pylist()
+    """Fine-tunes (not `base`, which is the pretrained model) whose recorded checkpoint folder no longer exists, other
+    than on purpose (`keep_checkpoints: false` deletes it once measured, and keeps its figures)."""
+    rows = store.query("SELECT model, target, method, budget, seed, checkpoint FROM training_runs WHERE method <> ? "
+                       "AND NOT released", [BASE]).to_pylist()
     gone = {}
     for row in rows:
         if not Path(row["checkpoint"]).is_dir():

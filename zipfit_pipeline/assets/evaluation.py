@@ -1,4 +1,5 @@
-"""Eval stage: test cross-entropy per token on the target's held-out split, for the base model and every fine-tune."""
+"""Eval stage: test cross-entropy per token on the target's held-out split, for the base model and every fine-tune,
+and (when `pass_at_k.enabled`) pass@k of the code each one writes for the held-out problems."""
 
 import math
 
@@ -9,6 +10,7 @@ from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.evaluate import evaluate_run
+from zipfit_pipeline.engine.pass_at_k import measure_run, read_problems
 from zipfit_pipeline.partitions import ProjectPartitions, run_key
 from zipfit_pipeline.resources import StoreResource
 from zipfit_pipeline.store_state import record_partition_run
@@ -36,8 +38,8 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
     def eval_loss(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         key = run_key(context.partition_key)
         db = store.open()
-        result = evaluate_run(db, key, config.model_path(config.model(key.model)), config.models_dir(),
-                              settings.eval_max_length, settings.eval_batch_size, log=context.log.info)
+        result = evaluate_run(db, key, config.model_path(config.model(key.model)), config.models_dir(), settings,
+                              log=context.log.info, with_pass_at_k=config.pass_at_k.enabled)
         finite = math.isfinite(result.test_loss) and result.test_loss > 0
         return dg.MaterializeResult(
             metadata={"test_loss": result.test_loss, "test_tokens": result.test_tokens,
@@ -48,4 +50,31 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
                                                metadata={"test_loss": result.test_loss})],
         )
 
-    return [eval_loss]
+    if not config.pass_at_k.enabled:
+        return [eval_loss]
+    pass_settings = config.pass_at_k
+
+    @dg.asset(
+        partitions_def=partitions.finetune_target,
+        deps=["finetuned_model"],
+        group_name=GROUP,
+        code_version=code_version("pass_at_k", pass_settings.model_dump(exclude={"enabled"})),
+        kinds={"pytorch", "duckdb"},
+        pool="accelerator",
+        automation_condition=ON_NEW_DATA_OR_CODE,
+        description="pass@k of the current checkpoint on the target's held-out problems: completions generated in "
+        "batches, each run with the problem's tests in a sandbox (no network, limits, a process per sample).",
+    )
+    def pass_at_k(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+        key = run_key(context.partition_key)
+        target = config.target(key.target)
+        problems = read_problems(config.reader(target), target.test_rows, pass_settings)
+        db = store.open()
+        result = measure_run(db, key, problems, pass_settings, settings, config.model_path(config.model(key.model)),
+                             config.models_dir(), log=context.log.info)
+        return dg.MaterializeResult(metadata={
+            **{f"pass@{k}": value for k, value in result.values.items()}, "samples": result.samples,
+            "problems": len(problems), "problems_solved": sum(c > 0 for c in result.passed),
+            **record_partition_run(context, db)})
+
+    return [eval_loss, pass_at_k]

@@ -30,7 +30,8 @@ def inline_png(path: Path) -> str:
 def build_report_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.model_target,
-        deps=[dg.AssetDep("eval_loss", partition_mapping=finetunes_of_model(partitions))],
+        deps=[dg.AssetDep(name, partition_mapping=finetunes_of_model(partitions))
+              for name in ("eval_loss", *(["pass_at_k"] if config.pass_at_k.enabled else []))],
         group_name=GROUP,
         code_version=code_version("comparison_report", config.selection.all_max_tokens),
         kinds={"duckdb"},

@@ -14,7 +14,7 @@ from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.train import FinetuneResult, finetune_selection
-from zipfit_pipeline.partitions import ProjectPartitions, run_key, selection_of_finetune, target_of_finetune
+from zipfit_pipeline.partitions import ProjectPartitions, configured_runs, run_key, selection_of_finetune, target_of_finetune
 from zipfit_pipeline.resources import StoreResource
 from zipfit_pipeline.store_state import record_partition_run
 
@@ -54,8 +54,9 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
         key = run_key(context.partition_key)
         pretrained = config.model_path(config.model(key.model))
         db = store.open()
+        sweep = [run for target in config.targets for run in configured_runs(config, key.model, target.name, with_base=False)]
         result = finetune_selection(db, key, pretrained, config.training, config.models_dir(), context.run_id,
-                                    log=context.log.info)
+                                    log=context.log.info, sweep=sweep)
         return dg.MaterializeResult(
             metadata={
                 "checkpoint": dg.MetadataValue.path(result.checkpoint),

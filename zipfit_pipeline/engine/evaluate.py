@@ -6,12 +6,15 @@ on, so that a report can tell a current result from one whose checkpoint or sele
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from zipfit_pipeline.engine.models import load_model_and_tokenizer
+from zipfit_pipeline.engine.checkpoints import release_if_measured
 from zipfit_pipeline.engine.runs import RunKey
+from zipfit_pipeline.engine.settings import TrainingSettings
 from zipfit_pipeline.engine.store import Store
 
 
@@ -26,12 +29,15 @@ class EvalResult:
     train_tokens: int
 
 
-def checkpoint_to_load(key: RunKey, recorded: str, base_model: str, models_dir: Path) -> str:
+def checkpoint_to_load(key: RunKey, run: dict[str, Any], base_model: str, models_dir: Path) -> str:
     """The base model as configured; a fine-tune only from the project's checkpoint folder, so that a store copied
     from elsewhere (or edited) cannot make eval load a model from an arbitrary path."""
     if key.is_base:
         return base_model
-    checkpoint = Path(recorded).resolve()
+    if run["released"]:
+        raise RuntimeError(f"the checkpoint of {key} was deleted after its evals (training.keep_checkpoints: false): "
+                           "materialize finetuned_model again to measure it anew")
+    checkpoint = Path(run["checkpoint"]).resolve()
     if models_dir.resolve() not in checkpoint.parents:
         raise RuntimeError(f"refusing to load {checkpoint}: fine-tuned checkpoints are loaded only from {models_dir}")
     if not checkpoint.is_dir():
@@ -39,20 +45,39 @@ def checkpoint_to_load(key: RunKey, recorded: str, base_model: str, models_dir: 
     return str(checkpoint)
 
 
-def evaluate_run(
-    store: Store, key: RunKey, base_model: str, models_dir: Path, max_length: int, batch_size: int,
-    log: Callable[[str], None] = print,
-) -> EvalResult:
-    """Measure the recorded checkpoint of `key` on its target's test split, and record it with its run."""
+def current_run(store: Store, key: RunKey) -> dict[str, Any]:
     run = store.training_run(key)
     if run is None:
         raise LookupError(f"no training run of {key}: materialize finetuned_model first")
-    from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss  # torch only where a model runs
+    return run
 
-    model, tokenizer = load_model_and_tokenizer(checkpoint_to_load(key, run["checkpoint"], base_model, models_dir))
-    model.to(device_for_run())
+
+@contextmanager
+def measured_model(key: RunKey, run: dict[str, Any], settings: TrainingSettings, base_model: str, models_dir: Path,
+                   log: Callable[[str], None]) -> Iterator[tuple[Any, Any]]:
+    """The model of `key`'s recorded run (base + adapter for LoRA) and its tokenizer, on a device this step holds."""
+    from zipfit_pipeline.engine.devices import claimed_device  # torch only where a model runs
+    from zipfit_pipeline.engine.trainable import load_trained
+
+    checkpoint = checkpoint_to_load(key, run, base_model, models_dir)
+    with claimed_device(settings.device, models_dir.parent / "devices", log) as device:
+        yield load_trained(checkpoint, base_model, device)
+
+
+def evaluate_run(
+    store: Store, key: RunKey, base_model: str, models_dir: Path, settings: TrainingSettings,
+    log: Callable[[str], None] = print, with_pass_at_k: bool = False,
+) -> EvalResult:
+    """Measure the recorded checkpoint of `key` on its target's test split, and record it with its run; with
+    `keep_checkpoints: false`, drop the checkpoint once every eval of it is recorded."""
+    run = current_run(store, key)
+    from zipfit_pipeline.engine.evaluation import heldout_loss
+
     texts = store.target_texts(key.target, "test")
-    loss, tokens = heldout_loss(model, tokenizer, texts, max_length, batch_size)
+    with measured_model(key, run, settings, base_model, models_dir, log) as (model, tokenizer):
+        loss, tokens = heldout_loss(model, tokenizer, texts, settings.eval_max_length, settings.eval_batch_size)
     store.record_eval(key, run["run_id"], run["selection_version"], loss, tokens)
     log(f"{key}: test loss {loss:.4f} over {tokens} tokens")
+    if not settings.keep_checkpoints and release_if_measured(store, key, with_pass_at_k):
+        log(f"{key}: checkpoint deleted (keep_checkpoints: false); its figures stay in the store")
     return EvalResult(key, run["run_id"], run["selection_version"], loss, tokens, len(texts), run["train_tokens"])

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from zipfit_pipeline.engine.models import document_start_id
+from zipfit_pipeline.engine.models import check_context, document_start_id
 
 
 def device_for_run() -> torch.device:
@@ -35,6 +35,7 @@ def heldout_loss(model: Any, tokenizer: Any, texts: list[str], max_length: int =
     was_training = model.training
     model.eval()
     documents = sorted(encode_documents(tokenizer, texts, max_length), key=len)
+    check_context(model.config, len(documents[-1]), "eval_max_length (the longest test text's tokens, cut there)")
     total_loss, total_tokens = 0.0, 0
     for start in range(0, len(documents), batch_size):
         batch = documents[start : start + batch_size]

@@ -60,6 +60,24 @@ def load_model_and_tokenizer(name_or_path: str, dtype: Any = None) -> tuple[Any,
     return model, tokenizer
 
 
+def context_length(config: Any) -> int | None:
+    """The longest sequence a model's positions cover (None where its config does not say)."""
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_context(config: Any, length: int, setting: str) -> None:
+    """Refuse a sequence length the model has no positions for (it would fail deep in a forward pass, or worse,
+    silently reuse positions)."""
+    context = context_length(config)
+    if context is not None and length > context:
+        raise ValueError(f"{setting} is {length} tokens, longer than the model's context of {context} "
+                         f"({getattr(config, 'name_or_path', '') or config.model_type}): lower it to at most {context}")
+
+
 def load_tokenizer(name_or_path: str) -> Any:
     from transformers import AutoTokenizer
 
@@ -106,10 +124,13 @@ def tokenizer_identity(tokenizer: Any) -> str:
     return hashlib.sha256(definition.encode("utf-8")).hexdigest()[:32]
 
 
-def save_checkpoint(model: Any, tokenizer: Any, output: Path) -> Path:
-    """save_pretrained into `<output>.partial`, then rename: a killed save never looks complete."""
+def save_checkpoint(model: Any, tokenizer: Any, output: Path, dtype: Any = None) -> Path:
+    """save_pretrained into `<output>.partial`, then rename: a killed save never looks complete. `dtype` casts the
+    weights first (a bf16 checkpoint is half a float32 one)."""
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
+    if dtype is not None:
+        model.to(dtype)
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     shutil.rmtree(output, ignore_errors=True)

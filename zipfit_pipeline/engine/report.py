@@ -93,6 +93,16 @@ class PairedRow:
 
 
 @dataclass(frozen=True)
+class PassAtKRow:
+    """pass@k of one (method, budget) over seeds, measured on current checkpoints only."""
+
+    method: str
+    budget: int
+    k: int
+    value: Interval
+
+
+@dataclass(frozen=True)
 class Report:
     title: str
     base_loss: float
@@ -104,10 +114,11 @@ class Report:
     all_max_tokens: int | None = None
     contaminated: list[dict[str, Any]] = field(default_factory=list)  # pool texts overlapping the test split
     ngram_words: int = 13
+    pass_at_k: list[PassAtKRow] = field(default_factory=list)
 
     def markdown(self) -> str:
-        return "\n".join([*_results_table(self), "", *_paired_table(self), "", _decontamination_line(self),
-                          *_excluded_lines(self)])
+        return "\n".join([*_results_table(self), "", *_paired_table(self), *_pass_at_k_table(self), "",
+                          _decontamination_line(self), *_excluded_lines(self)])
 
     def alignment_r2(self) -> float:
         """R² of test CE against the training set's mean alignment, over the equal-size runs (the paper's Figure 3)."""
@@ -116,7 +127,8 @@ class Report:
     def as_metadata(self) -> dict[str, Any]:
         """Plain JSON (a NaN, as in a one-seed interval, becomes null: browsers cannot parse NaN)."""
         return _without_nan({"rows": [asdict(r) for r in self.rows], "paired": [asdict(p) for p in self.paired],
-                             "excluded": self.excluded, "contaminated": self.contaminated})
+                             "pass_at_k": [asdict(r) for r in self.pass_at_k], "excluded": self.excluded,
+                             "contaminated": self.contaminated})
 
 
 def load_results(
@@ -166,6 +178,23 @@ def _not_current(row: dict[str, Any] | None) -> str:
     if row["trained_on"] is not None and row["trained_on"] != row["selection_now"]:
         return "trained on an earlier version of its selection: materialize finetuned_model"
     return ""
+
+
+def load_pass_at_k(store: Store, model: str, target: str, configured: Sequence[RunKey]) -> list[PassAtKRow]:
+    """pass@k per (method, budget, k) over seeds, from rows that measured the current checkpoint of a configured run
+    trained on the current selection (the same rule as the test loss)."""
+    rows = store.query(
+        """SELECT p.method, p.budget, p.seed, p.k, p.pass_at_k FROM pass_at_k p
+           JOIN training_runs t USING (model, target, method, budget, seed)
+           LEFT JOIN selection_sets c USING (model, target, method, budget, seed)
+           WHERE p.model = ? AND p.target = ? AND p.run_id = t.run_id
+             AND (t.selection_version IS NULL OR t.selection_version = c.version)""", [model, target]).to_pylist()
+    wanted = set(configured)
+    values: dict[tuple[str, int, int], list[float]] = {}
+    for row in sorted(rows, key=lambda r: (r["method"], r["budget"], r["k"], r["seed"])):
+        if RunKey(model, target, row["method"], row["budget"], row["seed"]) in wanted:
+            values.setdefault((row["method"], row["budget"], row["k"]), []).append(row["pass_at_k"])
+    return [PassAtKRow(method, budget, k, interval(v)) for (method, budget, k), v in values.items()]
 
 
 def _test_curves(store: Store, run_ids: list[str]) -> dict[str, list[tuple[int, float]]]:
@@ -253,7 +282,8 @@ def build_report(
     for method in ("zipfit", THRESHOLD):  # both rank by ZIP-FIT's alignment, which needs the pool scored
         seconds[method] = seconds.get(method, 0.0) + zipfit_scoring_seconds
     report = replace(summarize(f"{model} on {target}", base, runs, seconds, excluded, all_max_tokens),
-                     contaminated=contaminated, ngram_words=ngram_words)
+                     contaminated=contaminated, ngram_words=ngram_words,
+                     pass_at_k=load_pass_at_k(store, model, target, configured))
     folder.mkdir(parents=True, exist_ok=True)
     plots = {"loss_vs_tokens": plot_loss_vs_tokens(report, folder / "loss_vs_tokens.png"),
              "alignment_vs_loss": plot_alignment_vs_loss(report, folder / "alignment_vs_loss.png")}
@@ -302,6 +332,17 @@ def _paired_table(report: Report) -> list[str]:
         d = p.difference
         verdict = "n/a" if math.isnan(d.low) else ("yes" if d.excludes_zero else "no")
         lines.append(f"| {p.baseline} | {p.budget:,} | {d.mean:+.4f} | {_bounds(d)} | {p.wins} of {d.n} seeds | {verdict} |")
+    return lines
+
+
+def _pass_at_k_table(report: Report) -> list[str]:
+    if not report.pass_at_k:
+        return []
+    lines = ["", f"Pass@k on the held-out problems (sandboxed execution), means over seeds with {CONFIDENCE:.0%} t-intervals:",
+             "", "| method | budget | k | seeds | pass@k | 95% CI |", "|---|---:|---:|---:|---:|---|"]
+    for row in report.pass_at_k:
+        budget = "-" if row.method in (BASE, WHOLE_POOL) else f"{row.budget:,}"
+        lines.append(f"| {row.method} | {budget} | {row.k} | {row.value.n} | {row.value.mean:.4f} | {_bounds(row.value)} |")
     return lines
 
 

@@ -81,17 +81,47 @@ class SelectionSettings(Settings):
         return sorted(budgets)
 
 
-class TrainSettings(Settings):
-    """One fine-tune's hyperparameters (the paper's: block 1024, weight decay 0.01, max grad norm 1.0)."""
+class LoraSettings(Settings):
+    """A low-rank adapter (PEFT's LoRA): only the adapter trains, and only the adapter is saved."""
 
-    block_size: int = Field(1024, ge=1)
-    batch_size: int = Field(4, ge=1)
+    rank: int = Field(16, ge=1)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="module names, or every linear "
+                                                              "layer but the output head")
+
+
+class TrainSettings(Settings):
+    """One fine-tune's hyperparameters (the paper's: block 1024, weight decay 0.01, max grad norm 1.0) and how it runs."""
+
+    block_size: int = Field(1024, ge=2, description="tokens per sequence; at most the model's context")
+    batch_size: int = Field(4, ge=1, description="sequences per micro-batch")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step: tokens per step = "
+                                             "batch_size x block_size x this")
     learning_rate: float = Field(5e-5, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     warmup_fraction: float = Field(0.1, ge=0, le=1)
     weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     curve_points: int = Field(1, ge=0, description="test-loss evaluations during training, evenly spaced; the end is eval_loss's")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$", description="auto: a GPU of its own when there "
+                        "are GPUs (one per running step), else the CPU")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="compute and checkpoint dtype (full fine-tunes keep fp32 master weights); auto: bf16 on "
+        "CUDA GPUs that support it, else fp32")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, "
+                                         "about a third more compute")
+    lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of every weight")
+    qlora: bool = Field(False, description="load the frozen base in 4-bit NF4 (bitsandbytes; CUDA only) under the adapter")
+    compile: bool = Field(False, description="torch.compile the model's forward pass (pays off on long GPU runs)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainSettings:
+        if self.qlora and self.lora is None:
+            raise ValueError("qlora trains a LoRA adapter on a 4-bit base: set lora too (e.g. lora: {rank: 16})")
+        if self.dtype == "fp16" and self.device == "cpu":
+            raise ValueError("dtype fp16 needs a GPU (fp16 matmuls on CPUs are emulated); use bf16 or fp32 on the CPU")
+        return self
 
 
 class TrainingSettings(TrainSettings):
@@ -100,6 +130,8 @@ class TrainingSettings(TrainSettings):
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="every (method, budget) is fine-tuned once per seed")
     eval_max_length: int = Field(1024, ge=2)
     eval_batch_size: int = Field(8, ge=1)
+    keep_checkpoints: bool = Field(True, description="false: a fine-tune's weights are deleted once its evals are "
+                                   "recorded (its figures stay); evaluating it again then retrains it")
 
     @field_validator("seeds")
     @classmethod
@@ -110,3 +142,28 @@ class TrainingSettings(TrainSettings):
 
     def train_settings(self) -> TrainSettings:
         return TrainSettings(**self.model_dump(include=set(TrainSettings.model_fields)))
+
+
+class PassAtKSettings(Settings):
+    """Functional correctness of generated code on the target's held-out problems (HumanEval's fields by default)."""
+
+    enabled: bool = Field(False, description="adds the pass_at_k asset: generation and sandboxed execution per fine-tune")
+    samples: int = Field(1, ge=1, description="completions per problem (n); one is greedy, more are sampled")
+    ks: list[int] = Field([1], min_length=1, description="the k of each reported pass@k; each at most samples")
+    temperature: float = Field(0.8, gt=0, description="sampling temperature when samples > 1")
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(384, ge=1)
+    batch_size: int = Field(16, ge=1, description="prompts per generate call")
+    max_problems: int | None = Field(None, ge=1, description="the first this many held-out problems; none: all")
+    timeout_seconds: float = Field(10.0, gt=0, description="wall time of one sample's tests")
+    allow_unsandboxed: bool = Field(False, description="run generated code without namespaces where none can be made "
+                                    "(only the limits, a temporary folder and the timeout then hold)")
+    prompt_field: str = "prompt"
+    test_field: str = "test"
+    entry_point_field: str = "entry_point"
+
+    @model_validator(mode="after")
+    def _ks_fit(self) -> PassAtKSettings:
+        if any(k < 1 or k > self.samples for k in self.ks) or len(set(self.ks)) != len(self.ks):
+            raise ValueError(f"ks must be distinct and between 1 and samples ({self.samples}): got {self.ks}")
+        return self

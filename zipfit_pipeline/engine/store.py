@@ -81,9 +81,13 @@ CREATE TABLE IF NOT EXISTS partition_runs (
 CREATE TABLE IF NOT EXISTS eval_losses (
     model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR, selection_version VARCHAR,
     test_loss DOUBLE, test_tokens BIGINT, PRIMARY KEY (model, target, method, budget, seed));
+CREATE TABLE IF NOT EXISTS pass_at_k (
+    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR, selection_version VARCHAR,
+    k INTEGER, pass_at_k DOUBLE, samples INTEGER, problems INTEGER, PRIMARY KEY (model, target, method, budget, seed, k));
 """
 # Columns added since a schema version was first released: older stores of that version gain them on opening.
-ADDED_COLUMNS = "ALTER TABLE scoring_runs ADD COLUMN IF NOT EXISTS code_path VARCHAR;"
+ADDED_COLUMNS = """ALTER TABLE scoring_runs ADD COLUMN IF NOT EXISTS code_path VARCHAR;
+ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS released BOOLEAN DEFAULT false;"""
 # A fine-tune's row in the training, eval and selection tables; parameters from `_run_key`.
 RUN_KEY_COLUMNS = "model = ? AND target = ? AND method = ? AND budget = ? AND seed = ?"
 # The one join that finds a document's score under a score key; every score query uses it with `_score_key`.
@@ -523,7 +527,8 @@ class Store:
         with self.transaction() as connection:
             connection.execute(f"DELETE FROM training_runs WHERE {RUN_KEY_COLUMNS}", _run_key(key))
             connection.execute(
-                "INSERT INTO training_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                """INSERT INTO training_runs (model, target, method, budget, seed, run_id, selection_version, checkpoint,
+                   train_tokens, steps, final_train_loss, seconds, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [*_run_key(key), row["run_id"], row["selection_version"], row["checkpoint"], row["train_tokens"],
                  row["steps"], row["final_train_loss"], row["seconds"], row["device"]],
             )
@@ -535,6 +540,27 @@ class Store:
     def training_run(self, key: RunKey) -> dict[str, Any] | None:
         rows = self.query(f"SELECT * FROM training_runs WHERE {RUN_KEY_COLUMNS}", _run_key(key)).to_pylist()
         return rows[0] if rows else None
+
+    def release_checkpoint(self, key: RunKey, run_id: str) -> None:
+        """Mark the checkpoint of run `run_id` deleted on purpose (`keep_checkpoints: false`): its figures stay current."""
+        with self.transaction() as connection:
+            connection.execute(f"UPDATE training_runs SET released = true WHERE {RUN_KEY_COLUMNS} AND run_id = ?",
+                               [*_run_key(key), run_id])
+
+    def is_measured(self, key: RunKey, run_id: str, with_pass_at_k: bool) -> bool:
+        """Whether the test loss (and Pass@k) of training run `run_id` of `key` are recorded."""
+        tables = ["eval_losses", "pass_at_k"] if with_pass_at_k else ["eval_losses"]
+        return all(self.query(f"SELECT count(*) AS n FROM {table} WHERE {RUN_KEY_COLUMNS} AND run_id = ?",
+                              [*_run_key(key), run_id]).column("n")[0].as_py() for table in tables)
+
+    def record_pass_at_k(self, key: RunKey, run_id: str, selection_version: str | None, values: dict[int, float],
+                         samples: int, problems: int) -> None:
+        """Pass@k for each k of training run `run_id`'s checkpoint, from `samples` completions of each of `problems`."""
+        with self.transaction() as connection:
+            connection.execute(f"DELETE FROM pass_at_k WHERE {RUN_KEY_COLUMNS}", _run_key(key))
+            for k, value in values.items():
+                connection.execute("INSERT INTO pass_at_k VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   [*_run_key(key), run_id, selection_version, k, value, samples, problems])
 
     def record_eval(self, key: RunKey, run_id: str, selection_version: str | None, test_loss: float, test_tokens: int) -> None:
         """The test loss of the checkpoint that training run `run_id` saved, trained on `selection_version`."""

@@ -3,19 +3,19 @@
 The texts are read by the content hashes the selection recorded, so a fine-tune trains on exactly what was
 selected, whatever happened to the source rows since. Each run saves into a checkpoint folder of its own
 (written as `.partial`, renamed when complete) and records it in the store before the previous run's folder is
-removed: wherever a run is killed, the store points at one complete checkpoint whose figures are its own.
+removed: wherever a run is killed, the store points at one complete checkpoint whose figures are its own. The step
+holds a GPU of its own while it trains (`devices.claimed_device`).
 """
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zipfit_pipeline.engine.checkpoints import check_disk, checkpoint_dir, checkpoints_to_write, remove_other_checkpoints
 from zipfit_pipeline.engine.loaders import content_hash, set_hash
-from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.selection import BUDGETED
 from zipfit_pipeline.engine.settings import TrainingSettings
@@ -37,16 +37,14 @@ class FinetuneResult:
     test_curve: list[tuple[int, float]] = field(default_factory=list)
 
 
-def checkpoint_dir(models_dir: Path, key: RunKey) -> Path:
-    """The folder of one fine-tune's checkpoints: one subfolder per run, only the recorded one kept."""
-    return models_dir / key.model / key.target / key.label()
-
-
 def finetune_selection(
     store: Store, key: RunKey, pretrained: str, settings: TrainingSettings, models_dir: Path, run_id: str,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, sweep: Sequence[RunKey] = (),
 ) -> FinetuneResult:
-    """Fine-tune `pretrained` on the selection of `key` with its seed; `base` records the model as it is."""
+    """Fine-tune `pretrained` on the selection of `key` with its seed; `base` records the model as it is.
+
+    `sweep` is every fine-tune of this model the project asks for: before training, the disk their checkpoints still
+    need is checked against what is free."""
     if key.is_base:
         result = FinetuneResult(key, run_id, pretrained, None, 0, 0, 0, float("nan"), 0.0, "none")
         store.record_training(key, _row(result), {})
@@ -60,25 +58,29 @@ def finetune_selection(
     budget = key.budget if key.method in BUDGETED else selection["tokens"]
     test_texts = store.target_texts(key.target, "test")
     # torch is imported where a model runs: loading the definitions, ingestion and scoring never pay for it (~250 MB).
-    from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
+    from zipfit_pipeline.engine.devices import claimed_device, gpu_count
+    from zipfit_pipeline.engine.evaluation import heldout_loss
+    from zipfit_pipeline.engine.trainable import checkpoint_bytes, save_trained, trainable_model
     from zipfit_pipeline.engine.training import finetune
 
-    device = device_for_run()
-    model, tokenizer = load_model_and_tokenizer(pretrained)
+    with claimed_device(settings.device, models_dir.parent / "devices", log) as device:
+        model, tokenizer = trainable_model(pretrained, settings.train_settings(), device)
+        check_disk(models_dir, checkpoint_bytes(model, settings, device), checkpoints_to_write(store, sweep or [key]),
+                   settings.keep_checkpoints, at_once=max(1, gpu_count()))
 
-    def evaluate(m: Any) -> float:
-        return heldout_loss(m, tokenizer, test_texts, settings.eval_max_length, settings.eval_batch_size)[0]
+        def evaluate(m: Any) -> float:
+            return heldout_loss(m, tokenizer, test_texts, settings.eval_max_length, settings.eval_batch_size)[0]
 
-    log(f"fine-tuning {key.model} on {key.target} / {key.label()}: {len(texts)} documents, {budget} tokens, {device}")
-    trained = finetune(model, tokenizer, texts, budget, settings.train_settings(), key.seed, device, evaluate, log)
-    folder = checkpoint_dir(models_dir, key)
-    output = save_checkpoint(model, tokenizer, folder / run_id)
+        log(f"fine-tuning {key.model} on {key.target} / {key.label()}: {len(texts)} documents, {budget} tokens, {device}")
+        trained = finetune(model, tokenizer, texts, budget, settings.train_settings(), key.seed, device, evaluate, log)
+        folder = checkpoint_dir(models_dir, key)
+        output = save_trained(model, tokenizer, folder / run_id, settings, device)
     result = FinetuneResult(
         key, run_id, str(output), set_hash([content_hash(t) for t in texts]), len(texts), trained.train_tokens,
         trained.steps, trained.final_train_loss, trained.seconds, trained.device, trained.test_curve,
     )
     store.record_training(key, _row(result), {"train": trained.train_curve, "test": trained.test_curve})
-    _remove_other_checkpoints(folder, keep=output)
+    remove_other_checkpoints(folder, keep=output)
     return result
 
 
@@ -86,11 +88,3 @@ def _row(result: FinetuneResult) -> dict[str, object]:
     return {"run_id": result.run_id, "selection_version": result.selection_version, "checkpoint": result.checkpoint,
             "train_tokens": result.train_tokens, "steps": result.steps, "final_train_loss": result.final_train_loss,
             "seconds": result.seconds, "device": result.device}
-
-
-def _remove_other_checkpoints(folder: Path, keep: Path) -> None:
-    """Older runs' checkpoints and a killed run's partial one, once the store points at `keep`: the run folders the
-    pipeline saved, never a file or a link that something else put there."""
-    for path in folder.iterdir():
-        if path != keep and path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)

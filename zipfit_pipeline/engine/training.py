@@ -5,21 +5,25 @@ arrive first at the peak learning rate), packed into blocks, each document start
 BOS (EOS if it has none, as in evaluation), and cut at the budget, so every selection method trains on the
 same number of tokens. AdamW with linear warmup and cosine decay, gradient clipping and the seed make a run
 repeatable. The test loss is measured at evenly spaced points during training to draw loss-against-tokens curves.
+Weights being trained stay float32 (master weights); the forward and backward passes run in the compute dtype
+(bf16 on recent GPUs) under autocast, and a LoRA run trains only its adapter.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
 import torch
 
+from zipfit_pipeline.engine.devices import compute_dtype, fast_matmuls
 from zipfit_pipeline.engine.loaders import content_hash
-from zipfit_pipeline.engine.models import document_start_id
+from zipfit_pipeline.engine.models import check_context, document_start_id
 from zipfit_pipeline.engine.settings import TrainSettings
 
 PROGRESS_LINES = 20
@@ -58,28 +62,32 @@ def pack_tokens(tokenizer: Any, texts: list[str], budget: int) -> list[int]:
     return ids[:budget]
 
 
-def make_batches(ids: list[int], block_size: int, batch_size: int, pad_id: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(input_ids, labels) batches of fixed-size blocks; the last block is padded and its padding ignored.
-
-    A last block of one token is dropped: a block's first token is never predicted, so it would hold no target,
-    and a batch of such blocks gives a NaN loss whose gradient would ruin every weight.
-    """
-    blocks = [ids[i : i + block_size] for i in range(0, len(ids), block_size) if len(ids) - i > 1]
-    batches = []
-    for start in range(0, len(blocks), batch_size):
-        group = blocks[start : start + batch_size]
-        inputs = torch.full((len(group), block_size), pad_id, dtype=torch.long)
-        labels = torch.full((len(group), block_size), -100, dtype=torch.long)
-        for row, block in enumerate(group):
-            inputs[row, : len(block)] = torch.tensor(block)
-            labels[row, : len(block)] = torch.tensor(block)
-        batches.append((inputs, labels))
-    return batches
+def block_count(tokens: int, block_size: int) -> int:
+    """Blocks of a packed token array. A last block of one token is dropped: a block's first token is never
+    predicted, so it would hold no target, and a batch of such blocks gives a NaN loss that would ruin every weight."""
+    return tokens // block_size + (tokens % block_size > 1)
 
 
-def autocast(device: torch.device) -> Any:
-    """bf16 autocast for training steps on CUDA; float32 elsewhere (evaluation never autocasts)."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def make_batches(ids: Sequence[int] | np.ndarray, block_size: int, batch_size: int, pad_id: int,
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(input_ids, labels) micro-batches of fixed-size blocks, made as training reaches them (never all up front);
+    the last block is padded and its padding ignored."""
+    tokens = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+    blocks = block_count(len(tokens), block_size)
+    for first in range(0, blocks, batch_size):
+        rows = min(batch_size, blocks - first)
+        inputs = torch.full((rows, block_size), pad_id, dtype=torch.long)
+        labels = torch.full((rows, block_size), -100, dtype=torch.long)
+        for row in range(rows):
+            block = tokens[(first + row) * block_size : (first + row + 1) * block_size]
+            inputs[row, : len(block)] = block
+            labels[row, : len(block)] = block
+        yield inputs, labels
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> Any:
+    """Autocast to the compute dtype (bf16 or fp16); none in float32 (evaluation never autocasts)."""
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
 def learning_rate(step: int, total_steps: int, settings: TrainSettings) -> float:
@@ -90,6 +98,16 @@ def learning_rate(step: int, total_steps: int, settings: TrainSettings) -> float
     progress = (step - warmup) / max(1, total_steps - warmup)
     floor = settings.learning_rate * settings.min_lr_ratio
     return floor + 0.5 * (settings.learning_rate - floor) * (1 + math.cos(math.pi * progress))
+
+
+def predicted_tokens(labels: torch.Tensor) -> int:
+    """Tokens whose next token is a target: every labelled position but each row's first."""
+    return int((labels[:, 1:] != -100).sum())
+
+
+def _checkpointing(model: Any, action: str) -> Callable[..., None]:
+    """transformers 5 renamed gradient checkpointing to activation checkpointing; 4.x has only the old name."""
+    return getattr(model, f"activation_checkpointing_{action}", None) or getattr(model, f"gradient_checkpointing_{action}")
 
 
 def finetune(
@@ -103,36 +121,67 @@ def finetune(
     evaluate: Callable[[Any], float] | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train `model` in place on the first `budget` tokens of `texts` in seeded order; return the curves."""
+    """Train `model` in place on the first `budget` tokens of `texts` in seeded order; return the curves.
+
+    An optimizer step takes `gradient_accumulation_steps` micro-batches; each micro-batch's summed loss is divided
+    by the step's predicted-token count, so the step's gradient is that of one batch of all its tokens. Per-step
+    losses stay on the device and are read at the log points and at the end, so the GPU never waits for the host.
+    """
     torch.manual_seed(seed)
-    ids = pack_tokens(tokenizer, shuffled(texts, seed), budget)
-    if not ids:
+    ids = np.asarray(pack_tokens(tokenizer, shuffled(texts, seed), budget), dtype=np.int64)
+    if not len(ids):
         raise ValueError("the selection is empty: there is nothing to train on")
+    check_context(model.config, settings.block_size, "training.block_size")
+    dtype = compute_dtype(settings.dtype, device)
+    micro_batches = math.ceil(block_count(len(ids), settings.block_size) / settings.batch_size)
+    steps = math.ceil(micro_batches / settings.gradient_accumulation_steps)
+    if not getattr(model, "is_loaded_in_4bit", False):  # a 4-bit base is placed on its GPU when loaded
+        model.to(device)
+    model.train()
+    if settings.gradient_checkpointing:
+        _checkpointing(model, "enable")(gradient_checkpointing_kwargs={"use_reentrant": False})
+    forward = torch.compile(model) if settings.compile else model
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                                  fused=device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    step_losses = torch.zeros(steps, device=device)
     batches = make_batches(ids, settings.block_size, settings.batch_size, document_start_id(tokenizer))
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    eval_steps = {round(len(batches) * (i + 1) / (settings.curve_points + 1)) for i in range(settings.curve_points)}
-    result = TrainResult(train_tokens=len(ids), steps=len(batches), seconds=0.0, device=str(device))
+    eval_steps = {round(steps * (i + 1) / (settings.curve_points + 1)) for i in range(settings.curve_points)}
+    result = TrainResult(train_tokens=len(ids), steps=steps, seconds=0.0, device=str(device))
+    seen_after: list[int] = []
     started, seen = time.monotonic(), 0
-    log_every = max(1, len(batches) // PROGRESS_LINES)  # each line is an event in Dagster's log: keep them few
-    for step, (inputs, labels) in enumerate(batches):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, len(batches), settings)
-        with autocast(device):
-            loss = model(input_ids=inputs.to(device), labels=labels.to(device)).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        seen += int((labels != -100).sum())
-        result.train_curve.append((seen, float(loss.item())))
-        elapsed = time.monotonic() - started
-        rate = seen / elapsed if elapsed else 0.0
-        eta = (len(ids) - seen) / rate if rate else 0.0
-        if step % log_every == 0 or step + 1 == len(batches):
-            log(f"step {step + 1}/{len(batches)}: {seen}/{len(ids)} tokens, loss {loss.item():.4f}, {rate:.0f} tokens/s, ETA {eta:.0f}s")
-        if evaluate is not None and step + 1 in eval_steps and step + 1 < len(batches):
-            result.test_curve.append((seen, evaluate(model)))
-            model.train()
+    log_every = max(1, steps // PROGRESS_LINES)  # each line is an event in Dagster's log: keep them few
+    with fast_matmuls(device):
+        for step in range(steps):
+            group = list(islice(batches, settings.gradient_accumulation_steps))
+            predicted = sum(predicted_tokens(labels) for _, labels in group)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = learning_rate(step, steps, settings)
+            for inputs, labels in group:
+                with autocast(device, dtype):
+                    loss = forward(input_ids=inputs.to(device, non_blocking=True),
+                                   labels=labels.to(device, non_blocking=True), num_items_in_batch=predicted).loss
+                scaler.scale(loss).backward()
+                step_losses[step] += loss.detach()
+                seen += int((labels != -100).sum())
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            seen_after.append(seen)
+            if step % log_every == 0 or step + 1 == steps:
+                elapsed = time.monotonic() - started
+                rate = seen / elapsed if elapsed else 0.0
+                eta = (len(ids) - seen) / rate if rate else 0.0
+                log(f"step {step + 1}/{steps}: {seen}/{len(ids)} tokens, loss {step_losses[step].item():.4f}, "
+                    f"{rate:.0f} tokens/s, ETA {eta:.0f}s")
+            if evaluate is not None and step + 1 in eval_steps and step + 1 < steps:
+                result.test_curve.append((seen, evaluate(model)))
+                model.train()
+    if settings.gradient_checkpointing:
+        _checkpointing(model, "disable")()
+    result.train_curve = list(zip(seen_after, step_losses.tolist()))
     result.seconds = time.monotonic() - started
     return result

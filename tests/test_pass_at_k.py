@@ -1,0 +1,142 @@
+"""Pass@k: the estimator, the sandbox that runs generated code, generation, and the asset in a real Dagster run."""
+
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from project_files import write_project
+from zipfit_pipeline.engine import sandbox
+from zipfit_pipeline.engine.loaders import RecordReader
+from zipfit_pipeline.engine.models import load_model_and_tokenizer
+from zipfit_pipeline.engine.pass_at_k import (
+    cut_at_stop, estimate_pass_at_k, generate_completions, read_problems, score_completions,
+)
+from zipfit_pipeline.engine.sandbox import Limits, SandboxUnavailable, run_program
+from zipfit_pipeline.engine.settings import PassAtKSettings
+
+needs_sandbox = pytest.mark.skipif(sandbox.sandbox_python() is None, reason=f"no sandbox here: {sandbox.sandbox_problem()}")
+
+
+def test_the_estimator_matches_hand_computed_values() -> None:
+    assert estimate_pass_at_k(10, 3, 1) == pytest.approx(0.3)  # c / n
+    assert estimate_pass_at_k(10, 3, 5) == pytest.approx(1 - 21 / 252)  # 1 - C(7,5) / C(10,5)
+    assert estimate_pass_at_k(10, 0, 5) == 0.0
+    assert estimate_pass_at_k(10, 6, 5) == 1.0  # fewer than k failures: some k-subset always passes
+    for n, c, k in ((200, 37, 10), (20, 1, 10), (7, 2, 3)):  # the definition, in exact integers
+        assert estimate_pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k), abs=1e-12)
+
+
+def test_completions_stop_at_the_next_top_level_statement() -> None:
+    assert cut_at_stop("    return x + 1\n\ndef other():\n    pass") == "    return x + 1\n"
+    assert cut_at_stop("    return 1\nif __name__ == '__main__':\n    main()") == "    return 1"
+    assert cut_at_stop("    if x:\n        return 1\n    return 2") == "    if x:\n        return 1\n    return 2"
+
+
+def _problems(demo_files: dict[str, Path], rows: tuple[int, int] = (0, 164)) -> list:
+    return read_problems(RecordReader(str(demo_files["humaneval"]), id_field="task_id"), rows, PassAtKSettings())
+
+
+@needs_sandbox
+def test_canonical_solutions_pass_every_problem(demo_files: dict[str, Path]) -> None:
+    from zipfit_pipeline.engine.demo_data import humaneval_rows
+
+    problems = _problems(demo_files)
+    solutions = {i: row["canonical_solution"] for i, row in enumerate(humaneval_rows())}
+    result = score_completions(problems, [[solutions[p.row_index]] for p in problems], PassAtKSettings())
+    assert len(problems) == 164 and result.values == {1: 1.0}
+    wrong = score_completions(problems[:5], [["    return None\n"]] * 5, PassAtKSettings())
+    assert wrong.values == {1: 0.0}
+
+
+HARMFUL = {
+    "wrong": "assert 1 + 1 == 3\n",
+    "crashing": "raise SystemExit(3)\n",
+    "infinite loop": "while True:\n    pass\n",
+    "fork bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+    "network": "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=2)\n",
+    "disk filling": "import os\nfor i in range(10**6):\n    open(f'/tmp/fill{i}', 'wb').write(os.urandom(1 << 20))\n",
+    "big file": "open('big', 'wb').write(b'x' * (64 << 20))\n",
+    "memory": "x = bytearray(8 << 30)\n",
+    "host files": "open(MARKER, 'w').write('reached the host')\n",
+}
+
+
+@needs_sandbox
+@pytest.mark.parametrize("name", HARMFUL)
+def test_harmful_completions_fail_without_harming_the_host(name: str, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    os.chmod(tmp_path, 0o777)  # even a folder anyone may write to stays out of reach
+    free_before = shutil.disk_usage("/tmp").free
+    started = time.monotonic()
+    outcome = run_program(HARMFUL[name].replace("MARKER", repr(str(marker))), Limits(wall_seconds=4, cpu_seconds=4))
+    assert not outcome.passed
+    assert time.monotonic() - started < 10
+    assert not marker.exists()
+    assert shutil.disk_usage("/tmp").free > free_before - (32 << 20)
+    assert not any(p.read_text() for p in Path("/proc").glob("[0-9]*/cmdline")
+                   if p.exists() and _sandboxed(p))  # nothing it started outlives it
+
+
+def _sandboxed(cmdline: Path) -> bool:
+    try:
+        return "program.py" in cmdline.read_text()
+    except OSError:
+        return False
+
+
+def test_without_a_sandbox_generated_code_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `unshare`: as on a machine without util-linux
+    sandbox.sandbox_python.cache_clear()
+    try:
+        with pytest.raises(SandboxUnavailable, match="`unshare` command .* is not installed.*allow_unsandboxed: true"):
+            run_program("print(1)")
+        assert run_program("print(1)", allow_unsandboxed=True).passed
+        assert not run_program("assert False", allow_unsandboxed=True).passed
+    finally:
+        sandbox.sandbox_python.cache_clear()
+
+
+def test_generation_gives_n_samples_per_problem_greedy_is_repeatable(tiny_model: Path, demo_files: dict[str, Path]) -> None:
+    model, tokenizer = load_model_and_tokenizer(str(tiny_model))
+    prompts = [p.prompt for p in _problems(demo_files, (82, 85))]
+    greedy = PassAtKSettings(max_new_tokens=12, batch_size=2)
+    first = generate_completions(model, tokenizer, prompts, greedy, seed=0)
+    assert [len(c) for c in first] == [1, 1, 1]
+    assert generate_completions(model, tokenizer, prompts, greedy, seed=5) == first
+    single = generate_completions(model, tokenizer, prompts[1:2], greedy, seed=0)
+    assert single == first[1:2]  # left padding next to other prompts changes nothing
+    sampled = generate_completions(model, tokenizer, prompts, PassAtKSettings(samples=3, ks=[1, 3], max_new_tokens=12), 0)
+    assert [len(c) for c in sampled] == [3, 3, 3] and len({c for s in sampled for c in s}) > 3
+
+
+@needs_sandbox
+@pytest.mark.slow
+def test_pass_at_k_asset_reports_and_drops_checkpoints_once_measured(tmp_path: Path, demo_files: dict[str, Path],
+                                                                     tiny_model: Path) -> None:
+    from zipfit_pipeline.definitions import build_definitions
+    from zipfit_pipeline.engine.store import Store
+    from zipfit_pipeline.materialize_all import materialize_all
+    from zipfit_pipeline.store_state import lost_partitions
+
+    project = write_project(
+        tmp_path / "project", demo_files, tiny_model, selection={"methods": ["zipfit", "random"], "budgets": [300]},
+        training={"block_size": 64, "batch_size": 2, "learning_rate": 1e-3, "curve_points": 0, "seeds": [0, 1],
+                  "eval_max_length": 128, "keep_checkpoints": False},
+        pass_at_k={"enabled": True, "samples": 2, "ks": [1, 2], "max_new_tokens": 16, "max_problems": 3})
+    defs = build_definitions(str(project))
+    with dg.DagsterInstance.ephemeral() as instance:
+        done = materialize_all(defs, instance, log=lambda _: None)
+        assert len(done["pass_at_k"]) == 5  # base and two seeds of two methods
+        store = Store(str(project.parent / "data" / "zipfit.duckdb"))
+        rows = store.query("SELECT method, k, pass_at_k, samples, problems FROM pass_at_k").to_pylist()
+        assert len(rows) == 10 and all(0 <= r["pass_at_k"] <= 1 and r["samples"] == 2 and r["problems"] == 3 for r in rows)
+        runs = store.query("SELECT method, checkpoint, released FROM training_runs WHERE method <> 'base'").to_pylist()
+        assert len(runs) == 4 and all(r["released"] and not Path(r["checkpoint"]).exists() for r in runs)
+        assert lost_partitions(defs.resources["store"].path, defs.assets, instance) == []  # dropped on purpose
+    markdown = (project.parent / "data" / "artifacts" / "reports" / "tiny-gpt2" / "humaneval" / "report.md").read_text()
+    assert "Pass@k on the held-out problems" in markdown and "| zipfit | 300 | 2 | 2 |" in markdown

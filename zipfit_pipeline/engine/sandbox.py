@@ -1,0 +1,131 @@
+"""Execute model-generated code, and nothing else of the package does: one process per sample, isolated.
+
+Each program runs in new Linux namespaces (`unshare`): a network namespace with no interface up (no network), a
+PID namespace (when its first process ends, every process it started is killed, so nothing outlives the wall
+timeout), and a mount namespace in which /tmp, /var/tmp and /dev/shm are fresh tmpfs mounts of a few megabytes (the
+program's working folder is one: filling it fills nothing of the host). Inside, `sandbox_launcher.py` sets limits on
+CPU time, address space, file size, open files and processes, drops root to `nobody` and execs Python in isolated
+mode. Where namespaces cannot be made (no `unshare`, a kernel or container that forbids them) the sandbox refuses,
+unless the user explicitly allowed unsandboxed runs (then only the limits, a temporary folder and the timeout hold).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
+MB = 1 << 20
+
+
+class SandboxUnavailable(RuntimeError):
+    """Generated code cannot be isolated here; the message says why and how to allow an unsandboxed run."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_seconds: float = 10.0
+    cpu_seconds: int = 10
+    memory_bytes: int = 1024 * MB
+    file_bytes: int = 4 * MB
+    disk_bytes: int = 16 * MB
+    processes: int = 16
+
+
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    reason: str  # "passed", "failed: <last line of stderr>", "timed out"
+
+
+def run_program(program: str, limits: Limits = Limits(), allow_unsandboxed: bool = False) -> Outcome:
+    """Run `program` (Python source) to completion or the wall timeout; it passes if it exits with status 0."""
+    isolated = sandbox_python() is not None
+    if not isolated and not allow_unsandboxed:
+        raise SandboxUnavailable(f"generated code is only run in a sandbox, and none can be made here ({sandbox_problem()}); "
+                                 "set pass_at_k.allow_unsandboxed: true to run it without one, at your own risk")
+    return _launch(program, limits, isolated, sandbox_python() or sys.executable)
+
+
+def _launch(program: str, limits: Limits, isolated: bool, python: str) -> Outcome:
+    with tempfile.TemporaryDirectory(prefix="zipfit-sandbox-") as workdir:
+        settings = {**asdict(limits), "isolated": isolated, "workdir": workdir, "python": python,
+                    "processes": limits.processes if _is_root() or not isolated else _own_processes() + limits.processes}
+        command = [*(_unshare_prefix() if isolated else []), sys.executable, "-I", str(LAUNCHER), json.dumps(settings)]
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   start_new_session=True, cwd=workdir)
+        try:
+            _, stderr = process.communicate(program.encode("utf-8"), timeout=limits.wall_seconds)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            return Outcome(False, "timed out")
+        finally:
+            _kill_group(process)  # whatever the program left running in its session
+    if process.returncode == 0:
+        return Outcome(True, "passed")
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    return Outcome(False, f"failed: {lines[-1][:200] if lines else f'exit status {process.returncode}'}")
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _unshare_prefix() -> list[str]:
+    """Root makes the namespaces directly; anyone else inside a new user namespace where they are root."""
+    user = [] if _is_root() else ["--map-root-user"]
+    return ["unshare", *user, "--net", "--pid", "--fork", "--kill-child", "--mount"]
+
+
+def _own_processes() -> int:
+    """This user's processes now: outside root, the process limit counts all of them."""
+    uid = os.getuid()
+    return sum(1 for entry in Path("/proc").iterdir() if entry.name.isdigit() and _owner(entry) == uid)
+
+
+def _owner(entry: Path) -> int | None:
+    try:
+        return entry.stat().st_uid
+    except OSError:
+        return None
+
+
+@cache
+def sandbox_python() -> str | None:
+    """An interpreter that runs a program inside the sandbox here (as `nobody`, it must be readable by everyone:
+    a Python under /root is not), or None where no sandbox can be made. Probed once per process."""
+    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
+        return None
+    candidates = [os.path.realpath(sys.executable), *(shutil.which(name) for name in ("python3", "python")), "/usr/bin/python3"]
+    for python in dict.fromkeys(c for c in candidates if c):
+        if _launch("print(1)", Limits(wall_seconds=30), True, python).passed:
+            return python
+    return None
+
+
+def sandbox_problem() -> str:
+    """Why no sandbox can be made here, for the error message."""
+    if not sys.platform.startswith("linux"):
+        return f"namespaces are Linux's, this is {sys.platform}"
+    if shutil.which("unshare") is None:
+        return "the `unshare` command (util-linux) is not installed"
+    probe = subprocess.run([*_unshare_prefix(), "true"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return f"`unshare` failed: {probe.stderr.strip()[:200]}"
+    return "no Python interpreter on this machine runs as `nobody` in the sandbox"
