@@ -48,6 +48,7 @@ test: install browser
 
 ui: install
 	$(VENV)/bin/zipfit recover
+	$(VENV)/bin/zipfit size-pools
 	$(VENV)/bin/zipfit register-sources
 	$(VENV)/bin/dagster dev -m zipfit_pipeline.definitions --host $(ZIPFIT_UI_HOST) --port $(ZIPFIT_UI_PORT)
 

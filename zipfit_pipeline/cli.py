@@ -216,6 +216,16 @@ def cmd_register_sources(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_size_pools(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from zipfit_pipeline.accelerators import ACCELERATOR_POOL, size_accelerator_pool
+
+    with dg.DagsterInstance.get() as instance:
+        print(f"pool {ACCELERATOR_POOL}: {size_accelerator_pool(instance)} slot(s), one per visible GPU")
+    return 0
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -338,6 +348,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
     run.add_argument("--stale", action="store_true", help="only partitions that are stale, missing or below one that is")
     run.set_defaults(run=cmd_materialize)
+
+    pools = command("size-pools", help="give the accelerator pool one slot per visible GPU (fine-tunes and evals run "
+                    "that many at once, each on a GPU of its own)")
+    pools.set_defaults(run=cmd_size_pools)
 
     register = command("register-sources", help="make the instance's source partitions match the project file and "
                        "incoming folder now (the incoming_sources sensor does it every 30 s)")

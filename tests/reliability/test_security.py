@@ -172,6 +172,25 @@ def test_no_code_path_executes_or_unpickles_anything() -> None:
     assert offenders == []
 
 
+SANDBOX_MODULES = {"sandbox.py", "sandbox_launcher.py"}  # the only code that runs generated code, isolated
+
+
+def test_only_the_sandbox_starts_programs() -> None:
+    """Generated code (Pass@k) runs in `engine/sandbox.py`'s namespaces; nothing else starts a program."""
+    offenders = []
+    for path, tree in _package_trees():
+        if path.name in SANDBOX_MODULES:
+            continue
+        for node in ast.walk(tree):
+            imported = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            called = ast.unparse(node.func) if isinstance(node, ast.Call) else ""
+            if "subprocess" in imported or called.startswith(("os.exec", "os.spawn", "os.popen", "os.posix_spawn")):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)[:80]}")
+    assert offenders == []
+    assert {path.name for path, _ in _package_trees()} >= SANDBOX_MODULES
+
+
 def test_a_duckdb_input_query_cannot_reach_other_files(tmp_path: Path) -> None:
     database = tmp_path / "corpus.duckdb"
     with duckdb.connect(str(database)) as connection:

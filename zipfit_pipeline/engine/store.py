@@ -90,6 +90,9 @@ ADDED_COLUMNS = """ALTER TABLE scoring_runs ADD COLUMN IF NOT EXISTS code_path V
 ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS released BOOLEAN DEFAULT false;"""
 # A fine-tune's row in the training, eval and selection tables; parameters from `_run_key`.
 RUN_KEY_COLUMNS = "model = ? AND target = ? AND method = ? AND budget = ? AND seed = ?"
+# Whether a table of per-run measurements holds a row of a given training run.
+RUN_MEASURED_SQL = {table: f"SELECT count(*) AS n FROM {table} WHERE {RUN_KEY_COLUMNS} AND run_id = ?"
+                    for table in ("eval_losses", "pass_at_k")}
 # The one join that finds a document's score under a score key; every score query uses it with `_score_key`.
 SCORE_OF_DOCUMENT = (
     "s.content_hash = d.content_hash AND s.target_hash = ? AND s.compressor = ? AND s.level = ? AND s.engine_version = ? "
@@ -550,8 +553,7 @@ class Store:
     def is_measured(self, key: RunKey, run_id: str, with_pass_at_k: bool) -> bool:
         """Whether the test loss (and Pass@k) of training run `run_id` of `key` are recorded."""
         tables = ["eval_losses", "pass_at_k"] if with_pass_at_k else ["eval_losses"]
-        return all(self.query(f"SELECT count(*) AS n FROM {table} WHERE {RUN_KEY_COLUMNS} AND run_id = ?",
-                              [*_run_key(key), run_id]).column("n")[0].as_py() for table in tables)
+        return all(self.query(RUN_MEASURED_SQL[table], [*_run_key(key), run_id]).column("n")[0].as_py() for table in tables)
 
     def record_pass_at_k(self, key: RunKey, run_id: str, selection_version: str | None, values: dict[int, float],
                          samples: int, problems: int) -> None:
