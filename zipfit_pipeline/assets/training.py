@@ -38,8 +38,9 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
             dg.AssetDep("target_documents", partition_mapping=target_of_finetune()),
         ],
         group_name=GROUP,
-        # Each partition trains with its own seed: adding a seed adds partitions, it does not retrain the others.
-        code_version=code_version("finetuned_model", config.training.model_dump(exclude={"seeds"})),
+        # Each partition trains with its own seed: adding a seed adds partitions, it does not retrain the others. Where
+        # a step runs and whether its weights are kept after its evals change no result.
+        code_version=code_version("finetuned_model", config.training.model_dump(exclude={"seeds", "device", "keep_checkpoints"})),
         kinds={"pytorch"},
         pool="accelerator",
         automation_condition=ON_NEW_DATA_OR_CODE,

@@ -139,7 +139,7 @@ def finetune(
         model.to(device)
     model.train()
     if settings.gradient_checkpointing:
-        _checkpointing(model, "enable")(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _checkpointing(model, "enable")({"use_reentrant": False})  # keyword arguments of torch.utils.checkpoint
     forward = torch.compile(model) if settings.compile else model
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay,
@@ -152,12 +152,12 @@ def finetune(
     seen_after: list[int] = []
     started, seen = time.monotonic(), 0
     log_every = max(1, steps // PROGRESS_LINES)  # each line is an event in Dagster's log: keep them few
-    with fast_matmuls(device):
-        for step in range(steps):
-            group = list(islice(batches, settings.gradient_accumulation_steps))
-            predicted = sum(predicted_tokens(labels) for _, labels in group)
-            for param_group in optimizer.param_groups:
-                param_group["lr"] = learning_rate(step, steps, settings)
+    for step in range(steps):
+        group = list(islice(batches, settings.gradient_accumulation_steps))
+        predicted = sum(predicted_tokens(labels) for _, labels in group)
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = learning_rate(step, steps, settings)
+        with fast_matmuls(device):
             for inputs, labels in group:
                 with autocast(device, dtype):
                     loss = forward(input_ids=inputs.to(device, non_blocking=True),
@@ -170,16 +170,16 @@ def finetune(
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            seen_after.append(seen)
-            if step % log_every == 0 or step + 1 == steps:
-                elapsed = time.monotonic() - started
-                rate = seen / elapsed if elapsed else 0.0
-                eta = (len(ids) - seen) / rate if rate else 0.0
-                log(f"step {step + 1}/{steps}: {seen}/{len(ids)} tokens, loss {step_losses[step].item():.4f}, "
-                    f"{rate:.0f} tokens/s, ETA {eta:.0f}s")
-            if evaluate is not None and step + 1 in eval_steps and step + 1 < steps:
-                result.test_curve.append((seen, evaluate(model)))
-                model.train()
+        seen_after.append(seen)
+        if step % log_every == 0 or step + 1 == steps:
+            elapsed = time.monotonic() - started
+            rate = seen / elapsed if elapsed else 0.0
+            eta = (len(ids) - seen) / rate if rate else 0.0
+            log(f"step {step + 1}/{steps}: {seen}/{len(ids)} tokens, loss {step_losses[step].item():.4f}, "
+                f"{rate:.0f} tokens/s, ETA {eta:.0f}s")
+        if evaluate is not None and step + 1 in eval_steps and step + 1 < steps:
+            result.test_curve.append((seen, evaluate(model)))
+            model.train()
     if settings.gradient_checkpointing:
         _checkpointing(model, "disable")()
     result.train_curve = list(zip(seen_after, step_losses.tolist()))
