@@ -6,7 +6,8 @@
 It trains on real Python functions from the standard library with the pipeline's own loop (`engine.training.finetune`),
 after one warm-up step's worth of tokens (not timed: CUDA kernels and torch.compile are set up there). Model FLOPs
 per token are 6 N + 12 L d T (weights forward and backward, attention scores) for a full fine-tune and 4 N + 12 L d T
-for LoRA (the frozen base gets no weight gradients), N the non-embedding parameters; recomputation under gradient
+for LoRA (the frozen base gets no weight gradients), N the weights of every linear layer and the output head (not the
+embedding lookups), L layers of width d, T the block; recomputation under gradient
 checkpointing is not counted, as in MFU's definition. Peak FLOP/s: `--peak-tflops`, else the dense bf16/fp16 (or
 TF32) figure of a known GPU, else, on a CPU, the float32 matmul rate this machine reaches (a measured ceiling).
 Runs unchanged on a CUDA machine.
@@ -36,13 +37,23 @@ GPU_PEAKS = {"H200": (989.0, 494.0), "H100": (989.0, 494.0), "A100": (312.0, 156
              "A10": (125.0, 62.5), "L4": (121.0, 60.0)}
 
 
-def model_flops_per_token(model: object, block_size: int, lora: bool) -> float:
+def matmul_weights(model: torch.nn.Module) -> int:
+    """Weights a token meets in matmuls: every linear layer (the output head included, tied or not; a 4-bit layer
+    counted by its shape, not its packed storage), not the embedding lookups."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            total += module.in_features * module.out_features
+        elif type(module).__name__ == "Conv1D":  # GPT-2's transposed linear layers
+            total += module.weight.shape[0] * module.weight.shape[1]
+    return total
+
+
+def model_flops_per_token(model: torch.nn.Module, block_size: int, lora: bool) -> float:
     config = model.config  # type: ignore[attr-defined]
-    embeddings = sum(p.numel() for name, p in model.named_parameters() if "embed" in name or "wte" in name or "wpe" in name)  # type: ignore[attr-defined]
-    weights = sum(p.numel() for name, p in model.named_parameters() if "lora_" not in name) - embeddings  # type: ignore[attr-defined]
     layers = getattr(config, "num_hidden_layers", None) or config.n_layer
     width = getattr(config, "hidden_size", None) or config.n_embd
-    return (4 if lora else 6) * weights + 12 * layers * width * block_size
+    return (4 if lora else 6) * matmul_weights(model) + 12 * layers * width * block_size
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype, given: float | None) -> tuple[float, str]:
@@ -104,7 +115,7 @@ def main() -> None:
     rate = result.train_tokens / seconds
     achieved = rate * model_flops_per_token(model, args.block_size, settings.lora is not None)
     print(json.dumps({
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads",
         "model": args.model, "mode": f"lora r{args.lora_rank}" if args.lora_rank else "full", "dtype": str(dtype),
         "block_size": args.block_size, "batch_size": args.batch_size, "accumulation": args.gradient_accumulation_steps,
         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "tokens": result.train_tokens,
