@@ -3,7 +3,9 @@
 import math
 import os
 import shutil
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -58,7 +60,7 @@ HARMFUL = {
     "crashing": "raise SystemExit(3)\n",
     "infinite loop": "while True:\n    pass\n",
     "fork bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-    "network": "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=2)\n",
+    "network": "import socket\nsocket.create_connection(('127.0.0.1', PORT), timeout=2)\n",
     "disk filling": "import os\nfor i in range(10**6):\n    open(f'/tmp/fill{i}', 'wb').write(os.urandom(1 << 20))\n",
     "big file": "open('big', 'wb').write(b'x' * (64 << 20))\n",
     "memory": "x = bytearray(8 << 30)\n",
@@ -68,18 +70,26 @@ HARMFUL = {
 
 @needs_sandbox
 @pytest.mark.parametrize("name", HARMFUL)
-def test_harmful_completions_fail_without_harming_the_host(name: str, tmp_path: Path) -> None:
+def test_harmful_completions_fail_without_harming_the_host(name: str, tmp_path: Path, listener: int) -> None:
     marker = tmp_path / "marker"
     os.chmod(tmp_path, 0o777)  # even a folder anyone may write to stays out of reach
     free_before = shutil.disk_usage("/tmp").free
     started = time.monotonic()
-    outcome = run_program(HARMFUL[name].replace("MARKER", repr(str(marker))), Limits(wall_seconds=4, cpu_seconds=4))
+    program = HARMFUL[name].replace("MARKER", repr(str(marker))).replace("PORT", str(listener))
+    outcome = run_program(program, Limits(wall_seconds=4, cpu_seconds=4))
     assert not outcome.passed
     assert time.monotonic() - started < 10
     assert not marker.exists()
     assert shutil.disk_usage("/tmp").free > free_before - (32 << 20)
     assert not any(p.read_text() for p in Path("/proc").glob("[0-9]*/cmdline")
                    if p.exists() and _sandboxed(p))  # nothing it started outlives it
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A port listening on this machine's loopback: reachable from any process here, but not from the sandbox."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield server.getsockname()[1]
 
 
 def _sandboxed(cmdline: Path) -> bool:
@@ -89,7 +99,8 @@ def _sandboxed(cmdline: Path) -> bool:
         return False
 
 
-def test_without_a_sandbox_generated_code_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_without_a_sandbox_generated_code_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                    listener: int) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no `unshare`: as on a machine without util-linux
     sandbox.sandbox_python.cache_clear()
     try:
@@ -97,6 +108,8 @@ def test_without_a_sandbox_generated_code_is_refused_unless_allowed(monkeypatch:
             run_program("print(1)")
         assert run_program("print(1)", allow_unsandboxed=True).passed
         assert not run_program("assert False", allow_unsandboxed=True).passed
+        # What the sandbox's network namespace prevents (the harmful-completion test): reaching this machine's ports
+        assert run_program(HARMFUL["network"].replace("PORT", str(listener)), allow_unsandboxed=True).passed
     finally:
         sandbox.sandbox_python.cache_clear()
 
