@@ -10,6 +10,7 @@ for LoRA (the frozen base gets no weight gradients), N the weights of every line
 embedding lookups), L layers of width d, T the block; recomputation under gradient
 checkpointing is not counted, as in MFU's definition. Peak FLOP/s: `--peak-tflops`, else the dense bf16/fp16 (or
 TF32) figure of a known GPU, else, on a CPU, the float32 matmul rate this machine reaches (a measured ceiling).
+Peak memory: CUDA's peak allocation during the timed run, or on a CPU the process's peak resident set during it.
 Runs unchanged on a CUDA machine.
 """
 
@@ -17,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -74,10 +76,25 @@ def peak_flops(device: torch.device, dtype: torch.dtype, given: float | None) ->
     return best, "this CPU's measured float32 matmul rate"
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux: the process's peak RSS
+class PeakRss:
+    """The process's largest resident set while the block runs, sampled every 20 ms (the CPU's peak memory; the
+    kernel's own peak would include loading the corpus)."""
+
+    def __enter__(self) -> PeakRss:
+        self.peak, self.running = 0, True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        process = psutil.Process()
+        while self.running:
+            self.peak = max(self.peak, process.memory_info().rss)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc: object) -> None:
+        self.running = False
+        self.thread.join()
 
 
 def main() -> None:
@@ -105,11 +122,14 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    started = time.perf_counter()
-    result = finetune(model, tokenizer, texts, args.tokens, settings, 0, device, log=lambda _: None)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - started
+    rss_before = psutil.Process().memory_info().rss
+    with PeakRss() as rss:
+        started = time.perf_counter()
+        result = finetune(model, tokenizer, texts, args.tokens, settings, 0, device, log=lambda _: None)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+    memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss.peak
     dtype = compute_dtype(settings.dtype, device)
     peak, source = peak_flops(device, dtype, args.peak_tflops)
     rate = result.train_tokens / seconds
@@ -120,7 +140,8 @@ def main() -> None:
         "block_size": args.block_size, "batch_size": args.batch_size, "accumulation": args.gradient_accumulation_steps,
         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "tokens": result.train_tokens,
         "steps": result.steps, "seconds": round(seconds, 2), "tokens_per_second": round(rate, 1),
-        "peak_memory_mb": round(peak_memory_mb(device), 1), "model_tflops_per_second": round(achieved / 1e12, 4),
+        "peak_memory_mb": round(memory / 2**20, 1), "memory_kind": "CUDA allocated" if device.type == "cuda" else "process RSS",
+        "rss_before_mb": round(rss_before / 2**20, 1), "model_tflops_per_second": round(achieved / 1e12, 4),
         "mfu": round(achieved / peak, 4), "peak_source": source, "final_loss": round(result.final_train_loss, 4),
     }))
 

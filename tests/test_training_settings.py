@@ -60,6 +60,19 @@ def test_lora_trains_only_the_adapter_and_eval_measures_base_plus_adapter(tiny_m
     assert abs(heldout_loss(base, tokenizer, texts, 64)[0] - trained_loss) > 0.05  # the adapter is on it
 
 
+def test_a_lora_run_repeats_exactly_with_its_seed(tiny_model: Path) -> None:
+    """The adapter's random initialisation is part of the run: drawn from the seed, not from whatever came before."""
+    lora = TrainSettings(lora={"rank": 4})
+
+    def adapter(seed: int) -> dict[str, torch.Tensor]:
+        model, _ = trainable_model(str(tiny_model), lora, CPU, seed)
+        return {name: w for name, w in _weights(model).items() if "lora_A" in name}
+
+    first, again, other = adapter(0), adapter(0), adapter(1)
+    assert first and all(torch.equal(first[name], again[name]) for name in first)
+    assert not all(torch.equal(first[name], other[name]) for name in first)
+
+
 def test_accumulating_micro_batches_gives_the_update_of_one_larger_batch(tiny_model: Path) -> None:
     """4 micro-batches of one block per step = 1 batch of four blocks; the budget leaves a short last block, so the
     per-token normalisation over the whole step matters, not only the division by 4."""
@@ -110,6 +123,13 @@ def test_the_disk_estimate_refuses_a_sweep_that_cannot_fit(tmp_path: Path) -> No
 def test_a_block_longer_than_the_model_context_is_refused(tiny_model: Path) -> None:
     with pytest.raises(ValueError, match="training.block_size is 1024 tokens, longer than the model's context of 512"):
         _train(tiny_model, block_size=1024)
+
+
+def test_fp16_needs_a_gpu_and_says_so(tiny_model: Path) -> None:
+    with pytest.raises(ValueError, match="dtype fp16 needs a GPU"):
+        TrainSettings(dtype="fp16", device="cpu")
+    with pytest.raises(ValueError, match="dtype fp16 needs a GPU and this step runs on cpu"):
+        _train(tiny_model, dtype="fp16")  # device auto, on a machine without one
 
 
 def test_qlora_needs_cuda_and_says_so(tiny_model: Path) -> None:

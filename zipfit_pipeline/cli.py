@@ -116,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     output = checkpoint_output(args.output, [args.selection, model_path])
     device = run_device(args.device)
     texts = [r.text for r in read_texts("selection", args.selection, args.text_field, args.template)]
-    model, tokenizer = trainable_model(model_path, settings, device)
+    model, tokenizer = trainable_model(model_path, settings, device, args.seed)
     budget = args.budget_tokens or sum(count_tokens(tokenizer, texts))
     result = finetune(model, tokenizer, texts, budget, settings, args.seed, device, log=lambda line: print(line, file=sys.stderr))
     saved = save_trained(model, tokenizer, output, settings, device)

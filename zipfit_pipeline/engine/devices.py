@@ -64,6 +64,8 @@ def compute_dtype(name: str, device: torch.device) -> torch.dtype:
     """`auto` is bf16 on CUDA GPUs that support it (Ampere and later), fp32 elsewhere."""
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError(f"dtype fp16 needs a GPU and this step runs on {device}: use bf16 or fp32 (or auto)")
     return DTYPES[name]
 
 

@@ -64,7 +64,7 @@ def finetune_selection(
     from zipfit_pipeline.engine.training import finetune
 
     with claimed_device(settings.device, models_dir.parent / "devices", log) as device:
-        model, tokenizer = trainable_model(pretrained, settings.train_settings(), device)
+        model, tokenizer = trainable_model(pretrained, settings.train_settings(), device, key.seed)
         check_disk(models_dir, checkpoint_bytes(model, settings, device), checkpoints_to_write(store, sweep or [key]),
                    settings.keep_checkpoints, at_once=max(1, gpu_count()))
 

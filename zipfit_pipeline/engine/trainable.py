@@ -23,8 +23,9 @@ from zipfit_pipeline.engine.settings import TrainSettings
 TRAINING_FILE = "zipfit_training.json"
 
 
-def trainable_model(pretrained: str, settings: TrainSettings, device: torch.device) -> tuple[Any, Any]:
-    """(model ready to train, tokenizer): only the parameters that train require gradients."""
+def trainable_model(pretrained: str, settings: TrainSettings, device: torch.device, seed: int = 0) -> tuple[Any, Any]:
+    """(model ready to train, tokenizer): only the parameters that train require gradients. A new adapter's random
+    initialisation is drawn with `seed`, so that a LoRA run repeats exactly like a full one."""
     dtype = compute_dtype(settings.dtype, device)
     if settings.qlora:
         model, tokenizer = _four_bit_base(pretrained, device, dtype)
@@ -38,6 +39,7 @@ def trainable_model(pretrained: str, settings: TrainSettings, device: torch.devi
         from peft import LoraConfig, get_peft_model
 
         lora = settings.lora
+        torch.manual_seed(seed)
         model = get_peft_model(model, LoraConfig(
             r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type="CAUSAL_LM",
             target_modules=lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)))
