@@ -1,5 +1,6 @@
 """The project file: what it accepts, what it refuses with a message naming the field, and chunked sources."""
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -23,6 +24,20 @@ def _edit(path: Path, **change: object) -> Path:
 def test_thresholds_must_be_alignments_between_0_and_1(project_file: Path) -> None:
     with pytest.raises(ValueError, match="thresholds"):
         load_project(_edit(project_file, selection={"methods": ["zipfit"], "budgets": [300], "thresholds": [1.5]}))
+
+
+@pytest.mark.parametrize("section, settings, message", [
+    ("training", {"device": "gpu"}, "training.device: device must be auto, cpu, cuda or cuda:<index>, got 'gpu'"),
+    ("training", {"qlora": True}, "training: qlora trains a LoRA adapter on a 4-bit base: set lora too"),
+    ("training", {"dtype": "fp8"}, "training.dtype: Input should be 'auto', 'fp32', 'bf16' or 'fp16'"),
+    ("training", {"lora": {"rank": 0}}, "training.lora.rank: Input should be greater than or equal to 1"),
+    ("training", {"gradient_accumulation_steps": 0}, "training.gradient_accumulation_steps: Input should be greater"),
+    ("pass_at_k", {"samples": 5, "ks": [1, 10]}, "pass_at_k: ks must be distinct and between 1 and samples (5)"),
+])
+def test_fine_tuning_and_pass_at_k_settings_are_checked_when_the_project_loads(
+        project_file: Path, section: str, settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_project(_edit(project_file, **{section: settings}))
 
 
 def test_targets_cannot_be_chunked(project_file: Path) -> None:

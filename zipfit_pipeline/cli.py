@@ -104,7 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from zipfit_pipeline.engine.training import finetune
 
     try:
-        given = {name: vars(args)[name] for name in TrainSettings.model_fields if vars(args).get(name) is not None}
+        given = {name: vars(args)[name] for name in TrainSettings.model_fields
+                 if name != "device" and vars(args).get(name) is not None}  # --device is checked by run_device
         if args.lora_rank is not None:
             given["lora"] = {"rank": args.lora_rank, "alpha": 2.0 * args.lora_rank}
         settings = TrainSettings(**given)

@@ -4,6 +4,7 @@ the engine's stage functions take from plain Python or the CLI."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -104,8 +105,8 @@ class TrainSettings(Settings):
     weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     curve_points: int = Field(1, ge=0, description="test-loss evaluations during training, evenly spaced; the end is eval_loss's")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$", description="auto: a GPU of its own when there "
-                        "are GPUs (one per running step), else the CPU")
+    device: str = Field("auto", description="auto: a GPU of its own when there are GPUs (one per running step), else "
+                        "the CPU; or cpu, cuda, cuda:<index>")
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="compute and checkpoint dtype (full fine-tunes keep fp32 master weights); auto: bf16 on "
         "CUDA GPUs that support it, else fp32")
@@ -114,6 +115,13 @@ class TrainSettings(Settings):
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of every weight")
     qlora: bool = Field(False, description="load the frozen base in 4-bit NF4 (bitsandbytes; CUDA only) under the adapter")
     compile: bool = Field(False, description="torch.compile the model's forward pass (pays off on long GPU runs)")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:<index>, got {device!r}")
+        return device
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainSettings:
