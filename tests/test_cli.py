@@ -80,6 +80,24 @@ def test_train_then_eval_on_files_without_dagster(demo_files: dict, tmp_path: Pa
     assert after["test_loss"] < before["test_loss"] - 1.0
 
 
+def test_train_a_lora_adapter_and_eval_it_on_its_base(demo_files: dict, tmp_path: Path, tiny_model: Path) -> None:
+    selected = tmp_path / "selected.jsonl"
+    lines = demo_files["python_stdlib"].read_text(encoding="utf-8").splitlines()[:30]
+    selected.write_text("".join(json.dumps({"text": json.loads(line)["text"]}) + "\n" for line in lines))
+    test = _targets(demo_files, tmp_path)
+    zipfit("train", str(selected), "--model", str(tiny_model), "--output", str(tmp_path / "adapter"), "--budget-tokens",
+           "1500", "--block-size", "64", "--batch-size", "2", "--gradient-accumulation-steps", "2", "--learning-rate",
+           "3e-3", "--lora-rank", "8", "--gradient-checkpointing")
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file() and not (tmp_path / "adapter" / "model.safetensors").exists()
+    alone = subprocess.run([sys.executable, "-m", "zipfit_pipeline.cli", "eval", str(tmp_path / "adapter"), str(test)],
+                           capture_output=True, text=True)
+    assert alone.returncode == 1 and "is a LoRA adapter: give the model it was trained on with --base" in alone.stderr
+    base = json.loads(zipfit("eval", str(tiny_model), str(test), "--max-length", "128").stdout)
+    adapted = json.loads(zipfit("eval", str(tmp_path / "adapter"), str(test), "--max-length", "128", "--base",
+                                str(tiny_model)).stdout)
+    assert adapted["test_tokens"] == base["test_tokens"] and adapted["test_loss"] < base["test_loss"] - 0.05
+
+
 def test_score_jsonl_output_without_ids(tmp_path: Path) -> None:
     source = tmp_path / "s.jsonl"
     source.write_text('{"body": "x = 1"}\n{"body": ""}\n{"body": "y = 2"}\n')

@@ -127,11 +127,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+CHECKPOINT_FILES = ("config.json", "adapter_config.json")  # a whole model's, or a LoRA adapter's
+
+
 def checkpoint_output(path: str, inputs: list[str]) -> Path:
     """The folder `train` saves into: new, or an earlier checkpoint (replaced), never an input or a folder of other files."""
     out = Path(path).expanduser()
     refuse_overwriting_inputs(out, inputs)
-    if out.exists() and not (out / "config.json").is_file():
+    if out.exists() and not any((out / name).is_file() for name in CHECKPOINT_FILES):
         raise UsageError(f"--output {path} exists and is not a checkpoint folder (no config.json): it would be replaced; "
                          "give a new folder")
     return out
@@ -156,9 +159,10 @@ def run_device(name: str | None) -> Any:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
-    from zipfit_pipeline.engine.trainable import is_adapter, load_trained
+    from zipfit_pipeline.engine.trainable import ADAPTER_FILE, is_adapter, load_trained
 
-    checkpoint = locate_pretrained(args.checkpoint)
+    local = Path(args.checkpoint).expanduser()
+    checkpoint = locate_pretrained(args.checkpoint, needs=ADAPTER_FILE if is_adapter(local) else "config.json")
     if is_adapter(checkpoint) and args.base is None:
         raise UsageError(f"{checkpoint} is a LoRA adapter: give the model it was trained on with --base")
     texts = [r.text for r in read_texts("test", args.test, args.text_field, args.template)]
@@ -320,6 +324,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--template")
     for name, spec in TrainSettings.model_fields.items():
         option = f"--{name.replace('_', '-')}"
+        if name == "curve_points":
+            continue
         if spec.annotation in (int, float):
             train.add_argument(option, type=spec.annotation, help=f"default {spec.default}")
         elif spec.annotation is bool:

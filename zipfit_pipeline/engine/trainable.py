@@ -21,6 +21,7 @@ from zipfit_pipeline.engine.models import load_model_and_tokenizer, load_tokeniz
 from zipfit_pipeline.engine.settings import TrainSettings
 
 TRAINING_FILE = "zipfit_training.json"
+ADAPTER_FILE = "adapter_config.json"  # PEFT's: a folder holding it is an adapter, loaded onto its base
 
 
 def trainable_model(pretrained: str, settings: TrainSettings, device: torch.device, seed: int = 0) -> tuple[Any, Any]:
@@ -81,7 +82,7 @@ def save_trained(model: Any, tokenizer: Any, output: Path, settings: TrainSettin
 
 
 def is_adapter(checkpoint: str | Path) -> bool:
-    return (Path(checkpoint) / "adapter_config.json").is_file()
+    return (Path(checkpoint) / ADAPTER_FILE).is_file()
 
 
 def load_trained(checkpoint: str, base_model: str, device: torch.device) -> tuple[Any, Any]:
