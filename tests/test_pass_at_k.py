@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import pytest
 
 from project_files import write_project
@@ -64,6 +65,7 @@ HARMFUL = {
     "disk filling": "import os\nfor i in range(10**6):\n    open(f'/tmp/fill{i}', 'wb').write(os.urandom(1 << 20))\n",
     "big file": "open('big', 'wb').write(b'x' * (64 << 20))\n",
     "memory": "x = bytearray(8 << 30)\n",
+    "stderr flood": "import sys\nwhile True:\n    sys.stderr.write('x' * 65536)\n",
     "host files": "open(MARKER, 'w').write('reached the host')\n",
 }
 
@@ -74,6 +76,7 @@ def test_harmful_completions_fail_without_harming_the_host(name: str, tmp_path: 
     marker = tmp_path / "marker"
     os.chmod(tmp_path, 0o777)  # even a folder anyone may write to stays out of reach
     free_before = shutil.disk_usage("/tmp").free
+    rss_before = psutil.Process().memory_info().rss
     started = time.monotonic()
     program = HARMFUL[name].replace("MARKER", repr(str(marker))).replace("PORT", str(listener))
     outcome = run_program(program, Limits(wall_seconds=4, cpu_seconds=4))
@@ -81,6 +84,7 @@ def test_harmful_completions_fail_without_harming_the_host(name: str, tmp_path: 
     assert time.monotonic() - started < 10
     assert not marker.exists()
     assert shutil.disk_usage("/tmp").free > free_before - (32 << 20)
+    assert psutil.Process().memory_info().rss < rss_before + (64 << 20)  # its output never piles up here
     assert not any(p.read_text() for p in Path("/proc").glob("[0-9]*/cmdline")
                    if p.exists() and _sandboxed(p))  # nothing it started outlives it
 

@@ -56,22 +56,23 @@ def run_program(program: str, limits: Limits = Limits(), allow_unsandboxed: bool
 
 
 def _launch(program: str, limits: Limits, isolated: bool, python: str) -> Outcome:
-    with tempfile.TemporaryDirectory(prefix="zipfit-sandbox-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="zipfit-sandbox-") as workdir, \
+            open(Path(workdir) / "stderr", "w+b") as stderr:  # a file: a program that floods it hits the file-size limit
         settings = {**asdict(limits), "isolated": isolated, "workdir": workdir, "python": python,
                     "processes": limits.processes if _is_root() or not isolated else _own_processes() + limits.processes}
         command = [*(_unshare_prefix() if isolated else []), sys.executable, "-I", str(LAUNCHER), json.dumps(settings)]
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
                                    start_new_session=True, cwd=workdir)
         try:
-            _, stderr = process.communicate(program.encode("utf-8"), timeout=limits.wall_seconds)
+            process.communicate(program.encode("utf-8"), timeout=limits.wall_seconds)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
             return Outcome(False, "timed out")
         finally:
             _kill_group(process)  # whatever the program left running in its session
-    if process.returncode == 0:
-        return Outcome(True, "passed")
-    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+        if process.returncode == 0:
+            return Outcome(True, "passed")
+        stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 2000))
+        lines = stderr.read().decode("utf-8", "replace").strip().splitlines()
     return Outcome(False, f"failed: {lines[-1][:200] if lines else f'exit status {process.returncode}'}")
 
 
