@@ -18,7 +18,8 @@ from safetensors import safe_open
 from zipfit_pipeline.engine.checkpoints import check_disk
 from zipfit_pipeline.engine.evaluation import heldout_loss
 from zipfit_pipeline.engine.settings import TrainSettings
-from zipfit_pipeline.engine.trainable import checkpoint_bytes, is_adapter, load_trained, save_trained, trainable_model
+from zipfit_pipeline.engine.models import is_adapter
+from zipfit_pipeline.engine.trainable import checkpoint_bytes, load_trained, save_trained, trainable_model
 from zipfit_pipeline.engine.training import finetune
 
 TEXTS = [f"def add_{i}(a, b):\n    return a + b * {i}\n" for i in range(30)]

@@ -21,7 +21,7 @@ from zipfit_pipeline.engine.alignment import BACKENDS, alignment_scores
 from zipfit_pipeline.engine.compression import check_compressor
 from zipfit_pipeline.engine.loaders import Record, RecordReader
 from zipfit_pipeline.engine.native import code_path
-from zipfit_pipeline.engine.models import count_tokens, load_tokenizer, locate_pretrained
+from zipfit_pipeline.engine.models import ADAPTER_FILE, count_tokens, is_adapter, load_tokenizer, locate_pretrained
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.selection import rank_by_score, top_k, within_budget
 from zipfit_pipeline.engine.settings import TrainSettings
@@ -127,14 +127,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-CHECKPOINT_FILES = ("config.json", "adapter_config.json")  # a whole model's, or a LoRA adapter's
-
-
 def checkpoint_output(path: str, inputs: list[str]) -> Path:
     """The folder `train` saves into: new, or an earlier checkpoint (replaced), never an input or a folder of other files."""
     out = Path(path).expanduser()
     refuse_overwriting_inputs(out, inputs)
-    if out.exists() and not any((out / name).is_file() for name in CHECKPOINT_FILES):
+    if out.exists() and not ((out / "config.json").is_file() or is_adapter(out)):
         raise UsageError(f"--output {path} exists and is not a checkpoint folder (no config.json): it would be replaced; "
                          "give a new folder")
     return out
@@ -159,7 +156,7 @@ def run_device(name: str | None) -> Any:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
-    from zipfit_pipeline.engine.trainable import ADAPTER_FILE, is_adapter, load_trained
+    from zipfit_pipeline.engine.trainable import load_trained
 
     local = Path(args.checkpoint).expanduser()
     checkpoint = locate_pretrained(args.checkpoint, needs=ADAPTER_FILE if is_adapter(local) else "config.json")
@@ -322,6 +319,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cuda, cuda:1, cpu (default: CUDA when present)")
     train.add_argument("--text-field", default="text")
     train.add_argument("--template")
+    # Every scalar setting is an option; not curve_points (no test set here: `zipfit eval` measures the result),
+    # device (the option above, checked against this machine) or lora (--lora-rank below).
     for name, spec in TrainSettings.model_fields.items():
         option = f"--{name.replace('_', '-')}"
         if name == "curve_points":
@@ -332,7 +331,6 @@ def parser() -> argparse.ArgumentParser:
             train.add_argument(option, action=argparse.BooleanOptionalAction, help=f"default {spec.default}")
         elif get_origin(spec.annotation) is Literal:
             train.add_argument(option, choices=get_args(spec.annotation), help=f"default {spec.default}")
-    # Not options: curve_points (no test set here: `zipfit eval` measures the result), device (below), lora (here:)
     train.add_argument("--lora-rank", type=whole(1), help="train a LoRA adapter of this rank (alpha 2 x rank) instead "
                        "of every weight")
     train.set_defaults(run=cmd_train)

@@ -8,7 +8,7 @@ sweep still needs is estimated before a fine-tune starts and refused with a clea
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from zipfit_pipeline.engine.runs import RunKey
@@ -55,14 +55,14 @@ def check_disk(models_dir: Path, checkpoint_bytes: int, to_write: int, keep: boo
             "false, or train LoRA adapters (training.lora)")
 
 
-def release_if_measured(store: Store, key: RunKey, with_pass_at_k: bool) -> bool:
+def release_if_measured(store: Store, key: RunKey, with_pass_at_k: bool, log: Callable[[str], None]) -> None:
     """Delete the current checkpoint of `key` once its test loss (and its Pass@k, when configured) are recorded for
-    it; the store keeps its figures and marks it released. Returns whether it was deleted now."""
+    it; the store keeps its figures and marks it released."""
     run = store.training_run(key)
     if run is None or key.is_base or run["released"] or not store.is_measured(key, run["run_id"], with_pass_at_k):
-        return False
+        return
     store.release_checkpoint(key, run["run_id"])
     checkpoint = Path(run["checkpoint"])
     if checkpoint.is_dir() and not checkpoint.is_symlink():
         shutil.rmtree(checkpoint)
-    return True
+    log(f"{key}: checkpoint deleted (keep_checkpoints: false); its figures stay in the store")

@@ -78,6 +78,6 @@ def evaluate_run(
         loss, tokens = heldout_loss(model, tokenizer, texts, settings.eval_max_length, settings.eval_batch_size)
     store.record_eval(key, run["run_id"], run["selection_version"], loss, tokens)
     log(f"{key}: test loss {loss:.4f} over {tokens} tokens")
-    if not settings.keep_checkpoints and release_if_measured(store, key, with_pass_at_k):
-        log(f"{key}: checkpoint deleted (keep_checkpoints: false); its figures stay in the store")
+    if not settings.keep_checkpoints:
+        release_if_measured(store, key, with_pass_at_k, log)
     return EvalResult(key, run["run_id"], run["selection_version"], loss, tokens, len(texts), run["train_tokens"])

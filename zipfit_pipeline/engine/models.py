@@ -60,6 +60,13 @@ def load_model_and_tokenizer(name_or_path: str, dtype: Any = None) -> tuple[Any,
     return model, tokenizer
 
 
+ADAPTER_FILE = "adapter_config.json"  # PEFT's: a folder holding it is an adapter, loaded onto its base
+
+
+def is_adapter(checkpoint: str | Path) -> bool:
+    return (Path(checkpoint) / ADAPTER_FILE).is_file()
+
+
 def context_length(config: Any) -> int | None:
     """The longest sequence a model's positions cover (None where its config does not say)."""
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):

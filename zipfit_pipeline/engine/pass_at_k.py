@@ -139,6 +139,6 @@ def measure_run(store: Store, key: RunKey, problems: Sequence[Problem], settings
     result = score_completions(problems, completions, settings)
     store.record_pass_at_k(key, run["run_id"], run["selection_version"], result.values, settings.samples, len(problems))
     log(f"{key}: " + ", ".join(f"pass@{k} {v:.4f}" for k, v in result.values.items()))
-    if not training.keep_checkpoints and release_if_measured(store, key, with_pass_at_k=True):
-        log(f"{key}: checkpoint deleted (keep_checkpoints: false); its figures stay in the store")
+    if not training.keep_checkpoints:
+        release_if_measured(store, key, True, log)
     return result

@@ -48,11 +48,11 @@ class Outcome:
 
 def run_program(program: str, limits: Limits = Limits(), allow_unsandboxed: bool = False) -> Outcome:
     """Run `program` (Python source) to completion or the wall timeout; it passes if it exits with status 0."""
-    isolated = sandbox_python() is not None
-    if not isolated and not allow_unsandboxed:
+    python = sandbox_python()
+    if python is None and not allow_unsandboxed:
         raise SandboxUnavailable(f"generated code is only run in a sandbox, and none can be made here ({sandbox_problem()}); "
                                  "set pass_at_k.allow_unsandboxed: true to run it without one, at your own risk")
-    return _launch(program, limits, isolated, sandbox_python() or sys.executable)
+    return _launch(program, limits, python is not None, python or sys.executable)
 
 
 def _launch(program: str, limits: Limits, isolated: bool, python: str) -> Outcome:
@@ -111,7 +111,7 @@ def _owner(entry: Path) -> int | None:
 def sandbox_python() -> str | None:
     """An interpreter that runs a program inside the sandbox here (as `nobody`, it must be readable by everyone:
     a Python under /root is not), or None where no sandbox can be made. Probed once per process."""
-    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
+    if _namespaces_problem():
         return None
     candidates = [os.path.realpath(sys.executable), *(shutil.which(name) for name in ("python3", "python")), "/usr/bin/python3"]
     for python in dict.fromkeys(c for c in candidates if c):
@@ -122,6 +122,11 @@ def sandbox_python() -> str | None:
 
 def sandbox_problem() -> str:
     """Why no sandbox can be made here, for the error message."""
+    return _namespaces_problem() or "no Python interpreter on this machine runs as `nobody` in the sandbox"
+
+
+def _namespaces_problem() -> str:
+    """Why `unshare` cannot make the sandbox's namespaces here, or "" when it can."""
     if not sys.platform.startswith("linux"):
         return f"namespaces are Linux's, this is {sys.platform}"
     if shutil.which("unshare") is None:
@@ -129,4 +134,4 @@ def sandbox_problem() -> str:
     probe = subprocess.run([*_unshare_prefix(), "true"], capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
         return f"`unshare` failed: {probe.stderr.strip()[:200]}"
-    return "no Python interpreter on this machine runs as `nobody` in the sandbox"
+    return ""

@@ -17,11 +17,12 @@ from typing import Any
 import torch
 
 from zipfit_pipeline.engine.devices import compute_dtype
-from zipfit_pipeline.engine.models import load_model_and_tokenizer, load_tokenizer, locate_pretrained, save_checkpoint
+from zipfit_pipeline.engine.models import (
+    is_adapter, load_model_and_tokenizer, load_tokenizer, locate_pretrained, save_checkpoint,
+)
 from zipfit_pipeline.engine.settings import TrainSettings
 
 TRAINING_FILE = "zipfit_training.json"
-ADAPTER_FILE = "adapter_config.json"  # PEFT's: a folder holding it is an adapter, loaded onto its base
 
 
 def trainable_model(pretrained: str, settings: TrainSettings, device: torch.device, seed: int = 0) -> tuple[Any, Any]:
@@ -79,10 +80,6 @@ def save_trained(model: Any, tokenizer: Any, output: Path, settings: TrainSettin
     (saved / TRAINING_FILE).write_text(json.dumps({"adapter": settings.lora is not None, "qlora": settings.qlora,
                                                    "dtype": str(dtype or compute_dtype(settings.dtype, device))}))
     return saved
-
-
-def is_adapter(checkpoint: str | Path) -> bool:
-    return (Path(checkpoint) / ADAPTER_FILE).is_file()
 
 
 def load_trained(checkpoint: str, base_model: str, device: torch.device) -> tuple[Any, Any]:
