@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -77,11 +78,32 @@ def _launch(program: str, limits: Limits, isolated: bool, python: str) -> Outcom
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill the program's session and wait until its PID namespace is empty: the namespace's first process (the
+    child of `unshare`) ends only after the kernel has reaped every process in it, a fork bomb's included."""
+    first = _children(process.pid)
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     process.wait()
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in first) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    """Whether a process exists and has not yet exited (a zombie has: only its exit status is left)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _is_root() -> bool:
