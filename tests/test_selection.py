@@ -66,7 +66,7 @@ def test_all_is_the_whole_pool_in_a_seeded_order_or_its_capped_prefix() -> None:
 def test_dsir_ranks_by_its_own_weights() -> None:
     weights = np.array([-3.0, -np.inf, -1.0, -2.0])
     rows = select_by_budget("dsir", weights, np.array([1, 1, 1, 1]), [4], seed=0)
-    assert [r["pool_index"] for r in rows] == [2, 3, 0, 1]  # filtered texts (weight -inf) last
+    assert [r["pool_index"] for r in rows] == [2, 3, 0]  # a filtered text (weight -inf) is never chosen, even short of budget
 
 
 def test_threshold_keeps_every_text_above_it_best_first() -> None:

@@ -2,8 +2,8 @@
 
 Runs are in-process and sequential (one DuckDB writer at a time) and land in the given instance, so the
 UI shows them afterwards. Each stage is materialized for all its partitions before the next starts;
-`only_out_of_date` restricts that to what `lineage.out_of_date` reports (stale, missing, lost from the store,
-or below one of these).
+`only_out_of_date` restricts that to what `lineage.out_of_date` reports before each stage (stale, missing, lost
+from the store, or below one of these).
 """
 
 from __future__ import annotations
@@ -35,14 +35,19 @@ def materialize_all(
     register_sources(instance, load_project(project.config_path))
     by_key = {a.key.to_user_string(): a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)}
     todo = None
-    if only_out_of_date:
-        lost = lost_partitions(defs.resources["store"].path, by_key.values(), instance)
-        for item in lost:
-            log(f"{item.asset} [{item.partition}] is out of date: {item.reason}")
-        todo = out_of_date(defs, instance, lost)
+    reported: set[tuple[str, str]] = set()
     started = time.monotonic()
     done: dict[str, list[str]] = {}
     for name in (stage for stage in stages if stage in by_key):
+        if only_out_of_date:
+            # Asked again at each stage: a partition below one that was recomputed with the same data version (an
+            # unchanged selection, a reused fine-tune) is no longer out of date.
+            lost = lost_partitions(defs.resources["store"].path, by_key.values(), instance)
+            for item in lost:
+                if (item.asset, item.partition) not in reported:
+                    reported.add((item.asset, item.partition))
+                    log(f"{item.asset} [{item.partition}] is out of date: {item.reason}")
+            todo = out_of_date(defs, instance, lost)
         asset = by_key[name]
         assert asset.partitions_def is not None, f"{name} is not partitioned"
         keys = asset.partitions_def.get_partition_keys(dynamic_partitions_store=instance)

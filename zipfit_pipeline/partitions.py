@@ -16,6 +16,7 @@ import dagster as dg
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.runs import BASE, RunKey
 from zipfit_pipeline.engine.selection import configured_selections
+from zipfit_pipeline.engine.settings import selection_methods
 
 SOURCES = "sources"
 
@@ -50,7 +51,8 @@ def configured_runs(config: ProjectConfig, model: str, target: str, with_base: b
     """Every fine-tune the project asks for: each selection once per seed, and the base model."""
     selection = config.selection
     trained = [RunKey(model, target, method, budget, seed)
-               for method, budget in configured_selections(selection.methods, selection.budgets, selection.thresholds)
+               for method, budget in configured_selections(selection_methods(config.scoring, selection), selection.budgets,
+                                                           selection.thresholds)
                for seed in config.training.seeds]
     return [RunKey(model, target, BASE), *trained] if with_base else trained
 

@@ -10,7 +10,6 @@ from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.report import build_report
-from zipfit_pipeline.engine.scoring import target_set_hash
 from zipfit_pipeline.partitions import ProjectPartitions, configured_runs, finetunes_of_model, model_and_target
 from zipfit_pipeline.resources import StoreResource
 from zipfit_pipeline.store_state import record_partition_run
@@ -43,10 +42,7 @@ def build_report_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
     def comparison_report(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         model, target = model_and_target(context.partition_key)
         db = store.open()
-        scoring = config.scoring
-        scoring_seconds = db.scoring_seconds([s.name for s in config.all_sources()], target_set_hash(db.target_texts(target, "alignment")),
-                                             scoring.compressor, scoring.level)
-        report, plots = build_report(db, model, target, configured_runs(config, model, target), scoring_seconds,
+        report, plots = build_report(db, model, target, configured_runs(config, model, target),
                                      report_dir(config, model, target), config.selection.all_max_tokens,
                                      config.selection.decontamination.ngram_words)
         context.log.info(f"{report.title}:\n{report.markdown()}")

@@ -1,4 +1,9 @@
-"""Score stage: ZIP-FIT alignment of every source document against a target's alignment set, in DuckDB."""
+"""Score stage: ZIP-FIT alignment of every source document against a target's alignment set, in DuckDB.
+
+The ablations are more score sets of the same partition: each compressor variant against the whole alignment set,
+each target subset with the main compressor. Scores are stored per (text, target set, compressor, level), so
+adding a variant scores only that variant; the other sets find their scores stored.
+"""
 
 
 import dagster as dg
@@ -10,7 +15,7 @@ from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.alignment import golden_mismatches
 from zipfit_pipeline.engine.compression import compressor_build
 from zipfit_pipeline.engine.loaders import digest
-from zipfit_pipeline.engine.scoring import score_dataset
+from zipfit_pipeline.engine.scoring import ScoringReport, score_dataset, score_sets
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.partitions import ProjectPartitions
 from zipfit_pipeline.resources import StoreResource
@@ -51,7 +56,8 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
         partitions_def=partitions.source_target,
         deps=["source_documents", "target_documents"],
         group_name=GROUP,
-        code_version=code_version("alignment_scores", scoring.compressor, scoring.level),
+        code_version=code_version("alignment_scores", scoring.compressor, scoring.level, scoring.variants,
+                                  config.selection.target_subsets, config.selection.target_subset_seed),
         kinds={"duckdb"},
         pool="duckdb_writer",
         automation_condition=ON_NEW_DATA_OR_CODE,
@@ -65,12 +71,19 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
         keys = context.partition_key.keys_by_dimension
         source, target = keys["source"], keys["target"]
         db = store.open()
-        targets = db.target_texts(target, "alignment")
-        report = score_dataset(
-            db, source, targets, scoring.compressor, scoring.level, scoring.chunk_size,
-            scoring.worker_count(), progress=context.log.info, backend=scoring.backend, ray_address=scoring.ray_address,
-        )
-        summary = db.score_summary(source, report.target_hash, scoring.compressor, scoring.level, QUANTILES, top_n=5)
+        reports: dict[str, ScoringReport] = {}
+        summaries: dict[str, dict] = {}
+        for score_set in score_sets(db.target_texts(target, "alignment"), scoring, config.selection):
+            if reports:
+                context.log.info(f"{score_set.method}: {score_set.compressor}-{score_set.level}, {len(score_set.targets)} targets")
+            reports[score_set.method] = score_dataset(
+                db, source, list(score_set.targets), score_set.compressor, score_set.level, scoring.chunk_size,
+                scoring.worker_count(), progress=context.log.info, backend=scoring.backend, ray_address=scoring.ray_address)
+            summaries[score_set.method] = db.score_summary(source, score_set.target_hash, score_set.compressor,
+                                                           score_set.level, QUANTILES, top_n=5)
+        report, summary = next(iter(reports.values())), next(iter(summaries.values()))
+        ablations = {method: {"texts_scored": r.scored, "pairs_scored": r.pairs_scored, "seconds": round(r.seconds, 2),
+                              "targets": r.n_targets, "mean_score": summaries[method]["mean"]} for method, r in list(reports.items())[1:]}
         return dg.MaterializeResult(
             metadata={
                 "documents": summary["documents"],
@@ -87,9 +100,10 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
                 "score_quantiles": {f"q{int(q * 100)}": round(v, 6) for q, v in zip(QUANTILES, summary["quantiles"])},
                 "mean_score": summary["mean"],
                 "top": dg.MetadataValue.md(top_table(summary["top_texts"], summary["top_scores"])),
+                **({"ablations": dg.MetadataValue.json(ablations)} if ablations else {}),
                 **record_partition_run(context, db),
             },
-            data_version=dg.DataVersion(digest(report.target_hash, scoring.compressor, scoring.level, summary["digest"])),
+            data_version=dg.DataVersion(digest(report.target_hash, scoring.compressor, scoring.level, *(x["digest"] for x in summaries.values()))),
             check_results=[golden_check(db, report.target_hash, scoring.compressor, scoring.level)],
         )
 

@@ -54,7 +54,7 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
         deps=[dg.AssetDep("alignment_scores", partition_mapping=same_target())],
         group_name=GROUP,
         code_version=code_version("selections", settings.model_dump(), config.scoring.compressor, config.scoring.level,
-                                  config.training.seeds),
+                                  config.scoring.variants, config.training.seeds),
         kinds={"duckdb"},
         pool="duckdb_writer",
         automation_condition=ON_NEW_DATA_OR_CODE,
@@ -65,8 +65,9 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
             partition_check(BUDGETS_REACHED, "selections", partitions.model_target, blocking=True, description=(
                 "Every budgeted selection holds its budget's tokens, so every method trains on the same number.")),
         ],
-        description="Ranked selections per method (ZIP-FIT, DSIR, seeded random, all), token budget and seed, from the "
-        "pool of all sources without the texts that overlap the target's test split; tokens counted with the model's tokenizer.",
+        description="Ranked selections per method (ZIP-FIT and its compressor and target-set ablations, DSIR, D4, embedding "
+        "similarity, BM25, seeded random, all), token budget and seed, from the pool of all sources without the texts that "
+        "overlap the target's test split; tokens counted with the model's tokenizer.",
     )
     def selections(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         model, target = model_and_target(context.partition_key)

@@ -69,6 +69,7 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
                 "final_train_loss": result.final_train_loss,
                 "tokens_per_second": round(result.train_tokens / result.seconds, 1) if result.seconds else 0.0,
                 "device": result.device,
+                "reused": result.reused,
                 "test_loss_curve": dg.MetadataValue.json([{"tokens": t, "test_loss": v} for t, v in result.test_curve]),
                 **record_partition_run(context, db),
             },

@@ -3,8 +3,10 @@
 Everything is read from the store, and only what is current: an eval counts when it measured the checkpoint
 the store records now, that checkpoint was trained on the selection the store holds now, and its method,
 budget and seed are still configured. What is left out is listed with the reason. Per method and budget the
-report gives the mean test CE over seeds with a 95% t-interval, and for ZIP-FIT against each baseline the
-difference paired by seed, its interval and how many seeds ZIP-FIT won. Plots are PNG files (Agg backend).
+report gives the mean test CE over seeds with a 95% t-interval, what the method cost (ranking plus the scoring or
+embedding it ranks by) and which sources its selection came from, and for ZIP-FIT against each baseline and each
+of its own ablations the difference paired by seed, its interval and how many seeds ZIP-FIT won. Plots are PNG
+files (Agg backend).
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ import numpy as np
 from scipy import stats
 
 from zipfit_pipeline.engine.runs import BASE, THRESHOLD, WHOLE_POOL, RunKey
-from zipfit_pipeline.engine.selection import BUDGETED
+from zipfit_pipeline.engine.selection import ZIPFIT, is_budgeted, is_zipfit
 from zipfit_pipeline.engine.store import Store
 
-BASELINES = ("dsir", "random", WHOLE_POOL)
 CONFIDENCE = 0.95
+
+
+def is_baseline(method: str) -> bool:
+    """A method ZIP-FIT competes with (DSIR, D4, embedding, BM25, random, all), not one of its own ablations."""
+    return not is_zipfit(method) and method not in (THRESHOLD, BASE)
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ class MethodRow:
 
 @dataclass(frozen=True)
 class PairedRow:
-    """ZIP-FIT's test CE minus a baseline's, seed by seed (negative: ZIP-FIT is better)."""
+    """ZIP-FIT's test CE minus a baseline's (or an ablation's), seed by seed (negative: ZIP-FIT is better)."""
 
     baseline: str
     budget: int
@@ -115,10 +121,12 @@ class Report:
     contaminated: list[dict[str, Any]] = field(default_factory=list)  # pool texts overlapping the test split
     ngram_words: int = 13
     pass_at_k: list[PassAtKRow] = field(default_factory=list)
+    # (method, budget) -> each source's share of the selection's tokens, averaged over seeds
+    composition: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
 
     def markdown(self) -> str:
-        return "\n".join([*_results_table(self), "", *_paired_table(self), *_pass_at_k_table(self), "",
-                          _decontamination_line(self), *_excluded_lines(self)])
+        return "\n".join([*_results_table(self), "", *_paired_table(self), *_pass_at_k_table(self),
+                          *_composition_table(self), "", _decontamination_line(self), *_excluded_lines(self)])
 
     def alignment_r2(self) -> float:
         """R² of test CE against the training set's mean alignment, over the equal-size runs (the paper's Figure 3)."""
@@ -128,7 +136,9 @@ class Report:
         """Plain JSON (a NaN, as in a one-seed interval, becomes null: browsers cannot parse NaN)."""
         return _without_nan({"rows": [asdict(r) for r in self.rows], "paired": [asdict(p) for p in self.paired],
                              "pass_at_k": [asdict(r) for r in self.pass_at_k], "excluded": self.excluded,
-                             "contaminated": self.contaminated})
+                             "contaminated": self.contaminated,
+                             "composition": [{"method": m, "budget": b, "token_shares": shares}
+                                             for (m, b), shares in self.composition.items()]})
 
 
 def load_results(
@@ -197,6 +207,24 @@ def load_pass_at_k(store: Store, model: str, target: str, configured: Sequence[R
     return [PassAtKRow(method, budget, k, interval(v)) for (method, budget, k), v in values.items()]
 
 
+def load_composition(store: Store, model: str, target: str, runs: Sequence[RunResult]) -> dict[tuple[str, int], dict[str, float]]:
+    """Each source's share of the tokens of each reported (method, budget)'s selections, averaged over its seeds."""
+    rows = store.query("""SELECT method, budget, seed, dataset,
+                                 sum(tokens) / sum(sum(tokens)) OVER (PARTITION BY method, budget, seed) AS share
+                          FROM selections WHERE model = ? AND target = ? GROUP BY method, budget, seed, dataset
+                          ORDER BY method, budget, seed, dataset""", [model, target])
+    seeds: dict[tuple[str, int], set[int]] = {}
+    for run in runs:
+        seeds.setdefault((run.key.method, run.key.budget), set()).add(run.key.seed)
+    shares: dict[tuple[str, int], dict[str, float]] = {}
+    for row in rows.to_pylist():
+        group = (row["method"], row["budget"])
+        if row["seed"] in seeds.get(group, ()):
+            found = shares.setdefault(group, {})
+            found[row["dataset"]] = found.get(row["dataset"], 0.0) + float(row["share"]) / len(seeds[group])
+    return shares
+
+
 def _test_curves(store: Store, run_ids: list[str]) -> dict[str, list[tuple[int, float]]]:
     curves: dict[str, list[tuple[int, float]]] = {}
     for point in store.query("SELECT run_id, tokens, loss FROM loss_curves WHERE kind = 'test' AND list_contains(?, run_id) "
@@ -239,10 +267,11 @@ def summarize(
     title: str, base: RunResult, runs: Sequence[RunResult], selection_seconds: dict[str, float],
     excluded: list[str] | None = None, all_max_tokens: int | None = None,
 ) -> Report:
-    """Per (method, budget): the mean test CE over seeds with its interval; ZIP-FIT paired with each baseline."""
+    """Per (method, budget): the mean test CE over seeds with its interval; ZIP-FIT paired with each baseline and
+    each of its ablations."""
     groups = group_runs(runs)
     means = {group: float(np.mean([r.test_loss for r in members])) for group, members in groups.items()}
-    baseline_groups = [g for g in groups if g[0] in BASELINES]
+    baseline_groups = [g for g in groups if is_baseline(g[0])]
     best = min(baseline_groups, key=lambda g: means[g]) if baseline_groups else None
     rows = [
         MethodRow(method, budget, round(float(np.mean([r.train_tokens for r in members]))),
@@ -251,26 +280,27 @@ def summarize(
                   float(np.mean([r.mean_alignment for r in members])), selection_seconds.get(method, 0.0))
         for (method, budget), members in groups.items()
     ]
-    paired = [_paired(groups, budget, baseline) for method, budget in groups if method == "zipfit"
-              for baseline in BASELINES if _partner(baseline, budget) in groups]
+    others = sorted({m for m, _ in groups if m not in (ZIPFIT, THRESHOLD)}, key=lambda m: (is_zipfit(m), m))
+    paired = [_paired(groups, budget, other) for method, budget in groups if method == ZIPFIT
+              for other in others if _partner(other, budget) in groups]
     best_row = next((r for r in rows if (r.method, r.budget) == best), None)
     return Report(title, base.test_loss, best_row, rows, paired, list(runs), excluded or [], all_max_tokens)
 
 
 def _partner(baseline: str, budget: int) -> tuple[str, int]:
     """The baseline selection ZIP-FIT at `budget` is compared with: the same budget, or `all`."""
-    return (baseline, budget) if baseline in BUDGETED else (baseline, 0)
+    return (baseline, budget) if is_budgeted(baseline) else (baseline, 0)
 
 
 def _paired(groups: dict[tuple[str, int], list[RunResult]], budget: int, baseline: str) -> PairedRow:
-    ours = {r.key.seed: r.test_loss for r in groups[("zipfit", budget)]}
+    ours = {r.key.seed: r.test_loss for r in groups[(ZIPFIT, budget)]}
     theirs = {r.key.seed: r.test_loss for r in groups[_partner(baseline, budget)]}
     differences = [ours[seed] - theirs[seed] for seed in sorted(set(ours) & set(theirs))]
     return PairedRow(baseline, budget, interval(differences), sum(d < 0 for d in differences))
 
 
 def build_report(
-    store: Store, model: str, target: str, configured: Sequence[RunKey], zipfit_scoring_seconds: float, folder: Path,
+    store: Store, model: str, target: str, configured: Sequence[RunKey], folder: Path,
     all_max_tokens: int | None = None, ngram_words: int = 13,
 ) -> tuple[Report, dict[str, Path]]:
     """The report of `model` on `target` from the store's current runs: report.md and two PNG plots in `folder`."""
@@ -278,12 +308,12 @@ def build_report(
     contaminated = store.query("SELECT dataset, doc_id, zipfit_rank, test_row, ngram, removed FROM contaminated_texts "
                                "WHERE model = ? AND target = ? ORDER BY zipfit_rank", [model, target]).to_pylist()
     seconds = {r["method"]: r["seconds"] for r in store.query(
-        "SELECT method, seconds FROM selection_runs WHERE model = ? AND target = ?", [model, target]).to_pylist()}
-    for method in ("zipfit", THRESHOLD):  # both rank by ZIP-FIT's alignment, which needs the pool scored
-        seconds[method] = seconds.get(method, 0.0) + zipfit_scoring_seconds
+        "SELECT method, seconds + coalesce(prepare_seconds, 0) AS seconds FROM selection_runs WHERE model = ? AND target = ?",
+        [model, target]).to_pylist()}
     report = replace(summarize(f"{model} on {target}", base, runs, seconds, excluded, all_max_tokens),
                      contaminated=contaminated, ngram_words=ngram_words,
-                     pass_at_k=load_pass_at_k(store, model, target, configured))
+                     pass_at_k=load_pass_at_k(store, model, target, configured),
+                     composition=load_composition(store, model, target, runs))
     folder.mkdir(parents=True, exist_ok=True)
     plots = {"loss_vs_tokens": plot_loss_vs_tokens(report, folder / "loss_vs_tokens.png"),
              "alignment_vs_loss": plot_alignment_vs_loss(report, folder / "alignment_vs_loss.png")}
@@ -313,7 +343,7 @@ def _results_table(report: Report) -> list[str]:
         f"; best baseline: **{best.method} {_budget_label(best, report)}, {best.test_loss.mean:.4f}**" if best else "")
     lines = [head + f". Means over seeds with {CONFIDENCE:.0%} t-intervals.", "",
              "| method | budget | seeds | test CE | 95% CI | change from base | tokens to best baseline's CE | mean alignment "
-             "| selection s (ZIP-FIT: + scoring) |", "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+             "| selection s (with scoring or embedding) |", "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for row in report.rows:
         reach = "not reached" if row.tokens_to_best_baseline is None else f"{row.tokens_to_best_baseline:,.0f}"
         lines.append(f"| {row.method} | {_budget_label(row, report)} | {row.test_loss.n} | {row.test_loss.mean:.4f} | "
@@ -325,8 +355,8 @@ def _results_table(report: Report) -> list[str]:
 def _paired_table(report: Report) -> list[str]:
     if not report.paired:
         return ["No baseline to pair ZIP-FIT with."]
-    lines = ["ZIP-FIT against each baseline, paired by seed (negative: ZIP-FIT's test CE is lower):", "",
-             "| baseline | ZIP-FIT budget | ZIP-FIT − baseline | 95% CI | ZIP-FIT lower | significant |",
+    lines = ["ZIP-FIT against each baseline and ablation, paired by seed (negative: ZIP-FIT's test CE is lower):", "",
+             "| compared with | ZIP-FIT budget | ZIP-FIT − it | 95% CI | ZIP-FIT lower | significant |",
              "|---|---:|---:|---|---:|---|"]
     for p in report.paired:
         d = p.difference
@@ -343,6 +373,19 @@ def _pass_at_k_table(report: Report) -> list[str]:
     for row in report.pass_at_k:
         budget = "-" if row.method in (BASE, WHOLE_POOL) else f"{row.budget:,}"
         lines.append(f"| {row.method} | {budget} | {row.k} | {row.value.n} | {row.value.mean:.4f} | {_bounds(row.value)} |")
+    return lines
+
+
+def _composition_table(report: Report) -> list[str]:
+    """Which sources each selection's tokens came from (the in-domain share of each method)."""
+    if not report.composition:
+        return []
+    sources = sorted({d for shares in report.composition.values() for d in shares})
+    lines = ["", "Where each selection's tokens came from (share of its tokens per source, mean over seeds):", "",
+             "| method | budget | " + " | ".join(sources) + " |", "|---|---:|" + "---:|" * len(sources)]
+    for (method, budget), shares in report.composition.items():
+        label = "-" if method == WHOLE_POOL else (f"> {budget / 1000:.3f}" if method == THRESHOLD else f"{budget:,}")
+        lines.append(f"| {method} | {label} | " + " | ".join(f"{shares.get(d, 0.0):.0%}" for d in sources) + " |")
     return lines
 
 
@@ -370,7 +413,8 @@ def _figure(path: Path) -> Iterator[Any]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    figure, axes = plt.subplots(figsize=(7.2, 4.6), dpi=120)
+    axes.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # a colour per method for up to 20 methods
     try:
         yield axes
         figure.tight_layout()
@@ -397,7 +441,7 @@ def plot_loss_vs_tokens(report: Report, path: Path) -> Path:
                           color=line.get_color(), capsize=3)
         axes.axhline(report.base_loss, color="grey", linestyle=":", label="base model")
         axes.set(xlabel="training tokens", ylabel="test cross-entropy", title=report.title)
-        axes.legend()
+        axes.legend(fontsize="small", ncols=2)
     return path
 
 
@@ -408,7 +452,7 @@ def _seed_range(runs: Sequence[RunResult]) -> list[tuple[int, float, float]]:
 
 def equal_budget_runs(report: Report) -> list[RunResult]:
     """Every seed's run at the largest token budget: training sets of the same size, one point each."""
-    budgeted = [r for r in report.runs if r.key.method in BUDGETED and np.isfinite(r.mean_alignment)]
+    budgeted = [r for r in report.runs if is_budgeted(r.key.method) and np.isfinite(r.mean_alignment)]
     largest = max((r.key.budget for r in budgeted), default=0)
     return [r for r in budgeted if r.key.budget == largest]
 
@@ -442,5 +486,5 @@ def plot_alignment_vs_loss(report: Report, path: Path) -> Path:
         axes.set(xlabel=f"mean ZIP-FIT alignment of the training set ({budget:,} tokens)", ylabel="test cross-entropy",
                  title=report.title)
         if runs:
-            axes.legend()
+            axes.legend(fontsize="small", ncols=2)
     return path

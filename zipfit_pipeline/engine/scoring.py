@@ -8,10 +8,11 @@ transaction, so other processes (a fine-tune recording its result, a report) wri
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -20,6 +21,8 @@ from zipfit_pipeline.engine import native
 from zipfit_pipeline.engine.alignment import score_chunks
 from zipfit_pipeline.engine.loaders import content_hash, set_hash
 from zipfit_pipeline.engine.progress import ProgressLog
+from zipfit_pipeline.engine.selection import ZIPFIT, subset_method, variant_method
+from zipfit_pipeline.engine.settings import ScoringSettings, SelectionSettings
 from zipfit_pipeline.engine.store import Store
 
 READ_BATCH_CHUNKS = 16  # texts are read this many chunks at a time, each batch one short read of the store
@@ -47,8 +50,42 @@ class ScoringReport:
         return self.pairs_scored / self.seconds if self.seconds > 0 else 0.0
 
 
-def target_set_hash(targets: list[str]) -> str:
+def target_set_hash(targets: Sequence[str]) -> str:
     return set_hash([content_hash(t) for t in targets])
+
+
+@dataclass(frozen=True)
+class ScoreSet:
+    """What one ZIP-FIT selection method ranks by: the pool scored against `targets` with one compressor and level."""
+
+    method: str
+    targets: tuple[str, ...]
+    compressor: str
+    level: int
+
+    @property
+    def target_hash(self) -> str:
+        return target_set_hash(self.targets)
+
+
+def target_subset(targets: Sequence[str], n: int, seed: int) -> list[str]:
+    """n of the targets, in their order, chosen by a seeded hash of their content: the same texts whatever order
+    the target file lists them in, and each smaller subset inside every larger one (for the ablation on n)."""
+    if n > len(targets):
+        raise ValueError(f"selection.target_subsets asks for {n} targets, but the alignment split holds {len(targets)}")
+    key = [hashlib.sha256(f"{seed}:{content_hash(t)}".encode()).digest() for t in targets]
+    chosen = sorted(sorted(range(len(targets)), key=lambda i: key[i])[:n])
+    return [targets[i] for i in chosen]
+
+
+def score_sets(targets: Sequence[str], scoring: ScoringSettings, selection: SelectionSettings) -> list[ScoreSet]:
+    """ZIP-FIT's score set, then one per compressor variant and one per target subset."""
+    return [
+        ScoreSet(ZIPFIT, tuple(targets), scoring.compressor, scoring.level),
+        *(ScoreSet(variant_method(c, level), tuple(targets), c, level) for c, level in scoring.variant_pairs()),
+        *(ScoreSet(subset_method(n), tuple(target_subset(targets, n, selection.target_subset_seed)), scoring.compressor,
+                   scoring.level) for n in selection.target_subsets),
+    ]
 
 
 def score_dataset(

@@ -3,8 +3,10 @@
 The pool is every scored document of the sources, each text once (the first in pool order: sources in the
 order given, rows in file order), minus the texts that share a long n-gram with the target's held-out test
 split. Budgets count tokens with the model's own tokenizer (each document's tokens plus one separator).
-ZIP-FIT, DSIR and thresholds rank once; `random` and `all` draw a seeded permutation per training seed, so
-that the spread over seeds includes the baselines' own randomness.
+Scored methods (ZIP-FIT and its ablations, DSIR, D4, embedding similarity, BM25) and thresholds rank once;
+`random` and `all` draw a seeded permutation per training seed, so that the spread over seeds includes the
+baselines' own randomness. Each method's time is its ranking plus the per-text work it ranks by (the pool's
+scoring for ZIP-FIT, its embedding for D4 and embedding similarity), whenever that work was done.
 """
 
 from __future__ import annotations
@@ -19,17 +21,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from zipfit_pipeline.engine.bm25 import bm25_scores
+from zipfit_pipeline.engine.d4 import d4_scores
 from zipfit_pipeline.engine.decontamination import HeldoutIndex, Overlap, find_overlaps
 from zipfit_pipeline.engine.dsir import dsir_weights
+from zipfit_pipeline.engine.embeddings import pool_embeddings, target_similarity
 from zipfit_pipeline.engine.loaders import digest, set_hash
 from zipfit_pipeline.engine.models import DOCUMENT_START_TOKENS, text_token_lengths, tokenizer_identity
 from zipfit_pipeline.engine.per_text import fill_missing
 from zipfit_pipeline.engine.runs import THRESHOLD, WHOLE_POOL, RunKey
-from zipfit_pipeline.engine.scoring import target_set_hash
+from zipfit_pipeline.engine.scoring import ScoreSet, score_sets
 from zipfit_pipeline.engine.selection import (
-    BUDGETED, rank_by_score, select_by_budget, select_by_threshold, select_whole_pool,
+    EMBEDDING_METHODS, ZIPFIT, is_budgeted, is_zipfit, rank_by_score, select_by_budget, select_by_threshold,
+    select_whole_pool,
 )
-from zipfit_pipeline.engine.settings import ScoringSettings, SelectionSettings
+from zipfit_pipeline.engine.settings import ScoringSettings, SelectionSettings, selection_methods
 from zipfit_pipeline.engine.store import Store
 
 
@@ -61,7 +67,7 @@ class SelectionSet:
     @property
     def reached(self) -> bool:
         """Whether a budgeted selection holds its budget's tokens (a pool can be too small)."""
-        return self.method not in BUDGETED or self.tokens >= self.budget
+        return not is_budgeted(self.method) or self.tokens >= self.budget
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ class SelectionResult:
     pool_tokens: int
     contaminated: list[RemovedText]  # pool texts that overlap the test split
     removed: bool  # whether they were taken out of the pool (decontamination on) or kept
-    seconds: dict[str, float]
+    seconds: dict[str, float]  # per method: ranking plus the per-text work it ranks by
     sets: list[SelectionSet]
     top: list[tuple[str, float]]  # ZIP-FIT's best texts at the largest budget
     digest: str  # changes exactly when any selection's chosen texts do
@@ -95,7 +101,8 @@ def select_for_model(
     Ranking reads columns (hashes, scores, token counts, DSIR weights), never the pool's texts: the per-text work
     behind them is stored by content hash and done only for texts that lack it (`per_text`)."""
     targets = store.target_texts(target, "alignment")
-    pool = _scored_pool(store, sources, target, target_set_hash(targets), scoring)
+    sets = {s.method: s for s in score_sets(targets, scoring, settings)}
+    pool = _scored_pool(store, sources, target, sets[ZIPFIT])
     contaminated = _contaminated(store, pool, target, settings.decontamination.ngram_words, log)
     if contaminated:
         log(f"{len(contaminated)} pool texts share {settings.decontamination.ngram_words} words with {target}'s test split; "
@@ -108,24 +115,35 @@ def select_for_model(
     scores = pool.column("score").to_numpy().astype(np.float64)
     tokens = pool_tokens(store, tokenizer, hashes, log)
 
+    methods = selection_methods(scoring, settings)
+    embedded = _embeddings(store, hashes, settings, log) if any(m in EMBEDDING_METHODS for m in methods) else None
     rows: list[dict[str, Any]] = []
-    seconds: dict[str, float] = {}
-    for method in [*settings.methods, *([THRESHOLD] if settings.thresholds else [])]:
+    timed: dict[str, tuple[float, float]] = {}
+    for method in [*methods, *([THRESHOLD] if settings.thresholds else [])]:
         started = time.perf_counter()
-        method_scores = dsir_weights(store, hashes, targets, settings.dsir, log) if method == "dsir" else scores
+        if method == THRESHOLD or is_zipfit(method):
+            score_set = sets[ZIPFIT if method == THRESHOLD else method]
+            method_scores = scores if score_set.method == ZIPFIT else _pool_scores(store, sources, target, hashes, score_set)
+            prepare = store.scoring_seconds(sources, score_set.target_hash, score_set.compressor, score_set.level)
+        elif method in EMBEDDING_METHODS:
+            assert embedded is not None
+            method_scores, prepare = _embedding_method_scores(method, embedded[0], targets, settings, log), embedded[1]
+        else:
+            method_scores, prepare = _other_scores(method, store, hashes, targets, settings, scores, log), 0.0
         rows += _method_rows(method, method_scores, tokens, settings, seeds)
-        seconds[method] = round(time.perf_counter() - started, 3)
-        log(f"{method}: ranked {len(hashes)} documents in {seconds[method]:.2f}s")
+        timed[method] = (round(time.perf_counter() - started, 3), round(prepare, 3))
+        log(f"{method}: ranked {len(hashes)} documents in {timed[method][0]:.2f}s"
+            + (f" (+{prepare:.2f}s of per-text work)" if prepare else ""))
 
     table = _selections_table(pool, scores, rows)
     sets = _sets(table)
-    store.replace_selections(model, target, table, _sets_table(sets), seconds,
+    store.replace_selections(model, target, table, _sets_table(sets), timed,
                              _contaminated_table(contaminated, settings.decontamination.enabled))
     best = [r["pool_index"] for r in rows
             if (r["method"], r["budget"], r["seed"]) == ("zipfit", settings.budgets[-1], seeds[0])][:5]
     return SelectionResult(
         pool_documents=pool.num_rows, pool_tokens=int(tokens.sum()), contaminated=contaminated,
-        removed=settings.decontamination.enabled, seconds=seconds, sets=sets,
+        removed=settings.decontamination.enabled, seconds={m: round(sum(t), 3) for m, t in timed.items()}, sets=sets,
         top=list(zip(store.texts_of(hashes.take(pa.array(best, pa.int64()))), scores[best].tolist())),
         digest=digest(table.select(["method", "budget", "seed", "content_hash"]).to_pydict()),
     )
@@ -140,16 +158,56 @@ def pool_tokens(store: Store, tokenizer: Any, hashes: pa.Array, log: Callable[[s
     return store.token_counts(identity, hashes).to_numpy().astype(np.int64) + DOCUMENT_START_TOKENS
 
 
-def _scored_pool(store: Store, sources: Sequence[str], target: str, target_hash: str, scoring: ScoringSettings) -> pa.Table:
-    pool = store.dataset_scores(sources, target_hash, scoring.compressor, scoring.level)
+def _scored_pool(store: Store, sources: Sequence[str], target: str, score_set: ScoreSet) -> pa.Table:
+    pool = store.dataset_scores(sources, score_set.target_hash, score_set.compressor, score_set.level)
     missing = pool.filter(pc.is_null(pool.column("score")))
     if missing.num_rows:
         datasets = sorted(set(missing.column("dataset").to_pylist()))
-        raise LookupError(f"{missing.num_rows} documents of {datasets} have no score for {target}: "
+        what = "" if score_set.method == ZIPFIT else f" ({score_set.method}: {score_set.compressor}-{score_set.level}, " \
+            f"{len(score_set.targets)} targets)"
+        raise LookupError(f"{missing.num_rows} documents of {datasets} have no score for {target}{what}: "
                           "materialize alignment_scores first")
     if not pool.num_rows:
         raise LookupError(f"the pool of {list(sources)} holds no documents: materialize source_documents first")
     return pool
+
+
+def _pool_scores(store: Store, sources: Sequence[str], target: str, hashes: pa.Array, score_set: ScoreSet) -> np.ndarray:
+    """A ZIP-FIT ablation's scores of the (decontaminated) pool's texts, in pool order."""
+    scored = _scored_pool(store, sources, target, score_set)
+    at = pc.index_in(hashes, value_set=scored.column("content_hash").combine_chunks()).to_numpy(zero_copy_only=False)
+    return scored.column("score").to_numpy().astype(np.float64)[at.astype(np.int64)]
+
+
+def _embeddings(store: Store, hashes: pa.Array, settings: SelectionSettings, log: Callable[[str], None]) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    vectors, seconds = pool_embeddings(store, hashes, settings.embedding, log)
+    log(f"embeddings of {len(hashes):,} pool texts read in {time.perf_counter() - started:.2f}s (embedding them took {seconds:.2f}s)")
+    return vectors, seconds
+
+
+def _embedding_method_scores(
+    method: str, vectors: np.ndarray, targets: list[str], settings: SelectionSettings, log: Callable[[str], None],
+) -> np.ndarray:
+    """D4's order, or the cosine similarity of each text to the target texts' mean embedding."""
+    if method == "d4":
+        result = d4_scores(vectors, settings.d4)
+        log(f"d4: {result.duplicates:,} near-duplicates dropped (cosine > {settings.d4.duplicate_similarity}), "
+            f"{result.clusters:,} clusters")
+        return result.scores
+    return target_similarity(vectors, targets, settings.embedding)
+
+
+def _other_scores(
+    method: str, store: Store, hashes: pa.Array, targets: list[str], settings: SelectionSettings, scores: np.ndarray,
+    log: Callable[[str], None],
+) -> np.ndarray:
+    """DSIR's weights or BM25's scores; random orders and `all` take any array of the pool's length."""
+    if method == "dsir":
+        return dsir_weights(store, hashes, targets, settings.dsir, log)
+    if method == "bm25":
+        return bm25_scores(store.texts_of(hashes), targets, settings.bm25)
+    return scores
 
 
 def _contaminated(store: Store, pool: pa.Table, target: str, ngram_words: int, log: Callable[[str], None]) -> list[RemovedText]:

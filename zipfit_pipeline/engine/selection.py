@@ -1,6 +1,7 @@
 """Rank a pool and keep the top of it: by count, by a token budget, or above a score threshold.
 
-Rankings are deterministic: scores descending, ties broken by pool order (the reference's order).
+Rankings are deterministic: scores descending, ties broken by pool order (the reference's order); a text whose
+score is not finite (-inf: DSIR's too-short texts, D4's near-duplicates) is never chosen.
 A budget keeps the shortest prefix of a ranking whose tokens reach the budget, so every method trains on
 the same number of tokens (the last document is cut at training time). `random` and `all` walk seeded
 permutations of the pool, one per training seed, so that seeds also cover the baselines' own randomness.
@@ -15,11 +16,34 @@ import numpy as np
 
 from zipfit_pipeline.engine.runs import THRESHOLD, WHOLE_POOL
 
-METHODS = ("zipfit", "dsir", "random", WHOLE_POOL)
-SCORED_METHODS = ("zipfit", "dsir")  # ranked by a score: ZIP-FIT's alignment, DSIR's log importance weight
-BUDGETED = ("zipfit", "dsir", "random")  # fill each token budget; `all` and thresholds train on all they keep
+ZIPFIT = "zipfit"
+# Ranked by a score of their own: ZIP-FIT's alignment, DSIR's log importance weight, D4's order, the cosine to the
+# target's mean embedding, BM25 against the targets. ZIP-FIT's ablations (`zipfit-lz4-0`, `zipfit-n10`) rank too.
+SCORED_METHODS = (ZIPFIT, "dsir", "d4", "embedding", "bm25")
+EMBEDDING_METHODS = ("d4", "embedding")  # read the stored embeddings
 # Independent random streams per method, so that `all` capped at B is not `random` at B with the same seed.
 RANDOM_STREAMS = {"random": 0, WHOLE_POOL: 1}
+METHODS = (*SCORED_METHODS, *RANDOM_STREAMS)
+
+
+def variant_method(compressor: str, level: int) -> str:
+    """ZIP-FIT scored with another compressor (`scoring.variants`): `zipfit-lz4-0`."""
+    return f"{ZIPFIT}-{compressor}-{level}"
+
+
+def subset_method(n_targets: int) -> str:
+    """ZIP-FIT scored against a seeded subset of n targets (`selection.target_subsets`): `zipfit-n10`."""
+    return f"{ZIPFIT}-n{n_targets}"
+
+
+def is_zipfit(method: str) -> bool:
+    """ZIP-FIT or one of its ablations: ranked by an alignment score computed in the score stage."""
+    return method == ZIPFIT or method.startswith(f"{ZIPFIT}-")
+
+
+def is_budgeted(method: str) -> bool:
+    """Fills each token budget; `all` and thresholds train on all they keep."""
+    return method not in (WHOLE_POOL, THRESHOLD)
 
 
 def rank_by_score(scores: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -59,8 +83,9 @@ def configured_selections(methods: Sequence[str], budgets: Sequence[int], thresh
 
 def method_order(method: str, scores: np.ndarray, seed: int) -> np.ndarray:
     """The ranking a selection method walks through (`scores` are the method's own; seeds matter to random orders)."""
-    if method in SCORED_METHODS:
-        return rank_by_score(scores)
+    if method in SCORED_METHODS or is_zipfit(method):
+        order = rank_by_score(scores)
+        return order[np.isfinite(np.asarray(scores, dtype=np.float64)[order])]
     if method in RANDOM_STREAMS:
         return random_order(len(scores), seed, RANDOM_STREAMS[method])
     raise ValueError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)}")

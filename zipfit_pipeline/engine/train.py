@@ -5,19 +5,28 @@ selected, whatever happened to the source rows since. Each run saves into a chec
 (written as `.partial`, renamed when complete) and records it in the store before the previous run's folder is
 removed: wherever a run is killed, the store points at one complete checkpoint whose figures are its own. The step
 holds a GPU of its own while it trains (`devices.claimed_device`).
+
+A fine-tune is addressed by content too: when the store's current run of a key trained on the same selected texts
+with the same settings and model, and its checkpoint is on disk, asking again reuses it instead of training the
+same model twice (adding a method or an ablation changes the model × target selection partition, not the texts of
+the other selections).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zipfit_pipeline.engine import ENGINE_VERSION
+
 from zipfit_pipeline.engine.checkpoints import check_disk, checkpoint_dir, checkpoints_to_write, remove_other_checkpoints
 from zipfit_pipeline.engine.loaders import content_hash, set_hash
 from zipfit_pipeline.engine.runs import RunKey
-from zipfit_pipeline.engine.selection import BUDGETED
+from zipfit_pipeline.engine.selection import is_budgeted
 from zipfit_pipeline.engine.settings import TrainingSettings
 from zipfit_pipeline.engine.store import Store
 
@@ -35,6 +44,15 @@ class FinetuneResult:
     seconds: float
     device: str
     test_curve: list[tuple[int, float]] = field(default_factory=list)
+    reused: bool = False  # the store's current run was already this fine-tune
+
+
+def training_version(settings: TrainingSettings, pretrained: str) -> str:
+    """What decides a fine-tune's weights besides its texts and seed: the engine, the model and the settings that
+    change the result (not the seeds list, where it runs, or whether weights are kept)."""
+    changing = settings.model_dump(exclude={"seeds", "device", "keep_checkpoints"})
+    payload = json.dumps([ENGINE_VERSION, pretrained, changing], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def finetune_selection(
@@ -53,9 +71,14 @@ def finetune_selection(
     if selection is None:
         raise LookupError(f"there is no selection {key.selection} (seed {key.seed}) of {key.model} on {key.target}: "
                           "materialize selections first (an empty threshold keeps nothing: lower it or add sources)")
+    version = training_version(settings, pretrained)
+    reusable = _reusable_run(store, key, selection, version)
+    if reusable is not None:
+        log(f"{key}: the current fine-tune {reusable.run_id} trained on this selection with these settings; reusing it")
+        return reusable
     texts = store.selected_texts(key)
     # A budget is a token count; `all` and a threshold train on everything they kept.
-    budget = key.budget if key.method in BUDGETED else selection["tokens"]
+    budget = key.budget if is_budgeted(key.method) else selection["tokens"]
     test_texts = store.target_texts(key.target, "test")
     # torch is imported where a model runs: loading the definitions, ingestion and scoring never pay for it (~250 MB).
     from zipfit_pipeline.engine.devices import claimed_device, gpu_count
@@ -80,9 +103,22 @@ def finetune_selection(
         key, run_id, str(output), set_hash([content_hash(t) for t in texts]), len(texts), trained.train_tokens,
         trained.steps, trained.final_train_loss, trained.seconds, trained.device, trained.test_curve,
     )
-    store.record_training(key, _row(result), {"train": trained.train_curve, "test": trained.test_curve})
+    store.record_training(key, {**_row(result), "settings_version": version},
+                          {"train": trained.train_curve, "test": trained.test_curve})
     remove_other_checkpoints(folder, keep=output)
     return result
+
+
+def _reusable_run(store: Store, key: RunKey, selection: dict[str, Any], version: str) -> FinetuneResult | None:
+    """The store's current fine-tune of `key`, if it trained on these texts with these settings and its checkpoint
+    is complete on disk (a released one is not: an eval that needs it again must retrain)."""
+    row = store.training_run(key)
+    if (row is None or row["selection_version"] != selection["version"] or row.get("settings_version") != version
+            or row.get("released") or not Path(row["checkpoint"]).is_dir()):
+        return None
+    return FinetuneResult(key, row["run_id"], row["checkpoint"], row["selection_version"], selection["documents"], row["train_tokens"],
+                          row["steps"], row["final_train_loss"], row["seconds"], row["device"],
+                          store.loss_curve(row["run_id"], "test"), reused=True)
 
 
 def _row(result: FinetuneResult) -> dict[str, object]:
