@@ -49,13 +49,12 @@ def test_a_adding_a_source_scores_only_it(workspace: tuple[Path, dg.DagsterInsta
     defs = project_defs(root)
     done = materialize_all(defs, instance, log=lambda _: None, only_out_of_date=True)
 
+    # The prose enters the pool but not ZIP-FIT's 300 tokens: the selections keep their data version, so nothing
+    # below them is out of date once they are recomputed.
     assert done == {
         "source_documents": ["english_prose"],
         "alignment_scores": ["english_prose|task_a", "english_prose|task_b"],
         "selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"],
-        "finetuned_model": _trained("task_a") + _trained("task_b"),
-        "eval_loss": _trained("task_a") + _trained("task_b"),
-        "comparison_report": [f"{MODEL}|task_a", f"{MODEL}|task_b"],
     }
     scored = instance.fetch_materializations(dg.AssetKey("alignment_scores"), limit=100).records
     reruns = [r.asset_materialization.metadata["texts_scored"].value for r in scored if r.partition_key.startswith("english_prose")]
@@ -125,7 +124,9 @@ def test_e_changing_a_target_set_makes_only_that_targets_work_stale(workspace: t
 def test_f_the_report_leaves_out_a_superseded_checkpoint_until_it_is_evaluated(workspace: tuple[Path, dg.DagsterInstance]) -> None:
     root, instance = workspace
     defs = project_defs(root)
-    ingest(defs, instance, "finetuned_model", f"{MODEL}.zipfit.300.s0|task_a")  # retrained; its eval measured the old one
+    assert dg.materialize(list(defs.assets), selection=["finetuned_model"], partition_key=f"{MODEL}.zipfit.300.s0|task_a",
+                          instance=instance, resources=defs.resources,  # retrained; its eval measured the old one
+                          run_config={"ops": {"finetuned_model": {"config": {"retrain": True}}}}).success
     assert out_of_date(defs, instance)["eval_loss"] == [f"{MODEL}.zipfit.300.s0|task_a"]
     ingest(defs, instance, "comparison_report", f"{MODEL}|task_a")
 
@@ -139,3 +140,32 @@ def test_f_the_report_leaves_out_a_superseded_checkpoint_until_it_is_evaluated(w
     ingest(defs, instance, "eval_loss", f"{MODEL}.zipfit.300.s0|task_a")
     ingest(defs, instance, "comparison_report", f"{MODEL}|task_a")
     assert report()["excluded"] == [] and [r["method"] for r in report()["rows"]] == ["zipfit"]
+
+
+def test_g_adding_a_compressor_variant_scores_and_trains_only_it(workspace: tuple[Path, dg.DagsterInstance]) -> None:
+    root, instance = workspace
+    store = Store(root / "project" / "data" / "zipfit.duckdb")
+    runs_before = {r["method"] + r["target"]: r["run_id"] for r in store.query("SELECT * FROM training_runs").to_pylist()}
+    gzip_before = store.query("SELECT content_hash, target_hash, score FROM scores ORDER BY ALL")
+    edit_config(root, {"scoring": {"compressor": "gzip", "level": 9, "chunk_size": 16, "workers": 1, "variants": ["lz4-0"]}})
+    defs = project_defs(root)
+    done = materialize_all(defs, instance, log=lambda _: None, only_out_of_date=True)
+
+    new = [f"{MODEL}.zipfit-lz4-0.300.s0|{t}" for t in ("task_a", "task_b")]
+    # Every scores partition runs (its code version names the variants), but scores only lz4-0; ZIP-FIT's own
+    # fine-tunes are asked again (their selections partition changed) and find their texts unchanged: reused, not
+    # trained, so their evals stay current.
+    assert {stage: sorted(keys) for stage, keys in done.items()} == {
+        "alignment_scores": sorted(f"{s}|{t}" for s in ("python_stdlib", "c_headers") for t in ("task_a", "task_b")),
+        "selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"],
+        "finetuned_model": sorted([*_trained("task_a"), *_trained("task_b"), *new]),
+        "eval_loss": new,
+        "comparison_report": [f"{MODEL}|task_a", f"{MODEL}|task_b"],
+    }
+    latest = instance.fetch_materializations(dg.AssetKey("alignment_scores"), limit=4).records
+    assert all(r.asset_materialization.metadata["texts_scored"].value == 0 for r in latest)
+    assert all(r.asset_materialization.metadata["ablations"].value["zipfit-lz4-0"]["texts_scored"] > 0 for r in latest)
+    assert store.query("SELECT content_hash, target_hash, score FROM scores WHERE compressor = 'gzip' ORDER BY ALL").equals(gzip_before)
+    runs_after = {r["method"] + r["target"]: r["run_id"] for r in store.query("SELECT * FROM training_runs").to_pylist()}
+    assert {k: v for k, v in runs_after.items() if k in runs_before} == runs_before
+    assert out_of_date(defs, instance) == {}

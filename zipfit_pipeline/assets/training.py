@@ -1,8 +1,9 @@
 """Train stage: fine-tune each model on each selection once per seed (one epoch, exact token budget), GPU or CPU.
 
 The work is the engine's `finetune_selection`: texts read by the content hashes the selection recorded, shuffled
-with the seed, a checkpoint per run recorded before the previous one is removed. `<model>.base` stands for the
-model before fine-tuning.
+with the seed, a checkpoint per run recorded before the previous one is removed. A partition whose current run
+trained on the same texts with the same settings is not trained again (`retrain: true` in the Launchpad forces
+it). `<model>.base` stands for the model before fine-tuning.
 """
 
 import math
@@ -22,6 +23,12 @@ GROUP = "train"
 FINITE_TRAINING_LOSS = "finite_training_loss"
 
 
+class FinetuneConfig(dg.Config):
+    """Launchpad options of a fine-tune."""
+
+    retrain: bool = False  # train again even when the current run trained on these texts with these settings
+
+
 def finite_loss_check(result: FinetuneResult) -> dg.AssetCheckResult:
     """A diverged fine-tune (NaN or infinite loss) is not evaluated; the base model trains on nothing."""
     finite = result.key.is_base or math.isfinite(result.final_train_loss)
@@ -31,6 +38,7 @@ def finite_loss_check(result: FinetuneResult) -> dg.AssetCheckResult:
 
 
 def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
+    project = config  # `config` in the asset is its Launchpad config (Dagster's name for it)
     @dg.asset(
         partitions_def=partitions.finetune_target,
         deps=[
@@ -51,13 +59,13 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
         "order; checkpoint via save_pretrained), with its training-loss curve and test loss at intervals; "
         "`<model>.base` is the untouched model.",
     )
-    def finetuned_model(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+    def finetuned_model(context: dg.AssetExecutionContext, store: StoreResource, config: FinetuneConfig) -> dg.MaterializeResult:
         key = run_key(context.partition_key)
-        pretrained = config.model_path(config.model(key.model))
+        pretrained = project.model_path(project.model(key.model))
         db = store.open()
-        sweep = [run for target in config.targets for run in configured_runs(config, key.model, target.name, with_base=False)]
-        result = finetune_selection(db, key, pretrained, config.training, config.models_dir(), context.run_id,
-                                    log=context.log.info, sweep=sweep)
+        sweep = [run for target in project.targets for run in configured_runs(project, key.model, target.name, with_base=False)]
+        result = finetune_selection(db, key, pretrained, project.training, project.models_dir(), context.run_id,
+                                    log=context.log.info, sweep=sweep, reuse=not config.retrain)
         return dg.MaterializeResult(
             metadata={
                 "checkpoint": dg.MetadataValue.path(result.checkpoint),

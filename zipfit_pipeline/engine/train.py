@@ -57,12 +57,12 @@ def training_version(settings: TrainingSettings, pretrained: str) -> str:
 
 def finetune_selection(
     store: Store, key: RunKey, pretrained: str, settings: TrainingSettings, models_dir: Path, run_id: str,
-    log: Callable[[str], None] = print, sweep: Sequence[RunKey] = (),
+    log: Callable[[str], None] = print, sweep: Sequence[RunKey] = (), reuse: bool = True,
 ) -> FinetuneResult:
     """Fine-tune `pretrained` on the selection of `key` with its seed; `base` records the model as it is.
 
     `sweep` is every fine-tune of this model the project asks for: before training, the disk their checkpoints still
-    need is checked against what is free."""
+    need is checked against what is free. With `reuse`, a current run on the same texts and settings is returned."""
     if key.is_base:
         result = FinetuneResult(key, run_id, pretrained, None, 0, 0, 0, float("nan"), 0.0, "none")
         store.record_training(key, _row(result), {})
@@ -72,7 +72,7 @@ def finetune_selection(
         raise LookupError(f"there is no selection {key.selection} (seed {key.seed}) of {key.model} on {key.target}: "
                           "materialize selections first (an empty threshold keeps nothing: lower it or add sources)")
     version = training_version(settings, pretrained)
-    reusable = _reusable_run(store, key, selection, version)
+    reusable = _reusable_run(store, key, selection, version) if reuse else None
     if reusable is not None:
         log(f"{key}: the current fine-tune {reusable.run_id} trained on this selection with these settings; reusing it")
         return reusable
