@@ -53,14 +53,16 @@ class SmallProject:
     def env(self) -> dict[str, str]:
         return {**os.environ, "DAGSTER_HOME": str(self.dagster_home), "ZIPFIT_CONFIG": str(self.config_file)}
 
-    def cli(self, asset: str, partition: str) -> subprocess.Popen[str]:
-        """`dagster asset materialize` in its own process group (so that a test can kill all of it)."""
+    def cli(self, asset: str, partition: str, config: dict[str, object] | None = None) -> subprocess.Popen[str]:
+        """`dagster asset materialize` in its own process group (so that a test can kill all of it), with the asset's
+        run config if given."""
         register_sources(self.instance, load_project(self.config_file))
         dagster = Path(sys.executable).parent / "dagster"
+        options = ["--config-json", json.dumps({"ops": {asset: {"config": config}}})] if config else []
         return subprocess.Popen(
             [str(dagster), "asset", "materialize", "-m", "zipfit_pipeline.definitions", "--select", asset,
-             "--partition", partition], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
+             "--partition", partition, *options], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True)
 
     def recover(self) -> str:
         """`zipfit recover`, as a user runs it after a kill (the `killed_runs` sensor does the same)."""

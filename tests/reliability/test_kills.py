@@ -169,7 +169,8 @@ def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains
     checkpoint = Path(recorded["checkpoint"])
     digest = _digest(checkpoint)
 
-    run = small_project.cli("finetuned_model", partition)
+    retrain = {"retrain": True}  # the same texts and settings: without it, the recorded run would be reused
+    run = small_project.cli("finetuned_model", partition, retrain)
     assert run.stdout is not None
     for line in run.stdout:  # killed at its first step of training, hundreds of steps before its save
         if "step 1/" in line:
@@ -180,7 +181,7 @@ def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains
     assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name] and _digest(checkpoint) == digest
     _recover_the_killed_run(small_project, through_sensor=True)
 
-    _complete(small_project.cli("finetuned_model", partition))
+    _complete(small_project.cli("finetuned_model", partition, retrain))  # as a re-execution of the killed run
     retrained = small_project.store().training_run(key)
     assert retrained is not None
     assert {k: v for k, v in retrained.items() if k not in ("checkpoint", "seconds", "run_id")} == \
