@@ -55,15 +55,16 @@ def test_d4_drops_planted_near_duplicates_and_orders_the_rest_farthest_from_the_
     for original, copy in pairs:
         stays = original if original in kept else copy
         assert vectors[stays] @ centroid <= vectors[original + copy - stays] @ centroid
-    # The order: each group's farthest text first, and any prefix keeps about the same share of every group.
+    # The order: each group's farthest text first, farthest of them first (not in pool order), and any prefix keeps
+    # about the same share of every group.
     order = rank_by_score(result.scores)
-    farthest = set()
+    farthest = {}
     for g in range(GROUPS):
         members = kept[groups[kept] == g]
         c = vectors[members].mean(axis=0)
         c /= np.linalg.norm(c)
-        farthest.add(int(members[np.argmin(vectors[members] @ c)]))
-    assert set(order[:GROUPS].tolist()) == farthest
+        farthest[int(members[np.argmin(vectors[members] @ c)])] = float(1 - np.min(vectors[members] @ c))
+    assert order[:GROUPS].tolist() == sorted(farthest, key=lambda i: -farthest[i])
     half = order[: len(kept) // 2]
     for g in range(GROUPS):
         assert abs(np.sum(groups[half] == g) - np.sum(groups[kept] == g) / 2) <= 1

@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import torch
 
 from zipfit_pipeline.engine.alignment import alignment_scores
+from zipfit_pipeline.engine.bm25 import bm25_scores
 from zipfit_pipeline.engine.evaluation import heldout_loss
 from zipfit_pipeline.engine.models import count_tokens, load_model_and_tokenizer, load_tokenizer
-from zipfit_pipeline.engine.settings import TrainSettings
+from zipfit_pipeline.engine.settings import Bm25Settings, TrainSettings
 from zipfit_pipeline.engine.training import finetune
 
 
@@ -54,6 +55,30 @@ def test_score_then_select_by_top_k_and_budget(demo_files: dict, tmp_path: Path,
     assert [p["tokens"] for p in picked] == tokens
     assert picked[-1]["cumulative_tokens"] >= 2000 > picked[-2]["cumulative_tokens"]
     assert [p["text"] for p in picked] == [rows[p["row_index"]]["text"] for p in picked]  # `zipfit train` reads them
+
+
+def test_baselines_score_files_and_d4_leaves_out_the_near_duplicates_it_drops(demo_files: dict, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in demo_files["python_stdlib"].read_text(encoding="utf-8").splitlines()[:40]]
+    rows += [{"id": f"copy-{r['id']}", "text": r["text"] + "\n"} for r in rows[:3]]  # near-duplicates of rows 0-2
+    source = tmp_path / "source.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    targets = _targets(demo_files, tmp_path)
+    target_texts = [json.loads(line)["text"] for line in targets.read_text().splitlines()]
+
+    d4 = tmp_path / "d4.jsonl"
+    said = zipfit("score", str(source), str(targets), "--method", "d4", "--clusters", "4", "--output", str(d4)).stderr
+    kept = [json.loads(line) for line in d4.read_text().splitlines()]
+    assert "3 near-duplicates dropped" in said and len(kept) == len(rows) - 3
+    written = {r["row_index"] for r in kept}
+    assert all(len(written & {i, 40 + i}) == 1 for i in range(3))  # one of each pair
+
+    bm25 = tmp_path / "bm25.parquet"
+    zipfit("score", str(source), str(targets), "--method", "bm25", "--output", str(bm25))
+    np.testing.assert_allclose(pq.read_table(bm25).column("score").to_numpy(),
+                               bm25_scores([r["text"] for r in rows], target_texts, Bm25Settings()))
+    top = tmp_path / "top.jsonl"
+    zipfit("select", str(d4), "--top-k", "5", "--output", str(top))
+    assert len(top.read_text().splitlines()) == 5
 
 
 def test_train_then_eval_on_files_without_dagster(demo_files: dict, tmp_path: Path, tiny_model: Path) -> None:

@@ -43,17 +43,42 @@ def cmd_score(args: argparse.Namespace) -> int:
     output = output_file(args.output, [args.source, args.target])
     sources = read_texts("source", args.source, args.text_field, args.template)
     targets = read_texts("target", args.target, args.target_field or args.text_field, args.target_template)
-    workers = args.workers or os.cpu_count() or 1
-    scores = alignment_scores([r.text for r in sources], [t.text for t in targets], args.compressor, args.level, workers,
-                              args.chunk_size, args.backend)
-    columns: dict[str, list] = {"row_index": [r.row_index for r in sources]}
+    texts, target_texts = [r.text for r in sources], [t.text for t in targets]
+    if args.method == "zipfit":
+        workers = args.workers or os.cpu_count() or 1
+        scores = alignment_scores(texts, target_texts, args.compressor, args.level, workers, args.chunk_size, args.backend)
+        how = f"{args.compressor}-{args.level}, {code_path(args.compressor, args.level)} path"
+    else:
+        scores, how = baseline_scores(args, texts, target_texts)
+    kept = np.flatnonzero(np.isfinite(scores))  # D4's near-duplicates are not written: they are never selected
+    columns: dict[str, list] = {"row_index": [sources[i].row_index for i in kept]}
     if any(r.doc_id is not None for r in sources):
-        columns["id"] = [r.doc_id for r in sources]
-    columns["score"] = scores.tolist()
+        columns["id"] = [sources[i].doc_id for i in kept]
+    columns["score"] = scores[kept].tolist()
     write_table(columns, output)
-    print(f"scored {len(sources)} sources against {len(targets)} targets ({args.compressor}-{args.level}, "
-          f"{code_path(args.compressor, args.level)} path) -> {output}", file=sys.stderr)
+    print(f"scored {len(sources)} sources against {len(targets)} targets ({how}) -> {output}", file=sys.stderr)
     return 0
+
+
+def baseline_scores(args: argparse.Namespace, texts: list[str], targets: list[str]) -> tuple[np.ndarray, str]:
+    """A baseline's ranking scores of the source texts (the pipeline's, without a store): BM25 against the targets,
+    the cosine to the targets' mean embedding, or D4's order (-inf for the near-duplicates it drops)."""
+    from zipfit_pipeline.engine.settings import Bm25Settings, D4Settings, EmbeddingSettings
+
+    if args.method == "bm25":
+        from zipfit_pipeline.engine.bm25 import bm25_scores
+
+        return bm25_scores(texts, targets, Bm25Settings()), "BM25, mean over targets"
+    from zipfit_pipeline.engine.d4 import d4_scores
+    from zipfit_pipeline.engine.embeddings import embed_texts, load_embedder, model_name, target_similarity
+
+    embedding = EmbeddingSettings(model=args.embedding_model)
+    vectors = embed_texts(load_embedder(embedding), texts, embedding)
+    if args.method == "embedding":
+        return target_similarity(vectors, targets, embedding), f"cosine to the targets' mean {model_name(embedding)} embedding"
+    result = d4_scores(vectors, D4Settings(clusters=args.clusters, duplicate_similarity=args.duplicate_similarity))
+    return result.scores, f"D4 on {model_name(embedding)} embeddings, {result.clusters} clusters, " \
+        f"{result.duplicates} near-duplicates dropped"
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -285,6 +310,12 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("source")
     score.add_argument("target")
     score.add_argument("--output", required=True, help=".jsonl, .parquet or .csv")
+    score.add_argument("--method", choices=["zipfit", "bm25", "embedding", "d4"], default="zipfit",
+                       help="zipfit (alignment), or a baseline's ranking score; `zipfit select` keeps the top of either")
+    score.add_argument("--embedding-model", help="for embedding and d4: a transformers model's hub id or folder "
+                       "(default: the shipped all-MiniLM-L6-v2)")
+    score.add_argument("--clusters", type=whole(1), help="for d4: k-means clusters (default: sqrt of the sources)")
+    score.add_argument("--duplicate-similarity", type=float, default=0.95, help="for d4: SemDeDup's cosine threshold")
     score.add_argument("--text-field", default="text")
     score.add_argument("--template", help="a str.format template over the source's fields, instead of --text-field")
     score.add_argument("--target-field", help="the target's text field (default: --text-field)")

@@ -13,8 +13,10 @@ from zipfit_pipeline.assets.scoring import top_table
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.dsir import dsir_metadata
+from zipfit_pipeline.engine.embeddings import model_name
 from zipfit_pipeline.engine.models import load_tokenizer
 from zipfit_pipeline.engine.select import SelectionResult, SelectionSet, contaminated_selections, select_for_model
+from zipfit_pipeline.engine.selection import EMBEDDING_METHODS
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.partitions import ProjectPartitions, model_and_target, same_target
 from zipfit_pipeline.resources import StoreResource
@@ -82,6 +84,10 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
                 "pool_tokens": result.pool_tokens,
                 "selection_seconds": result.seconds,
                 **({"dsir_settings": dsir_metadata(settings.dsir)} if "dsir" in settings.methods else {}),
+                **{f"{name}_settings": getattr(settings, name).model_dump() for name in ("d4", "bm25")
+                   if name in settings.methods},
+                **({"embedding_settings": {**settings.embedding.model_dump(), "model": model_name(settings.embedding)}}
+                   if any(m in EMBEDDING_METHODS for m in settings.methods) else {}),
                 "decontamination": {**decontamination.model_dump(), "contaminated": len(result.contaminated),
                                     "removed": len(result.contaminated) if result.removed else 0},
                 "contaminated_texts": dg.MetadataValue.md(contaminated_table(result)),

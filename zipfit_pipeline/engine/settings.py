@@ -118,9 +118,6 @@ class SelectionSettings(Settings):
             raise ValueError("target_subsets must be distinct positive numbers of targets")
         return sorted(sizes)
 
-    def uses_embeddings(self, methods: list[str]) -> bool:
-        return any(m in ("d4", "embedding") for m in methods)
-
     @field_validator("thresholds")
     @classmethod
     def _in_unit_interval(cls, thresholds: list[float]) -> list[float]:
