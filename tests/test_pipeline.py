@@ -15,6 +15,7 @@ from zipfit_pipeline.engine import native
 from zipfit_pipeline.engine.alignment import alignment_scores
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.train import FinetuneResult, finetune_selection
 from zipfit_pipeline.materialize_all import materialize_all
 
 pytestmark = pytest.mark.slow
@@ -209,3 +210,19 @@ def test_every_baseline_and_ablation_flows_into_the_report(tmp_path: Path, demo_
             assert shares == pytest.approx({r["dataset"]: r["t"] / total for r in chosen.to_pylist()})
         report = (config.resolve(config.artifacts) / "reports" / "tiny-gpt2" / "humaneval" / "report.md").read_text()
         assert "Where each selection's tokens came from" in report and "| zipfit-n4 | 400 |" in report
+
+        # A fine-tune asked again on the same texts and settings is its current run; other settings, or a checkpoint
+        # deleted after its evals, train again.
+        key, pretrained = RunKey("tiny-gpt2", "humaneval", "d4", 400, 0), config.model_path(config.model("tiny-gpt2"))
+        current = store.training_run(key)
+
+        def finetune(run_id: str, learning_rate: float) -> FinetuneResult:
+            settings = config.training.model_copy(update={"learning_rate": learning_rate})
+            return finetune_selection(store, key, pretrained, settings, config.models_dir(), run_id, log=lambda _: None)
+
+        again = finetune("asked-again", config.training.learning_rate)
+        assert again.reused and again.run_id == current["run_id"] and again.final_train_loss == current["final_train_loss"]
+        other = finetune("other-rate", 2e-3)
+        assert not other.reused and store.training_run(key)["run_id"] == "other-rate"
+        store.release_checkpoint(key, "other-rate")
+        assert not finetune("after-release", 2e-3).reused

@@ -6,6 +6,8 @@ adding a variant scores only that variant; the other sets find their scores stor
 """
 
 
+from typing import Any
+
 import dagster as dg
 
 from zipfit_pipeline.assets._checks import partition_check
@@ -72,7 +74,7 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
         source, target = keys["source"], keys["target"]
         db = store.open()
         reports: dict[str, ScoringReport] = {}
-        summaries: dict[str, dict] = {}
+        summaries: dict[str, dict[str, Any]] = {}
         for score_set in score_sets(db.target_texts(target, "alignment"), scoring, config.selection):
             if reports:
                 context.log.info(f"{score_set.method}: {score_set.compressor}-{score_set.level}, {len(score_set.targets)} targets")
@@ -83,7 +85,8 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
                                                            score_set.level, QUANTILES, top_n=5)
         report, summary = next(iter(reports.values())), next(iter(summaries.values()))
         ablations = {method: {"texts_scored": r.scored, "pairs_scored": r.pairs_scored, "seconds": round(r.seconds, 2),
-                              "targets": r.n_targets, "mean_score": summaries[method]["mean"]} for method, r in list(reports.items())[1:]}
+                              "targets": r.n_targets, "mean_score": summaries[method]["mean"]}
+                     for method, r in list(reports.items())[1:]}
         return dg.MaterializeResult(
             metadata={
                 "documents": summary["documents"],
@@ -103,7 +106,8 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
                 **({"ablations": dg.MetadataValue.json(ablations)} if ablations else {}),
                 **record_partition_run(context, db),
             },
-            data_version=dg.DataVersion(digest(report.target_hash, scoring.compressor, scoring.level, *(x["digest"] for x in summaries.values()))),
+            data_version=dg.DataVersion(digest(report.target_hash, scoring.compressor, scoring.level,
+                                               *(each["digest"] for each in summaries.values()))),
             check_results=[golden_check(db, report.target_hash, scoring.compressor, scoring.level)],
         )
 

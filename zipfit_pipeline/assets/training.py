@@ -39,6 +39,7 @@ def finite_loss_check(result: FinetuneResult) -> dg.AssetCheckResult:
 
 def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
     project = config  # `config` in the asset is its Launchpad config (Dagster's name for it)
+
     @dg.asset(
         partitions_def=partitions.finetune_target,
         deps=[

@@ -48,11 +48,13 @@ def model_name(settings: EmbeddingSettings) -> str:
 
 
 def embedder_identity(settings: EmbeddingSettings) -> str:
-    """What decides a stored vector: the model (its config file's digest for a local folder), pooling and length."""
-    path = model_path(settings)
-    config = Path(path) / "config.json"
-    weights = hashlib.sha256(config.read_bytes()).hexdigest()[:12] if config.is_file() else "hub"
-    described = f"{Path(path).name} {weights} pooling={settings.pooling} max_length={settings.max_length}"
+    """What decides a stored vector: the model (for a local folder, its config and the names and sizes of its
+    weight files, so a retrained model in the same folder embeds again), pooling and length."""
+    folder = Path(model_path(settings))
+    described = f"{settings.model or 'shipped all-MiniLM-L6-v2'} pooling={settings.pooling} max_length={settings.max_length}"
+    if (folder / "config.json").is_file():
+        weights = sorted((f.name, f.stat().st_size) for f in folder.iterdir() if f.suffix in (".safetensors", ".bin"))
+        described += f" {(folder / 'config.json').read_text(encoding='utf-8')} {weights}"
     return hashlib.blake2b(described.encode(), digest_size=8).hexdigest()
 
 

@@ -383,9 +383,10 @@ def _composition_table(report: Report) -> list[str]:
     sources = sorted({d for shares in report.composition.values() for d in shares})
     lines = ["", "Where each selection's tokens came from (share of its tokens per source, mean over seeds):", "",
              "| method | budget | " + " | ".join(sources) + " |", "|---|---:|" + "---:|" * len(sources)]
-    for (method, budget), shares in report.composition.items():
-        label = "-" if method == WHOLE_POOL else (f"> {budget / 1000:.3f}" if method == THRESHOLD else f"{budget:,}")
-        lines.append(f"| {method} | {label} | " + " | ".join(f"{shares.get(d, 0.0):.0%}" for d in sources) + " |")
+    for row in report.rows:
+        shares = report.composition.get((row.method, row.budget), {})
+        lines.append(f"| {row.method} | {_budget_label(row, report)} | "
+                     + " | ".join(f"{shares.get(d, 0.0):.0%}" for d in sources) + " |")
     return lines
 
 
@@ -414,7 +415,8 @@ def _figure(path: Path) -> Iterator[Any]:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7.2, 4.6), dpi=120)
-    axes.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # a colour per method for up to 20 methods
+    # A distinct colour per method: tab10's ten, then tab20's light shades, for up to 20 methods.
+    axes.set_prop_cycle(color=[*plt.get_cmap("tab10").colors, *plt.get_cmap("tab20").colors[1::2]])
     try:
         yield axes
         figure.tight_layout()

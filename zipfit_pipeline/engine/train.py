@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from zipfit_pipeline.engine import ENGINE_VERSION
-
 from zipfit_pipeline.engine.checkpoints import check_disk, checkpoint_dir, checkpoints_to_write, remove_other_checkpoints
 from zipfit_pipeline.engine.loaders import content_hash, set_hash
 from zipfit_pipeline.engine.runs import RunKey
@@ -116,8 +115,8 @@ def _reusable_run(store: Store, key: RunKey, selection: dict[str, Any], version:
     if (row is None or row["selection_version"] != selection["version"] or row.get("settings_version") != version
             or row.get("released") or not Path(row["checkpoint"]).is_dir()):
         return None
-    return FinetuneResult(key, row["run_id"], row["checkpoint"], row["selection_version"], selection["documents"], row["train_tokens"],
-                          row["steps"], row["final_train_loss"], row["seconds"], row["device"],
+    return FinetuneResult(key, row["run_id"], row["checkpoint"], row["selection_version"], selection["documents"],
+                          row["train_tokens"], row["steps"], row["final_train_loss"], row["seconds"], row["device"],
                           store.loss_curve(row["run_id"], "test"), reused=True)
 
 
