@@ -123,6 +123,24 @@ def test_embeddings_do_not_depend_on_the_batch_and_are_stored_once_per_text(
     np.testing.assert_allclose(first, batched, atol=1e-5)
 
 
+def test_a_causal_lm_embeds_by_its_last_tokens_state_whatever_the_padding(
+    code_texts: tuple[list[str], list[str]], tiny_model: Path,
+) -> None:
+    """D4's own embedder is a causal LM (OPT-125m): pooling `auto` takes its last layer at each text's last token."""
+    import torch
+
+    settings = EmbeddingSettings(model=str(tiny_model), batch_size=4, max_length=64)
+    embedder = load_embedder(settings)
+    assert embedder.last_token
+    texts = code_texts[0][:6]
+    batched = embed_texts(embedder, texts, settings)
+    np.testing.assert_allclose(batched, np.concatenate([embed_texts(embedder, [t], settings) for t in texts]), atol=1e-5)
+    ids = embedder.tokenizer(texts[0], truncation=True, max_length=64, return_tensors="pt")
+    with torch.inference_mode():
+        last = embedder.model(**ids).last_hidden_state[0, -1]
+    np.testing.assert_allclose(batched[0], (last / last.norm()).numpy(), atol=1e-5)
+
+
 def _lucene_bm25(pool: list[str], query: str, k1: float, b: float) -> np.ndarray:
     """BM25 as Lucene scores it, over bm25s's default tokens (lower-cased words of two or more characters)."""
     docs = [re.findall(r"(?u)\b\w\w+\b", t.lower()) for t in pool]

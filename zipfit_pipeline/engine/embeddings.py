@@ -74,8 +74,9 @@ def load_embedder(settings: EmbeddingSettings) -> Embedder:
     path = model_path(settings)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path, dtype=torch.float32)
+    # Causal LMs are saved as *ForCausalLM (OPT, Llama) or *LMHeadModel (GPT-2); encoders as *Model or *ForMaskedLM.
     causal = bool(getattr(model.config, "is_decoder", False)) or any(
-        a.endswith("ForCausalLM") for a in getattr(model.config, "architectures", None) or [])
+        a.endswith(("ForCausalLM", "LMHeadModel")) for a in getattr(model.config, "architectures", None) or [])
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
