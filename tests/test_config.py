@@ -40,6 +40,25 @@ def test_fine_tuning_and_pass_at_k_settings_are_checked_when_the_project_loads(
         load_project(_edit(project_file, **{section: settings}))
 
 
+@pytest.mark.parametrize("selection, message", [
+    ({"methods": ["d4"], "embedding": {"model": "models/minilm"}}, "selection.embedding.model: "),
+    ({"methods": ["zipfit"], "target_subsets": [0]}, "target_subsets must be distinct positive numbers"),
+    ({"methods": ["zipfit", "tfidf"]}, "unknown selection methods ['tfidf']"),
+])
+def test_baseline_and_ablation_settings_are_checked_when_the_project_loads(
+        project_file: Path, selection: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_project(_edit(project_file, selection={"budgets": [300], **selection}))
+
+
+def test_an_embedder_folder_is_found_beside_the_project_file(project_file: Path, tiny_model: Path) -> None:
+    (project_file.parent / "models").mkdir()
+    (project_file.parent / "models" / "embedder").symlink_to(tiny_model)
+    config = load_project(_edit(project_file, selection={"methods": ["d4"], "budgets": [300],
+                                                         "embedding": {"model": "models/embedder"}}))
+    assert config.selection_settings().embedding.model == str(tiny_model.resolve())
+
+
 def test_targets_cannot_be_chunked(project_file: Path) -> None:
     config = yaml.safe_load(project_file.read_text())
     config["targets"][0]["chunk_chars"] = 100

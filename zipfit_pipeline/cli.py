@@ -77,8 +77,8 @@ def baseline_scores(args: argparse.Namespace, texts: list[str], targets: list[st
     if args.method == "embedding":
         return target_similarity(vectors, targets, embedding), f"cosine to the targets' mean {model_name(embedding)} embedding"
     result = d4_scores(vectors, D4Settings(clusters=args.clusters, duplicate_similarity=args.duplicate_similarity))
-    return result.scores, f"D4 on {model_name(embedding)} embeddings, {result.clusters} clusters, " \
-        f"{result.duplicates} near-duplicates dropped"
+    return result.scores, (f"D4 on {model_name(embedding)} embeddings, {result.clusters} clusters, "
+                           f"{result.duplicates} near-duplicates dropped")
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -297,6 +297,17 @@ def whole(low: int) -> Callable[[str], int]:
     return parse
 
 
+def cosine_threshold(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
@@ -315,7 +326,8 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--embedding-model", help="for embedding and d4: a transformers model's hub id or folder "
                        "(default: the shipped all-MiniLM-L6-v2)")
     score.add_argument("--clusters", type=whole(1), help="for d4: k-means clusters (default: sqrt of the sources)")
-    score.add_argument("--duplicate-similarity", type=float, default=0.95, help="for d4: SemDeDup's cosine threshold")
+    score.add_argument("--duplicate-similarity", type=cosine_threshold, default=0.95,
+                       help="for d4: SemDeDup's cosine threshold, in (0, 1]")
     score.add_argument("--text-field", default="text")
     score.add_argument("--template", help="a str.format template over the source's fields, instead of --text-field")
     score.add_argument("--target-field", help="the target's text field (default: --text-field)")

@@ -146,12 +146,16 @@ class ProjectConfig(Strict):
 
     @model_validator(mode="after")
     def _models_found(self) -> ProjectConfig:
-        """Checked now, not when the first selection needs a tokenizer after hours of scoring."""
+        """Checked now, not when the first selection needs a tokenizer (or an embedder) after hours of scoring."""
         for spec in self.models:
             try:
                 locate_pretrained(spec.pretrained, self.root)
             except FileNotFoundError as error:
                 raise ValueError(f"model {spec.name}: pretrained: {error}") from None
+        try:
+            self.selection_settings()
+        except FileNotFoundError as error:
+            raise ValueError(f"selection.embedding.model: {error}") from None
         return self
 
     def resolve(self, path: str) -> Path:
@@ -227,6 +231,14 @@ class ProjectConfig(Strict):
 
     def model_path(self, spec: ModelSpec) -> str:
         return locate_pretrained(spec.pretrained, self.root)
+
+    def selection_settings(self) -> SelectionSettings:
+        """`selection`, with the embedder's folder relative to the project file (or a hub id) found."""
+        embedding = self.selection.embedding
+        if embedding.model is None:
+            return self.selection
+        found = embedding.model_copy(update={"model": locate_pretrained(embedding.model, self.root)})
+        return self.selection.model_copy(update={"embedding": found})
 
 
 def config_path() -> Path:

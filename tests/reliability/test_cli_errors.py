@@ -55,6 +55,13 @@ CASES = {
     "score: template reaching into values": ("score {source} {target} --output {tmp}/s.jsonl --template {{text.upper}}", 1,
                                              "is not a field name"),
     "score: empty source": ("score {empty} {target} --output {tmp}/s.jsonl", 1, "empty.jsonl: no usable rows"),
+    "score: unknown method": ("score {source} {target} --output {tmp}/s.jsonl --method tfidf", 2, "invalid choice: 'tfidf'"),
+    "score: zero clusters": ("score {source} {target} --output {tmp}/s.jsonl --method d4 --clusters 0", 2,
+                             "--clusters: must be at least 1, got 0"),
+    "score: similarity above 1": ("score {source} {target} --output {tmp}/s.jsonl --method d4 --duplicate-similarity 2", 2,
+                                  "--duplicate-similarity: must be in (0, 1], got 2.0"),
+    "score: missing embedder": ("score {source} {target} --output {tmp}/s.jsonl --method embedding --embedding-model "
+                                "{tmp}/no-model", 1, "no-model: no such folder"),
     "select: output over the scores": ("select {scores} --top-k 3 --output {scores}", 1, "is the input {scores}"),
     "select: output over the source": ("select {scores} --top-k 3 --source {source} --output {source}", 1, "is the input {source}"),
     "select: negative top-k": ("select {scores} --top-k -3 --output {tmp}/o.jsonl", 2, "--top-k: must be at least 1, got -3"),

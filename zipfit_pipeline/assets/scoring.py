@@ -82,7 +82,7 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
                 db, source, list(score_set.targets), score_set.compressor, score_set.level, scoring.chunk_size,
                 scoring.worker_count(), progress=context.log.info, backend=scoring.backend, ray_address=scoring.ray_address)
             summaries[score_set.method] = db.score_summary(source, score_set.target_hash, score_set.compressor,
-                                                           score_set.level, QUANTILES, top_n=5)
+                                                           score_set.level, QUANTILES, top_n=0 if summaries else 5)
         report, summary = next(iter(reports.values())), next(iter(summaries.values()))
         ablations = {method: {"texts_scored": r.scored, "pairs_scored": r.pairs_scored, "seconds": round(r.seconds, 2),
                               "targets": r.n_targets, "mean_score": summaries[method]["mean"]}

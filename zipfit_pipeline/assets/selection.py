@@ -76,8 +76,8 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
         db = store.open()
         tokenizer = load_tokenizer(config.model_path(config.model(model)))
         sources = [s.name for s in config.all_sources()]
-        result = select_for_model(db, model, tokenizer, target, sources, config.scoring, settings, config.training.seeds,
-                                  log=context.log.info)
+        result = select_for_model(db, model, tokenizer, target, sources, config.scoring, config.selection_settings(),
+                                  config.training.seeds, log=context.log.info)
         return dg.MaterializeResult(
             metadata={
                 "pool_documents": result.pool_documents,

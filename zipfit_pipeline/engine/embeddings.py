@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from zipfit_pipeline.engine.models import locate_pretrained
 from zipfit_pipeline.engine.per_text import fill_missing
 from zipfit_pipeline.engine.settings import EmbeddingSettings
 
@@ -40,7 +41,8 @@ def shipped_minilm() -> Path:
 
 
 def model_path(settings: EmbeddingSettings) -> str:
-    return settings.model or str(shipped_minilm())
+    """The embedder's folder or hub id; a path that is neither fails here, naming it."""
+    return locate_pretrained(settings.model) if settings.model else str(shipped_minilm())
 
 
 def model_name(settings: EmbeddingSettings) -> str:

@@ -21,8 +21,7 @@ from zipfit_pipeline.engine import native
 from zipfit_pipeline.engine.alignment import score_chunks
 from zipfit_pipeline.engine.loaders import content_hash, set_hash
 from zipfit_pipeline.engine.progress import ProgressLog
-from zipfit_pipeline.engine.selection import ZIPFIT, subset_method, variant_method
-from zipfit_pipeline.engine.settings import ScoringSettings, SelectionSettings
+from zipfit_pipeline.engine.settings import ScoringSettings, SelectionSettings, zipfit_scores
 from zipfit_pipeline.engine.store import Store
 
 READ_BATCH_CHUNKS = 16  # texts are read this many chunks at a time, each batch one short read of the store
@@ -79,13 +78,10 @@ def target_subset(targets: Sequence[str], n: int, seed: int) -> list[str]:
 
 
 def score_sets(targets: Sequence[str], scoring: ScoringSettings, selection: SelectionSettings) -> list[ScoreSet]:
-    """ZIP-FIT's score set, then one per compressor variant and one per target subset."""
-    return [
-        ScoreSet(ZIPFIT, tuple(targets), scoring.compressor, scoring.level),
-        *(ScoreSet(variant_method(c, level), tuple(targets), c, level) for c, level in scoring.variant_pairs()),
-        *(ScoreSet(subset_method(n), tuple(target_subset(targets, n, selection.target_subset_seed)), scoring.compressor,
-                   scoring.level) for n in selection.target_subsets),
-    ]
+    """ZIP-FIT's score set, then one per compressor variant and one per target subset, with their target texts."""
+    return [ScoreSet(s.method, tuple(targets if s.targets is None else target_subset(targets, s.targets,
+                                                                                      selection.target_subset_seed)),
+                     s.compressor, s.level) for s in zipfit_scores(scoring, selection)]
 
 
 def score_dataset(

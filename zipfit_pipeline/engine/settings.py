@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from zipfit_pipeline.engine.compression import check_compressor
-from zipfit_pipeline.engine.selection import METHODS, subset_method, threshold_key, variant_method
+from zipfit_pipeline.engine.selection import METHODS, ZIPFIT, subset_method, threshold_key, variant_method
 
 
 class Settings(BaseModel):
@@ -141,11 +141,26 @@ class SelectionSettings(Settings):
         return sorted(budgets)
 
 
+class ZipfitScores(NamedTuple):
+    """What one ZIP-FIT method ranks by: a compressor and level, against all alignment targets or n of them."""
+
+    method: str
+    compressor: str
+    level: int
+    targets: int | None  # None: every alignment target
+
+
+def zipfit_scores(scoring: ScoringSettings, selection: SelectionSettings) -> list[ZipfitScores]:
+    """ZIP-FIT's own scores, then one set per compressor variant and one per target subset (the ablations)."""
+    return [ZipfitScores(ZIPFIT, scoring.compressor, scoring.level, None),
+            *(ZipfitScores(variant_method(c, level), c, level, None) for c, level in scoring.variant_pairs()),
+            *(ZipfitScores(subset_method(n), scoring.compressor, scoring.level, n) for n in selection.target_subsets)]
+
+
 def selection_methods(scoring: ScoringSettings, selection: SelectionSettings) -> list[str]:
-    """Every method that makes selections: the configured ones, then ZIP-FIT per compressor variant and per target
-    subset (ablations are ordinary selections: trained, evaluated and reported like the rest)."""
-    return [*selection.methods, *(variant_method(c, level) for c, level in scoring.variant_pairs()),
-            *(subset_method(n) for n in selection.target_subsets)]
+    """Every method that makes selections: the configured ones, then each ablation (ordinary selections: trained,
+    evaluated and reported like the rest)."""
+    return [*selection.methods, *(s.method for s in zipfit_scores(scoring, selection)[1:])]
 
 
 class LoraSettings(Settings):
