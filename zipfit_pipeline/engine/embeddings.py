@@ -10,6 +10,7 @@ it took.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import time
@@ -68,8 +69,10 @@ class Embedder:
     device: str
 
 
+@functools.lru_cache(maxsize=1)
 def load_embedder(settings: EmbeddingSettings) -> Embedder:
-    """The model without its head (`AutoModel`), in float32, on a GPU when there is one."""
+    """The model without its head (`AutoModel`), in float32, on a GPU when there is one. The last one loaded is
+    kept: a selection embeds the pool's new texts and then the targets with the same model."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 

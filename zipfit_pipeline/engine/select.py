@@ -102,8 +102,8 @@ def select_for_model(
     index aside): the per-text work behind them is stored by content hash and done only for texts that lack it
     (`per_text`)."""
     targets = store.target_texts(target, "alignment")
-    sets = {s.method: s for s in score_sets(targets, scoring, settings)}
-    pool = _scored_pool(store, sources, target, sets[ZIPFIT])
+    score_set_of = {s.method: s for s in score_sets(targets, scoring, settings)}
+    pool = _scored_pool(store, sources, target, score_set_of[ZIPFIT])
     contaminated = _contaminated(store, pool, target, settings.decontamination.ngram_words, log)
     if contaminated:
         log(f"{len(contaminated)} pool texts share {settings.decontamination.ngram_words} words with {target}'s test split; "
@@ -124,7 +124,7 @@ def select_for_model(
     def ranked_by(method: str) -> tuple[np.ndarray, float]:
         """The scores `method` ranks the pool by, and the seconds of stored per-text work they stand on."""
         if method == THRESHOLD or is_zipfit(method):
-            score_set = sets[ZIPFIT if method == THRESHOLD else method]
+            score_set = score_set_of[ZIPFIT if method == THRESHOLD else method]
             found = scores if score_set.method == ZIPFIT else _pool_scores(store, sources, target, hashes, score_set)
             return found, store.scoring_seconds(sources, score_set.target_hash, score_set.compressor, score_set.level)
         if method == "d4":
@@ -155,7 +155,7 @@ def select_for_model(
     store.replace_selections(model, target, table, _sets_table(sets), timed,
                              _contaminated_table(contaminated, settings.decontamination.enabled))
     best = [r["pool_index"] for r in rows
-            if (r["method"], r["budget"], r["seed"]) == ("zipfit", settings.budgets[-1], seeds[0])][:5]
+            if (r["method"], r["budget"], r["seed"]) == (ZIPFIT, settings.budgets[-1], seeds[0])][:5]
     return SelectionResult(
         pool_documents=pool.num_rows, pool_tokens=int(tokens.sum()), contaminated=contaminated,
         removed=settings.decontamination.enabled, seconds={m: round(sum(t), 3) for m, t in timed.items()}, sets=sets,
@@ -178,8 +178,8 @@ def _scored_pool(store: Store, sources: Sequence[str], target: str, score_set: S
     missing = pool.filter(pc.is_null(pool.column("score")))
     if missing.num_rows:
         datasets = sorted(set(missing.column("dataset").to_pylist()))
-        what = "" if score_set.method == ZIPFIT else f" ({score_set.method}: {score_set.compressor}-{score_set.level}, " \
-            f"{len(score_set.targets)} targets)"
+        what = "" if score_set.method == ZIPFIT else (f" ({score_set.method}: {score_set.compressor}-{score_set.level}, "
+                                                      f"{len(score_set.targets)} targets)")
         raise LookupError(f"{missing.num_rows} documents of {datasets} have no score for {target}{what}: "
                           "materialize alignment_scores first")
     if not pool.num_rows:
