@@ -11,7 +11,7 @@ from __future__ import annotations
 import sysconfig
 from pathlib import Path
 
-from zipfit_pipeline.engine.demo_data import c_headers, english_prose, humaneval_rows, paragraphs_of, python_functions
+from zipfit_pipeline.demo.inputs import c_headers, english_prose, humaneval_rows, paragraphs_of, python_functions
 
 
 def sources(n_python: int = 3600, n_c: int = 1000, n_prose: int = 1000) -> list[str]:

@@ -25,17 +25,18 @@ from pathlib import Path
 import yaml
 
 from corpus import real_pool
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from measure import PeakRss, peak_rss_of
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "data" / "models" / "smollm2-135m"
-STAGES = {"ingest": ("source_documents", "target_documents"), "score": ("alignment_scores",), "select": ("selections",)}
+STAGES = {"ingest": (SOURCE_DOCUMENTS, TARGET_DOCUMENTS), "score": (ALIGNMENT_SCORES,), "select": (SELECTIONS,)}
 TEMPLATE = "Problem description: {prompt} \nCanonical solution: {canonical_solution}"
 REFRESH = 0.01
 
 
 def write_project(folder: Path, pool: dict[str, list[dict[str, str]]]) -> Path:
-    from zipfit_pipeline.engine.demo_data import humaneval_rows, write_jsonl
+    from zipfit_pipeline.demo.inputs import humaneval_rows, write_jsonl
 
     inputs = folder / "inputs"
     inputs.mkdir(parents=True)
@@ -100,7 +101,7 @@ def package_dsir_child(folder: str) -> None:
     """The `data-selection` package on the pool files: fit on all tokens, then every text's weight, all cores."""
     from data_selection import HashedNgramDSIR
 
-    from zipfit_pipeline.engine.demo_data import humaneval_rows, write_jsonl
+    from zipfit_pipeline.demo.inputs import humaneval_rows, write_jsonl
 
     inputs = Path(folder) / "inputs"
     targets = Path(folder) / "targets.jsonl"

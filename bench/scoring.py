@@ -107,7 +107,7 @@ def loop_child(allocator: str, cases: str) -> None:
 def engine_child(cases: str) -> None:
     """µs per pair of the engine's scorer on each path (allocator tuned, as in its workers)."""
     from zipfit_pipeline.engine import native
-    from zipfit_pipeline.engine.alignment import AlignmentScorer
+    from zipfit_pipeline.engine.scorer import AlignmentScorer
     from zipfit_pipeline.engine.allocator import keep_freed_memory
 
     keep_freed_memory()

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from corpus import sources  # noqa: E402
 
 from zipfit_pipeline.engine.devices import compute_dtype  # noqa: E402
-from zipfit_pipeline.engine.settings import TrainSettings  # noqa: E402
+from zipfit_pipeline.engine.settings import TrainingSettings  # noqa: E402
 from zipfit_pipeline.engine.trainable import trainable_model  # noqa: E402
 from zipfit_pipeline.engine.training import finetune  # noqa: E402
 
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float)
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    settings = TrainSettings(block_size=args.block_size, batch_size=args.batch_size, learning_rate=1e-4, curve_points=0,
+    settings = TrainingSettings(block_size=args.block_size, batch_size=args.batch_size, learning_rate=1e-4, curve_points=0,
                              gradient_accumulation_steps=args.gradient_accumulation_steps, dtype=args.dtype,
                              gradient_checkpointing=args.gradient_checkpointing, compile=args.compile,
                              lora={"rank": args.lora_rank, "alpha": 2.0 * args.lora_rank} if args.lora_rank else None)

@@ -16,8 +16,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-from zipfit_pipeline.engine.demo_data import build_demo_data  # noqa: E402
-from zipfit_pipeline.engine.models import build_tiny_gpt2  # noqa: E402
+from zipfit_pipeline.demo.inputs import build_demo_data  # noqa: E402
+from zipfit_pipeline.demo.models import build_tiny_gpt2  # noqa: E402
 from project_files import write_project  # noqa: E402
 
 

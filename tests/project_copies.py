@@ -14,9 +14,9 @@ import dagster as dg
 import yaml
 from project_files import write_project
 
+from zipfit_pipeline.instance import INSTANCE_SETTINGS
 from zipfit_pipeline.definitions import build_definitions
 
-REPO = Path(__file__).resolve().parents[1]
 MODEL = "tiny-gpt2"
 TEMPLATE = "Problem description: {prompt} \nCanonical solution: {canonical_solution}"
 
@@ -44,7 +44,7 @@ def build_project(root: Path, demo_files: dict[str, Path], tiny_model: Path) -> 
     )
     home = root / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(INSTANCE_SETTINGS, home / "dagster.yaml")
     return root
 
 

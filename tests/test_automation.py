@@ -12,13 +12,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from project_copies import MODEL, TEMPLATE, edit_config, edit_jsonl, ingest, project_defs
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 
 
 pytestmark = pytest.mark.slow
 
 
-ASSETS = ("source_documents", "target_documents", "alignment_scores", "selections", "finetuned_model", "eval_loss",
-          "comparison_report")
+ASSETS = (SOURCE_DOCUMENTS, TARGET_DOCUMENTS, ALIGNMENT_SCORES, SELECTIONS, FINETUNED_MODEL, EVAL_LOSS,
+          COMPARISON_REPORT)
 
 
 def _requested(result: dg.EvaluateAutomationConditionsResult) -> dict[str, list[str]]:
@@ -43,7 +44,7 @@ def _ticks_after_edit(root: Path, instance: dg.DagsterInstance, new_text: str) -
     tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert _requested(tick) == {}  # everything is materialized and nothing changed
     edit_jsonl(root / "project" / "inputs" / "python_stdlib.jsonl", 3, "text", new_text)
-    ingest(defs, instance, "source_documents", "python_stdlib")
+    ingest(defs, instance, SOURCE_DOCUMENTS, "python_stdlib")
     ticks = []
     while not ticks or ticks[-1]:
         tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
@@ -57,13 +58,13 @@ def test_new_data_flows_down_one_stage_per_tick(workspace: tuple[Path, dg.Dagste
     # A source text made of two target problems ranks first for both targets, so both selections change.
     ticks = _ticks_after_edit(root, instance, _target_text(root, 0) + "\n" + _target_text(root, 8))
     assert ticks == [
-        {"alignment_scores": ["python_stdlib|task_a", "python_stdlib|task_b"]},
-        {"selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
+        {ALIGNMENT_SCORES: ["python_stdlib|task_a", "python_stdlib|task_b"]},
+        {SELECTIONS: [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
         # A fine-tune and its eval go in one tick: the eval waits for the fine-tune in the same run. The report
         # reads only evals, so it waits for them instead of pairing new selections with old losses.
-        {"finetuned_model": [f"{MODEL}.zipfit.300.s0|task_a", f"{MODEL}.zipfit.300.s0|task_b"],
-         "eval_loss": [f"{MODEL}.zipfit.300.s0|task_a", f"{MODEL}.zipfit.300.s0|task_b"]},
-        {"comparison_report": [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
+        {FINETUNED_MODEL: [f"{MODEL}.zipfit.300.s0|task_a", f"{MODEL}.zipfit.300.s0|task_b"],
+         EVAL_LOSS: [f"{MODEL}.zipfit.300.s0|task_a", f"{MODEL}.zipfit.300.s0|task_b"]},
+        {COMPARISON_REPORT: [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
         {},
     ]
 
@@ -72,8 +73,8 @@ def test_new_data_that_leaves_the_selection_unchanged_trains_nothing(workspace: 
     root, instance = workspace
     ticks = _ticks_after_edit(root, instance, "a short line of prose that no budget picks")
     assert ticks == [
-        {"alignment_scores": ["python_stdlib|task_a", "python_stdlib|task_b"]},
-        {"selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
+        {ALIGNMENT_SCORES: ["python_stdlib|task_a", "python_stdlib|task_b"]},
+        {SELECTIONS: [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
         {},  # same selected texts, same data version: no fine-tune reruns, and no new report
     ]
 
@@ -82,8 +83,8 @@ def test_identical_reingest_requests_nothing(workspace: tuple[Path, dg.DagsterIn
     root, instance = workspace
     defs = project_defs(root)
     tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    ingest(defs, instance, "source_documents", "c_headers")
-    ingest(defs, instance, "target_documents", "task_a")
+    ingest(defs, instance, SOURCE_DOCUMENTS, "c_headers")
+    ingest(defs, instance, TARGET_DOCUMENTS, "task_a")
     tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
     assert _requested(tick) == {}
 
@@ -96,8 +97,8 @@ def test_a_new_code_version_requests_the_changed_assets(workspace: tuple[Path, d
     # Scores read the compressor; selections record it, so both have a new code version. Training waits for
     # new selections (a later tick), the report for new evals.
     assert _requested(tick) == {
-        "alignment_scores": ["c_headers|task_a", "c_headers|task_b", "python_stdlib|task_a", "python_stdlib|task_b"],
-        "selections": [f"{MODEL}|task_a", f"{MODEL}|task_b"],
+        ALIGNMENT_SCORES: ["c_headers|task_a", "c_headers|task_b", "python_stdlib|task_a", "python_stdlib|task_b"],
+        SELECTIONS: [f"{MODEL}|task_a", f"{MODEL}|task_b"],
     }
 
 
@@ -129,9 +130,9 @@ def test_a_file_dropped_into_the_incoming_folder_becomes_a_source(workspace: tup
 
     # The new partition ingests from the dropped file, and automation then scores it for every target.
     tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    ingest(defs, instance, "source_documents", "more_prose")
+    ingest(defs, instance, SOURCE_DOCUMENTS, "more_prose")
     tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
-    assert _requested(tick) == {"alignment_scores": ["more_prose|task_a", "more_prose|task_b"]}
+    assert _requested(tick) == {ALIGNMENT_SCORES: ["more_prose|task_a", "more_prose|task_b"]}
 
     moved = incoming / "More Prose.jsonl"
     moved.rename(root / "more_prose.jsonl")

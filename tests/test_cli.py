@@ -13,7 +13,7 @@ from zipfit_pipeline.engine.alignment import alignment_scores
 from zipfit_pipeline.engine.bm25 import bm25_scores
 from zipfit_pipeline.engine.evaluation import heldout_loss
 from zipfit_pipeline.engine.models import count_tokens, load_model_and_tokenizer, load_tokenizer
-from zipfit_pipeline.engine.settings import Bm25Settings, TrainSettings
+from zipfit_pipeline.engine.settings import Bm25Settings, TrainingSettings
 from zipfit_pipeline.engine.training import finetune
 
 
@@ -93,7 +93,7 @@ def test_train_then_eval_on_files_without_dagster(demo_files: dict, tmp_path: Pa
     assert (trained["train_tokens"], trained["documents"], trained["seed"]) == (1500, 30, 3)
 
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))
-    settings = TrainSettings(block_size=64, batch_size=2, learning_rate=3e-3)
+    settings = TrainingSettings(block_size=64, batch_size=2, learning_rate=3e-3)
     same = finetune(model, tokenizer, texts, 1500, settings, 3, torch.device("cpu"), log=lambda _: None)
     assert trained["final_train_loss"] == same.final_train_loss
 

@@ -8,7 +8,7 @@ import lz4.frame
 import pytest
 import zstandard
 
-from zipfit_pipeline.engine.alignment import AlignmentScorer
+from zipfit_pipeline.engine.scorer import AlignmentScorer
 from zipfit_pipeline.engine.compression import check_compressor, size_function
 
 A = "def add(a, b):\n    return a + b\n"

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from project_files import write_project
 
+from zipfit_pipeline.asset_keys import SOURCE_DOCUMENTS
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.store import Store
@@ -72,9 +73,9 @@ def test_a_chunked_source_stores_equal_chunks_as_documents(tmp_path: Path, demo_
     defs = build_definitions(str(project))
     with dg.instance_for_test() as instance:
         register_sources(instance, load_project(project))
-        result = dg.materialize(list(defs.assets), selection=["source_documents"], partition_key="prose", instance=instance,
+        result = dg.materialize(list(defs.assets), selection=[SOURCE_DOCUMENTS], partition_key="prose", instance=instance,
                                 resources=defs.resources)
-        metadata = result.asset_materializations_for_node("source_documents")[0].metadata
+        metadata = result.asset_materializations_for_node(SOURCE_DOCUMENTS)[0].metadata
     config = load_project(project)
     docs = Store(config.resolve(config.store)).query("SELECT doc_id, length(text) AS n FROM documents ORDER BY row_index").to_pylist()
     assert metadata["rows"].value == 400 and metadata["documents"].value == len(docs) > 400

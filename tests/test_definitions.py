@@ -5,19 +5,20 @@ from pathlib import Path
 import dagster as dg
 from project_files import write_project
 
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.partitions import configured_runs, finetune_keys, finetune_partition, register_sources, run_key
 
 STAGES = {
-    "source_documents": "ingest",
-    "target_documents": "ingest",
-    "alignment_scores": "score",
-    "selections": "select",
-    "finetuned_model": "train",
-    "eval_loss": "eval",
-    "comparison_report": "report",
+    SOURCE_DOCUMENTS: "ingest",
+    TARGET_DOCUMENTS: "ingest",
+    ALIGNMENT_SCORES: "score",
+    SELECTIONS: "select",
+    FINETUNED_MODEL: "train",
+    EVAL_LOSS: "eval",
+    COMPARISON_REPORT: "report",
 }
 
 
@@ -48,10 +49,10 @@ def test_partitions_come_from_the_project_file(project_file: Path) -> None:
     with dg.instance_for_test() as instance:
         assert register_sources(instance, load_project(project_file)) == (["python_stdlib", "c_headers", "english_prose"], [])
         keys = lambda name: set(graph.get(dg.AssetKey(name)).partitions_def.get_partition_keys(dynamic_partitions_store=instance))  # noqa: E731
-        assert keys("source_documents") == {"python_stdlib", "c_headers", "english_prose"}
-        assert len(keys("alignment_scores")) == 3
-    assert keys("selections") == {"tiny-gpt2|humaneval"}
-    assert keys("finetuned_model") == {
+        assert keys(SOURCE_DOCUMENTS) == {"python_stdlib", "c_headers", "english_prose"}
+        assert len(keys(ALIGNMENT_SCORES)) == 3
+    assert keys(SELECTIONS) == {"tiny-gpt2|humaneval"}
+    assert keys(FINETUNED_MODEL) == {
         f"tiny-gpt2.{s}|humaneval" for s in ("base", "zipfit.300.s0", "zipfit.600.s0", "random.300.s0", "random.600.s0")
     }
 
@@ -60,14 +61,14 @@ def test_training_partitions_map_to_their_targets_selection(project_file: Path) 
     graph = build_definitions(str(project_file)).resolve_asset_graph()
     parents = lambda finetune, upstream: {  # noqa: E731
         str(k) for k in graph.get_parent_partition_keys_for_child(
-            dg.MultiPartitionKey({"finetune": finetune, "target": "humaneval"}), dg.AssetKey(upstream), dg.AssetKey("finetuned_model")
+            dg.MultiPartitionKey({"finetune": finetune, "target": "humaneval"}), dg.AssetKey(upstream), dg.AssetKey(FINETUNED_MODEL)
         ).partitions_subset.get_partition_keys()
     }
-    assert parents("tiny-gpt2.zipfit.300.s0", "selections") == {"tiny-gpt2|humaneval"}
-    assert parents("tiny-gpt2.zipfit.300.s0", "target_documents") == {"humaneval"}
+    assert parents("tiny-gpt2.zipfit.300.s0", SELECTIONS) == {"tiny-gpt2|humaneval"}
+    assert parents("tiny-gpt2.zipfit.300.s0", TARGET_DOCUMENTS) == {"humaneval"}
     # The model before fine-tuning reads no selection, so new source data never makes it stale.
-    assert parents("tiny-gpt2.base", "selections") == set()
-    assert parents("tiny-gpt2.base", "target_documents") == {"humaneval"}
+    assert parents("tiny-gpt2.base", SELECTIONS) == set()
+    assert parents("tiny-gpt2.base", TARGET_DOCUMENTS) == {"humaneval"}
 
 
 def test_finetune_partitions_are_run_keys_one_per_selection_and_seed(tmp_path: Path, demo_files: dict[str, Path],

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from zipfit_pipeline.engine import native
-from zipfit_pipeline.engine.alignment import AlignmentScorer, alignment_scores
-from zipfit_pipeline.engine.demo_data import c_headers, english_prose, python_functions
+from zipfit_pipeline.engine.alignment import alignment_scores
+from zipfit_pipeline.engine.scorer import AlignmentScorer
+from zipfit_pipeline.demo.inputs import c_headers, english_prose, python_functions
 from zipfit_pipeline.engine.loaders import Record
 from zipfit_pipeline.engine.scoring import score_dataset
 from zipfit_pipeline.engine.store import Store

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from project_files import write_project
+from zipfit_pipeline.asset_keys import PASS_AT_K
 from zipfit_pipeline.engine import sandbox
 from zipfit_pipeline.engine.loaders import RecordReader
 from zipfit_pipeline.engine.models import load_model_and_tokenizer
@@ -46,7 +47,7 @@ def _problems(demo_files: dict[str, Path], rows: tuple[int, int] = (0, 164)) -> 
 
 @needs_sandbox
 def test_canonical_solutions_pass_every_problem(demo_files: dict[str, Path]) -> None:
-    from zipfit_pipeline.engine.demo_data import humaneval_rows
+    from zipfit_pipeline.demo.inputs import humaneval_rows
 
     problems = _problems(demo_files)
     solutions = {i: row["canonical_solution"] for i, row in enumerate(humaneval_rows())}
@@ -148,7 +149,7 @@ def test_pass_at_k_asset_reports_and_drops_checkpoints_once_measured(tmp_path: P
     defs = build_definitions(str(project))
     with dg.DagsterInstance.ephemeral() as instance:
         done = materialize_all(defs, instance, log=lambda _: None)
-        assert len(done["pass_at_k"]) == 5  # base and two seeds of two methods
+        assert len(done[PASS_AT_K]) == 5  # base and two seeds of two methods
         store = Store(str(project.parent / "data" / "zipfit.duckdb"))
         rows = store.query("SELECT method, k, pass_at_k, samples, problems FROM pass_at_k").to_pylist()
         assert len(rows) == 10 and all(0 <= r["pass_at_k"] <= 1 and r["samples"] == 2 and r["problems"] == 3 for r in rows)

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 from project_files import check_results, write_project
 
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine import native
@@ -99,27 +100,27 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         assert all(e["test_loss"] < base for e in evals if e["method"] != "base")
 
         # The runs are recorded in the instance with the metadata a user looks at, and the checks passed.
-        event = instance.get_latest_materialization_event(dg.AssetKey("alignment_scores"))
+        event = instance.get_latest_materialization_event(dg.AssetKey(ALIGNMENT_SCORES))
         assert event is not None
         metadata = event.asset_materialization.metadata
         assert {"pairs_scored", "score_quantiles", "top", "build"} <= set(metadata)
         assert metadata["code_path"].value == native.code_path("gzip", 9)  # the path this process would score on
         _check_report(config.resolve(config.artifacts) / "reports" / "tiny-gpt2" / "humaneval", evals, instance)
 
-        selected = instance.get_latest_materialization_event(dg.AssetKey("selections")).asset_materialization.metadata
+        selected = instance.get_latest_materialization_event(dg.AssetKey(SELECTIONS)).asset_materialization.metadata
         assert selected["dsir_settings"].value["min_example_length"] == 10
         assert set(selected["selection_seconds"].value) == {"zipfit", "dsir", "random", "all", "threshold"}
         assert selected["decontamination"].value == {"enabled": True, "ngram_words": 13, "contaminated": 0, "removed": 0}
         assert check_results(instance) == {
-            ("alignment_scores", "compressor_reproduces_golden_sizes"): {True}, ("selections", "decontaminated"): {True},
-            ("selections", "budgets_reached"): {True}, ("finetuned_model", "finite_training_loss"): {True},
-            ("eval_loss", "finite_test_loss"): {True}}
+            (ALIGNMENT_SCORES, "compressor_reproduces_golden_sizes"): {True}, (SELECTIONS, "decontaminated"): {True},
+            (SELECTIONS, "budgets_reached"): {True}, (FINETUNED_MODEL, "finite_training_loss"): {True},
+            (EVAL_LOSS, "finite_test_loss"): {True}}
 
 
 def _check_report(folder: Path, evals: list[dict], instance: dg.DagsterInstance) -> None:
     """The comparison table has a row per method and budget with the mean over seeds; ZIP-FIT is paired with each
     baseline; the plots are PNG files, also shown in the UI's metadata."""
-    metadata = instance.get_latest_materialization_event(dg.AssetKey("comparison_report")).asset_materialization.metadata
+    metadata = instance.get_latest_materialization_event(dg.AssetKey(COMPARISON_REPORT)).asset_materialization.metadata
     rows = metadata["rows"].value
     base = next(e["test_loss"] for e in evals if e["method"] == "base")
     groups: dict[tuple[str, int], list[float]] = {}
@@ -152,8 +153,8 @@ def test_dagster_cli_materializes_into_a_dagster_home(project_file: Path, tmp_pa
     registered = subprocess.run([str(bin_dir / "zipfit"), "register-sources"], env=env, check=True, capture_output=True, text=True)
     assert "added: python_stdlib, c_headers, english_prose" in registered.stdout
     dagster = bin_dir / "dagster"
-    for select, partition in (("source_documents", "c_headers"), ("target_documents", "humaneval"),
-                              ("alignment_scores", "c_headers|humaneval")):
+    for select, partition in ((SOURCE_DOCUMENTS, "c_headers"), (TARGET_DOCUMENTS, "humaneval"),
+                              (ALIGNMENT_SCORES, "c_headers|humaneval")):
         subprocess.run([str(dagster), "asset", "materialize", "-m", "zipfit_pipeline.definitions", "--select", select,
                         "--partition", partition], env=env, check=True, capture_output=True, text=True)
     config = load_project(project_file)
@@ -163,7 +164,7 @@ def test_dagster_cli_materializes_into_a_dagster_home(project_file: Path, tmp_pa
     assert _count(store, "SELECT count(*) AS n FROM scores") == _count(
         store, "SELECT count(DISTINCT content_hash) AS n FROM documents")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        records = instance.fetch_materializations(dg.AssetKey("alignment_scores"), limit=10).records
+        records = instance.fetch_materializations(dg.AssetKey(ALIGNMENT_SCORES), limit=10).records
         assert [r.partition_key for r in records] == ["c_headers|humaneval"]
 
 
@@ -200,7 +201,7 @@ def test_every_baseline_and_ablation_flows_into_the_report(tmp_path: Path, demo_
         assert seconds["embedding"]["prepare_seconds"] == seconds["d4"]["prepare_seconds"] > 0  # one embedding of the pool
         assert seconds["zipfit-lz4-0"]["prepare_seconds"] > 0 and seconds["random"]["prepare_seconds"] == 0
 
-        metadata = instance.get_latest_materialization_event(dg.AssetKey("comparison_report")).asset_materialization.metadata
+        metadata = instance.get_latest_materialization_event(dg.AssetKey(COMPARISON_REPORT)).asset_materialization.metadata
         assert {r["method"] for r in metadata["rows"].value} == {*methods, *ablations}
         assert {p["baseline"] for p in metadata["paired"].value} == {"d4", "embedding", "bm25", "random", *ablations}
         composition = {c["method"]: c["token_shares"] for c in metadata["composition"].value}

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from zipfit_pipeline.engine import ENGINE_VERSION
-from zipfit_pipeline.engine.alignment import AlignmentScorer, alignment_scores, golden_mismatches
+from zipfit_pipeline.engine.alignment import alignment_scores, golden_mismatches
+from zipfit_pipeline.engine.scorer import AlignmentScorer
 from zipfit_pipeline.engine.compression import compressor_build
 from zipfit_pipeline.engine.loaders import Record
 from zipfit_pipeline.engine.scoring import score_dataset, target_set_hash

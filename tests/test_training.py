@@ -6,7 +6,7 @@ import torch
 
 from zipfit_pipeline.engine.evaluation import heldout_loss
 from zipfit_pipeline.engine.models import count_tokens, document_start_id, load_model_and_tokenizer
-from zipfit_pipeline.engine.settings import TrainSettings
+from zipfit_pipeline.engine.settings import TrainingSettings
 from zipfit_pipeline.engine.training import finetune, learning_rate, make_batches, pack_tokens, shuffled
 
 TEXTS = [f"def double_{i}(x):\n    return 2 * x + {i}\n" for i in range(40)]
@@ -42,14 +42,14 @@ def test_a_last_block_with_nothing_to_predict_is_dropped(tiny_model) -> None:
     assert [b[1].tolist() for b in make_batches(list(range(9)), block_size=4, batch_size=1, pad_id=0)] == [
         [[0, 1, 2, 3]], [[4, 5, 6, 7]]]
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))
-    settings = TrainSettings(block_size=16, batch_size=1, learning_rate=1e-3, curve_points=0)
+    settings = TrainingSettings(block_size=16, batch_size=1, learning_rate=1e-3, curve_points=0)
     result = finetune(model, tokenizer, TEXTS, 16 * 5 + 1, settings, 0, torch.device("cpu"), log=lambda _: None)
     assert all(math.isfinite(loss) for _, loss in result.train_curve)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_warmup_then_decay() -> None:
-    settings = TrainSettings(learning_rate=1.0, warmup_fraction=0.2, min_lr_ratio=0.1)
+    settings = TrainingSettings(learning_rate=1.0, warmup_fraction=0.2, min_lr_ratio=0.1)
     rates = [learning_rate(step, 10, settings) for step in range(10)]
     assert rates[0] < rates[1] == 1.0
     assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
@@ -65,7 +65,7 @@ def test_training_order_depends_on_the_texts_and_seed_not_on_the_ranking() -> No
 
 def _trained_weights(tiny_model, texts: list[str], seed: int) -> tuple[list[float], dict[str, torch.Tensor]]:
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))
-    settings = TrainSettings(block_size=32, batch_size=2, learning_rate=3e-3, curve_points=0)
+    settings = TrainingSettings(block_size=32, batch_size=2, learning_rate=3e-3, curve_points=0)
     result = finetune(model, tokenizer, texts, 300, settings, seed, torch.device("cpu"), log=lambda _: None)
     return [loss for _, loss in result.train_curve], model.state_dict()
 
@@ -105,7 +105,7 @@ def test_heldout_loss_does_not_depend_on_the_batch_size(tiny_model) -> None:
 def test_finetune_lowers_test_loss_and_records_curves(tiny_model) -> None:
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))
     before, n_tokens = heldout_loss(model, tokenizer, TEXTS[:5], max_length=64)
-    settings = TrainSettings(block_size=64, batch_size=2, learning_rate=3e-3, curve_points=2)
+    settings = TrainingSettings(block_size=64, batch_size=2, learning_rate=3e-3, curve_points=2)
     result = finetune(model, tokenizer, TEXTS, 700, settings, 0, torch.device("cpu"),
                       evaluate=lambda m: heldout_loss(m, tokenizer, TEXTS[:5], max_length=64)[0], log=lambda _: None)
     after, _ = heldout_loss(model, tokenizer, TEXTS[:5], max_length=64)

@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 from zipfit_pipeline.engine.checkpoints import check_disk
 from zipfit_pipeline.engine.evaluation import heldout_loss
-from zipfit_pipeline.engine.settings import TrainSettings
+from zipfit_pipeline.engine.settings import TrainingSettings
 from zipfit_pipeline.engine.models import is_adapter
 from zipfit_pipeline.engine.trainable import checkpoint_bytes, load_trained, save_trained, trainable_model
 from zipfit_pipeline.engine.training import finetune
@@ -27,7 +27,7 @@ CPU = torch.device("cpu")
 
 
 def _train(tiny_model: Path, budget: int = 400, **settings: object) -> tuple[object, object, list[float]]:
-    train = TrainSettings(**{"block_size": 32, "batch_size": 2, "learning_rate": 3e-3, "curve_points": 0, **settings})
+    train = TrainingSettings(**{"block_size": 32, "batch_size": 2, "learning_rate": 3e-3, "curve_points": 0, **settings})
     model, tokenizer = trainable_model(str(tiny_model), train, CPU)
     result = finetune(model, tokenizer, TEXTS, budget, train, 0, CPU, log=lambda _: None)
     return model, tokenizer, [loss for _, loss in result.train_curve]
@@ -39,11 +39,11 @@ def _weights(model: object) -> dict[str, torch.Tensor]:
 
 def test_lora_trains_only_the_adapter_and_eval_measures_base_plus_adapter(tiny_model: Path, tmp_path: Path) -> None:
     lora = {"rank": 4, "alpha": 8.0}
-    model, tokenizer = trainable_model(str(tiny_model), TrainSettings(lora=lora), CPU)
+    model, tokenizer = trainable_model(str(tiny_model), TrainingSettings(lora=lora), CPU)
     before = _weights(model)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in name for name in trainable)
-    train = TrainSettings(block_size=32, batch_size=2, learning_rate=3e-3, curve_points=0, lora=lora)
+    train = TrainingSettings(block_size=32, batch_size=2, learning_rate=3e-3, curve_points=0, lora=lora)
     finetune(model, tokenizer, TEXTS, 400, train, 0, CPU, log=lambda _: None)
     after = _weights(model)
     changed = {name for name in before if not torch.equal(before[name], after[name])}
@@ -56,14 +56,14 @@ def test_lora_trains_only_the_adapter_and_eval_measures_base_plus_adapter(tiny_m
     reloaded, _ = load_trained(str(saved), str(tiny_model), CPU)
     texts = TEXTS[:4]
     trained_loss = heldout_loss(model, tokenizer, texts, 64)[0]
-    base, _ = trainable_model(str(tiny_model), TrainSettings(), CPU)
+    base, _ = trainable_model(str(tiny_model), TrainingSettings(), CPU)
     assert heldout_loss(reloaded, tokenizer, texts, 64)[0] == pytest.approx(trained_loss, abs=1e-6)
     assert abs(heldout_loss(base, tokenizer, texts, 64)[0] - trained_loss) > 0.05  # the adapter is on it
 
 
 def test_a_lora_run_repeats_exactly_with_its_seed(tiny_model: Path) -> None:
     """The adapter's random initialisation is part of the run: drawn from the seed, not from whatever came before."""
-    lora = TrainSettings(lora={"rank": 4})
+    lora = TrainingSettings(lora={"rank": 4})
 
     def adapter(seed: int) -> dict[str, torch.Tensor]:
         model, _ = trainable_model(str(tiny_model), lora, CPU, seed)
@@ -88,7 +88,7 @@ def test_accumulating_micro_batches_gives_the_update_of_one_larger_batch(tiny_mo
 
 def test_gradient_checkpointing_gives_the_same_losses(tiny_model: Path) -> None:
     _, _, plain = _train(tiny_model)
-    train = TrainSettings(block_size=32, batch_size=2, learning_rate=3e-3, curve_points=1, gradient_checkpointing=True)
+    train = TrainingSettings(block_size=32, batch_size=2, learning_rate=3e-3, curve_points=1, gradient_checkpointing=True)
     model, tokenizer = trainable_model(str(tiny_model), train, CPU)
     during = []
     result = finetune(model, tokenizer, TEXTS, 400, train, 0, CPU, log=lambda _: None,
@@ -100,7 +100,7 @@ def test_gradient_checkpointing_gives_the_same_losses(tiny_model: Path) -> None:
 def test_a_bf16_checkpoint_is_half_the_size_and_reloads(tiny_model: Path, tmp_path: Path) -> None:
     model, tokenizer, _ = _train(tiny_model, dtype="bf16")
     trained = {name: w.to(torch.bfloat16).float() for name, w in _weights(model).items()}
-    train = TrainSettings(dtype="bf16")
+    train = TrainingSettings(dtype="bf16")
     saved = save_trained(model, tokenizer, tmp_path / "bf16", train, CPU)
     with safe_open(str(saved / "model.safetensors"), "pt") as weights:
         assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.bfloat16}
@@ -128,16 +128,16 @@ def test_a_block_longer_than_the_model_context_is_refused(tiny_model: Path) -> N
 
 def test_fp16_needs_a_gpu_and_says_so(tiny_model: Path) -> None:
     with pytest.raises(ValueError, match="dtype fp16 needs a GPU"):
-        TrainSettings(dtype="fp16", device="cpu")
+        TrainingSettings(dtype="fp16", device="cpu")
     with pytest.raises(ValueError, match="dtype fp16 needs a GPU and this step runs on cpu"):
         _train(tiny_model, dtype="fp16")  # device auto, on a machine without one
 
 
 def test_qlora_needs_cuda_and_says_so(tiny_model: Path) -> None:
     with pytest.raises(ValueError, match="qlora trains a LoRA adapter"):
-        TrainSettings(qlora=True)
+        TrainingSettings(qlora=True)
     with pytest.raises(RuntimeError, match="qlora needs a CUDA GPU.*set training.qlora: false"):
-        trainable_model(str(tiny_model), TrainSettings(qlora=True, lora={"rank": 4}), CPU)
+        trainable_model(str(tiny_model), TrainingSettings(qlora=True, lora={"rank": 4}), CPU)
 
 
 CLAIM = """

@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import Page, sync_playwright
 from project_copies import edit_jsonl, ingest, project_defs
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +31,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 # No sandbox (tests may run as root), no GPU, and no background connections this offline machine refuses.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-STAGES = {"ingest": ["source_documents", "target_documents"], "score": ["alignment_scores"], "select": ["selections"],
-          "train": ["finetuned_model"], "eval": ["eval_loss"], "report": ["comparison_report"]}
-PARTITION_COUNTS = {"source_documents": 2, "target_documents": 2, "alignment_scores": 4, "selections": 2,
-                    "finetuned_model": 4, "eval_loss": 4, "comparison_report": 2}
-CHECKS = {"alignment_scores": "1 / 1 Passed", "selections": "2 / 2 Passed", "finetuned_model": "1 / 1 Passed",
-          "eval_loss": "1 / 1 Passed"}
+STAGES = {"ingest": [SOURCE_DOCUMENTS, TARGET_DOCUMENTS], "score": [ALIGNMENT_SCORES], "select": [SELECTIONS],
+          "train": [FINETUNED_MODEL], "eval": [EVAL_LOSS], "report": [COMPARISON_REPORT]}
+PARTITION_COUNTS = {SOURCE_DOCUMENTS: 2, TARGET_DOCUMENTS: 2, ALIGNMENT_SCORES: 4, SELECTIONS: 2,
+                    FINETUNED_MODEL: 4, EVAL_LOSS: 4, COMPARISON_REPORT: 2}
+CHECKS = {ALIGNMENT_SCORES: "1 / 1 Passed", SELECTIONS: "2 / 2 Passed", FINETUNED_MODEL: "1 / 1 Passed",
+          EVAL_LOSS: "1 / 1 Passed"}
 
 
 def _browser_or_skip() -> None:
@@ -54,7 +55,7 @@ def webserver(workspace: tuple[Path, dg.DagsterInstance]) -> Iterator[str]:
     """The workspace with one source edited and re-ingested, served by dagster-webserver on loopback."""
     root, instance = workspace
     edit_jsonl(root / "project" / "inputs" / "python_stdlib.jsonl", 3, "text", "def edited():\n    return 42\n")
-    ingest(project_defs(root), instance, "source_documents", "python_stdlib")
+    ingest(project_defs(root), instance, SOURCE_DOCUMENTS, "python_stdlib")
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(root / "dagster_home"), "ZIPFIT_CONFIG": str(root / "project" / "zipfit.yaml")}
     log = (root / "webserver.log").open("w")

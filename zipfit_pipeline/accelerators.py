@@ -2,12 +2,14 @@
 trains and evaluates 8 partitions at once while each step holds a GPU of its own (`engine/devices.py`).
 
 Dagster keeps pool limits in its instance (`dagster instance concurrency set`); `zipfit size-pools` (run by
-`make ui`) sets this one from the GPUs the machine shows, through the same storage call that command makes.
+`make ui`) sets this one from the GPUs the machine shows, as that command does (`dagster_internals.set_pool_slots`).
 """
 
 from __future__ import annotations
 
 import dagster as dg
+
+from zipfit_pipeline.dagster_internals import set_pool_slots
 
 ACCELERATOR_POOL = "accelerator"
 
@@ -19,5 +21,5 @@ def size_accelerator_pool(instance: dg.DagsterInstance, gpus: int | None = None)
 
         gpus = gpu_count()
     slots = max(1, gpus)
-    instance.event_log_storage.set_concurrency_slots(ACCELERATOR_POOL, slots)
+    set_pool_slots(instance, ACCELERATOR_POOL, slots)
     return slots

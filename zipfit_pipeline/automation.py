@@ -23,6 +23,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.file_state import stat_signature
 from zipfit_pipeline.engine.store import StoreLocked
@@ -46,9 +47,9 @@ INCOMING_POLL_SECONDS = 30
 RECOVERY_POLL_SECONDS = 60
 STORE_STATE_POLL_SECONDS = 60
 STORE_LOCK_WAIT_SECONDS = 5.0  # a sensor tick must not wait for a long write; it looks again next tick
-JOB_ASSETS = {"ingest_sources": ("source_documents",), "ingest_targets": ("target_documents",),
-              "score": ("alignment_scores",), "select_and_report": ("selections", "comparison_report"),
-              "train_and_eval": ("finetuned_model", "eval_loss")}
+JOB_ASSETS = {"ingest_sources": (SOURCE_DOCUMENTS,), "ingest_targets": (TARGET_DOCUMENTS,),
+              "score": (ALIGNMENT_SCORES,), "select_and_report": (SELECTIONS, COMPARISON_REPORT),
+              "train_and_eval": (FINETUNED_MODEL, EVAL_LOSS)}
 JOB_OF_ASSET = {asset: job for job, assets in JOB_ASSETS.items() for asset in assets}
 
 
@@ -141,7 +142,7 @@ def restore_request(item: LostPartition) -> dg.RunRequest:
 def ingested_signature(instance: dg.DagsterInstance, source: str) -> str:
     """The `size:mtime_ns` of the file as the latest ingestion of `source` read it, or `none`."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("source_documents"), asset_partitions=[source]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(SOURCE_DOCUMENTS), asset_partitions=[source]), limit=1).records
     metadata = records[0].asset_materialization.metadata if records and records[0].asset_materialization else {}
     value = metadata.get("input_signature")
     return str(value.value) if value is not None else "none"

@@ -24,7 +24,7 @@ from zipfit_pipeline.engine.native import code_path
 from zipfit_pipeline.engine.models import ADAPTER_FILE, count_tokens, is_adapter, load_tokenizer, locate_pretrained
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.selection import rank_by_score, top_k, within_budget
-from zipfit_pipeline.engine.settings import TrainSettings
+from zipfit_pipeline.engine.settings import TrainingSettings
 
 
 def read_texts(kind: str, path: str, text_field: str, template: str | None) -> list[Record]:
@@ -129,11 +129,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from zipfit_pipeline.engine.training import finetune
 
     try:
-        given = {name: vars(args)[name] for name in TrainSettings.model_fields
+        given = {name: vars(args)[name] for name in TrainingSettings.model_fields
                  if name != "device" and vars(args).get(name) is not None}  # --device is checked by run_device
         if args.lora_rank is not None:
             given["lora"] = {"rank": args.lora_rank, "alpha": 2.0 * args.lora_rank}
-        settings = TrainSettings(**given)
+        settings = TrainingSettings(**given)
     except ValidationError as error:
         from zipfit_pipeline.config import validation_message  # the project file's models: loaded for this message only
 
@@ -196,8 +196,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_demo(args: argparse.Namespace) -> int:
-    from zipfit_pipeline.engine.demo_data import build_demo_data
-    from zipfit_pipeline.engine.models import prepare_smollm2
+    from zipfit_pipeline.demo.inputs import build_demo_data
+    from zipfit_pipeline.demo.models import prepare_smollm2
 
     root = Path(args.root)
     files = build_demo_data(root / "data" / "demo")
@@ -207,16 +207,15 @@ def cmd_prepare_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from zipfit_pipeline.config import load_project
     from zipfit_pipeline.definitions import build_definitions
     from zipfit_pipeline.engine.store import Store
+    from zipfit_pipeline.instance import project_instance
     from zipfit_pipeline.materialize_all import materialize_all
 
     config_file = str(Path(args.config).resolve())
     defs = build_definitions(config_file)
-    with dg.DagsterInstance.get() as instance:
+    with project_instance(Path(config_file)) as instance:
         done = materialize_all(defs, instance, only_out_of_date=args.stale)
     if args.stale and not done:
         print("everything is up to date")
@@ -231,12 +230,11 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 
 def cmd_register_sources(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from zipfit_pipeline.config import load_project
+    from zipfit_pipeline.instance import project_instance
     from zipfit_pipeline.partitions import SOURCES, register_sources
 
-    with dg.DagsterInstance.get() as instance:
+    with project_instance(Path(args.config)) as instance:
         added, removed = register_sources(instance, load_project(args.config))
         print(f"source partitions: {', '.join(instance.get_dynamic_partitions(SOURCES)) or 'none'}")
     print(f"added: {', '.join(added) or 'none'}; removed: {', '.join(removed) or 'none'}")
@@ -244,21 +242,19 @@ def cmd_register_sources(args: argparse.Namespace) -> int:
 
 
 def cmd_size_pools(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from zipfit_pipeline.accelerators import ACCELERATOR_POOL, size_accelerator_pool
+    from zipfit_pipeline.instance import project_instance
 
-    with dg.DagsterInstance.get() as instance:
+    with project_instance(Path(args.config)) as instance:
         print(f"pool {ACCELERATOR_POOL}: {size_accelerator_pool(instance)} slot(s), one per visible GPU")
     return 0
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    import dagster as dg
-
+    from zipfit_pipeline.instance import project_instance
     from zipfit_pipeline.recovery import recover_killed_runs
 
-    with dg.DagsterInstance.get() as instance:
+    with project_instance(Path(args.config)) as instance:
         print("\n".join(recover_killed_runs(instance)) or "no killed runs")
     return 0
 
@@ -362,11 +358,12 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cuda, cuda:1, cpu (default: CUDA when present)")
     train.add_argument("--text-field", default="text")
     train.add_argument("--template")
-    # Every scalar setting is an option; not curve_points (no test set here: `zipfit eval` measures the result),
-    # device (the option above, checked against this machine) or lora (--lora-rank below).
-    for name, spec in TrainSettings.model_fields.items():
+    # Every scalar setting of one fine-tune is an option; not the test loss's (no test set here: `zipfit eval` measures
+    # the result), keep_checkpoints (the output is the checkpoint), device (the option above, checked against this
+    # machine) or lora (--lora-rank below).
+    for name, spec in TrainingSettings.model_fields.items():
         option = f"--{name.replace('_', '-')}"
-        if name == "curve_points":
+        if name in {"curve_points", "eval_max_length", "eval_batch_size", "keep_checkpoints"}:
             continue
         if spec.annotation in (int, float):
             train.add_argument(option, type=spec.annotation, help=f"default {spec.default}")
@@ -399,6 +396,7 @@ def parser() -> argparse.ArgumentParser:
 
     pools = command("size-pools", help="give the accelerator pool one slot per visible GPU (fine-tunes and evals run "
                     "that many at once, each on a GPU of its own)")
+    pools.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"), help=HOME_HELP)
     pools.set_defaults(run=cmd_size_pools)
 
     register = command("register-sources", help="make the instance's source partitions match the project file and "
@@ -407,9 +405,12 @@ def parser() -> argparse.ArgumentParser:
     register.set_defaults(run=cmd_register_sources)
     recover = command("recover", help="mark runs whose processes were killed as failed and free the pool slots "
                       "they held (the `killed_runs` sensor does it every minute while the daemon runs)")
+    recover.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"), help=HOME_HELP)
     recover.set_defaults(run=cmd_recover)
     return p
 
+
+HOME_HELP = "project file; the instance is DAGSTER_HOME, or .dagster_home/ beside this file when that is unset"
 
 # What a user can act on from its message alone; anything else is a bug, and says how to see its traceback.
 EXPECTED_ERRORS = (ValueError, OSError, LookupError, RuntimeError)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from zipfit_pipeline.asset_keys import STAGES
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.lineage import out_of_date
 from zipfit_pipeline.partitions import register_sources
@@ -20,8 +21,6 @@ from zipfit_pipeline.recovery import recover_killed_runs
 from zipfit_pipeline.store_state import lost_partitions
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # asset logs, not engine events
-STAGES = ("source_documents", "target_documents", "alignment_scores", "selections", "finetuned_model", "eval_loss",
-          "pass_at_k", "comparison_report")  # pass_at_k only where the project enables it
 
 
 def materialize_all(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from zipfit_pipeline.asset_keys import FINETUNED_MODEL
 from zipfit_pipeline.engine.runs import BASE, RunKey
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.partitions import finetune_target_key
@@ -71,7 +72,7 @@ def _gone_checkpoints(store: Store) -> dict[tuple[str, str], str]:
     for row in rows:
         if not Path(row["checkpoint"]).is_dir():
             key = RunKey(row["model"], row["target"], row["method"], row["budget"], row["seed"])
-            gone[("finetuned_model", str(finetune_target_key(key)))] = (
+            gone[(FINETUNED_MODEL, str(finetune_target_key(key)))] = (
                 f"its checkpoint {row['checkpoint']} is gone (the artifacts folder deleted or moved?)")
     return gone
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from small_project import REPO, TEMPLATE, SmallProject
+from small_project import TEMPLATE, SmallProject
+
+from zipfit_pipeline.instance import INSTANCE_SETTINGS
 
 
 @pytest.fixture
@@ -32,6 +34,6 @@ def small_project(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path)
     (root / "zipfit.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(INSTANCE_SETTINGS, home / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         yield SmallProject(root, instance)

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 import yaml
 
+from zipfit_pipeline.asset_keys import SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.store import Store
@@ -92,10 +93,10 @@ class SmallProject:
                               resources=defs.resources, raise_on_error=False)
 
     def ingest_source(self) -> dg.ExecuteInProcessResult:
-        return self.materialize("source_documents", "src")
+        return self.materialize(SOURCE_DOCUMENTS, "src")
 
     def ingest_target(self) -> dg.ExecuteInProcessResult:
-        return self.materialize("target_documents", "task")
+        return self.materialize(TARGET_DOCUMENTS, "task")
 
     def stored(self, table: str) -> list[dict[str, Any]]:
         """Every row of a store table, in a stable order (the tables are small here)."""

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from small_project import SmallProject, failure_message, write_jsonl
 
+from zipfit_pipeline.asset_keys import SOURCE_DOCUMENTS
 from zipfit_pipeline.config import DatasetSpec, load_project
 from zipfit_pipeline.engine.loaders import InputError, RecordReader
 
@@ -122,7 +123,7 @@ def test_skipped_rows_are_in_the_materialization_metadata_and_the_log(small_proj
     small_project.source_file.write_bytes(good_rows + bad)
     result = small_project.ingest_source()
     assert result.success
-    metadata = result.asset_materializations_for_node("source_documents")[0].metadata
+    metadata = result.asset_materializations_for_node(SOURCE_DOCUMENTS)[0].metadata
     assert metadata["skipped"].value == {"malformed_json": 1, "empty_text": 1, "invalid_utf8": 1}
     assert metadata["first_skipped_row"].value == {"malformed_json": 40, "empty_text": 41, "invalid_utf8": 42}
     assert metadata["documents"].value == 40

@@ -19,32 +19,33 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.loaders import Record
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.instance import INSTANCE_SETTINGS
 from zipfit_pipeline.materialize_all import materialize_all
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = ("python_stdlib|humaneval", "english_prose|humaneval")
 
 
 def test_two_score_partitions_launched_at_once_both_succeed(project_file: Path, tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(INSTANCE_SETTINGS, home / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialize_all(build_definitions(str(project_file)), instance, log=lambda _: None,
-                        stages=("source_documents", "target_documents"))
+                        stages=(SOURCE_DOCUMENTS, TARGET_DOCUMENTS))
 
     env = {**os.environ, "DAGSTER_HOME": str(home), "ZIPFIT_CONFIG": str(project_file)}
     dagster = Path(sys.executable).parent / "dagster"
     launched = [
         subprocess.Popen([str(dagster), "asset", "materialize", "-m", "zipfit_pipeline.definitions",
-                          "--select", "alignment_scores", "--partition", partition],
+                          "--select", ALIGNMENT_SCORES, "--partition", partition],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for partition in PARTITIONS
     ]
@@ -100,14 +101,14 @@ def test_two_processes_writing_the_same_store_at_once_both_succeed_and_the_store
 # A scoring run made long: each chunk of 8 texts takes 0.25 s more; it prints one line when under way.
 SLOW_SCORING = """
 import json, sys, time
-from zipfit_pipeline.engine import alignment
+from zipfit_pipeline.engine import scorer
 from zipfit_pipeline.engine.scoring import score_dataset
 from zipfit_pipeline.engine.store import Store
-score_many = alignment.AlignmentScorer.score_many
+score_many = scorer.AlignmentScorer.score_many
 def slow(self, texts):
     time.sleep(0.25)
     return score_many(self, texts)
-alignment.AlignmentScorer.score_many = slow
+scorer.AlignmentScorer.score_many = slow
 store = Store(sys.argv[1])
 targets = json.loads(sys.argv[2])
 print("scoring", flush=True)

@@ -6,6 +6,7 @@ import json
 
 from small_project import SmallProject, failure_message
 
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.engine.loaders import content_hash, set_hash
 from zipfit_pipeline.engine.runs import RunKey
 
@@ -21,8 +22,8 @@ def _selected_rows(project: SmallProject) -> list[dict]:
 
 
 def test_a_reordering_reingest_changes_no_fine_tunes_texts(small_project: SmallProject) -> None:
-    for asset, partition in [("source_documents", "src"), ("target_documents", "task"), ("alignment_scores", "src|task"),
-                             ("selections", "tiny-gpt2|task")]:
+    for asset, partition in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"), (ALIGNMENT_SCORES, "src|task"),
+                             (SELECTIONS, "tiny-gpt2|task")]:
         assert small_project.materialize(asset, partition).success
     chosen = _selected_rows(small_project)
     chosen_texts = [r["text"] for r in chosen]
@@ -35,7 +36,7 @@ def test_a_reordering_reingest_changes_no_fine_tunes_texts(small_project: SmallP
     now_at = {r["row_index"]: r["text"] for r in small_project.store().query("SELECT row_index, text FROM documents").to_pylist()}
     assert [now_at[r["row_index"]] for r in chosen] != chosen_texts  # what a join on row positions would train on
 
-    assert small_project.materialize("finetuned_model", PARTITION).success
+    assert small_project.materialize(FINETUNED_MODEL, PARTITION).success
     run = small_project.store().training_run(KEY)
     assert run["selection_version"] == set_hash([content_hash(t) for t in chosen_texts])
     assert run["selection_version"] == small_project.store().selection_set(KEY)["version"]
@@ -43,8 +44,8 @@ def test_a_reordering_reingest_changes_no_fine_tunes_texts(small_project: SmallP
 
 
 def test_a_selection_whose_texts_are_gone_fails_and_says_what_to_do(small_project: SmallProject) -> None:
-    for asset, partition in [("source_documents", "src"), ("target_documents", "task"), ("alignment_scores", "src|task"),
-                             ("selections", "tiny-gpt2|task")]:
+    for asset, partition in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"), (ALIGNMENT_SCORES, "src|task"),
+                             (SELECTIONS, "tiny-gpt2|task")]:
         assert small_project.materialize(asset, partition).success
     first = _selected_rows(small_project)[0]
     rows = [json.loads(line) for line in small_project.source_file.read_text(encoding="utf-8").splitlines()]
@@ -52,7 +53,7 @@ def test_a_selection_whose_texts_are_gone_fails_and_says_what_to_do(small_projec
     small_project.source_file.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     assert small_project.ingest_source().success
 
-    message = failure_message(small_project.materialize("finetuned_model", PARTITION))
+    message = failure_message(small_project.materialize(FINETUNED_MODEL, PARTITION))
     assert (f"the selection {KEY} chose 1 texts that no stored document holds any more (a source was re-ingested or "
             f"removed since, e.g. text {first['content_hash']}): materialize selections again") in message
     assert small_project.store().training_run(KEY) is None

@@ -11,6 +11,7 @@ import yaml
 from project_files import check_results
 from small_project import SmallProject, failure_message
 
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.decontamination import HeldoutIndex
@@ -43,9 +44,9 @@ def _plant_test_problem(project: SmallProject) -> str:
 
 
 def _select(project: SmallProject) -> dg.ExecuteInProcessResult:
-    for asset, partition in [("source_documents", "src"), ("target_documents", "task"), ("alignment_scores", "src|task")]:
+    for asset, partition in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"), (ALIGNMENT_SCORES, "src|task")]:
         assert project.materialize(asset, partition).success
-    return project.materialize("selections", "tiny-gpt2|task")
+    return project.materialize(SELECTIONS, "tiny-gpt2|task")
 
 
 def _selected(project: SmallProject) -> list[str]:
@@ -55,11 +56,11 @@ def _selected(project: SmallProject) -> list[str]:
 def test_a_planted_test_problem_that_zipfit_ranks_first_is_removed(small_project: SmallProject) -> None:
     planted = _plant_test_problem(small_project)
     assert _select(small_project).success
-    metadata = small_project.instance.get_latest_materialization_event(dg.AssetKey("selections")).asset_materialization.metadata
+    metadata = small_project.instance.get_latest_materialization_event(dg.AssetKey(SELECTIONS)).asset_materialization.metadata
     assert metadata["decontamination"].value == {"enabled": True, "ngram_words": 13, "contaminated": 1, "removed": 1}
     assert "| 1 | src | copied_problem | 9 |" in metadata["contaminated_texts"].value  # ZIP-FIT's first, test row 9
     assert planted not in _selected(small_project)
-    assert check_results(small_project.instance)[("selections", "decontaminated")] == {True}
+    assert check_results(small_project.instance)[(SELECTIONS, "decontaminated")] == {True}
     stored = small_project.store().query("SELECT doc_id, zipfit_rank, removed FROM contaminated_texts").to_pylist()
     assert stored == [{"doc_id": "copied_problem", "zipfit_rank": 1, "removed": True}]
 
@@ -73,7 +74,7 @@ def test_with_decontamination_off_it_is_kept_and_the_check_warns(small_project: 
         small_project.instance.get_runs(limit=1)[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
     check = evaluation[0].dagster_event.event_specific_data
     assert (check.check_name, check.passed, check.severity) == ("decontaminated", False, dg.AssetCheckSeverity.WARN)
-    assert small_project.materialize("finetuned_model", "tiny-gpt2.zipfit.200.s0|task").success
+    assert small_project.materialize(FINETUNED_MODEL, "tiny-gpt2.zipfit.200.s0|task").success
 
 
 def test_the_check_blocks_fine_tunes_when_a_contaminated_text_slips_into_a_selection(small_project: SmallProject) -> None:
@@ -82,7 +83,7 @@ def test_the_check_blocks_fine_tunes_when_a_contaminated_text_slips_into_a_selec
     A new selection would otherwise start its fine-tunes (see test_automation); this one starts none."""
     planted = _plant_test_problem(small_project)
     assert _select(small_project).success
-    for asset in ("finetuned_model", "eval_loss"):
+    for asset in (FINETUNED_MODEL, EVAL_LOSS):
         for run in ("base", "zipfit.200.s0"):
             assert small_project.materialize(asset, f"tiny-gpt2.{run}|task").success
     defs = build_definitions(str(small_project.config_file))
@@ -92,11 +93,11 @@ def test_the_check_blocks_fine_tunes_when_a_contaminated_text_slips_into_a_selec
     with store.transaction() as connection:
         connection.execute("UPDATE test_overlaps SET test_row = NULL, ngram = NULL WHERE test_hash = ?", [test_hash])
 
-    result = small_project.materialize("selections", "tiny-gpt2|task")
+    result = small_project.materialize(SELECTIONS, "tiny-gpt2|task")
     assert "1 blocking asset check failed with ERROR severity:\nselections: decontaminated" in failure_message(result)
     assert _selected(small_project)[0] == planted  # stored, with its failed check, for a user to inspect
     tick = dg.evaluate_automation_conditions(defs=defs, instance=small_project.instance, cursor=tick.cursor)
-    assert list(tick.get_requested_partitions(dg.AssetKey("finetuned_model"))) == []
+    assert list(tick.get_requested_partitions(dg.AssetKey(FINETUNED_MODEL))) == []
 
 
 def test_a_text_in_both_target_splits_fails_ingestion(small_project: SmallProject) -> None:

@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 from small_project import SmallProject
 
+from zipfit_pipeline.asset_keys import SOURCE_DOCUMENTS
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine import ingest
@@ -96,7 +97,7 @@ def test_the_incoming_folder_waits_for_a_still_file_and_reingests_it_when_it_cha
     first = tick()
     assert instance.get_dynamic_partitions("sources") == ["src", "more"] and len(first) == 1
     assert first[0].startswith("more|") and first[0].endswith("|none")
-    assert small_project.materialize("source_documents", "more").success
+    assert small_project.materialize(SOURCE_DOCUMENTS, "more").success
     assert tick() == []  # what is stored is the file as it is
 
     dropped.write_text(dropped.read_text() + json.dumps({"id": "new", "text": "def added(): pass"}) + "\n")
@@ -104,7 +105,7 @@ def test_the_incoming_folder_waits_for_a_still_file_and_reingests_it_when_it_cha
     _age(dropped, 31)
     second = tick()
     assert len(second) == 1 and second[0] != first[0]
-    assert small_project.materialize("source_documents", "more").success
+    assert small_project.materialize(SOURCE_DOCUMENTS, "more").success
     assert tick() == []
     assert small_project.store().query("SELECT count(*) AS n FROM documents WHERE dataset = 'more'").to_pylist() == [{"n": 41}]
 

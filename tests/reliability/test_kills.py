@@ -15,9 +15,11 @@ from pathlib import Path
 import dagster as dg
 from small_project import SmallProject
 
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.loaders import Record, RecordReader
-from zipfit_pipeline.engine.models import build_tiny_gpt2, load_model_and_tokenizer, save_checkpoint
+from zipfit_pipeline.demo.models import build_tiny_gpt2
+from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.scoring import score_dataset
 from zipfit_pipeline.engine.store import Store
@@ -130,7 +132,7 @@ def test_sigkill_mid_ingestion_keeps_the_old_documents_and_the_rerun_stores_the_
     # The input becomes a pipe: the run reads half of the new rows, then waits for the rest, and is killed.
     small_project.source_file.unlink()
     os.mkfifo(small_project.source_file)
-    run = small_project.cli("source_documents", "src")
+    run = small_project.cli(SOURCE_DOCUMENTS, "src")
     pipe = _open_for_writing(small_project.source_file, run)
     half = "".join(json.dumps(r) + "\n" for r in new_rows[: len(new_rows) // 2]).encode()
     os.write(pipe, half[:60_000])  # within a pipe's buffer
@@ -142,7 +144,7 @@ def test_sigkill_mid_ingestion_keeps_the_old_documents_and_the_rerun_stores_the_
 
     small_project.source_file.unlink()
     new_file.rename(small_project.source_file)
-    _complete(small_project.cli("source_documents", "src"))
+    _complete(small_project.cli(SOURCE_DOCUMENTS, "src"))
     stored = small_project.store().query(
         "SELECT row_index, doc_id, text FROM documents WHERE dataset = 'src' ORDER BY row_index").to_pylist()
     expected = [{"row_index": r.row_index, "doc_id": r.doc_id, "text": r.text}
@@ -159,18 +161,18 @@ def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains
 ) -> None:
     small_project.edit_config(selection={"methods": ["all"], "budgets": [3000], "all_max_tokens": 3000},
                               training={"block_size": 16, "batch_size": 1, "curve_points": 0, "eval_max_length": 64})
-    for asset, partition in [("source_documents", "src"), ("target_documents", "task"),
-                             ("alignment_scores", "src|task"), ("selections", "tiny-gpt2|task")]:
+    for asset, partition in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"),
+                             (ALIGNMENT_SCORES, "src|task"), (SELECTIONS, "tiny-gpt2|task")]:
         assert small_project.materialize(asset, partition).success
     partition, key = "tiny-gpt2.all.s0|task", RunKey("tiny-gpt2", "task", "all", 0, 0)
-    _complete(small_project.cli("finetuned_model", partition))
+    _complete(small_project.cli(FINETUNED_MODEL, partition))
     recorded = small_project.store().training_run(key)
     assert recorded is not None and recorded["steps"] > 150
     checkpoint = Path(recorded["checkpoint"])
     digest = _digest(checkpoint)
 
     retrain = {"retrain": True}  # the same texts and settings: without it, the recorded run would be reused
-    run = small_project.cli("finetuned_model", partition, retrain)
+    run = small_project.cli(FINETUNED_MODEL, partition, retrain)
     assert run.stdout is not None
     for line in run.stdout:  # killed at its first step of training, hundreds of steps before its save
         if "step 1/" in line:
@@ -181,7 +183,7 @@ def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains
     assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name] and _digest(checkpoint) == digest
     _recover_the_killed_run(small_project, through_sensor=True)
 
-    _complete(small_project.cli("finetuned_model", partition, retrain))  # as a re-execution of the killed run
+    _complete(small_project.cli(FINETUNED_MODEL, partition, retrain))  # as a re-execution of the killed run
     retrained = small_project.store().training_run(key)
     assert retrained is not None
     assert {k: v for k, v in retrained.items() if k not in ("checkpoint", "seconds", "run_id")} == \
@@ -196,7 +198,7 @@ def test_sigkill_mid_save_leaves_no_checkpoint_that_looks_complete(tmp_path: Pat
     output = tmp_path / "checkpoint"
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from zipfit_pipeline.engine.models import build_tiny_gpt2
+        from zipfit_pipeline.demo.models import build_tiny_gpt2
         build_tiny_gpt2(Path({str(output)!r}), n_layer=12, n_embd=768)  # ~0.5 GB to write
     """)
     child = subprocess.Popen([sys.executable, "-c", script])

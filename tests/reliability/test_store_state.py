@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 from small_project import SmallProject
 
+from zipfit_pipeline.asset_keys import COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.lineage import out_of_date
@@ -84,8 +85,8 @@ def test_an_older_copy_of_the_store_makes_exactly_what_changed_since_out_of_date
     small_project.source_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert small_project.ingest_source().success  # the nightly re-ingest
     changed = materialize_all(defs, small_project.instance, log=lambda _: None, only_out_of_date=True)
-    assert "selections" in changed and "target_documents" not in changed
-    newer = {("source_documents", "src")} | {(asset, p) for asset, partitions in changed.items() for p in partitions}
+    assert SELECTIONS in changed and TARGET_DOCUMENTS not in changed
+    newer = {(SOURCE_DOCUMENTS, "src")} | {(asset, p) for asset, partitions in changed.items() for p in partitions}
 
     shutil.copy(backup, store.path)  # "restored from last night's backup"
     lost = _lost(small_project, defs)
@@ -129,7 +130,7 @@ def test_the_sensors_rebuild_a_deleted_store_upstream_first_once_per_partition(s
         requested += tick
         for asset, partition in tick:
             assert small_project.materialize(asset, partition).success
-    assert sorted(ticks[0]) == [("source_documents", "src"), ("target_documents", "task")]
+    assert sorted(ticks[0]) == [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task")]
     assert set(requested) == everything and len(restored) == len(set(restored))
     assert _lost(small_project, defs) == {}
     assert all(_counts(store).values())
@@ -140,8 +141,8 @@ def test_a_deleted_checkpoint_makes_its_fine_tune_out_of_date_and_stale_retrains
     shutil.rmtree(small_project.root / "data" / "artifacts" / "models")
     partition = "tiny-gpt2.zipfit.200.s0|task"
     lost = _lost(small_project, defs)
-    assert list(lost) == [("finetuned_model", partition)]  # `base` is the pretrained model: nothing of it was deleted
-    assert "its checkpoint" in lost[("finetuned_model", partition)] and "is gone" in lost[("finetuned_model", partition)]
+    assert list(lost) == [(FINETUNED_MODEL, partition)]  # `base` is the pretrained model: nothing of it was deleted
+    assert "its checkpoint" in lost[(FINETUNED_MODEL, partition)] and "is gone" in lost[(FINETUNED_MODEL, partition)]
     redone = materialize_all(defs, small_project.instance, log=lambda _: None, only_out_of_date=True)
-    assert redone == {"finetuned_model": [partition], "eval_loss": [partition], "comparison_report": ["tiny-gpt2|task"]}
+    assert redone == {FINETUNED_MODEL: [partition], EVAL_LOSS: [partition], COMPARISON_REPORT: ["tiny-gpt2|task"]}
     assert _lost(small_project, defs) == {}

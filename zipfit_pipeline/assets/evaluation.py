@@ -5,6 +5,7 @@ import math
 
 import dagster as dg
 
+from zipfit_pipeline.asset_keys import EVAL_LOSS, FINETUNED_MODEL, PASS_AT_K
 from zipfit_pipeline.assets._checks import partition_check
 from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
@@ -23,14 +24,15 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
     settings = config.training
 
     @dg.asset(
+        name=EVAL_LOSS,
         partitions_def=partitions.finetune_target,
-        deps=["finetuned_model"],
+        deps=[FINETUNED_MODEL],
         group_name=GROUP,
-        code_version=code_version("eval_loss", settings.eval_max_length),
+        code_version=code_version(EVAL_LOSS, settings.eval_max_length),
         kinds={"pytorch", "duckdb"},
         pool="accelerator",
         automation_condition=ON_NEW_DATA_OR_CODE,
-        check_specs=[partition_check(FINITE_TEST_LOSS, "eval_loss", partitions.finetune_target, blocking=True,
+        check_specs=[partition_check(FINITE_TEST_LOSS, EVAL_LOSS, partitions.finetune_target, blocking=True,
                                      description="The test loss is finite and positive (the report never reads a NaN).")],
         description="Mean token cross-entropy (float32) of the current checkpoint of a fine-tune, or of the base model, "
         "on the target's held-out test split; recorded with the training run and selection version it measured.",
@@ -55,10 +57,11 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
     pass_settings = config.pass_at_k
 
     @dg.asset(
+        name=PASS_AT_K,
         partitions_def=partitions.finetune_target,
-        deps=["finetuned_model"],
+        deps=[FINETUNED_MODEL],
         group_name=GROUP,
-        code_version=code_version("pass_at_k", pass_settings.model_dump(exclude={"enabled"})),
+        code_version=code_version(PASS_AT_K, pass_settings.model_dump(exclude={"enabled"})),
         kinds={"pytorch", "duckdb"},
         pool="accelerator",
         automation_condition=ON_NEW_DATA_OR_CODE,

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from zipfit_pipeline.asset_keys import SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.ingest import IngestResult, ingest_source, ingest_target
@@ -32,9 +33,10 @@ def input_metadata(context: dg.AssetExecutionContext, name: str, result: IngestR
 
 def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
     @dg.asset(
+        name=SOURCE_DOCUMENTS,
         partitions_def=partitions.source,
         group_name=GROUP,
-        code_version=code_version("source_documents"),
+        code_version=code_version(SOURCE_DOCUMENTS),
         kinds={"duckdb"},
         pool="duckdb_writer",
         description="One row per usable example of a source dataset: id, text, content hash, bytes. "
@@ -59,9 +61,10 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
         )
 
     @dg.asset(
+        name=TARGET_DOCUMENTS,
         partitions_def=partitions.target,
         group_name=GROUP,
-        code_version=code_version("target_documents"),
+        code_version=code_version(TARGET_DOCUMENTS),
         kinds={"duckdb"},
         pool="duckdb_writer",
         description="A target task's alignment set (what sources are scored against) and its held-out test split. "

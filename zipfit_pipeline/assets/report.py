@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from zipfit_pipeline.asset_keys import COMPARISON_REPORT, EVAL_LOSS, PASS_AT_K
 from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
@@ -28,11 +29,12 @@ def inline_png(path: Path) -> str:
 
 def build_report_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
     @dg.asset(
+        name=COMPARISON_REPORT,
         partitions_def=partitions.model_target,
         deps=[dg.AssetDep(name, partition_mapping=finetunes_of_model(partitions))
-              for name in ("eval_loss", *(["pass_at_k"] if config.pass_at_k.enabled else []))],
+              for name in (EVAL_LOSS, *([PASS_AT_K] if config.pass_at_k.enabled else []))],
         group_name=GROUP,
-        code_version=code_version("comparison_report", config.selection.all_max_tokens),
+        code_version=code_version(COMPARISON_REPORT, config.selection.all_max_tokens),
         kinds={"duckdb"},
         automation_condition=ON_NEW_DATA_OR_CODE,
         description="Mean test CE over seeds with 95% intervals per selection method and budget, ZIP-FIT paired with "

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.assets._checks import partition_check
 from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
@@ -55,15 +56,16 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
     scoring = config.scoring
 
     @dg.asset(
+        name=ALIGNMENT_SCORES,
         partitions_def=partitions.source_target,
-        deps=["source_documents", "target_documents"],
+        deps=[SOURCE_DOCUMENTS, TARGET_DOCUMENTS],
         group_name=GROUP,
-        code_version=code_version("alignment_scores", scoring.compressor, scoring.level, scoring.variants,
+        code_version=code_version(ALIGNMENT_SCORES, scoring.compressor, scoring.level, scoring.variants,
                                   config.selection.target_subsets, config.selection.target_subset_seed),
         kinds={"duckdb"},
         pool="duckdb_writer",
         automation_condition=ON_NEW_DATA_OR_CODE,
-        check_specs=[partition_check(GOLDEN, "alignment_scores", partitions.source_target,
+        check_specs=[partition_check(GOLDEN, ALIGNMENT_SCORES, partitions.source_target,
                                      "The compressor build reproduces SPEC.md's golden sizes (stock zlib for gzip).")],
         description="Alignment of each source text with the target's alignment set: mean over targets of "
         "1 - NCD with gzip/lz4/zstd, one row per (content hash, target-set hash, compressor, level, library build). "

@@ -7,6 +7,7 @@ is the engine's `select_for_model`; this asset turns its result into metadata an
 
 import dagster as dg
 
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, SELECTIONS
 from zipfit_pipeline.assets._checks import partition_check
 from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.assets.scoring import top_table
@@ -52,19 +53,20 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
     decontamination = settings.decontamination
 
     @dg.asset(
+        name=SELECTIONS,
         partitions_def=partitions.model_target,
-        deps=[dg.AssetDep("alignment_scores", partition_mapping=same_target())],
+        deps=[dg.AssetDep(ALIGNMENT_SCORES, partition_mapping=same_target())],
         group_name=GROUP,
-        code_version=code_version("selections", settings.model_dump(), config.scoring.compressor, config.scoring.level,
+        code_version=code_version(SELECTIONS, settings.model_dump(), config.scoring.compressor, config.scoring.level,
                                   config.scoring.variants, config.training.seeds),
         kinds={"duckdb"},
         pool="duckdb_writer",
         automation_condition=ON_NEW_DATA_OR_CODE,
         check_specs=[
-            partition_check(DECONTAMINATED, "selections", partitions.model_target, blocking=True, description=(
+            partition_check(DECONTAMINATED, SELECTIONS, partitions.model_target, blocking=True, description=(
                 f"No selected text shares {decontamination.ngram_words} words with the target's held-out test split "
                 "(fine-tunes do not start otherwise; a warning only where decontamination is turned off).")),
-            partition_check(BUDGETS_REACHED, "selections", partitions.model_target, blocking=True, description=(
+            partition_check(BUDGETS_REACHED, SELECTIONS, partitions.model_target, blocking=True, description=(
                 "Every budgeted selection holds its budget's tokens, so every method trains on the same number.")),
         ],
         description="Ranked selections per method (ZIP-FIT and its compressor and target-set ablations, DSIR, D4, embedding "

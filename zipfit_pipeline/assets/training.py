@@ -10,6 +10,7 @@ import math
 
 import dagster as dg
 
+from zipfit_pipeline.asset_keys import FINETUNED_MODEL, SELECTIONS, TARGET_DOCUMENTS
 from zipfit_pipeline.assets._checks import partition_check
 from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
@@ -41,20 +42,21 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
     project = config  # `config` in the asset is its Launchpad config (Dagster's name for it)
 
     @dg.asset(
+        name=FINETUNED_MODEL,
         partitions_def=partitions.finetune_target,
         deps=[
-            dg.AssetDep("selections", partition_mapping=selection_of_finetune(partitions)),
-            dg.AssetDep("target_documents", partition_mapping=target_of_finetune()),
+            dg.AssetDep(SELECTIONS, partition_mapping=selection_of_finetune(partitions)),
+            dg.AssetDep(TARGET_DOCUMENTS, partition_mapping=target_of_finetune()),
         ],
         group_name=GROUP,
         # Each partition trains with its own seed: adding a seed adds partitions, it does not retrain the others. Where
         # a step runs and whether its weights are kept after its evals change no result.
-        code_version=code_version("finetuned_model", config.training.model_dump(exclude={"seeds", "device", "keep_checkpoints"})),
+        code_version=code_version(FINETUNED_MODEL, config.training.model_dump(exclude={"seeds", "device", "keep_checkpoints"})),
         kinds={"pytorch"},
         pool="accelerator",
         automation_condition=ON_NEW_DATA_OR_CODE,
         tags={"zipfit/stage": "train"},
-        check_specs=[partition_check(FINITE_TRAINING_LOSS, "finetuned_model", partitions.finetune_target, blocking=True,
+        check_specs=[partition_check(FINITE_TRAINING_LOSS, FINETUNED_MODEL, partitions.finetune_target, blocking=True,
                                      description="The final training loss is finite (a diverged model is not evaluated).")],
         description="A causal LM fine-tuned for one epoch on a selection with one seed (texts by content hash, in seeded "
         "order; checkpoint via save_pretrained), with its training-loss curve and test loss at intervals; "

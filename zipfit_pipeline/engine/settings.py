@@ -173,8 +173,9 @@ class LoraSettings(Settings):
                                                               "layer but the output head")
 
 
-class TrainSettings(Settings):
-    """One fine-tune's hyperparameters (the paper's: block 1024, weight decay 0.01, max grad norm 1.0) and how it runs."""
+class TrainingSettings(Settings):
+    """The fine-tunes: hyperparameters (the paper's: block 1024, weight decay 0.01, max grad norm 1.0), how they run,
+    the seeds each selection is trained with, and the test loss."""
 
     block_size: int = Field(1024, ge=2, description="tokens per sequence; at most the model's context")
     batch_size: int = Field(4, ge=1, description="sequences per micro-batch")
@@ -196,6 +197,11 @@ class TrainSettings(Settings):
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of every weight")
     qlora: bool = Field(False, description="load the frozen base in 4-bit NF4 (bitsandbytes; CUDA only) under the adapter")
     compile: bool = Field(False, description="torch.compile the model's forward pass (pays off on long GPU runs)")
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="every (method, budget) is fine-tuned once per seed")
+    eval_max_length: int = Field(1024, ge=2)
+    eval_batch_size: int = Field(8, ge=1)
+    keep_checkpoints: bool = Field(True, description="false: a fine-tune's weights are deleted once its evals are "
+                                   "recorded (its figures stay); evaluating it again then retrains it")
 
     @field_validator("device")
     @classmethod
@@ -204,24 +210,6 @@ class TrainSettings(Settings):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:<index>, got {device!r}")
         return device
 
-    @model_validator(mode="after")
-    def _consistent(self) -> TrainSettings:
-        if self.qlora and self.lora is None:
-            raise ValueError("qlora trains a LoRA adapter on a 4-bit base: set lora too (e.g. lora: {rank: 16})")
-        if self.dtype == "fp16" and self.device == "cpu":
-            raise ValueError("dtype fp16 needs a GPU (fp16 matmuls on CPUs are emulated); use bf16 or fp32 on the CPU")
-        return self
-
-
-class TrainingSettings(TrainSettings):
-    """The project's fine-tunes: the hyperparameters, the seeds each selection is trained with, the test loss."""
-
-    seeds: list[int] = Field([0, 1, 2], min_length=1, description="every (method, budget) is fine-tuned once per seed")
-    eval_max_length: int = Field(1024, ge=2)
-    eval_batch_size: int = Field(8, ge=1)
-    keep_checkpoints: bool = Field(True, description="false: a fine-tune's weights are deleted once its evals are "
-                                   "recorded (its figures stay); evaluating it again then retrains it")
-
     @field_validator("seeds")
     @classmethod
     def _distinct(cls, seeds: list[int]) -> list[int]:
@@ -229,8 +217,13 @@ class TrainingSettings(TrainSettings):
             raise ValueError("seeds must be distinct non-negative integers")
         return seeds
 
-    def train_settings(self) -> TrainSettings:
-        return TrainSettings(**self.model_dump(include=set(TrainSettings.model_fields)))
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingSettings:
+        if self.qlora and self.lora is None:
+            raise ValueError("qlora trains a LoRA adapter on a 4-bit base: set lora too (e.g. lora: {rank: 16})")
+        if self.dtype == "fp16" and self.device == "cpu":
+            raise ValueError("dtype fp16 needs a GPU (fp16 matmuls on CPUs are emulated); use bf16 or fp32 on the CPU")
+        return self
 
 
 class PassAtKSettings(Settings):

@@ -85,9 +85,8 @@ def finetune_selection(
     from zipfit_pipeline.engine.trainable import checkpoint_bytes, save_trained, trainable_model
     from zipfit_pipeline.engine.training import finetune
 
-    train = settings.train_settings()
     with claimed_device(settings.device, models_dir.parent / "devices", log) as device:
-        model, tokenizer = trainable_model(pretrained, train, device, key.seed)
+        model, tokenizer = trainable_model(pretrained, settings, device, key.seed)
         check_disk(models_dir, checkpoint_bytes(model, settings, device), checkpoints_to_write(store, sweep or [key]),
                    settings.keep_checkpoints, at_once=max(1, gpu_count()))
 
@@ -95,7 +94,7 @@ def finetune_selection(
             return heldout_loss(m, tokenizer, test_texts, settings.eval_max_length, settings.eval_batch_size)[0]
 
         log(f"fine-tuning {key.model} on {key.target} / {key.label()}: {len(texts)} documents, {budget} tokens, {device}")
-        trained = finetune(model, tokenizer, texts, budget, train, key.seed, device, evaluate, log)
+        trained = finetune(model, tokenizer, texts, budget, settings, key.seed, device, evaluate, log)
         folder = checkpoint_dir(models_dir, key)
         output = save_trained(model, tokenizer, folder / run_id, settings, device)
     result = FinetuneResult(

@@ -20,12 +20,12 @@ from zipfit_pipeline.engine.devices import compute_dtype
 from zipfit_pipeline.engine.models import (
     is_adapter, load_model_and_tokenizer, load_tokenizer, locate_pretrained, save_checkpoint,
 )
-from zipfit_pipeline.engine.settings import TrainSettings
+from zipfit_pipeline.engine.settings import TrainingSettings
 
 TRAINING_FILE = "zipfit_training.json"
 
 
-def trainable_model(pretrained: str, settings: TrainSettings, device: torch.device, seed: int = 0) -> tuple[Any, Any]:
+def trainable_model(pretrained: str, settings: TrainingSettings, device: torch.device, seed: int = 0) -> tuple[Any, Any]:
     """(model ready to train, tokenizer): only the parameters that train require gradients. A new adapter's random
     initialisation is drawn with `seed`, so that a LoRA run repeats exactly like a full one."""
     dtype = compute_dtype(settings.dtype, device)
@@ -65,7 +65,7 @@ def _four_bit_base(pretrained: str, device: torch.device, dtype: torch.dtype) ->
     return model, AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
 
-def checkpoint_bytes(model: Any, settings: TrainSettings, device: torch.device) -> int:
+def checkpoint_bytes(model: Any, settings: TrainingSettings, device: torch.device) -> int:
     """What one saved fine-tune takes on disk: the adapter's float32 weights, or every weight in the compute dtype."""
     if settings.lora is not None:
         return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
@@ -73,7 +73,7 @@ def checkpoint_bytes(model: Any, settings: TrainSettings, device: torch.device) 
     return sum(p.numel() for p in model.parameters()) * itemsize
 
 
-def save_trained(model: Any, tokenizer: Any, output: Path, settings: TrainSettings, device: torch.device) -> Path:
+def save_trained(model: Any, tokenizer: Any, output: Path, settings: TrainingSettings, device: torch.device) -> Path:
     """A LoRA run's adapter, or the whole model in the compute dtype, with how it was trained."""
     dtype = None if settings.lora is not None else compute_dtype(settings.dtype, device)
     saved = save_checkpoint(model, tokenizer, output, dtype)

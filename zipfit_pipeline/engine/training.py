@@ -24,7 +24,7 @@ import torch
 from zipfit_pipeline.engine.devices import compute_dtype, fast_matmuls
 from zipfit_pipeline.engine.loaders import content_hash
 from zipfit_pipeline.engine.models import check_context, document_start_id
-from zipfit_pipeline.engine.settings import TrainSettings
+from zipfit_pipeline.engine.settings import TrainingSettings
 
 PROGRESS_LINES = 20
 
@@ -93,7 +93,7 @@ def autocast(device: torch.device, dtype: torch.dtype) -> Any:
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
-def learning_rate(step: int, total_steps: int, settings: TrainSettings) -> float:
+def learning_rate(step: int, total_steps: int, settings: TrainingSettings) -> float:
     """Linear warmup, then cosine decay to min_lr_ratio of the peak."""
     warmup = max(1, round(settings.warmup_fraction * total_steps))
     if step < warmup:
@@ -118,7 +118,7 @@ def finetune(
     tokenizer: Any,
     texts: list[str],
     budget: int,
-    settings: TrainSettings,
+    settings: TrainingSettings,
     seed: int,
     device: torch.device,
     evaluate: Callable[[Any], float] | None = None,
