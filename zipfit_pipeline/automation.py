@@ -56,7 +56,7 @@ JOB_OF_ASSET = {asset: job for job, assets in JOB_ASSETS.items() for asset in as
 def build_automation(
     config: ProjectConfig, partitions: ProjectPartitions,
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition], list[dg.JobDefinition]]:
-    jobs = stage_jobs(partitions)
+    jobs = stage_jobs()
     ingest_sources, ingest_targets = jobs["ingest_sources"], jobs["ingest_targets"]
 
     @dg.sensor(job=ingest_sources, minimum_interval_seconds=INCOMING_POLL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -121,14 +121,10 @@ def build_automation(
     return [incoming_sources, lost_store_state, killed_runs, automation], schedules, list(jobs.values())
 
 
-def stage_jobs(partitions: ProjectPartitions) -> dict[str, dg.UnresolvedAssetJobDefinition]:
-    """One job per partitions definition (a job's assets must share one), by name: through them a sensor can run any
-    asset partition, and a user can launch a stage's partitions from the UI."""
-    partitions_of = {"ingest_sources": partitions.source, "ingest_targets": partitions.target,
-                     "score": partitions.source_target, "select_and_report": partitions.model_target,
-                     "train_and_eval": partitions.finetune_target}
-    return {name: dg.define_asset_job(name, selection=list(JOB_ASSETS[name]), partitions_def=partitions_def)
-            for name, partitions_def in partitions_of.items()}
+def stage_jobs() -> dict[str, dg.UnresolvedAssetJobDefinition]:
+    """One job per partitions definition (a job's assets must share one; Dagster infers it from them), by name:
+    through them a sensor can run any asset partition, and a user can launch a stage's partitions from the UI."""
+    return {name: dg.define_asset_job(name, selection=list(assets)) for name, assets in JOB_ASSETS.items()}
 
 
 def restore_request(item: LostPartition) -> dg.RunRequest:

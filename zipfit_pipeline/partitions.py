@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from zipfit_pipeline.config import ProjectConfig
+from zipfit_pipeline.dagster_beta import known_beta_apis
 from zipfit_pipeline.engine.runs import BASE, RunKey
 from zipfit_pipeline.engine.selection import configured_selections
 from zipfit_pipeline.engine.settings import selection_methods
@@ -50,10 +51,13 @@ def run_key(partition_key: dg.MultiPartitionKey) -> RunKey:
 def configured_runs(config: ProjectConfig, model: str, target: str, with_base: bool = True) -> list[RunKey]:
     """Every fine-tune the project asks for: each selection once per seed, and the base model."""
     selection = config.selection
-    trained = [RunKey(model, target, method, budget, seed)
-               for method, budget in configured_selections(selection_methods(config.scoring, selection), selection.budgets,
-                                                           selection.thresholds)
-               for seed in config.training.seeds]
+    trained = [
+        RunKey(model, target, method, budget, seed)
+        for method, budget in configured_selections(
+            selection_methods(config.scoring, selection), selection.budgets, selection.thresholds
+        )
+        for seed in config.training.seeds
+    ]
     return [RunKey(model, target, BASE), *trained] if with_base else trained
 
 
@@ -76,7 +80,9 @@ def project_partitions(config: ProjectConfig) -> ProjectPartitions:
     source = dg.DynamicPartitionsDefinition(name=SOURCES)
     target = dg.StaticPartitionsDefinition([t.name for t in config.targets])
     model = dg.StaticPartitionsDefinition([m.name for m in config.models])
-    finetune = dg.StaticPartitionsDefinition([k for m in config.models for k in finetune_keys(config, m.name, with_base=True)])
+    finetune = dg.StaticPartitionsDefinition(
+        [k for m in config.models for k in finetune_keys(config, m.name, with_base=True)]
+    )
     return ProjectPartitions(
         source=source,
         target=target,
@@ -105,33 +111,43 @@ def register_sources(instance: dg.DagsterInstance, config: ProjectConfig) -> tup
 
 def same_target() -> dg.MultiPartitionMapping:
     """selections(model, target) read the scores of every source for their target."""
-    return dg.MultiPartitionMapping({"target": dg.DimensionPartitionMapping("target", dg.IdentityPartitionMapping())})
+    with known_beta_apis():
+        return dg.MultiPartitionMapping(
+            {"target": dg.DimensionPartitionMapping("target", dg.IdentityPartitionMapping())}
+        )
 
 
 def selection_of_finetune(partitions: ProjectPartitions) -> dg.MultiPartitionMapping:
     """finetuned_model(finetune, target) reads selections(model of the finetune, target); `base` reads none."""
-    return dg.MultiPartitionMapping(
-        {
-            "model": dg.DimensionPartitionMapping(
-                "finetune", dg.StaticPartitionMapping({m: set(keys) for m, keys in partitions.trained_by_model.items()})
-            ),
-            "target": dg.DimensionPartitionMapping("target", dg.IdentityPartitionMapping()),
-        }
-    )
+    with known_beta_apis():
+        return dg.MultiPartitionMapping(
+            {
+                "model": dg.DimensionPartitionMapping(
+                    "finetune",
+                    dg.StaticPartitionMapping({m: set(keys) for m, keys in partitions.trained_by_model.items()}),
+                ),
+                "target": dg.DimensionPartitionMapping("target", dg.IdentityPartitionMapping()),
+            }
+        )
 
 
 def target_of_finetune() -> dg.MultiToSingleDimensionPartitionMapping:
     """finetuned_model(finetune, target), `base` included, reads its target's test split."""
-    return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="target")
+    with known_beta_apis():
+        return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="target")
 
 
 def finetunes_of_model(partitions: ProjectPartitions) -> dg.MultiPartitionMapping:
     """comparison_report(model, target) reads eval_loss of every finetune of that model (base included) on it."""
-    return dg.MultiPartitionMapping(
-        {
-            "finetune": dg.DimensionPartitionMapping(
-                "model", dg.StaticPartitionMapping({f: m for m, keys in partitions.trained_by_model.items() for f in [f"{m}.{BASE}", *keys]})
-            ),
-            "target": dg.DimensionPartitionMapping("target", dg.IdentityPartitionMapping()),
-        }
-    )
+    with known_beta_apis():
+        return dg.MultiPartitionMapping(
+            {
+                "finetune": dg.DimensionPartitionMapping(
+                    "model",
+                    dg.StaticPartitionMapping(
+                        {f: m for m, keys in partitions.trained_by_model.items() for f in [f"{m}.{BASE}", *keys]}
+                    ),
+                ),
+                "target": dg.DimensionPartitionMapping("target", dg.IdentityPartitionMapping()),
+            }
+        )

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from small_project import REPO, SmallProject, failure_message
 
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.loaders import InputError, RecordReader
 from zipfit_pipeline.engine.models import load_model_and_tokenizer
@@ -91,9 +92,9 @@ def test_hostile_dataset_text_is_only_ever_data(small_project: SmallProject) -> 
     with small_project.source_file.open("a", encoding="utf-8") as file:
         file.writelines(json.dumps(r) + "\n" for r in rows)
     small_project.edit_config(selection={"methods": ["all"], "budgets": [100_000]})
-    for asset, partition in [("source_documents", "src"), ("target_documents", "task"), ("alignment_scores", "src|task"),
-                             ("selections", "tiny-gpt2|task"), ("finetuned_model", "tiny-gpt2.all.s0|task"),
-                             ("eval_loss", "tiny-gpt2.all.s0|task")]:
+    for asset, partition in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"), (ALIGNMENT_SCORES, "src|task"),
+                             (SELECTIONS, "tiny-gpt2|task"), (FINETUNED_MODEL, "tiny-gpt2.all.s0|task"),
+                             (EVAL_LOSS, "tiny-gpt2.all.s0|task")]:
         assert small_project.materialize(asset, partition).success, (asset, partition)
     assert not marker.exists()
     stored = small_project.store().query("SELECT doc_id, text FROM documents WHERE row_index >= 40 ORDER BY row_index")
@@ -107,13 +108,13 @@ def test_hostile_dataset_text_is_only_ever_data(small_project: SmallProject) -> 
 
 def test_eval_loads_fine_tunes_only_from_the_projects_checkpoint_folder(small_project: SmallProject, tiny_model: Path) -> None:
     partition = "tiny-gpt2.zipfit.200.s0|task"
-    for asset, key in [("source_documents", "src"), ("target_documents", "task"), ("alignment_scores", "src|task"),
-                       ("selections", "tiny-gpt2|task"), ("finetuned_model", partition)]:
+    for asset, key in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"), (ALIGNMENT_SCORES, "src|task"),
+                       (SELECTIONS, "tiny-gpt2|task"), (FINETUNED_MODEL, partition)]:
         assert small_project.materialize(asset, key).success
     store = small_project.store()
     with store.transaction() as connection:  # as if the store came from somewhere else
         connection.execute("UPDATE training_runs SET checkpoint = ? WHERE method = 'zipfit'", [str(tiny_model)])
-    message = failure_message(small_project.materialize("eval_loss", partition))
+    message = failure_message(small_project.materialize(EVAL_LOSS, partition))
     assert f"refusing to load {tiny_model}" in message and str(small_project.root / "data" / "artifacts" / "models") in message
     assert store.query("SELECT count(*) AS n FROM eval_losses").to_pylist()[0]["n"] == 0
 
@@ -274,15 +275,15 @@ def test_an_empty_or_new_folder_becomes_the_pipelines_and_is_accepted_again(tmp_
 
 def test_checkpoint_cleanup_removes_only_the_run_folders_it_saved(small_project: SmallProject) -> None:
     partition = "tiny-gpt2.zipfit.200.s0|task"
-    for asset, key in [("source_documents", "src"), ("target_documents", "task"), ("alignment_scores", "src|task"),
-                       ("selections", "tiny-gpt2|task"), ("finetuned_model", partition)]:
+    for asset, key in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"), (ALIGNMENT_SCORES, "src|task"),
+                       (SELECTIONS, "tiny-gpt2|task"), (FINETUNED_MODEL, partition)]:
         assert small_project.materialize(asset, key).success
     folder = small_project.root / "data" / "artifacts" / "models" / "tiny-gpt2" / "task" / "zipfit.200.s0"
     (folder / "notes.txt").write_text("the user's own notes")
     elsewhere = small_project.root / "keep-me"
     elsewhere.mkdir()
     (folder / "link").symlink_to(elsewhere)
-    assert small_project.materialize("finetuned_model", partition).success
+    assert small_project.materialize(FINETUNED_MODEL, partition).success
     assert (folder / "notes.txt").read_text() == "the user's own notes" and elsewhere.is_dir()
     assert len([p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()]) == 1  # the older run's is gone
 
