@@ -31,7 +31,7 @@ def _defs(upstream_version: str, seen_slots: list[set[str]] | None = None) -> dg
     @dg.asset(partitions_def=LETTERS, code_version="1", deps=[upstream], pool=POOL)
     def downstream(context: dg.AssetExecutionContext) -> None:
         if seen_slots is not None:
-            seen_slots.append(runs_holding_slots(context.instance) | {f"this run: {context.run_id}"})
+            seen_slots.append(runs_holding_slots(context.instance) | {f"this run: {context.run.run_id}"})
 
     return dg.Definitions(assets=[upstream, downstream])
 

@@ -92,6 +92,7 @@ def build_automation(
     def lost_store_state(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         """Recompute what the store lost (deleted, replaced, restored from an older copy), upstream first."""
         defs = context.repository_def
+        assert defs is not None, "a sensor is evaluated within its code location"
         try:
             lost = lost_partitions(config.resolve(config.store), defs.assets_defs_by_key.values(), context.instance,
                                    lock_wait=STORE_LOCK_WAIT_SECONDS)

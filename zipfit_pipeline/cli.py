@@ -305,7 +305,7 @@ def cosine_threshold(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     p = Parser(prog="zipfit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -366,7 +366,7 @@ def parser() -> argparse.ArgumentParser:
         if name in {"curve_points", "eval_max_length", "eval_batch_size", "keep_checkpoints"}:
             continue
         if spec.annotation in (int, float):
-            train.add_argument(option, type=spec.annotation, help=f"default {spec.default}")
+            train.add_argument(option, type=float if spec.annotation is float else int, help=f"default {spec.default}")
         elif spec.annotation is bool:
             train.add_argument(option, action=argparse.BooleanOptionalAction, help=f"default {spec.default}")
         elif get_origin(spec.annotation) is Literal:

@@ -178,7 +178,7 @@ class ProjectConfig(Strict):
             if name and name not in taken and file.is_file() and not file.is_symlink():
                 taken.add(name)
                 specs.append(DatasetSpec(
-                    name=name, path=str(file), format=FILE_FORMATS[file.suffix.lower()],  # type: ignore[arg-type]
+                    name=name, path=str(file), format=FILE_FORMATS[file.suffix.lower()],
                     text_field=self.incoming.text_field, template=self.incoming.template, id_field=self.incoming.id_field,
                 ))
         return specs
@@ -281,8 +281,8 @@ class _NoAliasLoader(yaml.SafeLoader):
     """YAML's safe loader without aliases (`*name`): nested aliases expand exponentially ("billion laughs"), and a
     project file never needs them."""
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:  # type: ignore[override]
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a project file", mark)
-        return super().compose_node(parent, index)  # type: ignore[arg-type]
+        return super().compose_node(parent, index)

@@ -61,7 +61,7 @@ class AssetGraphView:
         """The upstream partitions this one reads, through the assets' partition mappings."""
         with dg.partition_loading_context(dynamic_partitions_store=self._instance):
             found = self._graph.get_parents_partitions(dg.AssetKey.from_user_string(asset), partition)
-        return [(p.asset_key.to_user_string(), p.partition_key) for p in found.parent_partitions]
+        return [(p.asset_key.to_user_string(), p.partition_key or "") for p in found.parent_partitions]
 
 
 def run_worker_pids(instance: dg.DagsterInstance, run_id: str) -> set[int]:

@@ -28,7 +28,8 @@ def materialize_all(
     stages: tuple[str, ...] = STAGES, only_out_of_date: bool = False,
 ) -> dict[str, list[str]]:
     """Materialize every partition of the given stages (or only the out-of-date ones); returns what ran."""
-    project = defs.resources["project"]
+    resources = defs.resources or {}
+    project = resources["project"]
     for message in recover_killed_runs(instance):
         log(message)
     register_sources(instance, load_project(project.config_path))
@@ -41,7 +42,7 @@ def materialize_all(
         if only_out_of_date:
             # Asked again at each stage: a partition below one that was recomputed with the same data version (an
             # unchanged selection, a reused fine-tune) is no longer out of date.
-            lost = lost_partitions(defs.resources["store"].path, by_key.values(), instance)
+            lost = lost_partitions(resources["store"].path, by_key.values(), instance)
             for item in lost:
                 if (item.asset, item.partition) not in reported:
                     reported.add((item.asset, item.partition))
@@ -54,7 +55,7 @@ def materialize_all(
             log(f"[{time.monotonic() - started:6.0f}s] materializing {name} [{partition}]")
             result = dg.materialize(
                 list(by_key.values()), selection=[asset.key], partition_key=partition, instance=instance,
-                resources=defs.resources, run_config=QUIET_CONSOLE,
+                resources=resources, run_config=QUIET_CONSOLE,
             )
             if not result.success:
                 raise RuntimeError(f"{name} [{partition}] failed; see the run in the Dagster UI")

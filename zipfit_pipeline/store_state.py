@@ -34,7 +34,7 @@ class LostPartition:
 
 def record_partition_run(context: dg.AssetExecutionContext, store: Store) -> dict[str, str]:
     """Record in the store that this run wrote this asset partition; returns the metadata naming the store."""
-    store.record_partition_run(context.asset_key.to_user_string(), str(context.partition_key), context.run_id)
+    store.record_partition_run(context.asset_key.to_user_string(), str(context.partition_key), context.run.run_id)
     return {STORE_ID: store.store_id()}
 
 

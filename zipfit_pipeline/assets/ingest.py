@@ -1,6 +1,8 @@
 """Ingest stage: source datasets and target tasks read through the engine's loaders into the store."""
 
 
+from typing import Any
+
 import dagster as dg
 
 from zipfit_pipeline.asset_keys import SOURCE_DOCUMENTS, TARGET_DOCUMENTS
@@ -19,7 +21,7 @@ def preview(texts: list[str]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(f"- `{t[:PREVIEW_CHARS]!r}`" for t in texts))
 
 
-def input_metadata(context: dg.AssetExecutionContext, name: str, result: IngestResult) -> dict[str, object]:
+def input_metadata(context: dg.AssetExecutionContext, name: str, result: IngestResult) -> dict[str, Any]:
     """Skipped rows, by reason and first row (logged as a warning so that the run's log says what was left out), and
     the input file's state as it was read."""
     if result.skipped:

@@ -67,7 +67,7 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
         pretrained = project.model_path(project.model(key.model))
         db = store.open()
         sweep = [run for target in project.targets for run in configured_runs(project, key.model, target.name, with_base=False)]
-        result = finetune_selection(db, key, pretrained, project.training, project.models_dir(), context.run_id,
+        result = finetune_selection(db, key, pretrained, project.training, project.models_dir(), context.run.run_id,
                                     log=context.log.info, sweep=sweep, reuse=not config.retrain)
         return dg.MaterializeResult(
             metadata={

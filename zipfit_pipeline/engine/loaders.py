@@ -146,7 +146,7 @@ class RecordReader:
             return None, "missing_text"
         if any(not isinstance(v, str) for v in values.values()):
             return None, "non_string_text"
-        text = self.template.format_map(values) if self.template else values[self.text_field]
+        text = self.template.format_map(values) if self.template else str(values[self.text_field])
         if not text.strip():
             return None, "empty_text"
         if self.require_id and self.id_field and doc_id is None:

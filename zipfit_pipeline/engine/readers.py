@@ -74,7 +74,7 @@ def _open_text(path: Path, newline: str) -> io.TextIOWrapper:
         raise InputError(f"{path}: cannot be read: {error}") from error
     mark, encoding = next(((m, e) for m, e in BYTE_ORDER_MARKS if head.startswith(m)), (b"", "utf-8"))
     binary.read(len(mark))
-    return io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape", newline=newline)  # type: ignore[arg-type]
+    return io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape", newline=newline)
 
 
 def _content_suffix(path: Path) -> str:

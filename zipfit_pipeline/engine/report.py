@@ -416,7 +416,7 @@ def _figure(path: Path) -> Iterator[Any]:
 
     figure, axes = plt.subplots(figsize=(7.2, 4.6), dpi=120)
     # A distinct colour per method: tab10's ten, then tab20's light shades, for up to 20 methods.
-    axes.set_prop_cycle(color=[*plt.get_cmap("tab10").colors, *plt.get_cmap("tab20").colors[1::2]])
+    axes.set_prop_cycle(color=[*plt.get_cmap("tab10")(range(10)), *plt.get_cmap("tab20")(range(1, 20, 2))])
     try:
         yield axes
         figure.tight_layout()

@@ -115,7 +115,9 @@ def score_dataset(
                 yield texts[offset:offset + chunk_size]
 
     started = last_commit = time.monotonic()
-    done, finished_hashes, finished_scores = 0, [], []
+    done = 0
+    finished_hashes: list[str] = []
+    finished_scores: list[float] = []
     pairs = len(targets)
     log = ProgressLog(len(todo), lambda n, rate, left: f"{dataset}: {n:,}/{len(todo):,} texts ({n * pairs:,} pairs) scored, "
                       f"{rate * pairs:,.0f} pairs/s, ETA {left:.0f}s", progress, PROGRESS_LINES, started)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -293,7 +293,7 @@ class Store:
                       md5(coalesce(string_agg(row_index || ':' || content_hash, ',' ORDER BY row_index), '')) AS digest
                FROM documents WHERE dataset = ?""", [dataset]).to_pylist()[0]
 
-    def replace_targets(self, task: str, splits: dict[str, Sequence[Record]]) -> None:
+    def replace_targets(self, task: str, splits: Mapping[str, Sequence[Record]]) -> None:
         with self.transaction() as connection:
             connection.execute("DELETE FROM targets WHERE task = ?", [task])
             for split, records in splits.items():

@@ -43,7 +43,8 @@ def trainable_model(pretrained: str, settings: TrainingSettings, device: torch.d
         lora = settings.lora
         torch.manual_seed(seed)
         model = get_peft_model(model, LoraConfig(
-            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type="CAUSAL_LM",
+            r=lora.rank, lora_alpha=lora.alpha,  # type: ignore[arg-type]  # PEFT annotates int; it scales by a float
+            lora_dropout=lora.dropout, task_type="CAUSAL_LM",
             target_modules=lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)))
     return model, tokenizer
 
