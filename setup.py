@@ -19,14 +19,45 @@ setup(
         Extension(
             "zipfit_pipeline._joint_sizes",
             sources=["native/joint_sizes.c"],
-            depends=[f"{ZLIB}/{name}" for name in ("deflate.c", "deflate.h", "trees.c", "trees.h", "zutil.c", "zutil.h",
-                                                    "adler32.c", "crc32.c", "crc32.h", "zlib.h", "zconf.h")]
-            + [f"{LZ4}/{name}" for name in ("lz4.c", "lz4.h", "lz4hc.c", "lz4hc.h", "lz4frame.c", "lz4frame.h",
-                                            "lz4frame_static.h", "xxhash.c", "xxhash.h")],
+            depends=[
+                f"{ZLIB}/{name}"
+                for name in (
+                    "deflate.c",
+                    "deflate.h",
+                    "trees.c",
+                    "trees.h",
+                    "zutil.c",
+                    "zutil.h",
+                    "adler32.c",
+                    "crc32.c",
+                    "crc32.h",
+                    "zlib.h",
+                    "zconf.h",
+                )
+            ]
+            + [
+                f"{LZ4}/{name}"
+                for name in (
+                    "lz4.c",
+                    "lz4.h",
+                    "lz4hc.c",
+                    "lz4hc.h",
+                    "lz4frame.c",
+                    "lz4frame.h",
+                    "lz4frame_static.h",
+                    "xxhash.c",
+                    "xxhash.h",
+                )
+            ],
             include_dirs=[ZLIB, LZ4],
             # Hidden symbols: the vendored zlib and lz4 never answer for the interpreter's libz or python-lz4.
             # Z_SOLO: zlib without its gz* file functions (the extension passes its own allocator).
-            define_macros=[("HAVE_HIDDEN", "1"), ("Z_SOLO", None), ("LZ4LIB_VISIBILITY", ""), ("LZ4FLIB_VISIBILITY", "")]
+            define_macros=[
+                ("HAVE_HIDDEN", "1"),
+                ("Z_SOLO", None),
+                ("LZ4LIB_VISIBILITY", ""),
+                ("LZ4FLIB_VISIBILITY", ""),
+            ]
             + ([("UNALIGNED_OK", None)] if UNALIGNED_LOADS else []),
             extra_compile_args=["-O3", "-fvisibility=hidden", "-w"],
             optional=True,

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from corpus import real_pool, targets
+
 from zipfit_pipeline.engine.bm25 import bm25_scores
 from zipfit_pipeline.engine.d4 import d4_scores
 from zipfit_pipeline.engine.embeddings import Embedder, embed_texts, load_embedder, model_name
@@ -50,8 +50,11 @@ def main() -> None:
     started = time.perf_counter()
     pool = [d["text"] for docs in real_pool(args.docs).values() for d in docs]
     goal = targets()
-    print(f"pool: {len(pool):,} documents, {sum(map(len, pool)) / 1e6:.1f} M characters "
-          f"(read in {time.perf_counter() - started:.1f}s); {len(goal)} targets", flush=True)
+    print(
+        f"pool: {len(pool):,} documents, {sum(map(len, pool)) / 1e6:.1f} M characters "
+        f"(read in {time.perf_counter() - started:.1f}s); {len(goal)} targets",
+        flush=True,
+    )
 
     embedder = random_embedder(settings) if args.random_weights else load_embedder(settings)
     embed_texts(embedder, pool[:256], settings)  # warm-up: kernels, allocator
@@ -60,6 +63,7 @@ def main() -> None:
     def timed(step: str, run: Callable[[], Any], detail: Callable[[Any, float], str] = lambda _, __: "") -> Any:
         if embedder.device == "cuda":
             import torch
+
             torch.cuda.synchronize()
         began = time.perf_counter()
         result = run()
@@ -69,10 +73,16 @@ def main() -> None:
         return result
 
     weights = " (random weights)" if args.random_weights else ""
-    vectors = timed("embed the pool", lambda: embed_texts(embedder, pool, settings),
-                    lambda _, s: f"{len(pool) / s:,.0f} texts/s on {embedder.device}, {model_name(settings)}{weights}")
-    result = timed("D4 (k-means, SemDeDup, k-means, prototypes)", lambda: d4_scores(vectors, D4Settings()),
-                   lambda r, _: f"{r.clusters:,} clusters, {r.duplicates:,} near-duplicates dropped")
+    vectors = timed(
+        "embed the pool",
+        lambda: embed_texts(embedder, pool, settings),
+        lambda _, s: f"{len(pool) / s:,.0f} texts/s on {embedder.device}, {model_name(settings)}{weights}",
+    )
+    result = timed(
+        "D4 (k-means, SemDeDup, k-means, prototypes)",
+        lambda: d4_scores(vectors, D4Settings()),
+        lambda r, _: f"{r.clusters:,} clusters, {r.duplicates:,} near-duplicates dropped",
+    )
     centroid = embed_texts(embedder, goal, settings).astype(np.float64).mean(axis=0)
     timed("embedding similarity (ranking)", lambda: vectors @ (centroid / np.linalg.norm(centroid)))
     timed("BM25 against every target", lambda: bm25_scores(pool, goal, Bm25Settings()))

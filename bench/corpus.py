@@ -21,7 +21,10 @@ def sources(n_python: int = 3600, n_c: int = 1000, n_prose: int = 1000) -> list[
 
 
 def targets(n: int = 82) -> list[str]:
-    return [f"Problem description: {p['prompt']} \nCanonical solution: {p['canonical_solution']}" for p in humaneval_rows()[:n]]
+    return [
+        f"Problem description: {p['prompt']} \nCanonical solution: {p['canonical_solution']}"
+        for p in humaneval_rows()[:n]
+    ]
 
 
 def scaled(base: list[str], n: int) -> list[str]:
@@ -35,7 +38,13 @@ POOL_KINDS = {  # source -> (share of the pool, file suffixes)
     "javascript": (0.1, (".js", ".ts")),
     "prose": (0.1, (".md", ".rst", ".txt")),
 }
-POOL_ROOTS = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], "/usr/include", "/usr/share", "/usr/lib")
+POOL_ROOTS = (
+    sysconfig.get_paths()["stdlib"],
+    sysconfig.get_paths()["purelib"],
+    "/usr/include",
+    "/usr/share",
+    "/usr/lib",
+)
 
 
 def real_pool(n: int) -> dict[str, list[dict[str, str]]]:

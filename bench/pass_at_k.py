@@ -1,4 +1,5 @@
-"""Pass@k of one model on HumanEval's held-out problems, and what it costs: generation and sandboxed execution timed apart.
+"""Pass@k of one model on HumanEval's held-out problems, and what it costs: generation and sandboxed execution
+timed apart.
 
     .venv/bin/python bench/pass_at_k.py --model data/models/smollm2-135m [--rows 82 164] [--samples 1] [--ks 1]
         [--max-new-tokens 256] [--batch-size 16]
@@ -36,8 +37,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    settings = PassAtKSettings(enabled=True, samples=args.samples, ks=args.ks, max_new_tokens=args.max_new_tokens,
-                               batch_size=args.batch_size)
+    settings = PassAtKSettings(
+        enabled=True, samples=args.samples, ks=args.ks, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+    )
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "humaneval.jsonl"
         write_jsonl(path, humaneval_rows())
@@ -51,12 +53,21 @@ def main() -> None:
     started = time.perf_counter()
     result = score_completions(problems, completions, settings)
     executed = time.perf_counter() - started
-    print(json.dumps({
-        "model": args.model, "device": str(device), "problems": len(problems), "samples": args.samples,
-        **{f"pass@{k}": round(v, 4) for k, v in result.values.items()},
-        "problems_solved": sum(c > 0 for c in result.passed), "generation_seconds": round(generated, 1),
-        "execution_seconds": round(executed, 1), "programs_per_second": round(len(problems) * args.samples / executed, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "device": str(device),
+                "problems": len(problems),
+                "samples": args.samples,
+                **{f"pass@{k}": round(v, 4) for k, v in result.values.items()},
+                "problems_solved": sum(c > 0 for c in result.passed),
+                "generation_seconds": round(generated, 1),
+                "execution_seconds": round(executed, 1),
+                "programs_per_second": round(len(problems) * args.samples / executed, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import yaml
-
 from corpus import real_pool
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from measure import PeakRss, peak_rss_of
+
+from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "data" / "models" / "smollm2-135m"
@@ -44,14 +44,27 @@ def write_project(folder: Path, pool: dict[str, list[dict[str, str]]]) -> Path:
     for name, rows in pool.items():
         write_jsonl(inputs / f"{name}.jsonl", rows)
     project = {
-        "store": "zipfit.duckdb", "artifacts": "artifacts", "cache": "cache",
+        "store": "zipfit.duckdb",
+        "artifacts": "artifacts",
+        "cache": "cache",
         "sources": [{"name": name, "path": f"inputs/{name}.jsonl", "id_field": "id"} for name in pool],
-        "targets": [{"name": "humaneval", "path": "inputs/humaneval.jsonl", "template": TEMPLATE, "id_field": "task_id",
-                     "alignment_rows": [0, 82], "test_rows": [82, 164]}],
+        "targets": [
+            {
+                "name": "humaneval",
+                "path": "inputs/humaneval.jsonl",
+                "template": TEMPLATE,
+                "id_field": "task_id",
+                "alignment_rows": [0, 82],
+                "test_rows": [82, 164],
+            }
+        ],
         "models": [{"name": "smollm2-135m", "pretrained": str(MODEL)}],
         "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 128, "workers": 0},
-        "selection": {"methods": ["zipfit", "dsir", "random"], "budgets": [100_000, 1_000_000],
-                      "dsir": {"min_example_length": 10}},
+        "selection": {
+            "methods": ["zipfit", "dsir", "random"],
+            "budgets": [100_000, 1_000_000],
+            "dsir": {"min_example_length": 10},
+        },
     }
     (folder / "zipfit.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
     return folder / "zipfit.yaml"
@@ -67,8 +80,13 @@ def run_stages(config: Path) -> list[dict[str, float]]:
     """In a child process: every stage as real Dagster runs, timed, with its process tree's peak RSS."""
     env = {**os.environ, "DAGSTER_HOME": str(config.parent / "dagster_home")}
     (config.parent / "dagster_home").mkdir(exist_ok=True)
-    out = subprocess.run([sys.executable, __file__, "--stages-child", str(config)], env=env, check=True,
-                         stdout=subprocess.PIPE, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--stages-child", str(config)],
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -85,8 +103,14 @@ def stages_child(config: str) -> None:
             started = time.perf_counter()
             with PeakRss() as rss:
                 materialize_all(defs, instance, log=lambda line: print(line, file=sys.stderr), stages=assets)
-            rows.append({"stage": stage, "seconds": time.perf_counter() - started, "peak_mb": rss.peak / 1e6,
-                         "start_mb": rss.start / 1e6})
+            rows.append(
+                {
+                    "stage": stage,
+                    "seconds": time.perf_counter() - started,
+                    "peak_mb": rss.peak / 1e6,
+                    "start_mb": rss.start / 1e6,
+                }
+            )
     print(json.dumps(rows))
 
 
@@ -108,8 +132,13 @@ def package_dsir_child(folder: str) -> None:
 
     write_jsonl(targets, [{"text": TEMPLATE.format(**row)} for row in humaneval_rows()[:82]])
     sources = sorted(str(p) for p in inputs.glob("*.jsonl") if p.name != "humaneval.jsonl")
-    dsir = HashedNgramDSIR(sources, [str(targets)], cache_dir=f"{folder}/dsir-package", min_example_length=10,
-                           num_proc=len(os.sched_getaffinity(0)))
+    dsir = HashedNgramDSIR(
+        sources,
+        [str(targets)],
+        cache_dir=f"{folder}/dsir-package",
+        min_example_length=10,
+        num_proc=len(os.sched_getaffinity(0)),
+    )
     dsir.fit_importance_estimator(num_tokens_to_fit="all")
     dsir.compute_importance_weights()
 
@@ -133,12 +162,14 @@ def main() -> None:
     started = time.perf_counter()
     full_pool = real_pool(round(args.docs * (1 + REFRESH)))
     first = {name: rows[: round(len(rows) / (1 + REFRESH))] for name, rows in full_pool.items()}
-    extra = {name: rows[len(first[name]):] for name, rows in full_pool.items()}
+    extra = {name: rows[len(first[name]) :] for name, rows in full_pool.items()}
     config = write_project(folder, first)
     docs, new = sum(map(len, first.values())), sum(map(len, extra.values()))
     mb = sum(len(r["text"].encode()) for rows in first.values() for r in rows) / 1e6
-    print(f"pool: {docs:,} documents ({', '.join(f'{k} {len(v):,}' for k, v in first.items())}), {mb:.0f} MB of text, "
-          f"× 82 HumanEval targets; built in {time.perf_counter() - started:.0f}s in {folder}\n")
+    print(
+        f"pool: {docs:,} documents ({', '.join(f'{k} {len(v):,}' for k, v in first.items())}), {mb:.0f} MB of text, "
+        f"× 82 HumanEval targets; built in {time.perf_counter() - started:.0f}s in {folder}\n"
+    )
 
     full = run_stages(config)
     full_methods = selection_seconds(config)
@@ -149,19 +180,28 @@ def main() -> None:
     print(f"| stage | full run s | RSS at start MB | full peak RSS MB | +1% ({new:,} docs) s | +1% peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|")
     for a, b in zip(full, refresh):
-        print(f"| {a['stage']} | {a['seconds']:.1f} | {a['start_mb']:.0f} | {a['peak_mb']:.0f} | {b['seconds']:.1f} | "
-              f"{b['peak_mb']:.0f} |")
+        print(
+            f"| {a['stage']} | {a['seconds']:.1f} | {a['start_mb']:.0f} | {a['peak_mb']:.0f} | {b['seconds']:.1f} | "
+            f"{b['peak_mb']:.0f} |"
+        )
     total_full, total_refresh = sum(r["seconds"] for r in full), sum(r["seconds"] for r in refresh)
-    print(f"| total | {total_full:.1f} | {full[0]['start_mb']:.0f} | {max(r['peak_mb'] for r in full):.0f} | {total_refresh:.1f} "
-          f"(**{100 * total_refresh / total_full:.1f}% of full**) | {max(r['peak_mb'] for r in refresh):.0f} |")
-    print("\nselection by method, s (full / +1%): "
-          + ", ".join(f"{m} {full_methods[m]:.1f} / {refresh_methods.get(m, 0):.1f}" for m in full_methods))
+    print(
+        f"| total | {total_full:.1f} | {full[0]['start_mb']:.0f} | {max(r['peak_mb'] for r in full):.0f} | "
+        f"{total_refresh:.1f} "
+        f"(**{100 * total_refresh / total_full:.1f}% of full**) | {max(r['peak_mb'] for r in refresh):.0f} |"
+    )
+    print(
+        "\nselection by method, s (full / +1%): "
+        + ", ".join(f"{m} {full_methods[m]:.1f} / {refresh_methods.get(m, 0):.1f}" for m in full_methods)
+    )
     zipfit = full[1]["seconds"] + full[2]["seconds"] - full_methods.get("dsir", 0.0)
     print(f"ZIP-FIT end to end (score + select without DSIR's share), full run: {zipfit:.1f}s")
     if not args.skip_package:
         seconds, peak = peak_rss_of([sys.executable, __file__, "--package-child", str(folder)])
-        print(f"data-selection's own HashedNgramDSIR fit_importance_estimator + compute_importance_weights on the same "
-              f"pool, {len(os.sched_getaffinity(0))} processes: {seconds:.1f}s, peak RSS {peak:.0f} MB")
+        print(
+            f"data-selection's own HashedNgramDSIR fit_importance_estimator + compute_importance_weights on the same "
+            f"pool, {len(os.sched_getaffinity(0))} processes: {seconds:.1f}s, peak RSS {peak:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 For each setting, one round runs three processes on the same corpus files, one after another: the reference's
 `rank_sequences_by_alignment`, then `zipfit score` on the pure-Python path (`ZIPFIT_NATIVE=0`), then `zipfit score`
 on the native path. Rounds repeat, so the three are interleaved, and the medians are reported with how far each
-score is from the reference's and how many are bit-identical. Then one core's cost per pair against the source's length, per path, and
-the peak memory of scoring from a store. Absolute times drift between runs on shared machines: read the ratios.
+score is from the reference's and how many are bit-identical. Then one core's cost per pair against the source's
+length, per path, and the peak memory of scoring from a store. Absolute times drift between runs on shared machines:
+read the ratios.
 Run: .venv/bin/python bench/scoring.py [--docs 5500] [--rounds 3] [--only speed|per-pair|memory]
 """
 
@@ -20,6 +21,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 # `corpus` and `measure` are imported where they are used: the loop child starts as bare as a scoring worker.
@@ -34,8 +36,14 @@ def reference_scores(src: list[str], tgt: list[str], compressor: str, level: int
     from zip_fit.zipfit import ZIPFIT
 
     with tempfile.TemporaryDirectory() as folder:
-        ranker = ZIPFIT("unused", "unused", k=len(src), output_file=f"{folder}/out.jsonl",
-                        compression_algorithm=compressor, compress_level=level)
+        ranker = ZIPFIT(
+            "unused",
+            "unused",
+            k=len(src),
+            output_file=f"{folder}/out.jsonl",
+            compression_algorithm=compressor,
+            compress_level=level,
+        )
         return dict(ranker.rank_sequences_by_alignment(src, tgt))
 
 
@@ -67,22 +75,56 @@ def speed(src: list[str], tgt: list[str], rounds: int) -> list[dict[str, object]
             outputs = {path: Path(folder) / f"{path}.jsonl" for path in ("python", "native")}
             reference_out = Path(folder) / "reference.json"
             commands = {
-                "reference": ([sys.executable, __file__, "--reference-child", compressor, str(level), str(files["sources"]),
-                               str(files["targets"]), str(reference_out)], None),
-                **{path: ([str(ZIPFIT), "score", str(files["sources"]), str(files["targets"]), "--output", str(outputs[path]),
-                           "--compressor", compressor, "--level", str(level)],
-                          {**os.environ, "ZIPFIT_NATIVE": "0" if path == "python" else "1"}) for path in outputs},
+                "reference": (
+                    [
+                        sys.executable,
+                        __file__,
+                        "--reference-child",
+                        compressor,
+                        str(level),
+                        str(files["sources"]),
+                        str(files["targets"]),
+                        str(reference_out),
+                    ],
+                    None,
+                ),
+                **{
+                    path: (
+                        [
+                            str(ZIPFIT),
+                            "score",
+                            str(files["sources"]),
+                            str(files["targets"]),
+                            "--output",
+                            str(outputs[path]),
+                            "--compressor",
+                            compressor,
+                            "--level",
+                            str(level),
+                        ],
+                        {**os.environ, "ZIPFIT_NATIVE": "0" if path == "python" else "1"},
+                    )
+                    for path in outputs
+                },
             }
             seconds: dict[str, list[float]] = {name: [] for name in commands}
             for _ in range(rounds):
                 for name, (command, env) in commands.items():
                     seconds[name].append(timed_process(command, env))
             expected = json.loads(reference_out.read_text())
-            ours = {path: [row["score"] for row in map(json.loads, outputs[path].read_text().splitlines())] for path in outputs}
+            ours = {
+                path: [row["score"] for row in map(json.loads, outputs[path].read_text().splitlines())]
+                for path in outputs
+            }
             differences = [abs(a - b) for path in outputs for a, b in zip(ours[path], expected, strict=True)]
-            rows.append({"setting": f"{compressor}-{level}", "max_difference": max(differences),
-                         "bit_identical": sum(d == 0 for d in differences) / len(differences),
-                         **{name: statistics.median(values) for name, values in seconds.items()}})
+            rows.append(
+                {
+                    "setting": f"{compressor}-{level}",
+                    "max_difference": max(differences),
+                    "bit_identical": sum(d == 0 for d in differences) / len(differences),
+                    **{name: statistics.median(values) for name, values in seconds.items()},
+                }
+            )
     return rows
 
 
@@ -107,8 +149,8 @@ def loop_child(allocator: str, cases: str) -> None:
 def engine_child(cases: str) -> None:
     """µs per pair of the engine's scorer on each path (allocator tuned, as in its workers)."""
     from zipfit_pipeline.engine import native
-    from zipfit_pipeline.engine.scorer import AlignmentScorer
     from zipfit_pipeline.engine.allocator import keep_freed_memory
+    from zipfit_pipeline.engine.scorer import AlignmentScorer
 
     keep_freed_memory()
     given = json.loads(Path(cases).read_text())
@@ -116,9 +158,8 @@ def engine_child(cases: str) -> None:
     for path in ("python", "native"):
         os.environ["ZIPFIT_NATIVE"] = "0" if path == "python" else "1"
         native.joint_sizes.cache_clear()
-        scorer = AlignmentScorer(given["targets"], "gzip", 9)
-        result[path] = best_us_per_pair(lambda: scorer.score_many(given["sources"]),
-                                        len(given["sources"]) * len(given["targets"]))
+        score_all = partial(AlignmentScorer(given["targets"], "gzip", 9).score_many, given["sources"])
+        result[path] = best_us_per_pair(score_all, len(given["sources"]) * len(given["targets"]))
     print(json.dumps(result))
 
 
@@ -141,15 +182,24 @@ def per_pair() -> dict[int, dict[str, float]]:
     with tempfile.TemporaryDirectory() as folder:
         for size in SOURCE_BYTES:
             cases = Path(folder) / f"{size}.json"
-            cases.write_text(json.dumps({"targets": targets(),
-                                         "sources": [text[i * size:(i + 1) * size] for i in range(max(3, 60_000 // size))]}))
+            cases.write_text(
+                json.dumps(
+                    {
+                        "targets": targets(),
+                        "sources": [text[i * size : (i + 1) * size] for i in range(max(3, 60_000 // size))],
+                    }
+                )
+            )
 
-            def child(*options: str) -> str:
+            def child(*options: str, cases: Path = cases) -> str:
                 command = [sys.executable, __file__, *options, str(cases)]
                 return subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
 
-            rows[size] = {"default": float(child("--loop-child", "default")), "tuned": float(child("--loop-child", "tuned")),
-                          **json.loads(child("--engine-child"))}
+            rows[size] = {
+                "default": float(child("--loop-child", "default")),
+                "tuned": float(child("--loop-child", "tuned")),
+                **json.loads(child("--engine-child")),
+            }
     return rows
 
 
@@ -191,22 +241,30 @@ def memory(rss_docs: list[int]) -> list[dict[str, object]]:
 
 
 def print_speed(rows: list[dict[str, object]], pairs: int) -> None:
-    print("| setting | reference pairs/s | pure-Python pairs/s | native pairs/s | pure-Python ÷ reference "
-          "| native ÷ reference | native ÷ pure-Python | max \\|score − reference\\| | bit-identical |")
+    print(
+        "| setting | reference pairs/s | pure-Python pairs/s | native pairs/s | pure-Python ÷ reference "
+        "| native ÷ reference | native ÷ pure-Python | max \\|score − reference\\| | bit-identical |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        ref, python, fast = (pairs / float(r[name]) for name in ("reference", "python", "native"))  # type: ignore[arg-type]
-        print(f"| {r['setting']} | {ref:,.0f} | {python:,.0f} | {fast:,.0f} | {python / ref:.2f}× | {fast / ref:.2f}× "
-              f"| {fast / python:.2f}× | {r['max_difference']:.1e} | {r['bit_identical']:.2%} |")
+        ref, python, fast = (pairs / float(r[name]) for name in ("reference", "python", "native"))
+        print(
+            f"| {r['setting']} | {ref:,.0f} | {python:,.0f} | {fast:,.0f} | {python / ref:.2f}× | {fast / ref:.2f}× "
+            f"| {fast / python:.2f}× | {r['max_difference']:.1e} | {r['bit_identical']:.2%} |"
+        )
 
 
 def print_per_pair(rows: dict[int, dict[str, float]]) -> None:
-    print("| source bytes | `zlib.compress(x + t)` loop | same, allocator tuned | engine, pure Python | engine, native "
-          "| native ÷ pure Python |")
+    print(
+        "| source bytes | `zlib.compress(x + t)` loop | same, allocator tuned | engine, pure Python | engine, native "
+        "| native ÷ pure Python |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for size, r in rows.items():
-        print(f"| {size:,} | {r['default']:.1f} | {r['tuned']:.1f} | {r['python']:.1f} | {r['native']:.1f} | "
-              f"{r['python'] / r['native']:.2f}× |")
+        print(
+            f"| {size:,} | {r['default']:.1f} | {r['tuned']:.1f} | {r['python']:.1f} | {r['native']:.1f} | "
+            f"{r['python'] / r['native']:.2f}× |"
+        )
 
 
 def main() -> None:
@@ -238,8 +296,10 @@ def main() -> None:
     src, tgt = sources(), targets()
     src = src[: args.docs] if args.docs else src
     pairs = len(src) * len(tgt)
-    print(f"corpus: {len(src)} real documents × {len(tgt)} HumanEval targets = {pairs:,} pairs; {WORKERS} cores; "
-          f"zlib {zlib.ZLIB_RUNTIME_VERSION}\n")
+    print(
+        f"corpus: {len(src)} real documents × {len(tgt)} HumanEval targets = {pairs:,} pairs; {WORKERS} cores; "
+        f"zlib {zlib.ZLIB_RUNTIME_VERSION}\n"
+    )
     if args.only in (None, "speed"):
         print(f"Whole processes, median of {args.rounds} interleaved rounds (pairs ÷ wall seconds):\n")
         print_speed(speed(src, tgt, args.rounds), pairs)
@@ -251,8 +311,10 @@ def main() -> None:
         print("| documents | pairs | reference MB | ours MB | reference s | ours s |")
         print("|---:|---:|---:|---:|---:|---:|")
         for r in memory(args.rss_docs):
-            print(f"| {r['docs']:,} | {r['docs'] * len(tgt):,} | {r['reference_mb']:,.0f} | {r['ours_mb']:,.0f} | "
-                  f"{r['reference_s']:.1f} | {r['ours_s']:.1f} |")
+            print(
+                f"| {r['docs']:,} | {r['docs'] * len(tgt):,} | {r['reference_mb']:,.0f} | {r['ours_mb']:,.0f} | "
+                f"{r['reference_s']:.1f} | {r['ours_s']:.1f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,14 @@ from zipfit_pipeline.engine.trainable import trainable_model  # noqa: E402
 from zipfit_pipeline.engine.training import finetune  # noqa: E402
 
 # Dense tensor-core peaks (TFLOP/s) of common training GPUs: bf16/fp16, and TF32 for float32 compute.
-GPU_PEAKS = {"H200": (989.0, 494.0), "H100": (989.0, 494.0), "A100": (312.0, 156.0), "L40S": (362.0, 183.0),
-             "A10": (125.0, 62.5), "L4": (121.0, 60.0)}
+GPU_PEAKS = {
+    "H200": (989.0, 494.0),
+    "H100": (989.0, 494.0),
+    "A100": (312.0, 156.0),
+    "L40S": (362.0, 183.0),
+    "A10": (125.0, 62.5),
+    "L4": (121.0, 60.0),
+}
 
 
 def matmul_weights(model: torch.nn.Module) -> int:
@@ -111,10 +117,17 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float)
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    settings = TrainingSettings(block_size=args.block_size, batch_size=args.batch_size, learning_rate=1e-4, curve_points=0,
-                             gradient_accumulation_steps=args.gradient_accumulation_steps, dtype=args.dtype,
-                             gradient_checkpointing=args.gradient_checkpointing, compile=args.compile,
-                             lora={"rank": args.lora_rank, "alpha": 2.0 * args.lora_rank} if args.lora_rank else None)
+    settings = TrainingSettings(
+        block_size=args.block_size,
+        batch_size=args.batch_size,
+        learning_rate=1e-4,
+        curve_points=0,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        dtype=args.dtype,
+        gradient_checkpointing=args.gradient_checkpointing,
+        compile=args.compile,
+        lora={"rank": args.lora_rank, "alpha": 2.0 * args.lora_rank} if args.lora_rank else None,
+    )
     model, tokenizer = trainable_model(args.model, settings, device)
     texts = sources(n_python=3600, n_c=0, n_prose=0)
     step_tokens = args.block_size * args.batch_size * args.gradient_accumulation_steps
@@ -134,16 +147,34 @@ def main() -> None:
     peak, source = peak_flops(device, dtype, args.peak_tflops)
     rate = result.train_tokens / seconds
     achieved = rate * model_flops_per_token(model, args.block_size, settings.lora is not None)
-    print(json.dumps({
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads",
-        "model": args.model, "mode": f"lora r{args.lora_rank}" if args.lora_rank else "full", "dtype": str(dtype),
-        "block_size": args.block_size, "batch_size": args.batch_size, "accumulation": args.gradient_accumulation_steps,
-        "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "tokens": result.train_tokens,
-        "steps": result.steps, "seconds": round(seconds, 2), "tokens_per_second": round(rate, 1),
-        "peak_memory_mb": round(memory / 2**20, 1), "memory_kind": "CUDA allocated" if device.type == "cuda" else "process RSS",
-        "rss_before_mb": round(rss_before / 2**20, 1), "model_tflops_per_second": round(achieved / 1e12, 4),
-        "mfu": round(achieved / peak, 4), "peak_source": source, "final_loss": round(result.final_train_loss, 4),
-    }))
+    print(
+        json.dumps(
+            {
+                "device": torch.cuda.get_device_name(device)
+                if device.type == "cuda"
+                else f"cpu, {torch.get_num_threads()} threads",
+                "model": args.model,
+                "mode": f"lora r{args.lora_rank}" if args.lora_rank else "full",
+                "dtype": str(dtype),
+                "block_size": args.block_size,
+                "batch_size": args.batch_size,
+                "accumulation": args.gradient_accumulation_steps,
+                "gradient_checkpointing": args.gradient_checkpointing,
+                "compile": args.compile,
+                "tokens": result.train_tokens,
+                "steps": result.steps,
+                "seconds": round(seconds, 2),
+                "tokens_per_second": round(rate, 1),
+                "peak_memory_mb": round(memory / 2**20, 1),
+                "memory_kind": "CUDA allocated" if device.type == "cuda" else "process RSS",
+                "rss_before_mb": round(rss_before / 2**20, 1),
+                "model_tflops_per_second": round(achieved / 1e12, 4),
+                "mfu": round(achieved / peak, 4),
+                "peak_source": source,
+                "final_loss": round(result.final_train_loss, 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -42,10 +42,14 @@ def test_loss(config_file: str, method: str, ranked: bool) -> float:
     texts = store.selected_texts(RunKey(model_spec.name, target, method, budget, 0))
     model, tokenizer = load_model_and_tokenizer(config.model_path(model_spec))
     with ranked_order() if ranked else nullcontext():
-        training.finetune(model, tokenizer, texts, budget, config.training, 0, torch.device("cpu"),
-                          log=lambda _: None)
-    return heldout_loss(model, tokenizer, store.target_texts(target, "test"), config.training.eval_max_length,
-                        config.training.eval_batch_size)[0]
+        training.finetune(model, tokenizer, texts, budget, config.training, 0, torch.device("cpu"), log=lambda _: None)
+    return heldout_loss(
+        model,
+        tokenizer,
+        store.target_texts(target, "test"),
+        config.training.eval_max_length,
+        config.training.eval_batch_size,
+    )[0]
 
 
 def main() -> None:

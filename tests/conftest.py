@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,9 +15,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
+from project_files import write_project  # noqa: E402
+
 from zipfit_pipeline.demo.inputs import build_demo_data  # noqa: E402
 from zipfit_pipeline.demo.models import build_tiny_gpt2  # noqa: E402
-from project_files import write_project  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +38,9 @@ def project_file(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path) 
 
 
 @pytest.fixture(scope="session")
-def materialized_project(tmp_path_factory: pytest.TempPathFactory, demo_files: dict[str, Path], tiny_model: Path) -> Path:
+def materialized_project(
+    tmp_path_factory: pytest.TempPathFactory, demo_files: dict[str, Path], tiny_model: Path
+) -> Path:
     """project_copies' project, materialized once: the starting point of every lineage and automation test."""
     from project_copies import build_project, project_defs
 

@@ -14,16 +14,22 @@ import dagster as dg
 import yaml
 from project_files import write_project
 
-from zipfit_pipeline.instance import INSTANCE_SETTINGS
 from zipfit_pipeline.definitions import build_definitions
+from zipfit_pipeline.instance import INSTANCE_SETTINGS
 
 MODEL = "tiny-gpt2"
 TEMPLATE = "Problem description: {prompt} \nCanonical solution: {canonical_solution}"
 
 
 def _target(name: str, alignment: list[int], test: list[int]) -> dict[str, object]:
-    return {"name": name, "path": f"inputs/{name}.jsonl", "template": TEMPLATE, "id_field": "task_id",
-            "alignment_rows": alignment, "test_rows": test}
+    return {
+        "name": name,
+        "path": f"inputs/{name}.jsonl",
+        "template": TEMPLATE,
+        "id_field": "task_id",
+        "alignment_rows": alignment,
+        "test_rows": test,
+    }
 
 
 def build_project(root: Path, demo_files: dict[str, Path], tiny_model: Path) -> Path:
@@ -35,9 +41,13 @@ def build_project(root: Path, demo_files: dict[str, Path], tiny_model: Path) -> 
     for target in ("task_a", "task_b"):
         shutil.copy(demo_files["humaneval"], inputs / f"{target}.jsonl")
     write_project(
-        root / "project", demo_files, tiny_model,
-        sources=[{"name": "python_stdlib", "path": "inputs/python_stdlib.jsonl", "id_field": "id"},
-                 {"name": "c_headers", "path": "inputs/c_headers.parquet", "id_field": "id"}],
+        root / "project",
+        demo_files,
+        tiny_model,
+        sources=[
+            {"name": "python_stdlib", "path": "inputs/python_stdlib.jsonl", "id_field": "id"},
+            {"name": "c_headers", "path": "inputs/c_headers.parquet", "id_field": "id"},
+        ],
         targets=[_target("task_a", [0, 8], [82, 86]), _target("task_b", [8, 16], [86, 90])],
         selection={"methods": ["zipfit"], "budgets": [300]},
         incoming={"path": "incoming", "id_field": "id"},
@@ -66,7 +76,6 @@ def edit_jsonl(path: Path, row: int, field: str, text: str) -> None:
 
 
 def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, asset: str, partition: str) -> None:
-    assert dg.materialize(list(defs.assets), selection=[asset], partition_key=partition, instance=instance,
-                          resources=defs.resources).success
-
-
+    assert dg.materialize(
+        list(defs.assets), selection=[asset], partition_key=partition, instance=instance, resources=defs.resources
+    ).success

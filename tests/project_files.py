@@ -34,8 +34,15 @@ def write_project(root: Path, demo_files: dict[str, Path], tiny_model: Path, **o
         "models": [{"name": "tiny-gpt2", "pretrained": str(tiny_model)}],
         "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 16, "workers": 1},
         "selection": {"methods": ["zipfit", "random"], "budgets": [300, 600]},
-        "training": {"block_size": 64, "batch_size": 2, "learning_rate": 1e-3, "curve_points": 1, "seeds": [0],
-                     "eval_max_length": 128, "eval_batch_size": 4},
+        "training": {
+            "block_size": 64,
+            "batch_size": 2,
+            "learning_rate": 1e-3,
+            "curve_points": 1,
+            "seeds": [0],
+            "eval_max_length": 128,
+            "eval_batch_size": 4,
+        },
     }
     config.update(overrides)
     root.mkdir(parents=True, exist_ok=True)
@@ -50,5 +57,7 @@ def check_results(instance: dg.DagsterInstance) -> dict[tuple[str, str], set[boo
     for run in instance.get_runs():
         for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
             evaluation = entry.dagster_event.event_specific_data
-            results.setdefault((evaluation.asset_key.to_user_string(), evaluation.check_name), set()).add(evaluation.passed)
+            results.setdefault((evaluation.asset_key.to_user_string(), evaluation.check_name), set()).add(
+                evaluation.passed
+            )
     return results

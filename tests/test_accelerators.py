@@ -13,8 +13,13 @@ def test_size_pools_gives_one_slot_per_gpu(tmp_path: Path) -> None:
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     for gpus, slots in (("4", 4), ("0", 1)):
         env = {"DAGSTER_HOME": str(tmp_path), "ZIPFIT_GPU_COUNT": gpus, "PATH": "/usr/bin:/bin"}
-        done = subprocess.run([sys.executable, "-m", "zipfit_pipeline.cli", "size-pools"], env=env, capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "zipfit_pipeline.cli", "size-pools"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert f"pool accelerator: {slots} slot(s)" in done.stdout
         with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
             assert instance.event_log_storage.get_concurrency_info(ACCELERATOR_POOL).slot_count == slots

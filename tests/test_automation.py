@@ -12,14 +12,29 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from project_copies import MODEL, TEMPLATE, edit_config, edit_jsonl, ingest, project_defs
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 
+from zipfit_pipeline.asset_keys import (
+    ALIGNMENT_SCORES,
+    COMPARISON_REPORT,
+    EVAL_LOSS,
+    FINETUNED_MODEL,
+    SELECTIONS,
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+)
 
 pytestmark = pytest.mark.slow
 
 
-ASSETS = (SOURCE_DOCUMENTS, TARGET_DOCUMENTS, ALIGNMENT_SCORES, SELECTIONS, FINETUNED_MODEL, EVAL_LOSS,
-          COMPARISON_REPORT)
+ASSETS = (
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+    ALIGNMENT_SCORES,
+    SELECTIONS,
+    FINETUNED_MODEL,
+    EVAL_LOSS,
+    COMPARISON_REPORT,
+)
 
 
 def _requested(result: dg.EvaluateAutomationConditionsResult) -> dict[str, list[str]]:
@@ -62,14 +77,18 @@ def test_new_data_flows_down_one_stage_per_tick(workspace: tuple[Path, dg.Dagste
         {SELECTIONS: [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
         # A fine-tune and its eval go in one tick: the eval waits for the fine-tune in the same run. The report
         # reads only evals, so it waits for them instead of pairing new selections with old losses.
-        {FINETUNED_MODEL: [f"{MODEL}.zipfit.300.s0|task_a", f"{MODEL}.zipfit.300.s0|task_b"],
-         EVAL_LOSS: [f"{MODEL}.zipfit.300.s0|task_a", f"{MODEL}.zipfit.300.s0|task_b"]},
+        {
+            FINETUNED_MODEL: [f"{MODEL}.zipfit.300.s0|task_a", f"{MODEL}.zipfit.300.s0|task_b"],
+            EVAL_LOSS: [f"{MODEL}.zipfit.300.s0|task_a", f"{MODEL}.zipfit.300.s0|task_b"],
+        },
         {COMPARISON_REPORT: [f"{MODEL}|task_a", f"{MODEL}|task_b"]},
         {},
     ]
 
 
-def test_new_data_that_leaves_the_selection_unchanged_trains_nothing(workspace: tuple[Path, dg.DagsterInstance]) -> None:
+def test_new_data_that_leaves_the_selection_unchanged_trains_nothing(
+    workspace: tuple[Path, dg.DagsterInstance],
+) -> None:
     root, instance = workspace
     ticks = _ticks_after_edit(root, instance, "a short line of prose that no budget picks")
     assert ticks == [
@@ -102,7 +121,9 @@ def test_a_new_code_version_requests_the_changed_assets(workspace: tuple[Path, d
     }
 
 
-def test_automation_sensor_runs_by_default_and_schedules_wait_to_be_turned_on(workspace: tuple[Path, dg.DagsterInstance]) -> None:
+def test_automation_sensor_runs_by_default_and_schedules_wait_to_be_turned_on(
+    workspace: tuple[Path, dg.DagsterInstance],
+) -> None:
     defs = project_defs(workspace[0])
     assert defs.resolve_sensor_def("zipfit_automation").default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.resolve_sensor_def("incoming_sources").default_status == dg.DefaultSensorStatus.RUNNING
@@ -149,4 +170,6 @@ def test_nightly_schedule_reingests_every_source(workspace: tuple[Path, dg.Dagst
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.datetime(2026, 11, 24, 3))
     requests = schedule(context)
     assert [(r.partition_key, r.run_key) for r in requests] == [
-        ("python_stdlib", "2026-11-24-python_stdlib"), ("c_headers", "2026-11-24-c_headers")]
+        ("python_stdlib", "2026-11-24-python_stdlib"),
+        ("c_headers", "2026-11-24-c_headers"),
+    ]

@@ -21,7 +21,13 @@ from zipfit_pipeline.engine.embeddings import embed_texts, load_embedder, pool_e
 from zipfit_pipeline.engine.loaders import Record, RecordReader, content_hash
 from zipfit_pipeline.engine.scoring import score_sets, target_set_hash, target_subset
 from zipfit_pipeline.engine.selection import rank_by_score, select_by_budget
-from zipfit_pipeline.engine.settings import Bm25Settings, D4Settings, EmbeddingSettings, ScoringSettings, SelectionSettings
+from zipfit_pipeline.engine.settings import (
+    Bm25Settings,
+    D4Settings,
+    EmbeddingSettings,
+    ScoringSettings,
+    SelectionSettings,
+)
 from zipfit_pipeline.engine.store import Store
 
 DIM, GROUPS, PER_GROUP = 32, 3, 30
@@ -84,17 +90,23 @@ def test_d4_without_duplicates_drops_nothing_and_is_seeded() -> None:
 @pytest.fixture(scope="module")
 def code_texts(demo_files: dict[str, Path]) -> tuple[list[str], list[str]]:
     pool = [r.text for r in RecordReader(path=str(demo_files["python_stdlib"]), id_field="id")][:60]
-    targets = [r.text for r in RecordReader(path=str(demo_files["humaneval"]), template="{prompt}{canonical_solution}")][:20]
+    targets = [
+        r.text for r in RecordReader(path=str(demo_files["humaneval"]), template="{prompt}{canonical_solution}")
+    ][:20]
     return list(dict.fromkeys(pool)), targets
 
 
-def test_embedding_similarity_ranks_a_near_copy_of_a_target_first(code_texts: tuple[list[str], list[str]], tmp_path: Path) -> None:
+def test_embedding_similarity_ranks_a_near_copy_of_a_target_first(
+    code_texts: tuple[list[str], list[str]], tmp_path: Path
+) -> None:
     pool, targets = code_texts
     near_copy = targets[3].replace("return", "return  ").replace("def ", "def  ")
     pool = [*pool[:30], near_copy, *pool[30:]]
     store = Store(tmp_path / "store.duckdb")
     store.replace_documents("pool", [Record(i, None, t) for i, t in enumerate(pool)], {})
-    vectors, seconds = pool_embeddings(store, pa.array([content_hash(t) for t in pool]), EmbeddingSettings(), log=lambda _: None)
+    vectors, seconds = pool_embeddings(
+        store, pa.array([content_hash(t) for t in pool]), EmbeddingSettings(), log=lambda _: None
+    )
 
     assert vectors.shape == (len(pool), 384) and seconds > 0
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -104,7 +116,8 @@ def test_embedding_similarity_ranks_a_near_copy_of_a_target_first(code_texts: tu
 
 
 def test_embeddings_do_not_depend_on_the_batch_and_are_stored_once_per_text(
-    code_texts: tuple[list[str], list[str]], tmp_path: Path,
+    code_texts: tuple[list[str], list[str]],
+    tmp_path: Path,
 ) -> None:
     pool, _ = code_texts
     settings = EmbeddingSettings(batch_size=7)
@@ -124,7 +137,8 @@ def test_embeddings_do_not_depend_on_the_batch_and_are_stored_once_per_text(
 
 
 def test_a_causal_lm_embeds_by_its_last_tokens_state_whatever_the_padding(
-    code_texts: tuple[list[str], list[str]], tiny_model: Path,
+    code_texts: tuple[list[str], list[str]],
+    tiny_model: Path,
 ) -> None:
     """D4's own embedder is a causal LM (OPT-125m): pooling `auto` takes its last layer at each text's last token."""
     import torch
@@ -134,7 +148,9 @@ def test_a_causal_lm_embeds_by_its_last_tokens_state_whatever_the_padding(
     assert embedder.last_token
     texts = code_texts[0][:6]
     batched = embed_texts(embedder, texts, settings)
-    np.testing.assert_allclose(batched, np.concatenate([embed_texts(embedder, [t], settings) for t in texts]), atol=1e-5)
+    np.testing.assert_allclose(
+        batched, np.concatenate([embed_texts(embedder, [t], settings) for t in texts]), atol=1e-5
+    )
     ids = embedder.tokenizer(texts[0], truncation=True, max_length=64, return_tensors="pt")
     with torch.inference_mode():
         last = embedder.model(**ids).last_hidden_state[0, -1]
@@ -165,8 +181,11 @@ def test_bm25_is_lucenes_formula_averaged_over_the_targets(code_texts: tuple[lis
 
 
 def test_bm25_ranks_the_text_sharing_the_targets_words_first() -> None:
-    pool = ["the cat sat on the mat", "def fibonacci(n): return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
-            "import os\nprint(os.getcwd())"]
+    pool = [
+        "the cat sat on the mat",
+        "def fibonacci(n): return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
+        "import os\nprint(os.getcwd())",
+    ]
     scores = bm25_scores(pool, ["Return the n-th Fibonacci number", "fibonacci of n"], Bm25Settings())
     assert int(np.argmax(scores)) == 1 and scores[0] == 0
 
@@ -189,13 +208,22 @@ def test_each_ablation_is_a_score_set_of_its_own() -> None:
     targets = [f"t{i} " * 5 for i in range(12)]
     sets = score_sets(targets, ScoringSettings(variants=["gzip-1", "lz4-0"]), SelectionSettings(target_subsets=[4]))
     assert [(s.method, s.compressor, s.level, len(s.targets)) for s in sets] == [
-        ("zipfit", "gzip", 9, 12), ("zipfit-gzip-1", "gzip", 1, 12), ("zipfit-lz4-0", "lz4", 0, 12), ("zipfit-n4", "gzip", 9, 4)]
+        ("zipfit", "gzip", 9, 12),
+        ("zipfit-gzip-1", "gzip", 1, 12),
+        ("zipfit-lz4-0", "lz4", 0, 12),
+        ("zipfit-n4", "gzip", 9, 4),
+    ]
     assert sets[3].target_hash == target_set_hash(target_subset(targets, 4, seed=0)) != sets[0].target_hash
 
 
-@pytest.mark.parametrize("variants, message", [
-    (["gzip-9"], "differ from the compressor"), (["lz4"], "<compressor>-<level>"), (["brotli-3"], "unknown compressor"),
-])
+@pytest.mark.parametrize(
+    "variants, message",
+    [
+        (["gzip-9"], "differ from the compressor"),
+        (["lz4"], "<compressor>-<level>"),
+        (["brotli-3"], "unknown compressor"),
+    ],
+)
 def test_compressor_variants_are_checked_when_the_project_loads(variants: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ScoringSettings(variants=variants)

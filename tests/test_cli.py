@@ -18,7 +18,9 @@ from zipfit_pipeline.engine.training import finetune
 
 
 def zipfit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zipfit_pipeline.cli", *args], capture_output=True, text=True, check=True)
+    return subprocess.run(
+        [sys.executable, "-m", "zipfit_pipeline.cli", *args], capture_output=True, text=True, check=True
+    )
 
 
 def _targets(demo_files: dict, tmp_path: Path) -> Path:
@@ -32,7 +34,19 @@ def test_score_then_select_by_top_k_and_budget(demo_files: dict, tmp_path: Path,
     source = demo_files["python_stdlib"]
     targets = _targets(demo_files, tmp_path)
     scores_file = tmp_path / "scores.parquet"
-    zipfit("score", str(source), str(targets), "--output", str(scores_file), "--compressor", "lz4", "--level", "0", "--workers", "2")
+    zipfit(
+        "score",
+        str(source),
+        str(targets),
+        "--output",
+        str(scores_file),
+        "--compressor",
+        "lz4",
+        "--level",
+        "0",
+        "--workers",
+        "2",
+    )
 
     table = pq.read_table(scores_file)
     rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
@@ -48,8 +62,18 @@ def test_score_then_select_by_top_k_and_budget(demo_files: dict, tmp_path: Path,
     assert [c["row_index"] for c in chosen] == np.argsort(-expected, kind="stable")[:5].tolist()
 
     budget = tmp_path / "budget.jsonl"
-    zipfit("select", str(scores_file), "--budget-tokens", "2000", "--tokenizer", str(tiny_model), "--source", str(source),
-           "--output", str(budget))
+    zipfit(
+        "select",
+        str(scores_file),
+        "--budget-tokens",
+        "2000",
+        "--tokenizer",
+        str(tiny_model),
+        "--source",
+        str(source),
+        "--output",
+        str(budget),
+    )
     picked = [json.loads(line) for line in budget.read_text().splitlines()]
     tokens = count_tokens(load_tokenizer(str(tiny_model)), [rows[p["row_index"]]["text"] for p in picked])
     assert [p["tokens"] for p in picked] == tokens
@@ -74,22 +98,44 @@ def test_baselines_score_files_and_d4_leaves_out_the_near_duplicates_it_drops(de
 
     bm25 = tmp_path / "bm25.parquet"
     zipfit("score", str(source), str(targets), "--method", "bm25", "--output", str(bm25))
-    np.testing.assert_allclose(pq.read_table(bm25).column("score").to_numpy(),
-                               bm25_scores([r["text"] for r in rows], target_texts, Bm25Settings()))
+    np.testing.assert_allclose(
+        pq.read_table(bm25).column("score").to_numpy(),
+        bm25_scores([r["text"] for r in rows], target_texts, Bm25Settings()),
+    )
     top = tmp_path / "top.jsonl"
     zipfit("select", str(d4), "--top-k", "5", "--output", str(top))
     assert len(top.read_text().splitlines()) == 5
 
 
 def test_train_then_eval_on_files_without_dagster(demo_files: dict, tmp_path: Path, tiny_model: Path) -> None:
-    """`zipfit train` on a selection file and `zipfit eval` of the result: the engine's loop and loss, as a user runs them."""
+    """`zipfit train` on a selection file and `zipfit eval` of the result: the engine's loop and loss, as a user
+    runs them."""
     selected = tmp_path / "selected.jsonl"
-    texts = [json.loads(line)["text"] for line in demo_files["python_stdlib"].read_text(encoding="utf-8").splitlines()[:30]]
+    texts = [
+        json.loads(line)["text"] for line in demo_files["python_stdlib"].read_text(encoding="utf-8").splitlines()[:30]
+    ]
     selected.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     test = _targets(demo_files, tmp_path)
-    trained = json.loads(zipfit("train", str(selected), "--model", str(tiny_model), "--output", str(tmp_path / "ckpt"),
-                                "--budget-tokens", "1500", "--seed", "3", "--block-size", "64", "--batch-size", "2",
-                                "--learning-rate", "3e-3").stdout)
+    trained = json.loads(
+        zipfit(
+            "train",
+            str(selected),
+            "--model",
+            str(tiny_model),
+            "--output",
+            str(tmp_path / "ckpt"),
+            "--budget-tokens",
+            "1500",
+            "--seed",
+            "3",
+            "--block-size",
+            "64",
+            "--batch-size",
+            "2",
+            "--learning-rate",
+            "3e-3",
+        ).stdout
+    )
     assert (trained["train_tokens"], trained["documents"], trained["seed"]) == (1500, 30, 3)
 
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))
@@ -100,8 +146,12 @@ def test_train_then_eval_on_files_without_dagster(demo_files: dict, tmp_path: Pa
     before = json.loads(zipfit("eval", str(tiny_model), str(test), "--max-length", "128").stdout)
     after = json.loads(zipfit("eval", str(tmp_path / "ckpt"), str(test), "--max-length", "128").stdout)
     assert after["test_tokens"] == before["test_tokens"] and after["test_documents"] == 8
-    assert after["test_loss"] == heldout_loss(model, tokenizer, [json.loads(line)["text"] for line in test.read_text().splitlines()],
-                                              max_length=128)[0]
+    assert (
+        after["test_loss"]
+        == heldout_loss(
+            model, tokenizer, [json.loads(line)["text"] for line in test.read_text().splitlines()], max_length=128
+        )[0]
+    )
     assert after["test_loss"] < before["test_loss"] - 1.0
 
 
@@ -110,16 +160,40 @@ def test_train_a_lora_adapter_and_eval_it_on_its_base(demo_files: dict, tmp_path
     lines = demo_files["python_stdlib"].read_text(encoding="utf-8").splitlines()[:30]
     selected.write_text("".join(json.dumps({"text": json.loads(line)["text"]}) + "\n" for line in lines))
     test = _targets(demo_files, tmp_path)
-    zipfit("train", str(selected), "--model", str(tiny_model), "--output", str(tmp_path / "adapter"), "--budget-tokens",
-           "1500", "--block-size", "64", "--batch-size", "2", "--gradient-accumulation-steps", "2", "--learning-rate",
-           "3e-3", "--lora-rank", "8", "--gradient-checkpointing")
-    assert (tmp_path / "adapter" / "adapter_config.json").is_file() and not (tmp_path / "adapter" / "model.safetensors").exists()
-    alone = subprocess.run([sys.executable, "-m", "zipfit_pipeline.cli", "eval", str(tmp_path / "adapter"), str(test)],
-                           capture_output=True, text=True)
+    zipfit(
+        "train",
+        str(selected),
+        "--model",
+        str(tiny_model),
+        "--output",
+        str(tmp_path / "adapter"),
+        "--budget-tokens",
+        "1500",
+        "--block-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--gradient-accumulation-steps",
+        "2",
+        "--learning-rate",
+        "3e-3",
+        "--lora-rank",
+        "8",
+        "--gradient-checkpointing",
+    )
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file() and not (
+        tmp_path / "adapter" / "model.safetensors"
+    ).exists()
+    alone = subprocess.run(
+        [sys.executable, "-m", "zipfit_pipeline.cli", "eval", str(tmp_path / "adapter"), str(test)],
+        capture_output=True,
+        text=True,
+    )
     assert alone.returncode == 1 and "is a LoRA adapter: give the model it was trained on with --base" in alone.stderr
     base = json.loads(zipfit("eval", str(tiny_model), str(test), "--max-length", "128").stdout)
-    adapted = json.loads(zipfit("eval", str(tmp_path / "adapter"), str(test), "--max-length", "128", "--base",
-                                str(tiny_model)).stdout)
+    adapted = json.loads(
+        zipfit("eval", str(tmp_path / "adapter"), str(test), "--max-length", "128", "--base", str(tiny_model)).stdout
+    )
     assert adapted["test_tokens"] == base["test_tokens"] and adapted["test_loss"] < base["test_loss"] - 0.05
 
 

@@ -61,7 +61,9 @@ def test_a_users_own_dagster_yaml_is_left_alone(tmp_path: Path, monkeypatch: pyt
     assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
 
 
-def test_without_dagster_home_the_instance_lives_beside_the_project_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_dagster_home_the_instance_lives_beside_the_project_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with project_instance(tmp_path / "zipfit.yaml") as opened:
         assert opened.root_directory == str(tmp_path / ".dagster_home")

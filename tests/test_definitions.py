@@ -5,7 +5,15 @@ from pathlib import Path
 import dagster as dg
 from project_files import write_project
 
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+from zipfit_pipeline.asset_keys import (
+    ALIGNMENT_SCORES,
+    COMPARISON_REPORT,
+    EVAL_LOSS,
+    FINETUNED_MODEL,
+    SELECTIONS,
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+)
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.runs import RunKey
@@ -39,16 +47,29 @@ def test_the_definitions_load_as_a_code_server_loads_them(project_file: Path) ->
     """Every job, sensor and schedule resolves (a sensor's job over assets of different partitions would not)."""
     defs = build_definitions(str(project_file))
     dg.Definitions.validate_loadable(defs)
-    assert {job.name for job in defs.resolve_all_job_defs()} >= {"ingest_sources", "ingest_targets", "score",
-                                                                 "select_and_report", "train_and_eval"}
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {
+        "ingest_sources",
+        "ingest_targets",
+        "score",
+        "select_and_report",
+        "train_and_eval",
+    }
 
 
 def test_partitions_come_from_the_project_file(project_file: Path) -> None:
     defs = build_definitions(str(project_file))
     graph = defs.resolve_asset_graph()
     with dg.instance_for_test() as instance:
-        assert register_sources(instance, load_project(project_file)) == (["python_stdlib", "c_headers", "english_prose"], [])
-        keys = lambda name: set(graph.get(dg.AssetKey(name)).partitions_def.get_partition_keys(dynamic_partitions_store=instance))  # noqa: E731
+        assert register_sources(instance, load_project(project_file)) == (
+            ["python_stdlib", "c_headers", "english_prose"],
+            [],
+        )
+
+        def keys(name: str) -> set[str]:
+            return set(
+                graph.get(dg.AssetKey(name)).partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+            )
+
         assert keys(SOURCE_DOCUMENTS) == {"python_stdlib", "c_headers", "english_prose"}
         assert len(keys(ALIGNMENT_SCORES)) == 3
     assert keys(SELECTIONS) == {"tiny-gpt2|humaneval"}
@@ -60,8 +81,11 @@ def test_partitions_come_from_the_project_file(project_file: Path) -> None:
 def test_training_partitions_map_to_their_targets_selection(project_file: Path) -> None:
     graph = build_definitions(str(project_file)).resolve_asset_graph()
     parents = lambda finetune, upstream: {  # noqa: E731
-        str(k) for k in graph.get_parent_partition_keys_for_child(
-            dg.MultiPartitionKey({"finetune": finetune, "target": "humaneval"}), dg.AssetKey(upstream), dg.AssetKey(FINETUNED_MODEL)
+        str(k)
+        for k in graph.get_parent_partition_keys_for_child(
+            dg.MultiPartitionKey({"finetune": finetune, "target": "humaneval"}),
+            dg.AssetKey(upstream),
+            dg.AssetKey(FINETUNED_MODEL),
         ).partitions_subset.get_partition_keys()
     }
     assert parents("tiny-gpt2.zipfit.300.s0", SELECTIONS) == {"tiny-gpt2|humaneval"}
@@ -71,15 +95,27 @@ def test_training_partitions_map_to_their_targets_selection(project_file: Path) 
     assert parents("tiny-gpt2.base", TARGET_DOCUMENTS) == {"humaneval"}
 
 
-def test_finetune_partitions_are_run_keys_one_per_selection_and_seed(tmp_path: Path, demo_files: dict[str, Path],
-                                                                     tiny_model: Path) -> None:
-    project = write_project(tmp_path, demo_files, tiny_model, selection={
-        "methods": ["zipfit", "all"], "budgets": [300], "thresholds": [0.35]})
+def test_finetune_partitions_are_run_keys_one_per_selection_and_seed(
+    tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path
+) -> None:
+    project = write_project(
+        tmp_path,
+        demo_files,
+        tiny_model,
+        selection={"methods": ["zipfit", "all"], "budgets": [300], "thresholds": [0.35]},
+    )
     project.write_text(project.read_text().replace("seeds:\n  - 0", "seeds:\n  - 0\n  - 7"))
     config = load_project(project)
     keys = finetune_keys(config, "tiny-gpt2", with_base=True)
-    assert keys == ["tiny-gpt2.base", "tiny-gpt2.zipfit.300.s0", "tiny-gpt2.zipfit.300.s7", "tiny-gpt2.all.s0",
-                    "tiny-gpt2.all.s7", "tiny-gpt2.threshold.350.s0", "tiny-gpt2.threshold.350.s7"]
+    assert keys == [
+        "tiny-gpt2.base",
+        "tiny-gpt2.zipfit.300.s0",
+        "tiny-gpt2.zipfit.300.s7",
+        "tiny-gpt2.all.s0",
+        "tiny-gpt2.all.s7",
+        "tiny-gpt2.threshold.350.s0",
+        "tiny-gpt2.threshold.350.s7",
+    ]
     runs = configured_runs(config, "tiny-gpt2", "humaneval")
     parsed = [run_key(dg.MultiPartitionKey({"finetune": key, "target": "humaneval"})) for key in keys]
     assert parsed == runs
@@ -88,10 +124,16 @@ def test_finetune_partitions_are_run_keys_one_per_selection_and_seed(tmp_path: P
 
 
 def test_loading_the_definitions_does_not_import_torch(project_file: Path) -> None:
-    """Ingest, score and select processes (and the code server) never pay for torch: it is imported where a model runs."""
+    """Ingest, score and select processes (and the code server) never pay for torch: it is imported where a model
+    runs."""
     import subprocess
     import sys
 
-    code = ("import sys; from zipfit_pipeline.definitions import build_definitions; "
-            f"build_definitions({str(project_file)!r}); print('torch' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    code = (
+        "import sys; from zipfit_pipeline.definitions import build_definitions; "
+        f"build_definitions({str(project_file)!r}); print('torch' in sys.modules)"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )

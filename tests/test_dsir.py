@@ -1,4 +1,5 @@
-"""The DSIR baseline: weights from stored per-text counts are the package's own, and rank as its `resample(top_k=True)`."""
+"""The DSIR baseline: weights from stored per-text counts are the package's own, and rank as its
+`resample(top_k=True)`."""
 
 from __future__ import annotations
 
@@ -32,8 +33,13 @@ def _package_run(pool: list[str], targets: list[str], settings: DsirSettings, fo
     for name, texts in (("pool", pool), ("target", targets)):
         files[name] = folder / f"{name}.jsonl"
         files[name].write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    dsir = HashedNgramDSIR([str(files["pool"])], [str(files["target"])], cache_dir=str(folder / "cache"), num_proc=1,
-                           min_example_length=settings.min_example_length)
+    dsir = HashedNgramDSIR(
+        [str(files["pool"])],
+        [str(files["target"])],
+        cache_dir=str(folder / "cache"),
+        num_proc=1,
+        min_example_length=settings.min_example_length,
+    )
     dsir.fit_importance_estimator(num_tokens_to_fit="all")
     dsir.compute_importance_weights()
     return dsir
@@ -46,7 +52,8 @@ def pool_and_targets(demo_files: dict[str, Path]) -> tuple[list[str], list[str]]
 
 
 def test_weights_from_stored_counts_are_the_packages_and_top_k_is_what_it_resamples(
-    pool_and_targets: tuple[list[str], list[str]], tmp_path: Path,
+    pool_and_targets: tuple[list[str], list[str]],
+    tmp_path: Path,
 ) -> None:
     pool, targets = pool_and_targets
     settings = DsirSettings(min_example_length=60)
@@ -59,7 +66,11 @@ def test_weights_from_stored_counts_are_the_packages_and_top_k_is_what_it_resamp
     np.testing.assert_allclose(weights[kept], theirs[kept], rtol=1e-12, atol=1e-12)
     k = 60
     dsir.resample(out_dir=str(tmp_path / "out"), num_to_sample=k, top_k=True)
-    chosen = [json.loads(line)["text"] for f in sorted((tmp_path / "out").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    chosen = [
+        json.loads(line)["text"]
+        for f in sorted((tmp_path / "out").glob("*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
     ours = np.argsort(-weights, kind="stable")[:k]
     assert sorted(chosen) == sorted(pool[i] for i in ours)
     # Texts DSIR filters out (fewer words than min_example_length) rank last, with weight -inf.
@@ -69,7 +80,8 @@ def test_weights_from_stored_counts_are_the_packages_and_top_k_is_what_it_resamp
 
 
 def test_a_reselection_featurizes_only_new_texts_and_refits_on_the_whole_pool(
-    pool_and_targets: tuple[list[str], list[str]], tmp_path: Path,
+    pool_and_targets: tuple[list[str], list[str]],
+    tmp_path: Path,
 ) -> None:
     """After new documents, only they are featurized; the weights of the grown pool are still the package's (the
     pool's distribution comes from every stored count, old and new)."""
@@ -85,14 +97,20 @@ def test_a_reselection_featurizes_only_new_texts_and_refits_on_the_whole_pool(
     np.testing.assert_allclose(weights, theirs, rtol=1e-12, atol=1e-12)
 
     key = featurizer_identity(settings)
-    assert store.query("SELECT count(*) AS n FROM dsir_features WHERE featurizer = ?", [key]).to_pylist()[0]["n"] == len(pool)
-    stored = store.query("SELECT buckets, counts FROM dsir_features WHERE content_hash = ?", [content_hash(pool[0])]).to_pylist()[0]
+    assert store.query("SELECT count(*) AS n FROM dsir_features WHERE featurizer = ?", [key]).to_pylist()[0][
+        "n"
+    ] == len(pool)
+    stored = store.query(
+        "SELECT buckets, counts FROM dsir_features WHERE content_hash = ?", [content_hash(pool[0])]
+    ).to_pylist()[0]
     buckets, counts = ngram_counts([pool[0]], settings.ngrams, settings.num_buckets)
     assert (stored["buckets"], stored["counts"]) == (buckets[0].as_py(), counts[0].as_py())
 
 
 def test_featurizing_on_several_processes_stores_what_one_process_does(
-    pool_and_targets: tuple[list[str], list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    pool_and_targets: tuple[list[str], list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from zipfit_pipeline.engine import dsir
 

@@ -19,7 +19,9 @@ def _write(path: Path, texts: list[str]) -> RecordReader:
 
 
 def _stored(store: Store) -> list[tuple[int, str, str]]:
-    rows = store.query("SELECT row_index, doc_id, text FROM documents WHERE dataset = 'src' ORDER BY row_index").to_pylist()
+    rows = store.query(
+        "SELECT row_index, doc_id, text FROM documents WHERE dataset = 'src' ORDER BY row_index"
+    ).to_pylist()
     return [(r["row_index"], r["doc_id"], r["text"]) for r in rows]
 
 
@@ -30,7 +32,9 @@ def test_a_grown_or_edited_file_writes_only_its_new_rows(tmp_path: Path, monkeyp
     commit = Store.commit_staged
 
     def counting(self: Store, dataset: str, skipped: dict[str, int]) -> None:
-        written.append(self.query("SELECT count(*) AS n FROM staged_documents WHERE text IS NOT NULL").to_pylist()[0]["n"])
+        written.append(
+            self.query("SELECT count(*) AS n FROM staged_documents WHERE text IS NOT NULL").to_pylist()[0]["n"]
+        )
         commit(self, dataset, skipped)
 
     monkeypatch.setattr(Store, "commit_staged", counting)
@@ -55,7 +59,9 @@ def test_a_grown_or_edited_file_writes_only_its_new_rows(tmp_path: Path, monkeyp
     assert store.query("SELECT count(*) AS n FROM staged_documents").to_pylist()[0]["n"] == 0
 
 
-def test_a_failure_midway_leaves_the_stored_documents_and_no_staged_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_midway_leaves_the_stored_documents_and_no_staged_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(ingest, "STAGE_ROWS", 5)
     store = Store(tmp_path / "store.duckdb")
     ingest_source(store, "src", _write(tmp_path / "src.jsonl", ["kept 1", "kept 2"]), log=lambda _: None)

@@ -13,7 +13,15 @@ import pytest
 import yaml
 from project_copies import MODEL, edit_config, edit_jsonl, ingest, project_defs
 
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+from zipfit_pipeline.asset_keys import (
+    ALIGNMENT_SCORES,
+    COMPARISON_REPORT,
+    EVAL_LOSS,
+    FINETUNED_MODEL,
+    SELECTIONS,
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+)
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.lineage import out_of_date, partition_status
 from zipfit_pipeline.materialize_all import materialize_all
@@ -46,7 +54,15 @@ def test_a_fresh_materialization_is_up_to_date(workspace: tuple[Path, dg.Dagster
 def test_a_adding_a_source_scores_only_it(workspace: tuple[Path, dg.DagsterInstance]) -> None:
     root, instance = workspace
     config = yaml.safe_load((root / "project" / "zipfit.yaml").read_text())
-    edit_config(root, {"sources": [*config["sources"], {"name": "english_prose", "path": "inputs/english_prose.jsonl", "id_field": "id"}]})
+    edit_config(
+        root,
+        {
+            "sources": [
+                *config["sources"],
+                {"name": "english_prose", "path": "inputs/english_prose.jsonl", "id_field": "id"},
+            ]
+        },
+    )
     defs = project_defs(root)
     done = materialize_all(defs, instance, log=lambda _: None, only_out_of_date=True)
 
@@ -58,19 +74,30 @@ def test_a_adding_a_source_scores_only_it(workspace: tuple[Path, dg.DagsterInsta
         SELECTIONS: [f"{MODEL}|task_a", f"{MODEL}|task_b"],
     }
     scored = instance.fetch_materializations(dg.AssetKey(ALIGNMENT_SCORES), limit=100).records
-    reruns = [r.asset_materialization.metadata["texts_scored"].value for r in scored if r.partition_key.startswith("english_prose")]
+    reruns = [
+        r.asset_materialization.metadata["texts_scored"].value
+        for r in scored
+        if r.partition_key.startswith("english_prose")
+    ]
     assert len(reruns) == 2 and all(n > 0 for n in reruns)
     # The new selections rank a pool that now holds the new source's texts too.
-    pools = [r.asset_materialization.metadata["pool_documents"].value
-             for r in instance.fetch_materializations(dg.AssetKey(SELECTIONS), limit=100).records if r.partition_key.endswith("task_a")]
+    pools = [
+        r.asset_materialization.metadata["pool_documents"].value
+        for r in instance.fetch_materializations(dg.AssetKey(SELECTIONS), limit=100).records
+        if r.partition_key.endswith("task_a")
+    ]
     new_pool, old_pool = pools[0], pools[-1]
     store = Store(root / "project" / "data" / "zipfit.duckdb")
-    prose = store.query("SELECT count(DISTINCT content_hash) AS n FROM documents WHERE dataset = 'english_prose'").to_pylist()[0]["n"]
+    prose = store.query(
+        "SELECT count(DISTINCT content_hash) AS n FROM documents WHERE dataset = 'english_prose'"
+    ).to_pylist()[0]["n"]
     assert new_pool == old_pool + prose
     assert out_of_date(defs, instance) == {}
 
 
-def test_b_editing_a_source_file_makes_only_its_scores_and_below_stale(workspace: tuple[Path, dg.DagsterInstance]) -> None:
+def test_b_editing_a_source_file_makes_only_its_scores_and_below_stale(
+    workspace: tuple[Path, dg.DagsterInstance],
+) -> None:
     root, instance = workspace
     edit_jsonl(root / "project" / "inputs" / "python_stdlib.jsonl", 3, "text", "def edited():\n    return 42\n")
     defs = project_defs(root)
@@ -87,7 +114,11 @@ def test_b_editing_a_source_file_makes_only_its_scores_and_below_stale(workspace
     # Dagster itself marks the scores of the edited source stale; the other source's scores stay fresh.
     status = partition_status(defs, instance)[ALIGNMENT_SCORES]
     assert status == {
-        "python_stdlib|task_a": "STALE", "python_stdlib|task_b": "STALE", "c_headers|task_a": "FRESH", "c_headers|task_b": "FRESH"}
+        "python_stdlib|task_a": "STALE",
+        "python_stdlib|task_b": "STALE",
+        "c_headers|task_a": "FRESH",
+        "c_headers|task_b": "FRESH",
+    }
 
 
 def test_c_reingesting_identical_data_leaves_everything_fresh(workspace: tuple[Path, dg.DagsterInstance]) -> None:
@@ -122,12 +153,19 @@ def test_e_changing_a_target_set_makes_only_that_targets_work_stale(workspace: t
     assert out_of_date(defs, instance) == _everything_of_target("task_b", ["python_stdlib", "c_headers"])
 
 
-def test_f_the_report_leaves_out_a_superseded_checkpoint_until_it_is_evaluated(workspace: tuple[Path, dg.DagsterInstance]) -> None:
+def test_f_the_report_leaves_out_a_superseded_checkpoint_until_it_is_evaluated(
+    workspace: tuple[Path, dg.DagsterInstance],
+) -> None:
     root, instance = workspace
     defs = project_defs(root)
-    assert dg.materialize(list(defs.assets), selection=[FINETUNED_MODEL], partition_key=f"{MODEL}.zipfit.300.s0|task_a",
-                          instance=instance, resources=defs.resources,  # retrained; its eval measured the old one
-                          run_config={"ops": {FINETUNED_MODEL: {"config": {"retrain": True}}}}).success
+    assert dg.materialize(
+        list(defs.assets),
+        selection=[FINETUNED_MODEL],
+        partition_key=f"{MODEL}.zipfit.300.s0|task_a",
+        instance=instance,
+        resources=defs.resources,  # retrained; its eval measured the old one
+        run_config={"ops": {FINETUNED_MODEL: {"config": {"retrain": True}}}},
+    ).success
     assert out_of_date(defs, instance)[EVAL_LOSS] == [f"{MODEL}.zipfit.300.s0|task_a"]
     ingest(defs, instance, COMPARISON_REPORT, f"{MODEL}|task_a")
 
@@ -146,9 +184,13 @@ def test_f_the_report_leaves_out_a_superseded_checkpoint_until_it_is_evaluated(w
 def test_g_adding_a_compressor_variant_scores_and_trains_only_it(workspace: tuple[Path, dg.DagsterInstance]) -> None:
     root, instance = workspace
     store = Store(root / "project" / "data" / "zipfit.duckdb")
-    runs_before = {r["method"] + r["target"]: r["run_id"] for r in store.query("SELECT * FROM training_runs").to_pylist()}
+    runs_before = {
+        r["method"] + r["target"]: r["run_id"] for r in store.query("SELECT * FROM training_runs").to_pylist()
+    }
     gzip_before = store.query("SELECT content_hash, target_hash, score FROM scores ORDER BY ALL")
-    edit_config(root, {"scoring": {"compressor": "gzip", "level": 9, "chunk_size": 16, "workers": 1, "variants": ["lz4-0"]}})
+    edit_config(
+        root, {"scoring": {"compressor": "gzip", "level": 9, "chunk_size": 16, "workers": 1, "variants": ["lz4-0"]}}
+    )
     defs = project_defs(root)
     done = materialize_all(defs, instance, log=lambda _: None, only_out_of_date=True)
 
@@ -166,7 +208,11 @@ def test_g_adding_a_compressor_variant_scores_and_trains_only_it(workspace: tupl
     latest = instance.fetch_materializations(dg.AssetKey(ALIGNMENT_SCORES), limit=4).records
     assert all(r.asset_materialization.metadata["texts_scored"].value == 0 for r in latest)
     assert all(r.asset_materialization.metadata["ablations"].value["zipfit-lz4-0"]["texts_scored"] > 0 for r in latest)
-    assert store.query("SELECT content_hash, target_hash, score FROM scores WHERE compressor = 'gzip' ORDER BY ALL").equals(gzip_before)
-    runs_after = {r["method"] + r["target"]: r["run_id"] for r in store.query("SELECT * FROM training_runs").to_pylist()}
+    assert store.query(
+        "SELECT content_hash, target_hash, score FROM scores WHERE compressor = 'gzip' ORDER BY ALL"
+    ).equals(gzip_before)
+    runs_after = {
+        r["method"] + r["target"]: r["run_id"] for r in store.query("SELECT * FROM training_runs").to_pylist()
+    }
     assert {k: v for k, v in runs_after.items() if k in runs_before} == runs_before
     assert out_of_date(defs, instance) == {}

@@ -72,5 +72,10 @@ def test_long_texts_split_into_equal_chunks_numbered_in_order() -> None:
     assert equal_chunks("abcdefghij", 4) == ["abc", "defg", "hij"]  # 3 pieces of 3-4, never more than 4
     assert equal_chunks("short", 10) == ["short"]
     chunks = list(chunk_records([Record(0, "a", "x" * 25), Record(1, None, "yy")], 10))
-    assert [(c.row_index, c.doc_id, len(c.text)) for c in chunks] == [(0, "a#0", 8), (1, "a#1", 9), (2, "a#2", 8), (3, "1#0", 2)]
+    assert [(c.row_index, c.doc_id, len(c.text)) for c in chunks] == [
+        (0, "a#0", 8),
+        (1, "a#1", 9),
+        (2, "a#2", 8),
+        (3, "1#0", 2),
+    ]
     assert "".join(c.text for c in chunks[:3]) == "x" * 25

@@ -28,7 +28,9 @@ def _imports(name: str) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names}
+            found |= {
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names
+            }
     return found
 
 
@@ -82,14 +84,21 @@ def test_the_cycle_finder_finds_a_lazy_import_cycle() -> None:
 
 
 def test_the_engine_runs_without_dagster_and_without_the_adapters() -> None:
-    """`engine/` is the Python API and the CLI's: it imports neither Dagster nor the modules that adapt it to Dagster."""
+    """`engine/` is the Python API and the CLI's: it imports neither Dagster nor the modules that adapt it to
+    Dagster."""
     for name in (n for n in MODULES if n.startswith("zipfit_pipeline.engine")):
-        outside = {m for m in _imports(name) if m.split(".")[0] == "dagster"
-                   or (m.startswith("zipfit_pipeline.") and not m.startswith("zipfit_pipeline.engine"))}
+        outside = {
+            m
+            for m in _imports(name)
+            if m.split(".")[0] == "dagster"
+            or (m.startswith("zipfit_pipeline.") and not m.startswith("zipfit_pipeline.engine"))
+        }
         assert not outside, f"{name} imports {sorted(outside)}"
 
 
 def test_only_dagster_internals_reaches_into_dagsters_private_modules() -> None:
-    private = {name: sorted(m for m in _imports(name) if m.startswith("dagster._")) for name in MODULES if name != INTERNALS}
+    private = {
+        name: sorted(m for m in _imports(name) if m.startswith("dagster._")) for name in MODULES if name != INTERNALS
+    }
     assert {name: found for name, found in private.items() if found} == {}
     assert any(m.startswith("dagster._") for m in _imports(INTERNALS))

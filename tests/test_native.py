@@ -16,11 +16,11 @@ import lz4.frame
 import numpy as np
 import pytest
 
+from zipfit_pipeline.demo.inputs import c_headers, english_prose, python_functions
 from zipfit_pipeline.engine import native
 from zipfit_pipeline.engine.alignment import alignment_scores
-from zipfit_pipeline.engine.scorer import AlignmentScorer
-from zipfit_pipeline.demo.inputs import c_headers, english_prose, python_functions
 from zipfit_pipeline.engine.loaders import Record
+from zipfit_pipeline.engine.scorer import AlignmentScorer
 from zipfit_pipeline.engine.scoring import score_dataset
 from zipfit_pipeline.engine.store import Store
 
@@ -31,7 +31,9 @@ WINDOW = 32 * 1024
 def extension() -> ModuleType:
     """The built extension; without a C compiler there is none, and `test_extension_is_built_where_a_compiler_is`
     says whether that is allowed."""
-    return pytest.importorskip("zipfit_pipeline._joint_sizes", reason="the native extension is not built (no C compiler)")
+    return pytest.importorskip(
+        "zipfit_pipeline._joint_sizes", reason="the native extension is not built (no C compiler)"
+    )
 
 
 def test_extension_is_built_where_a_compiler_is() -> None:
@@ -53,7 +55,7 @@ def _generated_pairs(rng: random.Random) -> Iterator[tuple[bytes, list[bytes]]]:
     real += [d["text"].encode() for d in english_prose(100)]
     joined = b"\n".join(real)
     runs = [bytes([rng.randrange(256)]) * rng.randrange(1, 3000) for _ in range(40)]
-    targets = real[:40] + runs[:4] + [b"", rng.randbytes(700), joined[:WINDOW // 2]]
+    targets = real[:40] + runs[:4] + [b"", rng.randbytes(700), joined[: WINDOW // 2]]
     for x in real[40:]:
         yield x, targets
     for _ in range(40):
@@ -61,7 +63,7 @@ def _generated_pairs(rng: random.Random) -> Iterator[tuple[bytes, list[bytes]]]:
     for run in runs:
         yield run, targets
     for length in (WINDOW - 300, WINDOW - 3, WINDOW, WINDOW + 5, 2 * WINDOW - 400, 2 * WINDOW - 262, 2 * WINDOW + 100):
-        yield joined[:length], [b"", joined[:100], joined[length:length + 600], rng.randbytes(300)]
+        yield joined[:length], [b"", joined[:100], joined[length : length + 600], rng.randbytes(300)]
     printable = bytes(rng.randrange(32, 127) for _ in range(40_000))
     for length in (15_900, 16_100, 16_383, 16_700, 32_900):
         yield printable[:length], [printable[-800:], b"x", printable[:300], real[0]]
@@ -83,7 +85,9 @@ def test_native_equals_interpreter_on_generated_pairs(extension: ModuleType) -> 
                 ours = extension.lz4_joint_sizes(x, targets, level)
                 theirs = [len(lz4.frame.compress(x + t, compression_level=level)) for t in targets]
             wrong = [(len(t), a, b) for t, a, b in zip(targets, ours, theirs) if a != b]
-            assert not wrong, f"{compressor}-{level}, {len(x)}-byte source: (target bytes, ours, interpreter's) {wrong[:3]}"
+            assert not wrong, (
+                f"{compressor}-{level}, {len(x)}-byte source: (target bytes, ours, interpreter's) {wrong[:3]}"
+            )
             checked += len(targets)
     assert checked >= 100_000
 
@@ -100,15 +104,17 @@ def test_deflate_refuses_level_zero_and_bad_targets(extension: ModuleType) -> No
 def disagreeing_extension(extension: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The extension answers one byte more than the interpreter, as a miscompiled or mismatched zlib would."""
     deflate = extension.deflate_joint_sizes
-    monkeypatch.setattr(extension, "deflate_joint_sizes",
-                        lambda x, targets, level: [size + 1 for size in deflate(x, targets, level)])
+    monkeypatch.setattr(
+        extension, "deflate_joint_sizes", lambda x, targets, level: [size + 1 for size in deflate(x, targets, level)]
+    )
     native.joint_sizes.cache_clear()
     yield
     native.joint_sizes.cache_clear()
 
 
-def test_a_disagreeing_extension_is_never_used(disagreeing_extension: None, caplog: pytest.LogCaptureFixture,
-                                               tmp_path) -> None:
+def test_a_disagreeing_extension_is_never_used(
+    disagreeing_extension: None, caplog: pytest.LogCaptureFixture, tmp_path
+) -> None:
     texts = [d["text"] for d in english_prose(40)]
     targets = [d["text"] for d in python_functions(5)]
     with caplog.at_level(logging.WARNING, logger=native.__name__):
@@ -116,13 +122,16 @@ def test_a_disagreeing_extension_is_never_used(disagreeing_extension: None, capl
         AlignmentScorer(targets, "gzip", 9)
     assert scorer.code_path == native.PURE_PYTHON
     assert [r.getMessage() for r in caplog.records if "pure-Python" in r.getMessage()] == [
-        caplog.records[0].getMessage()], "the reason is logged once per process"
+        caplog.records[0].getMessage()
+    ], "the reason is logged once per process"
     assert "differ from the interpreter's" in caplog.records[0].getMessage()
 
     def size(text: str) -> int:
         return len(gzip.compress(text.encode(), compresslevel=9))
 
-    expected = [np.mean([1 - (size(x + t) - min(size(x), size(t))) / max(size(x), size(t)) for t in targets]) for x in texts]
+    expected = [
+        np.mean([1 - (size(x + t) - min(size(x), size(t))) / max(size(x), size(t)) for t in targets]) for x in texts
+    ]
     np.testing.assert_allclose(scorer.score_many(texts), expected, rtol=0, atol=1e-12)
 
     store = Store(tmp_path / "store.duckdb")

@@ -11,19 +11,25 @@ from pathlib import Path
 import dagster as dg
 import psutil
 import pytest
-
 from project_files import write_project
+
 from zipfit_pipeline.asset_keys import PASS_AT_K
 from zipfit_pipeline.engine import sandbox
 from zipfit_pipeline.engine.loaders import RecordReader
 from zipfit_pipeline.engine.models import load_model_and_tokenizer
 from zipfit_pipeline.engine.pass_at_k import (
-    cut_at_stop, estimate_pass_at_k, generate_completions, read_problems, score_completions,
+    cut_at_stop,
+    estimate_pass_at_k,
+    generate_completions,
+    read_problems,
+    score_completions,
 )
 from zipfit_pipeline.engine.sandbox import Limits, SandboxUnavailable, run_program
 from zipfit_pipeline.engine.settings import PassAtKSettings
 
-needs_sandbox = pytest.mark.skipif(sandbox.sandbox_python() is None, reason=f"no sandbox here: {sandbox.sandbox_problem()}")
+needs_sandbox = pytest.mark.skipif(
+    sandbox.sandbox_python() is None, reason=f"no sandbox here: {sandbox.sandbox_problem()}"
+)
 
 
 def test_the_estimator_matches_hand_computed_values() -> None:
@@ -86,8 +92,9 @@ def test_harmful_completions_fail_without_harming_the_host(name: str, tmp_path: 
     assert not marker.exists()
     assert shutil.disk_usage("/tmp").free > free_before - (32 << 20)
     assert psutil.Process().memory_info().rss < rss_before + (64 << 20)  # its output never piles up here
-    assert not any(p.read_text() for p in Path("/proc").glob("[0-9]*/cmdline")
-                   if p.exists() and _sandboxed(p))  # nothing it started outlives it
+    assert not any(
+        p.read_text() for p in Path("/proc").glob("[0-9]*/cmdline") if p.exists() and _sandboxed(p)
+    )  # nothing it started outlives it
 
 
 @pytest.fixture
@@ -104,8 +111,9 @@ def _sandboxed(cmdline: Path) -> bool:
         return False
 
 
-def test_without_a_sandbox_generated_code_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                                    listener: int) -> None:
+def test_without_a_sandbox_generated_code_is_refused_unless_allowed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, listener: int
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no `unshare`: as on a machine without util-linux
     sandbox.sandbox_python.cache_clear()
     try:
@@ -119,7 +127,9 @@ def test_without_a_sandbox_generated_code_is_refused_unless_allowed(monkeypatch:
         sandbox.sandbox_python.cache_clear()
 
 
-def test_generation_gives_n_samples_per_problem_greedy_is_repeatable(tiny_model: Path, demo_files: dict[str, Path]) -> None:
+def test_generation_gives_n_samples_per_problem_greedy_is_repeatable(
+    tiny_model: Path, demo_files: dict[str, Path]
+) -> None:
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))
     prompts = [p.prompt for p in _problems(demo_files, (82, 85))]
     greedy = PassAtKSettings(max_new_tokens=12, batch_size=2)
@@ -128,31 +138,47 @@ def test_generation_gives_n_samples_per_problem_greedy_is_repeatable(tiny_model:
     assert generate_completions(model, tokenizer, prompts, greedy, seed=5) == first
     single = generate_completions(model, tokenizer, prompts[1:2], greedy, seed=0)
     assert single == first[1:2]  # left padding next to other prompts changes nothing
-    sampled = generate_completions(model, tokenizer, prompts, PassAtKSettings(samples=3, ks=[1, 3], max_new_tokens=12), 0)
+    sampled = generate_completions(
+        model, tokenizer, prompts, PassAtKSettings(samples=3, ks=[1, 3], max_new_tokens=12), 0
+    )
     assert [len(c) for c in sampled] == [3, 3, 3] and len({c for s in sampled for c in s}) > 3
 
 
 @needs_sandbox
 @pytest.mark.slow
-def test_pass_at_k_asset_reports_and_drops_checkpoints_once_measured(tmp_path: Path, demo_files: dict[str, Path],
-                                                                     tiny_model: Path) -> None:
+def test_pass_at_k_asset_reports_and_drops_checkpoints_once_measured(
+    tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path
+) -> None:
     from zipfit_pipeline.definitions import build_definitions
     from zipfit_pipeline.engine.store import Store
     from zipfit_pipeline.materialize_all import materialize_all
     from zipfit_pipeline.store_state import lost_partitions
 
     project = write_project(
-        tmp_path / "project", demo_files, tiny_model, selection={"methods": ["zipfit", "random"], "budgets": [300]},
-        training={"block_size": 64, "batch_size": 2, "learning_rate": 1e-3, "curve_points": 0, "seeds": [0, 1],
-                  "eval_max_length": 128, "keep_checkpoints": False},
-        pass_at_k={"enabled": True, "samples": 2, "ks": [1, 2], "max_new_tokens": 16, "max_problems": 3})
+        tmp_path / "project",
+        demo_files,
+        tiny_model,
+        selection={"methods": ["zipfit", "random"], "budgets": [300]},
+        training={
+            "block_size": 64,
+            "batch_size": 2,
+            "learning_rate": 1e-3,
+            "curve_points": 0,
+            "seeds": [0, 1],
+            "eval_max_length": 128,
+            "keep_checkpoints": False,
+        },
+        pass_at_k={"enabled": True, "samples": 2, "ks": [1, 2], "max_new_tokens": 16, "max_problems": 3},
+    )
     defs = build_definitions(str(project))
     with dg.DagsterInstance.ephemeral() as instance:
         done = materialize_all(defs, instance, log=lambda _: None)
         assert len(done[PASS_AT_K]) == 5  # base and two seeds of two methods
         store = Store(str(project.parent / "data" / "zipfit.duckdb"))
         rows = store.query("SELECT method, k, pass_at_k, samples, problems FROM pass_at_k").to_pylist()
-        assert len(rows) == 10 and all(0 <= r["pass_at_k"] <= 1 and r["samples"] == 2 and r["problems"] == 3 for r in rows)
+        assert len(rows) == 10 and all(
+            0 <= r["pass_at_k"] <= 1 and r["samples"] == 2 and r["problems"] == 3 for r in rows
+        )
         runs = store.query("SELECT method, checkpoint, released FROM training_runs WHERE method <> 'base'").to_pylist()
         assert len(runs) == 4 and all(r["released"] and not Path(r["checkpoint"]).exists() for r in runs)
         assert lost_partitions(defs.resources["store"].path, defs.assets, instance) == []  # dropped on purpose

@@ -9,7 +9,15 @@ import dagster as dg
 import pytest
 from project_files import check_results, write_project
 
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+from zipfit_pipeline.asset_keys import (
+    ALIGNMENT_SCORES,
+    COMPARISON_REPORT,
+    EVAL_LOSS,
+    FINETUNED_MODEL,
+    SELECTIONS,
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+)
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine import native
@@ -27,9 +35,18 @@ def _count(store: Store, sql: str) -> int:
 
 
 def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path) -> None:
-    project_file = write_project(tmp_path / "project", demo_files, tiny_model, selection={
-        "methods": ["zipfit", "dsir", "random", "all"], "budgets": [300, 600], "thresholds": [0.19],
-        "all_max_tokens": 900, "dsir": {"min_example_length": 10}})
+    project_file = write_project(
+        tmp_path / "project",
+        demo_files,
+        tiny_model,
+        selection={
+            "methods": ["zipfit", "dsir", "random", "all"],
+            "budgets": [300, 600],
+            "thresholds": [0.19],
+            "all_max_tokens": 900,
+            "dsir": {"min_example_length": 10},
+        },
+    )
     config = load_project(project_file)
     config_file = project_file.read_text().replace("seeds:\n  - 0", "seeds:\n  - 0\n  - 1")
     project_file.write_text(config_file)
@@ -43,7 +60,8 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         assert _count(store, "SELECT count(*) AS n FROM documents") == 1200
         assert _count(store, "SELECT count(*) AS n FROM targets WHERE split = 'alignment'") == 10
         assert _count(store, "SELECT count(DISTINCT content_hash) AS n FROM documents") == _count(
-            store, "SELECT count(*) AS n FROM scores")
+            store, "SELECT count(*) AS n FROM scores"
+        )
 
         # Stored scores are the engine's scores for the stored texts.
         pool = store.query("""SELECT d.text, s.score FROM documents d JOIN scores s USING (content_hash)
@@ -58,43 +76,65 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
             for budget in (300, 600):
                 chosen = {}
                 for seed in (0, 1):
-                    rows = store.query("SELECT content_hash, score, cumulative_tokens FROM selections WHERE method = ? "
-                                       "AND budget = ? AND seed = ? ORDER BY rank", [method, budget, seed]).to_pylist()
+                    rows = store.query(
+                        "SELECT content_hash, score, cumulative_tokens FROM selections WHERE method = ? "
+                        "AND budget = ? AND seed = ? ORDER BY rank",
+                        [method, budget, seed],
+                    ).to_pylist()
                     assert rows[-1]["cumulative_tokens"] >= budget
                     assert len(rows) == 1 or rows[-2]["cumulative_tokens"] < budget
                     if method == "zipfit":
                         assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
                     chosen[seed] = [r["content_hash"] for r in rows]
                 assert (chosen[0] == chosen[1]) == (method != "random"), method
-        chosen = store.query("SELECT dataset FROM selections WHERE method = 'zipfit' AND budget = 600 AND seed = 0").column("dataset").to_pylist()
+        chosen = (
+            store.query("SELECT dataset FROM selections WHERE method = 'zipfit' AND budget = 600 AND seed = 0")
+            .column("dataset")
+            .to_pylist()
+        )
         assert chosen.count("english_prose") < len(chosen) / 2
-        everything = {seed: store.query("SELECT dataset, cumulative_tokens FROM selections WHERE method = 'all' AND seed = ? "
-                                        "ORDER BY rank", [seed]).to_pylist() for seed in (0, 1)}
+        everything = {
+            seed: store.query(
+                "SELECT dataset, cumulative_tokens FROM selections WHERE method = 'all' AND seed = ? ORDER BY rank",
+                [seed],
+            ).to_pylist()
+            for seed in (0, 1)
+        }
         for rows in everything.values():
             assert rows[-1]["cumulative_tokens"] >= 900 > rows[-2]["cumulative_tokens"]
             assert len({r["dataset"] for r in rows}) > 1  # a random order of the whole pool, not its first source
         assert everything[0] != everything[1]
         # The threshold keeps every pool text above 0.19 (repeats dropped), and its fine-tunes train on all of it.
-        kept = store.query("SELECT score, cumulative_tokens FROM selections WHERE method = 'threshold' AND budget = 190 "
-                           "AND seed = 0 ORDER BY rank").to_pylist()
-        above = store.query("SELECT count(DISTINCT content_hash) AS n FROM scores WHERE score > 0.19").to_pylist()[0]["n"]
+        kept = store.query(
+            "SELECT score, cumulative_tokens FROM selections WHERE method = 'threshold' AND budget = 190 "
+            "AND seed = 0 ORDER BY rank"
+        ).to_pylist()
+        above = store.query("SELECT count(DISTINCT content_hash) AS n FROM scores WHERE score > 0.19").to_pylist()[0][
+            "n"
+        ]
         assert 0 < len(kept) == above and min(r["score"] for r in kept) > 0.19
         threshold_run = store.training_run(RunKey("tiny-gpt2", "humaneval", "threshold", 190, 1))
         assert threshold_run["train_tokens"] == kept[-1]["cumulative_tokens"]
 
         # A checkpoint per fine-tune and seed, none half-written; an eval row for each, recording the run it measured.
         runs = store.query("SELECT * FROM training_runs ORDER BY method, budget, seed").to_pylist()
-        assert len(runs) == 1 + 2 * (3 * 2 + 1 + 1)  # the base model; per seed zipfit/dsir/random at 2 budgets, all, threshold
+        assert len(runs) == 1 + 2 * (
+            3 * 2 + 1 + 1
+        )  # the base model; per seed zipfit/dsir/random at 2 budgets, all, threshold
         for run in runs:
             if run["method"] in ("zipfit", "dsir", "random"):
                 assert run["train_tokens"] == run["budget"]
             if run["method"] != "base":
                 assert (Path(run["checkpoint"]) / "config.json").exists()
-                selection = store.selection_set(RunKey("tiny-gpt2", "humaneval", run["method"], run["budget"], run["seed"]))
+                selection = store.selection_set(
+                    RunKey("tiny-gpt2", "humaneval", run["method"], run["budget"], run["seed"])
+                )
                 assert run["selection_version"] == selection["version"]
         assert not list(config.resolve(config.artifacts).rglob("*.partial"))
-        evals = store.query("SELECT e.method, e.budget, e.seed, e.run_id, t.run_id AS trained, e.test_loss FROM eval_losses e "
-                            "JOIN training_runs t USING (model, target, method, budget, seed)").to_pylist()
+        evals = store.query(
+            "SELECT e.method, e.budget, e.seed, e.run_id, t.run_id AS trained, e.test_loss FROM eval_losses e "
+            "JOIN training_runs t USING (model, target, method, budget, seed)"
+        ).to_pylist()
         assert len(evals) == len(runs) and all(e["run_id"] == e["trained"] for e in evals)
         base = next(e["test_loss"] for e in evals if e["method"] == "base")
         assert all(e["test_loss"] < base for e in evals if e["method"] != "base")
@@ -110,11 +150,19 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         selected = instance.get_latest_materialization_event(dg.AssetKey(SELECTIONS)).asset_materialization.metadata
         assert selected["dsir_settings"].value["min_example_length"] == 10
         assert set(selected["selection_seconds"].value) == {"zipfit", "dsir", "random", "all", "threshold"}
-        assert selected["decontamination"].value == {"enabled": True, "ngram_words": 13, "contaminated": 0, "removed": 0}
+        assert selected["decontamination"].value == {
+            "enabled": True,
+            "ngram_words": 13,
+            "contaminated": 0,
+            "removed": 0,
+        }
         assert check_results(instance) == {
-            (ALIGNMENT_SCORES, "compressor_reproduces_golden_sizes"): {True}, (SELECTIONS, "decontaminated"): {True},
-            (SELECTIONS, "budgets_reached"): {True}, (FINETUNED_MODEL, "finite_training_loss"): {True},
-            (EVAL_LOSS, "finite_test_loss"): {True}}
+            (ALIGNMENT_SCORES, "compressor_reproduces_golden_sizes"): {True},
+            (SELECTIONS, "decontaminated"): {True},
+            (SELECTIONS, "budgets_reached"): {True},
+            (FINETUNED_MODEL, "finite_training_loss"): {True},
+            (EVAL_LOSS, "finite_test_loss"): {True},
+        }
 
 
 def _check_report(folder: Path, evals: list[dict], instance: dg.DagsterInstance) -> None:
@@ -128,8 +176,12 @@ def _check_report(folder: Path, evals: list[dict], instance: dg.DagsterInstance)
         if e["method"] != "base":
             groups.setdefault((e["method"], e["budget"]), []).append(e["test_loss"])
     assert {(r["method"], r["budget"]): r["test_loss"]["mean"] for r in rows} == pytest.approx(
-        {group: sum(losses) / len(losses) for group, losses in groups.items()})
-    assert all(r["test_loss"]["n"] == 2 and r["test_loss"]["low"] <= r["test_loss"]["mean"] <= r["test_loss"]["high"] for r in rows)
+        {group: sum(losses) / len(losses) for group, losses in groups.items()}
+    )
+    assert all(
+        r["test_loss"]["n"] == 2 and r["test_loss"]["low"] <= r["test_loss"]["mean"] <= r["test_loss"]["high"]
+        for r in rows
+    )
     random = [r["test_loss"] for r in rows if r["method"] == "random"]  # another sample per seed: another loss
     assert all(loss["low"] < loss["mean"] < loss["high"] for loss in random)
     for row in rows:
@@ -150,33 +202,59 @@ def test_dagster_cli_materializes_into_a_dagster_home(project_file: Path, tmp_pa
     home.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home), "ZIPFIT_CONFIG": str(project_file)}
     bin_dir = Path(sys.executable).parent
-    registered = subprocess.run([str(bin_dir / "zipfit"), "register-sources"], env=env, check=True, capture_output=True, text=True)
+    registered = subprocess.run(
+        [str(bin_dir / "zipfit"), "register-sources"], env=env, check=True, capture_output=True, text=True
+    )
     assert "added: python_stdlib, c_headers, english_prose" in registered.stdout
     dagster = bin_dir / "dagster"
-    for select, partition in ((SOURCE_DOCUMENTS, "c_headers"), (TARGET_DOCUMENTS, "humaneval"),
-                              (ALIGNMENT_SCORES, "c_headers|humaneval")):
-        subprocess.run([str(dagster), "asset", "materialize", "-m", "zipfit_pipeline.definitions", "--select", select,
-                        "--partition", partition], env=env, check=True, capture_output=True, text=True)
+    for select, partition in (
+        (SOURCE_DOCUMENTS, "c_headers"),
+        (TARGET_DOCUMENTS, "humaneval"),
+        (ALIGNMENT_SCORES, "c_headers|humaneval"),
+    ):
+        subprocess.run(
+            [
+                str(dagster),
+                "asset",
+                "materialize",
+                "-m",
+                "zipfit_pipeline.definitions",
+                "--select",
+                select,
+                "--partition",
+                partition,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     config = load_project(project_file)
     store = Store(config.resolve(config.store))
     assert _count(store, "SELECT count(*) AS n FROM documents WHERE dataset = 'c_headers'") == 400
     assert _count(store, "SELECT count(*) AS n FROM documents WHERE dataset <> 'c_headers'") == 0
     assert _count(store, "SELECT count(*) AS n FROM scores") == _count(
-        store, "SELECT count(DISTINCT content_hash) AS n FROM documents")
+        store, "SELECT count(DISTINCT content_hash) AS n FROM documents"
+    )
     with dg.DagsterInstance.from_config(str(home)) as instance:
         records = instance.fetch_materializations(dg.AssetKey(ALIGNMENT_SCORES), limit=10).records
         assert [r.partition_key for r in records] == ["c_headers|humaneval"]
 
 
-def test_every_baseline_and_ablation_flows_into_the_report(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path) -> None:
+def test_every_baseline_and_ablation_flows_into_the_report(
+    tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path
+) -> None:
     """D4, embedding similarity, BM25, a compressor variant and a target subset are ordinary selections: each fills
     the budget, is fine-tuned and evaluated, and has a row, a cost and a composition in the report."""
     methods = ["zipfit", "d4", "embedding", "bm25", "random"]
     ablations = ["zipfit-lz4-0", "zipfit-n4"]
     project_file = write_project(
-        tmp_path / "project", demo_files, tiny_model,
+        tmp_path / "project",
+        demo_files,
+        tiny_model,
         scoring={"compressor": "gzip", "level": 9, "chunk_size": 64, "workers": 1, "variants": ["lz4-0"]},
-        selection={"methods": methods, "budgets": [400], "target_subsets": [4], "d4": {"duplicate_similarity": 0.9}})
+        selection={"methods": methods, "budgets": [400], "target_subsets": [4], "d4": {"duplicate_similarity": 0.9}},
+    )
     defs = build_definitions(str(project_file))
     config = load_project(project_file)
     with dg.instance_for_test() as instance:
@@ -185,8 +263,12 @@ def test_every_baseline_and_ablation_flows_into_the_report(tmp_path: Path, demo_
         distinct = _count(store, "SELECT count(DISTINCT content_hash) AS n FROM documents")
         # Every pool text is scored three times (gzip-9 against 10 targets, lz4-0 against 10, gzip-9 against 4) and
         # embedded once.
-        assert store.query("SELECT compressor, level, count(*) AS n FROM scores GROUP BY ALL ORDER BY ALL").to_pylist() == [
-            {"compressor": "gzip", "level": 9, "n": 2 * distinct}, {"compressor": "lz4", "level": 0, "n": distinct}]
+        assert store.query(
+            "SELECT compressor, level, count(*) AS n FROM scores GROUP BY ALL ORDER BY ALL"
+        ).to_pylist() == [
+            {"compressor": "gzip", "level": 9, "n": 2 * distinct},
+            {"compressor": "lz4", "level": 0, "n": distinct},
+        ]
         assert _count(store, "SELECT count(*) AS n FROM embeddings") == distinct
 
         sets = {r["method"]: r for r in store.query("SELECT * FROM selection_sets").to_pylist()}
@@ -198,15 +280,21 @@ def test_every_baseline_and_ablation_flows_into_the_report(tmp_path: Path, demo_
         assert len(d4) == len(set(d4))
 
         seconds = {r["method"]: r for r in store.query("SELECT * FROM selection_runs").to_pylist()}
-        assert seconds["embedding"]["prepare_seconds"] == seconds["d4"]["prepare_seconds"] > 0  # one embedding of the pool
+        assert (
+            seconds["embedding"]["prepare_seconds"] == seconds["d4"]["prepare_seconds"] > 0
+        )  # one embedding of the pool
         assert seconds["zipfit-lz4-0"]["prepare_seconds"] > 0 and seconds["random"]["prepare_seconds"] == 0
 
-        metadata = instance.get_latest_materialization_event(dg.AssetKey(COMPARISON_REPORT)).asset_materialization.metadata
+        metadata = instance.get_latest_materialization_event(
+            dg.AssetKey(COMPARISON_REPORT)
+        ).asset_materialization.metadata
         assert {r["method"] for r in metadata["rows"].value} == {*methods, *ablations}
         assert {p["baseline"] for p in metadata["paired"].value} == {"d4", "embedding", "bm25", "random", *ablations}
         composition = {c["method"]: c["token_shares"] for c in metadata["composition"].value}
         for method, shares in composition.items():
-            chosen = store.query("SELECT dataset, sum(tokens)::BIGINT AS t FROM selections WHERE method = ? GROUP BY ALL", [method])
+            chosen = store.query(
+                "SELECT dataset, sum(tokens)::BIGINT AS t FROM selections WHERE method = ? GROUP BY ALL", [method]
+            )
             total = sum(chosen.column("t").to_pylist())
             assert shares == pytest.approx({r["dataset"]: r["t"] / total for r in chosen.to_pylist()})
         report = (config.resolve(config.artifacts) / "reports" / "tiny-gpt2" / "humaneval" / "report.md").read_text()
@@ -222,7 +310,9 @@ def test_every_baseline_and_ablation_flows_into_the_report(tmp_path: Path, demo_
             return finetune_selection(store, key, pretrained, settings, config.models_dir(), run_id, log=lambda _: None)
 
         again = finetune("asked-again", config.training.learning_rate)
-        assert again.reused and again.run_id == current["run_id"] and again.final_train_loss == current["final_train_loss"]
+        assert (
+            again.reused and again.run_id == current["run_id"] and again.final_train_loss == current["final_train_loss"]
+        )
         other = finetune("other-rate", 2e-3)
         assert not other.reused and store.training_run(key)["run_id"] == "other-rate"
         store.release_checkpoint(key, "other-rate")

@@ -11,8 +11,12 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (make te
 
 
 def test_ray_backend_scores_equal_local(demo_files: dict) -> None:
-    texts = [json.loads(line)["text"] for line in demo_files["english_prose"].read_text(encoding="utf-8").splitlines()[:120]]
-    targets = [json.loads(line)["prompt"] for line in demo_files["humaneval"].read_text(encoding="utf-8").splitlines()[:10]]
+    texts = [
+        json.loads(line)["text"] for line in demo_files["english_prose"].read_text(encoding="utf-8").splitlines()[:120]
+    ]
+    targets = [
+        json.loads(line)["prompt"] for line in demo_files["humaneval"].read_text(encoding="utf-8").splitlines()[:10]
+    ]
     chunks = [texts[i : i + 25] for i in range(0, len(texts), 25)]
     try:
         on_ray = np.concatenate(list(score_chunks(chunks, targets, "gzip", 9, workers=2, backend="ray")))

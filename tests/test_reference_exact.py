@@ -18,15 +18,18 @@ def _corpus(demo_files: dict) -> tuple[list[str], list[str]]:
         distinct = [t for t in dict.fromkeys(r["text"] for r in rows) if t not in sources]
         sources += distinct[:150]
     problems = [json.loads(line) for line in demo_files["humaneval"].read_text(encoding="utf-8").splitlines()]
-    targets = [f"Problem description: {p['prompt']} \nCanonical solution: {p['canonical_solution']}" for p in problems[:20]]
+    targets = [
+        f"Problem description: {p['prompt']} \nCanonical solution: {p['canonical_solution']}" for p in problems[:20]
+    ]
     assert len(set(sources)) == len(sources) == 300
     return sources, targets
 
 
 @pytest.mark.parametrize("path", [native.NATIVE, native.PURE_PYTHON])
 @pytest.mark.parametrize(("compressor", "level"), [("gzip", 1), ("gzip", 6), ("gzip", 9), ("lz4", 0), ("zstd", 3)])
-def test_scores_and_ranking_equal_reference(compressor: str, level: int, path: str, demo_files: dict, tmp_path,
-                                            request: pytest.FixtureRequest) -> None:
+def test_scores_and_ranking_equal_reference(
+    compressor: str, level: int, path: str, demo_files: dict, tmp_path, request: pytest.FixtureRequest
+) -> None:
     if path == native.PURE_PYTHON:
         request.getfixturevalue("pure_python")
     elif level not in native.NATIVE_LEVELS.get(compressor, ()):
@@ -35,8 +38,14 @@ def test_scores_and_ranking_equal_reference(compressor: str, level: int, path: s
         pytest.importorskip("zipfit_pipeline._joint_sizes", reason="the native extension is not built (no C compiler)")
     assert native.code_path(compressor, level) == path
     sources, targets = _corpus(demo_files)
-    reference = ZIPFIT("unused", "unused", k=len(sources), output_file=str(tmp_path / "out.jsonl"),
-                       compression_algorithm=compressor, compress_level=level)
+    reference = ZIPFIT(
+        "unused",
+        "unused",
+        k=len(sources),
+        output_file=str(tmp_path / "out.jsonl"),
+        compression_algorithm=compressor,
+        compress_level=level,
+    )
     ranked = reference.rank_sequences_by_alignment(sources, targets)
     reference_scores = dict(ranked)
     ours = alignment_scores(sources, targets, compressor, level, workers=2, chunk_size=32)

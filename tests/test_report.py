@@ -7,7 +7,13 @@ import pyarrow as pa
 import pytest
 
 from zipfit_pipeline.engine.report import (
-    RunResult, alignment_fit, equal_budget_runs, interval, load_results, summarize, tokens_to_reach,
+    RunResult,
+    alignment_fit,
+    equal_budget_runs,
+    interval,
+    load_results,
+    summarize,
+    tokens_to_reach,
 )
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.store import Store
@@ -15,8 +21,12 @@ from zipfit_pipeline.engine.store import Store
 T_975 = {1: 12.706204736, 2: 4.302652730}  # Student's t, 97.5th percentile, by degrees of freedom (printed tables)
 
 
-def _run(method: str, budget: int, seed: int, loss: float, alignment: float = 0.2, curve: list | None = None) -> RunResult:
-    return RunResult(RunKey("m", "t", method, budget, seed), budget, loss, alignment, curve or [(0, 3.0), (budget, loss)])
+def _run(
+    method: str, budget: int, seed: int, loss: float, alignment: float = 0.2, curve: list | None = None
+) -> RunResult:
+    return RunResult(
+        RunKey("m", "t", method, budget, seed), budget, loss, alignment, curve or [(0, 3.0), (budget, loss)]
+    )
 
 
 BASE = RunResult(RunKey("m", "t", "base"), 0, 3.0, math.nan, [(0, 3.0)])
@@ -34,7 +44,12 @@ def test_tokens_to_reach_interpolates_between_curve_points() -> None:
 def test_interval_is_students_t_over_seeds() -> None:
     three = interval([2.0, 2.2, 2.4])
     half = T_975[2] * 0.2 / math.sqrt(3)
-    assert (three.mean, three.low, three.high, three.n) == (pytest.approx(2.2), pytest.approx(2.2 - half), pytest.approx(2.2 + half), 3)
+    assert (three.mean, three.low, three.high, three.n) == (
+        pytest.approx(2.2),
+        pytest.approx(2.2 - half),
+        pytest.approx(2.2 + half),
+        3,
+    )
     assert interval([1.0, 2.0]).high == pytest.approx(1.5 + T_975[1] * math.sqrt(0.5) / math.sqrt(2))
     one = interval([2.0])
     assert one.mean == 2.0 and math.isnan(one.low) and math.isnan(one.high) and not one.excludes_zero
@@ -42,9 +57,15 @@ def test_interval_is_students_t_over_seeds() -> None:
 
 def test_summary_pairs_zipfit_with_each_baseline_seed_by_seed() -> None:
     runs = [
-        _run("zipfit", 100, 0, 2.00), _run("zipfit", 100, 1, 2.10), _run("zipfit", 100, 2, 2.05),
-        _run("random", 100, 0, 2.30), _run("random", 100, 1, 2.35), _run("random", 100, 2, 2.40),
-        _run("dsir", 100, 0, 1.90), _run("dsir", 100, 1, 2.20), _run("dsir", 100, 2, 2.10),
+        _run("zipfit", 100, 0, 2.00),
+        _run("zipfit", 100, 1, 2.10),
+        _run("zipfit", 100, 2, 2.05),
+        _run("random", 100, 0, 2.30),
+        _run("random", 100, 1, 2.35),
+        _run("random", 100, 2, 2.40),
+        _run("dsir", 100, 0, 1.90),
+        _run("dsir", 100, 1, 2.20),
+        _run("dsir", 100, 2, 2.10),
     ]
     report = summarize("m on t", BASE, runs, {"zipfit": 1.5})
     rows = {r.method: r for r in report.rows}
@@ -64,15 +85,22 @@ def test_summary_pairs_zipfit_with_each_baseline_seed_by_seed() -> None:
 
 
 def test_tokens_to_the_best_baseline_follow_the_mean_curve_over_seeds() -> None:
-    runs = [_run("zipfit", 100, 0, 2.0, curve=[(0, 3.0), (50, 2.4), (100, 2.0)]),
-            _run("zipfit", 100, 1, 2.2, curve=[(0, 3.0), (50, 2.6), (100, 2.2)]),
-            _run("random", 100, 0, 2.5), _run("random", 100, 1, 2.5)]
+    runs = [
+        _run("zipfit", 100, 0, 2.0, curve=[(0, 3.0), (50, 2.4), (100, 2.0)]),
+        _run("zipfit", 100, 1, 2.2, curve=[(0, 3.0), (50, 2.6), (100, 2.2)]),
+        _run("random", 100, 0, 2.5),
+        _run("random", 100, 1, 2.5),
+    ]
     row = next(r for r in summarize("m on t", BASE, runs, {}).rows if r.method == "zipfit")
     assert row.tokens_to_best_baseline == pytest.approx(50.0)  # the mean curve is at 2.5 after 50 tokens
 
 
 def test_alignment_fit_uses_every_seed_of_the_equal_size_training_sets() -> None:
-    runs = [_run(m, 100, seed, 3.0 - 2 * a, a) for m, a in (("random", 0.1), ("dsir", 0.2), ("zipfit", 0.4)) for seed in (0, 1)]
+    runs = [
+        _run(m, 100, seed, 3.0 - 2 * a, a)
+        for m, a in (("random", 0.1), ("dsir", 0.2), ("zipfit", 0.4))
+        for seed in (0, 1)
+    ]
     runs += [_run("zipfit", 50, 0, 9.0, 0.9)]  # a smaller budget is not a point of the fit
     report = summarize("m on t", BASE, runs, {})
     assert len(equal_budget_runs(report)) == 6
@@ -81,40 +109,89 @@ def test_alignment_fit_uses_every_seed_of_the_equal_size_training_sets() -> None
 
 
 def _stored_run(store: Store, key: RunKey, run_id: str, version: str | None, loss: float) -> None:
-    row = {"run_id": run_id, "selection_version": version, "checkpoint": f"/ckpt/{run_id}", "train_tokens": key.budget,
-           "steps": 1, "final_train_loss": 1.0, "seconds": 1.0, "device": "cpu"}
+    row = {
+        "run_id": run_id,
+        "selection_version": version,
+        "checkpoint": f"/ckpt/{run_id}",
+        "train_tokens": key.budget,
+        "steps": 1,
+        "final_train_loss": 1.0,
+        "seconds": 1.0,
+        "device": "cpu",
+    }
     store.record_training(key, row, {"test": [(key.budget // 2, loss + 0.1)]} if not key.is_base else {})
     store.record_eval(key, run_id, version, loss, 10)
 
 
 def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str]) -> None:
-    sets = pa.table({"method": [k.method for k in keys], "budget": pa.array([k.budget for k in keys], pa.int64()),
-                     "seed": pa.array([k.seed for k in keys], pa.int32()), "version": [versions[k] for k in keys],
-                     "documents": pa.array([1] * len(keys), pa.int64()), "tokens": pa.array([k.budget for k in keys], pa.int64()),
-                     "mean_alignment": pa.array([0.2] * len(keys), pa.float64())})
-    empty = pa.table({"method": pa.array([], pa.string()), "budget": pa.array([], pa.int64()), "seed": pa.array([], pa.int32()),
-                      "rank": pa.array([], pa.int64()), "dataset": pa.array([], pa.string()), "doc_id": pa.array([], pa.string()),
-                      "content_hash": pa.array([], pa.string()), "score": pa.array([], pa.float64()),
-                      "tokens": pa.array([], pa.int64()), "cumulative_tokens": pa.array([], pa.int64())})
-    clean = pa.table({"dataset": pa.array([], pa.string()), "doc_id": pa.array([], pa.string()),
-                      "content_hash": pa.array([], pa.string()), "zipfit_rank": pa.array([], pa.int64()),
-                      "test_row": pa.array([], pa.int64()), "ngram": pa.array([], pa.string()), "removed": pa.array([], pa.bool_())})
+    sets = pa.table(
+        {
+            "method": [k.method for k in keys],
+            "budget": pa.array([k.budget for k in keys], pa.int64()),
+            "seed": pa.array([k.seed for k in keys], pa.int32()),
+            "version": [versions[k] for k in keys],
+            "documents": pa.array([1] * len(keys), pa.int64()),
+            "tokens": pa.array([k.budget for k in keys], pa.int64()),
+            "mean_alignment": pa.array([0.2] * len(keys), pa.float64()),
+        }
+    )
+    empty = pa.table(
+        {
+            "method": pa.array([], pa.string()),
+            "budget": pa.array([], pa.int64()),
+            "seed": pa.array([], pa.int32()),
+            "rank": pa.array([], pa.int64()),
+            "dataset": pa.array([], pa.string()),
+            "doc_id": pa.array([], pa.string()),
+            "content_hash": pa.array([], pa.string()),
+            "score": pa.array([], pa.float64()),
+            "tokens": pa.array([], pa.int64()),
+            "cumulative_tokens": pa.array([], pa.int64()),
+        }
+    )
+    clean = pa.table(
+        {
+            "dataset": pa.array([], pa.string()),
+            "doc_id": pa.array([], pa.string()),
+            "content_hash": pa.array([], pa.string()),
+            "zipfit_rank": pa.array([], pa.int64()),
+            "test_row": pa.array([], pa.int64()),
+            "ngram": pa.array([], pa.string()),
+            "removed": pa.array([], pa.bool_()),
+        }
+    )
     store.replace_selections("m", "t", empty, sets, {}, clean)
 
 
 def test_the_report_reads_only_current_evals_of_configured_runs(tmp_path: Path) -> None:
     store = Store(tmp_path / "store.duckdb")
     base = RunKey("m", "t", "base")
-    current, retrained, reselected, removed = (RunKey("m", "t", "zipfit", 100, 0), RunKey("m", "t", "zipfit", 100, 1),
-                                               RunKey("m", "t", "random", 100, 0), RunKey("m", "t", "dsir", 100, 0))
+    current, retrained, reselected, removed = (
+        RunKey("m", "t", "zipfit", 100, 0),
+        RunKey("m", "t", "zipfit", 100, 1),
+        RunKey("m", "t", "random", 100, 0),
+        RunKey("m", "t", "dsir", 100, 0),
+    )
     trained = [current, retrained, reselected, removed]
     _selection_sets(store, trained, {k: "v1" for k in trained})
     _stored_run(store, base, "run-base", None, 3.0)
     for key in trained:
         _stored_run(store, key, f"run-{key.label()}", "v1", 2.0)
     # A second fine-tune of seed 1 replaced the checkpoint its eval measured, and it has not been evaluated yet.
-    store.record_training(retrained, {"run_id": "run-new", "selection_version": "v1", "checkpoint": "/ckpt/new",
-                                      "train_tokens": 100, "steps": 1, "final_train_loss": 1.0, "seconds": 1.0, "device": "cpu"}, {})
+    store.record_training(
+        retrained,
+        {
+            "run_id": "run-new",
+            "selection_version": "v1",
+            "checkpoint": "/ckpt/new",
+            "train_tokens": 100,
+            "steps": 1,
+            "final_train_loss": 1.0,
+            "seconds": 1.0,
+            "device": "cpu",
+        },
+        {},
+    )
     # The random selection was made again and chose other texts; its fine-tune trained on the earlier version.
     _selection_sets(store, trained, {**{k: "v1" for k in trained}, reselected: "v2"})
 

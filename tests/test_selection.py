@@ -43,12 +43,21 @@ def test_select_by_budget_rows_per_budget() -> None:
     tokens = np.array([5, 5, 5])
     rows = select_by_budget("zipfit", scores, tokens, [5, 10], seed=0)
     assert [(r["budget"], r["rank"], r["pool_index"], r["cumulative_tokens"]) for r in rows] == [
-        (5, 0, 1, 5), (10, 0, 1, 5), (10, 1, 2, 10)]
+        (5, 0, 1, 5),
+        (10, 0, 1, 5),
+        (10, 1, 2, 10),
+    ]
 
 
 def test_each_method_fills_each_budget_and_all_is_one_selection() -> None:
     assert configured_selections(["zipfit", "all", "dsir"], [100, 200], [0.35]) == [
-        ("zipfit", 100), ("zipfit", 200), ("all", 0), ("dsir", 100), ("dsir", 200), ("threshold", 350)]
+        ("zipfit", 100),
+        ("zipfit", 200),
+        ("all", 0),
+        ("dsir", 100),
+        ("dsir", 200),
+        ("threshold", 350),
+    ]
 
 
 def test_all_is_the_whole_pool_in_a_seeded_order_or_its_capped_prefix() -> None:
@@ -66,12 +75,20 @@ def test_all_is_the_whole_pool_in_a_seeded_order_or_its_capped_prefix() -> None:
 def test_dsir_ranks_by_its_own_weights() -> None:
     weights = np.array([-3.0, -np.inf, -1.0, -2.0])
     rows = select_by_budget("dsir", weights, np.array([1, 1, 1, 1]), [4], seed=0)
-    assert [r["pool_index"] for r in rows] == [2, 3, 0]  # a filtered text (weight -inf) is never chosen, even short of budget
+    assert [r["pool_index"] for r in rows] == [
+        2,
+        3,
+        0,
+    ]  # a filtered text (weight -inf) is never chosen, even short of budget
 
 
 def test_threshold_keeps_every_text_above_it_best_first() -> None:
     scores = np.array([0.30, 0.10, 0.36, 0.35, 0.35])
     rows = select_by_threshold(scores, np.array([3, 3, 3, 3, 3]), [0.34, 0.355])
     assert [(r["method"], r["budget"], r["pool_index"]) for r in rows] == [
-        ("threshold", 340, 2), ("threshold", 340, 3), ("threshold", 340, 4), ("threshold", 355, 2)]
+        ("threshold", 340, 2),
+        ("threshold", 340, 3),
+        ("threshold", 340, 4),
+        ("threshold", 355, 2),
+    ]
     assert [r["cumulative_tokens"] for r in rows] == [3, 6, 9, 3]

@@ -9,9 +9,9 @@ import pytest
 
 from zipfit_pipeline.engine import ENGINE_VERSION
 from zipfit_pipeline.engine.alignment import alignment_scores, golden_mismatches
-from zipfit_pipeline.engine.scorer import AlignmentScorer
 from zipfit_pipeline.engine.compression import compressor_build
 from zipfit_pipeline.engine.loaders import Record
+from zipfit_pipeline.engine.scorer import AlignmentScorer
 from zipfit_pipeline.engine.scoring import score_dataset, target_set_hash
 from zipfit_pipeline.engine.store import Store, StoreError
 
@@ -58,7 +58,9 @@ def test_other_compressor_is_a_separate_score_set(tmp_path: Path) -> None:
     assert report.scored == 2
     sets = store.query("SELECT compressor, level, build FROM score_sets ORDER BY compressor").to_pylist()
     assert [(s["compressor"], s["level"], s["build"]) for s in sets] == [
-        ("gzip", 9, f"zlib-{zlib.ZLIB_RUNTIME_VERSION}"), ("lz4", 0, compressor_build("lz4"))]
+        ("gzip", 9, f"zlib-{zlib.ZLIB_RUNTIME_VERSION}"),
+        ("lz4", 0, compressor_build("lz4")),
+    ]
 
 
 def test_scores_of_another_library_build_are_never_mixed_in(tmp_path: Path) -> None:
@@ -68,8 +70,10 @@ def test_scores_of_another_library_build_are_never_mixed_in(tmp_path: Path) -> N
     store.replace_documents("code", _records(["a = 1", "b = 2"]), {})
     target_hash = target_set_hash(TARGETS)
     with store.transaction() as connection:
-        connection.execute("INSERT INTO scores SELECT content_hash, ?, 'gzip', 9, ?, 'zlib-ng-2.2.1', 0.5 FROM documents",
-                           [target_hash, ENGINE_VERSION])
+        connection.execute(
+            "INSERT INTO scores SELECT content_hash, ?, 'gzip', 9, ?, 'zlib-ng-2.2.1', 0.5 FROM documents",
+            [target_hash, ENGINE_VERSION],
+        )
     report = score_dataset(store, "code", TARGETS, "gzip", 9, progress=lambda _: None)
     assert (report.reused, report.scored) == (0, 2)
     pool = store.dataset_scores(["code"], target_hash, "gzip", 9)
@@ -90,7 +94,9 @@ def test_a_store_of_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -
     path = tmp_path / "old.duckdb"
     with duckdb.connect(str(path)) as connection:  # the first schema: no store_info table
         connection.execute("CREATE TABLE documents (dataset VARCHAR, row_index BIGINT, text VARCHAR)")
-    with pytest.raises(StoreError, match=r"old\.duckdb has schema version 1, this zipfit-pipeline reads version 2: move"):
+    with pytest.raises(
+        StoreError, match=r"old\.duckdb has schema version 1, this zipfit-pipeline reads version 2: move"
+    ):
         Store(path).query("SELECT 1")
 
 
@@ -119,8 +125,18 @@ def test_a_long_run_logs_a_bounded_number_of_progress_lines(tmp_path: Path, monk
 
     monkeypatch.setattr(per_text, "READ_BATCH", 5)
     lines = []
-    hashes = store.unstored("token_counts", ["length"], store.query("SELECT content_hash FROM documents").column(0).combine_chunks())
-    per_text.fill_missing(store, "token_counts", ["length"], hashes, lambda batch: [len(t) for t in batch],
-                          lambda batch, n: store.insert_token_counts("length", batch, n), "lengths", lines.append)
+    hashes = store.unstored(
+        "token_counts", ["length"], store.query("SELECT content_hash FROM documents").column(0).combine_chunks()
+    )
+    per_text.fill_missing(
+        store,
+        "token_counts",
+        ["length"],
+        hashes,
+        lambda batch: [len(t) for t in batch],
+        lambda batch, n: store.insert_token_counts("length", batch, n),
+        "lengths",
+        lines.append,
+    )
     assert 5 <= len(lines) <= 11 and all("texts/s, ETA" in line for line in lines[:-1])
     assert lines[-1] == "lengths: 0 stored, 600 computed now"

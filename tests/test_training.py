@@ -40,7 +40,9 @@ def test_make_batches_pads_last_block_and_ignores_padding() -> None:
 def test_a_last_block_with_nothing_to_predict_is_dropped(tiny_model) -> None:
     """9 tokens in blocks of 4 leave one token: alone, it has no next token to predict and its loss would be NaN."""
     assert [b[1].tolist() for b in make_batches(list(range(9)), block_size=4, batch_size=1, pad_id=0)] == [
-        [[0, 1, 2, 3]], [[4, 5, 6, 7]]]
+        [[0, 1, 2, 3]],
+        [[4, 5, 6, 7]],
+    ]
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))
     settings = TrainingSettings(block_size=16, batch_size=1, learning_rate=1e-3, curve_points=0)
     result = finetune(model, tokenizer, TEXTS, 16 * 5 + 1, settings, 0, torch.device("cpu"), log=lambda _: None)
@@ -97,7 +99,9 @@ def test_heldout_loss_is_transformers_own_loss_per_text(tiny_model) -> None:
 def test_heldout_loss_does_not_depend_on_the_batch_size(tiny_model) -> None:
     """Shorter texts are padded next to longer ones; padding must change nothing."""
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))
-    losses = {size: heldout_loss(model, tokenizer, HELDOUT + TEXTS[:5], max_length=128, batch_size=size) for size in (1, 3, 8)}
+    losses = {
+        size: heldout_loss(model, tokenizer, HELDOUT + TEXTS[:5], max_length=128, batch_size=size) for size in (1, 3, 8)
+    }
     assert len({tokens for _, tokens in losses.values()}) == 1
     assert max(loss for loss, _ in losses.values()) - min(loss for loss, _ in losses.values()) < 1e-5
 
@@ -106,8 +110,17 @@ def test_finetune_lowers_test_loss_and_records_curves(tiny_model) -> None:
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))
     before, n_tokens = heldout_loss(model, tokenizer, TEXTS[:5], max_length=64)
     settings = TrainingSettings(block_size=64, batch_size=2, learning_rate=3e-3, curve_points=2)
-    result = finetune(model, tokenizer, TEXTS, 700, settings, 0, torch.device("cpu"),
-                      evaluate=lambda m: heldout_loss(m, tokenizer, TEXTS[:5], max_length=64)[0], log=lambda _: None)
+    result = finetune(
+        model,
+        tokenizer,
+        TEXTS,
+        700,
+        settings,
+        0,
+        torch.device("cpu"),
+        evaluate=lambda m: heldout_loss(m, tokenizer, TEXTS[:5], max_length=64)[0],
+        log=lambda _: None,
+    )
     after, _ = heldout_loss(model, tokenizer, TEXTS[:5], max_length=64)
     assert result.train_tokens == 700
     assert result.train_curve[-1][0] == 700

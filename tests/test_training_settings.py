@@ -17,8 +17,8 @@ from safetensors import safe_open
 
 from zipfit_pipeline.engine.checkpoints import check_disk
 from zipfit_pipeline.engine.evaluation import heldout_loss
-from zipfit_pipeline.engine.settings import TrainingSettings
 from zipfit_pipeline.engine.models import is_adapter
+from zipfit_pipeline.engine.settings import TrainingSettings
 from zipfit_pipeline.engine.trainable import checkpoint_bytes, load_trained, save_trained, trainable_model
 from zipfit_pipeline.engine.training import finetune
 
@@ -27,7 +27,9 @@ CPU = torch.device("cpu")
 
 
 def _train(tiny_model: Path, budget: int = 400, **settings: object) -> tuple[object, object, list[float]]:
-    train = TrainingSettings(**{"block_size": 32, "batch_size": 2, "learning_rate": 3e-3, "curve_points": 0, **settings})
+    train = TrainingSettings(
+        **{"block_size": 32, "batch_size": 2, "learning_rate": 3e-3, "curve_points": 0, **settings}
+    )
     model, tokenizer = trainable_model(str(tiny_model), train, CPU)
     result = finetune(model, tokenizer, TEXTS, budget, train, 0, CPU, log=lambda _: None)
     return model, tokenizer, [loss for _, loss in result.train_curve]
@@ -51,8 +53,12 @@ def test_lora_trains_only_the_adapter_and_eval_measures_base_plus_adapter(tiny_m
 
     saved = save_trained(model, tokenizer, tmp_path / "adapter", train, CPU)
     assert is_adapter(saved) and not (saved / "model.safetensors").exists()
-    assert (saved / "adapter_model.safetensors").stat().st_size < 0.2 * (tiny_model / "model.safetensors").stat().st_size
-    assert checkpoint_bytes(model, train, CPU) == sum(p.numel() * 4 for n, p in model.named_parameters() if n in trainable)
+    assert (saved / "adapter_model.safetensors").stat().st_size < 0.2 * (
+        tiny_model / "model.safetensors"
+    ).stat().st_size
+    assert checkpoint_bytes(model, train, CPU) == sum(
+        p.numel() * 4 for n, p in model.named_parameters() if n in trainable
+    )
     reloaded, _ = load_trained(str(saved), str(tiny_model), CPU)
     texts = TEXTS[:4]
     trained_loss = heldout_loss(model, tokenizer, texts, 64)[0]
@@ -88,11 +94,22 @@ def test_accumulating_micro_batches_gives_the_update_of_one_larger_batch(tiny_mo
 
 def test_gradient_checkpointing_gives_the_same_losses(tiny_model: Path) -> None:
     _, _, plain = _train(tiny_model)
-    train = TrainingSettings(block_size=32, batch_size=2, learning_rate=3e-3, curve_points=1, gradient_checkpointing=True)
+    train = TrainingSettings(
+        block_size=32, batch_size=2, learning_rate=3e-3, curve_points=1, gradient_checkpointing=True
+    )
     model, tokenizer = trainable_model(str(tiny_model), train, CPU)
     during = []
-    result = finetune(model, tokenizer, TEXTS, 400, train, 0, CPU, log=lambda _: None,
-                      evaluate=lambda m: during.append(m.is_activation_checkpointing) or 0.0)
+    result = finetune(
+        model,
+        tokenizer,
+        TEXTS,
+        400,
+        train,
+        0,
+        CPU,
+        log=lambda _: None,
+        evaluate=lambda m: during.append(m.is_activation_checkpointing) or 0.0,
+    )
     assert during == [True] and not model.is_activation_checkpointing  # on while training, off afterwards
     assert [loss for _, loss in result.train_curve] == pytest.approx(plain, abs=1e-5)
 
@@ -155,8 +172,9 @@ def test_concurrent_steps_get_different_gpus_and_a_third_waits(tmp_path: Path) -
     locks = tmp_path / "devices"
 
     def claim(seconds: float) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-c", CLAIM, str(locks), str(seconds)], env=env, text=True,
-                                stdout=subprocess.PIPE)
+        return subprocess.Popen(
+            [sys.executable, "-c", CLAIM, str(locks), str(seconds)], env=env, text=True, stdout=subprocess.PIPE
+        )
 
     first, second = claim(4), claim(4)
     held = sorted(p.stdout.readline().strip() for p in (first, second))  # type: ignore[union-attr]

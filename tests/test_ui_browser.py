@@ -20,23 +20,56 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from project_copies import edit_jsonl, ingest, project_defs
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+
+from zipfit_pipeline.asset_keys import (
+    ALIGNMENT_SCORES,
+    COMPARISON_REPORT,
+    EVAL_LOSS,
+    FINETUNED_MODEL,
+    SELECTIONS,
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+)
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No sandbox (tests may run as root), no GPU, and no background connections this offline machine refuses.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-STAGES = {"ingest": [SOURCE_DOCUMENTS, TARGET_DOCUMENTS], "score": [ALIGNMENT_SCORES], "select": [SELECTIONS],
-          "train": [FINETUNED_MODEL], "eval": [EVAL_LOSS], "report": [COMPARISON_REPORT]}
-PARTITION_COUNTS = {SOURCE_DOCUMENTS: 2, TARGET_DOCUMENTS: 2, ALIGNMENT_SCORES: 4, SELECTIONS: 2,
-                    FINETUNED_MODEL: 4, EVAL_LOSS: 4, COMPARISON_REPORT: 2}
-CHECKS = {ALIGNMENT_SCORES: "1 / 1 Passed", SELECTIONS: "2 / 2 Passed", FINETUNED_MODEL: "1 / 1 Passed",
-          EVAL_LOSS: "1 / 1 Passed"}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STAGES = {
+    "ingest": [SOURCE_DOCUMENTS, TARGET_DOCUMENTS],
+    "score": [ALIGNMENT_SCORES],
+    "select": [SELECTIONS],
+    "train": [FINETUNED_MODEL],
+    "eval": [EVAL_LOSS],
+    "report": [COMPARISON_REPORT],
+}
+PARTITION_COUNTS = {
+    SOURCE_DOCUMENTS: 2,
+    TARGET_DOCUMENTS: 2,
+    ALIGNMENT_SCORES: 4,
+    SELECTIONS: 2,
+    FINETUNED_MODEL: 4,
+    EVAL_LOSS: 4,
+    COMPARISON_REPORT: 2,
+}
+CHECKS = {
+    ALIGNMENT_SCORES: "1 / 1 Passed",
+    SELECTIONS: "2 / 2 Passed",
+    FINETUNED_MODEL: "1 / 1 Passed",
+    EVAL_LOSS: "1 / 1 Passed",
+}
 
 
 def _browser_or_skip() -> None:
@@ -57,11 +90,25 @@ def webserver(workspace: tuple[Path, dg.DagsterInstance]) -> Iterator[str]:
     edit_jsonl(root / "project" / "inputs" / "python_stdlib.jsonl", 3, "text", "def edited():\n    return 42\n")
     ingest(project_defs(root), instance, SOURCE_DOCUMENTS, "python_stdlib")
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(root / "dagster_home"), "ZIPFIT_CONFIG": str(root / "project" / "zipfit.yaml")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "ZIPFIT_CONFIG": str(root / "project" / "zipfit.yaml"),
+    }
     log = (root / "webserver.log").open("w")
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-m", "zipfit_pipeline.definitions"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-m",
+            "zipfit_pipeline.definitions",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -72,7 +119,9 @@ def webserver(workspace: tuple[Path, dg.DagsterInstance]) -> Iterator[str]:
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"dagster-webserver did not start: {(root / 'webserver.log').read_text()[-2000:]}") from None
+                    raise RuntimeError(
+                        f"dagster-webserver did not start: {(root / 'webserver.log').read_text()[-2000:]}"
+                    ) from None
                 time.sleep(1)
         yield url
     finally:

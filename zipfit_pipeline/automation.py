@@ -23,7 +23,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+from zipfit_pipeline.asset_keys import (
+    ALIGNMENT_SCORES,
+    COMPARISON_REPORT,
+    EVAL_LOSS,
+    FINETUNED_MODEL,
+    SELECTIONS,
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+)
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.file_state import stat_signature
 from zipfit_pipeline.engine.store import StoreLocked
@@ -47,19 +55,28 @@ INCOMING_POLL_SECONDS = 30
 RECOVERY_POLL_SECONDS = 60
 STORE_STATE_POLL_SECONDS = 60
 STORE_LOCK_WAIT_SECONDS = 5.0  # a sensor tick must not wait for a long write; it looks again next tick
-JOB_ASSETS = {"ingest_sources": (SOURCE_DOCUMENTS,), "ingest_targets": (TARGET_DOCUMENTS,),
-              "score": (ALIGNMENT_SCORES,), "select_and_report": (SELECTIONS, COMPARISON_REPORT),
-              "train_and_eval": (FINETUNED_MODEL, EVAL_LOSS)}
+JOB_ASSETS = {
+    "ingest_sources": (SOURCE_DOCUMENTS,),
+    "ingest_targets": (TARGET_DOCUMENTS,),
+    "score": (ALIGNMENT_SCORES,),
+    "select_and_report": (SELECTIONS, COMPARISON_REPORT),
+    "train_and_eval": (FINETUNED_MODEL, EVAL_LOSS),
+}
 JOB_OF_ASSET = {asset: job for job, assets in JOB_ASSETS.items() for asset in assets}
 
 
 def build_automation(
-    config: ProjectConfig, partitions: ProjectPartitions,
+    config: ProjectConfig,
+    partitions: ProjectPartitions,
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition], list[dg.JobDefinition]]:
     jobs = stage_jobs()
     ingest_sources, ingest_targets = jobs["ingest_sources"], jobs["ingest_targets"]
 
-    @dg.sensor(job=ingest_sources, minimum_interval_seconds=INCOMING_POLL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
+    @dg.sensor(
+        job=ingest_sources,
+        minimum_interval_seconds=INCOMING_POLL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
     def incoming_sources(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         """Register a partition for each source in the project file or the incoming folder; ingest each dropped file
         that is still and differs from what was last ingested from it."""
@@ -75,8 +92,13 @@ def build_automation(
             if now != stored:
                 # The key holds what is stored too: a file changed back to an earlier version is ingested again,
                 # while a request already made (queued, running or failed) for this change is not repeated.
-                requests.append(dg.RunRequest(partition_key=spec.name, run_key=f"{spec.name}|{now}|{stored}",
-                                              tags={"zipfit/input_signature": now}))
+                requests.append(
+                    dg.RunRequest(
+                        partition_key=spec.name,
+                        run_key=f"{spec.name}|{now}|{stored}",
+                        tags={"zipfit/input_signature": now},
+                    )
+                )
         return dg.SensorResult(run_requests=requests)
 
     @dg.sensor(minimum_interval_seconds=RECOVERY_POLL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -87,15 +109,22 @@ def build_automation(
             context.log.warning(message)
         return dg.SkipReason("; ".join(messages) or "no killed runs")
 
-    @dg.sensor(jobs=list(jobs.values()), minimum_interval_seconds=STORE_STATE_POLL_SECONDS,
-               default_status=dg.DefaultSensorStatus.RUNNING)
+    @dg.sensor(
+        jobs=list(jobs.values()),
+        minimum_interval_seconds=STORE_STATE_POLL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
     def lost_store_state(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         """Recompute what the store lost (deleted, replaced, restored from an older copy), upstream first."""
         defs = context.repository_def
         assert defs is not None, "a sensor is evaluated within its code location"
         try:
-            lost = lost_partitions(config.resolve(config.store), defs.assets_defs_by_key.values(), context.instance,
-                                   lock_wait=STORE_LOCK_WAIT_SECONDS)
+            lost = lost_partitions(
+                config.resolve(config.store),
+                defs.assets_defs_by_key.values(),
+                context.instance,
+                lock_wait=STORE_LOCK_WAIT_SECONDS,
+            )
         except StoreLocked:
             return dg.SkipReason("the store is busy with a long write; looking again next tick")
         if not lost:
@@ -106,15 +135,27 @@ def build_automation(
         return dg.SensorResult(run_requests=[restore_request(item) for item in ready])
 
     automation = dg.AutomationConditionSensorDefinition(
-        "zipfit_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+        "zipfit_automation",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
         description="Materializes what is downstream of new data or changed code (see ON_NEW_DATA_OR_CODE).",
     )
 
     def nightly(job: dg.JobDefinition, dynamic: bool) -> dg.ScheduleDefinition:
-        @dg.schedule(name=f"nightly_re{job.name}", job=job, cron_schedule=NIGHTLY, default_status=dg.DefaultScheduleStatus.STOPPED)
+        @dg.schedule(
+            name=f"nightly_re{job.name}",
+            job=job,
+            cron_schedule=NIGHTLY,
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+        )
         def reingest(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-            keys = context.instance.get_dynamic_partitions(SOURCES) if dynamic else partitions.target.get_partition_keys()
-            return [dg.RunRequest(partition_key=key, run_key=f"{context.scheduled_execution_time:%Y-%m-%d}-{key}") for key in keys]
+            keys = (
+                context.instance.get_dynamic_partitions(SOURCES) if dynamic else partitions.target.get_partition_keys()
+            )
+            return [
+                dg.RunRequest(partition_key=key, run_key=f"{context.scheduled_execution_time:%Y-%m-%d}-{key}")
+                for key in keys
+            ]
 
         return reingest
 
@@ -131,15 +172,20 @@ def stage_jobs() -> dict[str, dg.UnresolvedAssetJobDefinition]:
 def restore_request(item: LostPartition) -> dg.RunRequest:
     """One lost partition recomputed. The key holds the run whose results are gone: a request is made once (a failed
     one is not retried in a loop), and made again if the store loses the partition's next results too."""
-    return dg.RunRequest(job_name=JOB_OF_ASSET[item.asset], asset_selection=[dg.AssetKey.from_user_string(item.asset)],
-                         partition_key=item.partition, run_key=f"{item.asset}|{item.partition}|{item.last_run_id}",
-                         tags={"zipfit/why": item.reason})
+    return dg.RunRequest(
+        job_name=JOB_OF_ASSET[item.asset],
+        asset_selection=[dg.AssetKey.from_user_string(item.asset)],
+        partition_key=item.partition,
+        run_key=f"{item.asset}|{item.partition}|{item.last_run_id}",
+        tags={"zipfit/why": item.reason},
+    )
 
 
 def ingested_signature(instance: dg.DagsterInstance, source: str) -> str:
     """The `size:mtime_ns` of the file as the latest ingestion of `source` read it, or `none`."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(SOURCE_DOCUMENTS), asset_partitions=[source]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(SOURCE_DOCUMENTS), asset_partitions=[source]), limit=1
+    ).records
     metadata = records[0].asset_materialization.metadata if records and records[0].asset_materialization else {}
     value = metadata.get("input_signature")
     return str(value.value) if value is not None else "none"

@@ -20,8 +20,8 @@ from zipfit_pipeline.cli_files import UsageError, output_file, read_scores, refu
 from zipfit_pipeline.engine.alignment import BACKENDS, alignment_scores
 from zipfit_pipeline.engine.compression import check_compressor
 from zipfit_pipeline.engine.loaders import Record, RecordReader
-from zipfit_pipeline.engine.native import code_path
 from zipfit_pipeline.engine.models import ADAPTER_FILE, count_tokens, is_adapter, load_tokenizer, locate_pretrained
+from zipfit_pipeline.engine.native import code_path
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.selection import rank_by_score, top_k, within_budget
 from zipfit_pipeline.engine.settings import TrainingSettings
@@ -46,7 +46,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     texts, target_texts = [r.text for r in sources], [t.text for t in targets]
     if args.method == "zipfit":
         workers = args.workers or os.cpu_count() or 1
-        scores = alignment_scores(texts, target_texts, args.compressor, args.level, workers, args.chunk_size, args.backend)
+        scores = alignment_scores(
+            texts, target_texts, args.compressor, args.level, workers, args.chunk_size, args.backend
+        )
         how = f"{args.compressor}-{args.level}, {code_path(args.compressor, args.level)} path"
     else:
         scores, how = baseline_scores(args, texts, target_texts)
@@ -75,10 +77,14 @@ def baseline_scores(args: argparse.Namespace, texts: list[str], targets: list[st
     embedding = EmbeddingSettings(model=args.embedding_model)
     vectors = embed_texts(load_embedder(embedding), texts, embedding)
     if args.method == "embedding":
-        return target_similarity(vectors, targets, embedding), f"cosine to the targets' mean {model_name(embedding)} embedding"
+        return target_similarity(
+            vectors, targets, embedding
+        ), f"cosine to the targets' mean {model_name(embedding)} embedding"
     result = d4_scores(vectors, D4Settings(clusters=args.clusters, duplicate_similarity=args.duplicate_similarity))
-    return result.scores, (f"D4 on {model_name(embedding)} embeddings, {result.clusters} clusters, "
-                           f"{result.duplicates} near-duplicates dropped")
+    return result.scores, (
+        f"D4 on {model_name(embedding)} embeddings, {result.clusters} clusters, "
+        f"{result.duplicates} near-duplicates dropped"
+    )
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -96,10 +102,14 @@ def cmd_select(args: argparse.Namespace) -> int:
         chosen = top_k(order, args.top_k)
         ranked = table.take(chosen)
     else:
-        tokens = np.asarray(count_tokens(load_tokenizer(str(tokenizer)), table.column("text").to_pylist()), dtype=np.int64)
+        tokens = np.asarray(
+            count_tokens(load_tokenizer(str(tokenizer)), table.column("text").to_pylist()), dtype=np.int64
+        )
         chosen = within_budget(order, tokens, args.budget_tokens)
-        ranked = table.take(chosen).append_column("tokens", pa.array(tokens[chosen])).append_column(
-            "cumulative_tokens", pa.array(np.cumsum(tokens[chosen]))
+        ranked = (
+            table.take(chosen)
+            .append_column("tokens", pa.array(tokens[chosen]))
+            .append_column("cumulative_tokens", pa.array(np.cumsum(tokens[chosen])))
         )
     ranked = ranked.add_column(0, "rank", pa.array(np.arange(len(chosen)), pa.int64()))
     write_table(ranked, output)
@@ -115,11 +125,15 @@ def texts_of_scored_rows(scores_path: str, scores: pa.Table, source_path: str, r
     for row, (index, doc_id) in enumerate(zip(scores.column("row_index").to_pylist(), ids)):
         record = by_row.get(index)
         if record is None:
-            raise UsageError(f"{scores_path} row {row}: row_index {index} is not a usable row of {source_path} "
-                             "(were the scores computed from another file?)")
+            raise UsageError(
+                f"{scores_path} row {row}: row_index {index} is not a usable row of {source_path} "
+                "(were the scores computed from another file?)"
+            )
         if doc_id is not None and record.doc_id != doc_id:
-            raise UsageError(f"{scores_path} row {row}: id {doc_id!r}, but row {index} of {source_path} has id "
-                             f"{record.doc_id!r} (were the scores computed from another file?)")
+            raise UsageError(
+                f"{scores_path} row {row}: id {doc_id!r}, but row {index} of {source_path} has id "
+                f"{record.doc_id!r} (were the scores computed from another file?)"
+            )
         texts.append(record.text)
     return texts
 
@@ -129,8 +143,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from zipfit_pipeline.engine.training import finetune
 
     try:
-        given = {name: vars(args)[name] for name in TrainingSettings.model_fields
-                 if name != "device" and vars(args).get(name) is not None}  # --device is checked by run_device
+        given = {
+            name: vars(args)[name]
+            for name in TrainingSettings.model_fields
+            if name != "device" and vars(args).get(name) is not None
+        }  # --device is checked by run_device
         if args.lora_rank is not None:
             given["lora"] = {"rank": args.lora_rank, "alpha": 2.0 * args.lora_rank}
         settings = TrainingSettings(**given)
@@ -144,21 +161,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     texts = [r.text for r in read_texts("selection", args.selection, args.text_field, args.template)]
     model, tokenizer = trainable_model(model_path, settings, device, args.seed)
     budget = args.budget_tokens or sum(count_tokens(tokenizer, texts))
-    result = finetune(model, tokenizer, texts, budget, settings, args.seed, device, log=lambda line: print(line, file=sys.stderr))
+    result = finetune(
+        model, tokenizer, texts, budget, settings, args.seed, device, log=lambda line: print(line, file=sys.stderr)
+    )
     saved = save_trained(model, tokenizer, output, settings, device)
-    print(json.dumps({"checkpoint": str(saved), "documents": len(texts), "train_tokens": result.train_tokens,
-                      "steps": result.steps, "final_train_loss": result.final_train_loss, "seconds": round(result.seconds, 1),
-                      "device": result.device, "seed": args.seed}))
+    print(
+        json.dumps(
+            {
+                "checkpoint": str(saved),
+                "documents": len(texts),
+                "train_tokens": result.train_tokens,
+                "steps": result.steps,
+                "final_train_loss": result.final_train_loss,
+                "seconds": round(result.seconds, 1),
+                "device": result.device,
+                "seed": args.seed,
+            }
+        )
+    )
     return 0
 
 
 def checkpoint_output(path: str, inputs: list[str]) -> Path:
-    """The folder `train` saves into: new, or an earlier checkpoint (replaced), never an input or a folder of other files."""
+    """The folder `train` saves into: new, or an earlier checkpoint (replaced), never an input or a folder of other
+    files."""
     out = Path(path).expanduser()
     refuse_overwriting_inputs(out, inputs)
     if out.exists() and not ((out / "config.json").is_file() or is_adapter(out)):
-        raise UsageError(f"--output {path} exists and is not a checkpoint folder (no config.json): it would be replaced; "
-                         "give a new folder")
+        raise UsageError(
+            f"--output {path} exists and is not a checkpoint folder (no config.json): it would be replaced; "
+            "give a new folder"
+        )
     return out
 
 
@@ -191,7 +224,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     base = locate_pretrained(args.base) if args.base else checkpoint
     model, tokenizer = load_trained(checkpoint, base, device_for_run())
     loss, tokens = heldout_loss(model, tokenizer, texts, args.max_length, args.batch_size)
-    print(json.dumps({"checkpoint": args.checkpoint, "test_loss": loss, "test_tokens": tokens, "test_documents": len(texts)}))
+    print(
+        json.dumps(
+            {"checkpoint": args.checkpoint, "test_loss": loss, "test_tokens": tokens, "test_documents": len(texts)}
+        )
+    )
     return 0
 
 
@@ -267,8 +304,12 @@ def headline(store: object) -> str:
            ORDER BY e.model, e.target, e.method, e.budget, e.seed"""
     ).to_pylist()
     lines = [f"{'model':<16} {'target':<12} {'run':<24} {'train tokens':>12} {'test CE':>8}"]
-    lines += [f"{r['model']:<16} {r['target']:<12} {RunKey(r['model'], r['target'], r['method'], r['budget'], r['seed']).label():<24} "
-              f"{r['train_tokens']:>12} {r['test_loss']:>8.4f}" for r in rows]
+    lines += [
+        f"{r['model']:<16} {r['target']:<12} "
+        f"{RunKey(r['model'], r['target'], r['method'], r['budget'], r['seed']).label():<24} "
+        f"{r['train_tokens']:>12} {r['test_loss']:>8.4f}"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -281,6 +322,7 @@ class Parser(argparse.ArgumentParser):
 
 def whole(low: int) -> Callable[[str], int]:
     """An argparse type: a whole number of at least `low`."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -317,13 +359,23 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("source")
     score.add_argument("target")
     score.add_argument("--output", required=True, help=".jsonl, .parquet or .csv")
-    score.add_argument("--method", choices=["zipfit", "bm25", "embedding", "d4"], default="zipfit",
-                       help="zipfit (alignment), or a baseline's ranking score; `zipfit select` keeps the top of either")
-    score.add_argument("--embedding-model", help="for embedding and d4: a transformers model's hub id or folder "
-                       "(default: the shipped all-MiniLM-L6-v2)")
+    score.add_argument(
+        "--method",
+        choices=["zipfit", "bm25", "embedding", "d4"],
+        default="zipfit",
+        help="zipfit (alignment), or a baseline's ranking score; `zipfit select` keeps the top of either",
+    )
+    score.add_argument(
+        "--embedding-model",
+        help="for embedding and d4: a transformers model's hub id or folder (default: the shipped all-MiniLM-L6-v2)",
+    )
     score.add_argument("--clusters", type=whole(1), help="for d4: k-means clusters (default: sqrt of the sources)")
-    score.add_argument("--duplicate-similarity", type=cosine_threshold, default=0.95,
-                       help="for d4: SemDeDup's cosine threshold, in (0, 1]")
+    score.add_argument(
+        "--duplicate-similarity",
+        type=cosine_threshold,
+        default=0.95,
+        help="for d4: SemDeDup's cosine threshold, in (0, 1]",
+    )
     score.add_argument("--text-field", default="text")
     score.add_argument("--template", help="a str.format template over the source's fields, instead of --text-field")
     score.add_argument("--target-field", help="the target's text field (default: --text-field)")
@@ -331,8 +383,12 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--compressor", choices=["gzip", "lz4", "zstd"], default="gzip")
     score.add_argument("--level", type=int, default=9)
     score.add_argument("--workers", type=whole(0), default=0, help="processes or threads (0: one per core)")
-    score.add_argument("--backend", choices=BACKENDS, default="local",
-                       help="local: threads on the native path (it releases the GIL), processes on the pure-Python path")
+    score.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="local: threads on the native path (it releases the GIL), processes on the pure-Python path",
+    )
     score.add_argument("--chunk-size", type=whole(1), default=256)
     score.set_defaults(run=cmd_score)
 
@@ -342,8 +398,11 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--top-k", type=whole(1))
     how.add_argument("--budget-tokens", type=whole(1))
     select.add_argument("--tokenizer", help="hub id or local folder of the tokenizer that counts the budget")
-    select.add_argument("--source", help="the source file the scores were computed on (for --budget-tokens); its texts "
-                        "are written with the selection")
+    select.add_argument(
+        "--source",
+        help="the source file the scores were computed on (for --budget-tokens); its texts "
+        "are written with the selection",
+    )
     select.add_argument("--text-field", default="text")
     select.add_argument("--template")
     select.add_argument("--output", required=True, help=".jsonl, .parquet or .csv")
@@ -353,7 +412,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("selection", help="JSONL, JSON, CSV or Parquet with a text field")
     train.add_argument("--model", required=True, help="local folder (or hub id) of a transformers causal LM")
     train.add_argument("--output", required=True, help="new folder (or an earlier checkpoint, replaced) to save into")
-    train.add_argument("--budget-tokens", type=whole(1), help="train on exactly this many tokens (default: all of the file's)")
+    train.add_argument(
+        "--budget-tokens", type=whole(1), help="train on exactly this many tokens (default: all of the file's)"
+    )
     train.add_argument("--seed", type=whole(0), default=0, help="shuffles the texts and seeds torch")
     train.add_argument("--device", help="cuda, cuda:1, cpu (default: CUDA when present)")
     train.add_argument("--text-field", default="text")
@@ -371,8 +432,9 @@ def parser() -> argparse.ArgumentParser:
             train.add_argument(option, action=argparse.BooleanOptionalAction, help=f"default {spec.default}")
         elif get_origin(spec.annotation) is Literal:
             train.add_argument(option, choices=get_args(spec.annotation), help=f"default {spec.default}")
-    train.add_argument("--lora-rank", type=whole(1), help="train a LoRA adapter of this rank (alpha 2 x rank) instead "
-                       "of every weight")
+    train.add_argument(
+        "--lora-rank", type=whole(1), help="train a LoRA adapter of this rank (alpha 2 x rank) instead of every weight"
+    )
     train.set_defaults(run=cmd_train)
 
     evaluate = command("eval", help="mean token cross-entropy of a checkpoint on the texts of a file")
@@ -391,20 +453,31 @@ def parser() -> argparse.ArgumentParser:
 
     run = command("materialize", help="materialize every asset and partition of a project as Dagster runs")
     run.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
-    run.add_argument("--stale", action="store_true", help="only partitions that are stale, missing or below one that is")
+    run.add_argument(
+        "--stale", action="store_true", help="only partitions that are stale, missing or below one that is"
+    )
     run.set_defaults(run=cmd_materialize)
 
-    pools = command("size-pools", help="give the accelerator pool one slot per visible GPU (fine-tunes and evals run "
-                    "that many at once, each on a GPU of its own)")
+    pools = command(
+        "size-pools",
+        help="give the accelerator pool one slot per visible GPU (fine-tunes and evals run "
+        "that many at once, each on a GPU of its own)",
+    )
     pools.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"), help=HOME_HELP)
     pools.set_defaults(run=cmd_size_pools)
 
-    register = command("register-sources", help="make the instance's source partitions match the project file and "
-                       "incoming folder now (the incoming_sources sensor does it every 30 s)")
+    register = command(
+        "register-sources",
+        help="make the instance's source partitions match the project file and "
+        "incoming folder now (the incoming_sources sensor does it every 30 s)",
+    )
     register.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
     register.set_defaults(run=cmd_register_sources)
-    recover = command("recover", help="mark runs whose processes were killed as failed and free the pool slots "
-                      "they held (the `killed_runs` sensor does it every minute while the daemon runs)")
+    recover = command(
+        "recover",
+        help="mark runs whose processes were killed as failed and free the pool slots "
+        "they held (the `killed_runs` sensor does it every minute while the daemon runs)",
+    )
     recover.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"), help=HOME_HELP)
     recover.set_defaults(run=cmd_recover)
     return p

@@ -24,8 +24,10 @@ def output_file(path: str, inputs: Sequence[str | None]) -> Path:
     """The output a command may write: a known extension (any case), a file, and none of its inputs."""
     out = Path(path)
     if out.suffix.lower() not in TABLE_FORMATS:
-        raise UsageError(f"--output {path}: the extension must be one of {', '.join(TABLE_FORMATS)} (any case), "
-                         f"got {out.suffix or 'none'}")
+        raise UsageError(
+            f"--output {path}: the extension must be one of {', '.join(TABLE_FORMATS)} (any case), "
+            f"got {out.suffix or 'none'}"
+        )
     if out.is_dir():
         raise UsageError(f"--output {path} is a folder; give a file name")
     refuse_overwriting_inputs(out, inputs)
@@ -34,7 +36,12 @@ def output_file(path: str, inputs: Sequence[str | None]) -> Path:
 
 def refuse_overwriting_inputs(out: Path, inputs: Sequence[str | None]) -> None:
     for given in filter(None, inputs):
-        if out.resolve() == Path(given).resolve() or out.exists() and Path(given).exists() and os.path.samefile(out, given):
+        if (
+            out.resolve() == Path(given).resolve()
+            or out.exists()
+            and Path(given).exists()
+            and os.path.samefile(out, given)
+        ):
             raise UsageError(f"--output {out} is the input {given}: it would be overwritten; write to another file")
 
 
@@ -51,7 +58,11 @@ def write_table(table: pa.Table | dict[str, list], out: Path) -> None:
     elif suffix == ".csv":
         pa_csv.write_csv(table if isinstance(table, pa.Table) else pa.table(table), partial)
     else:
-        rows = table.to_pylist() if isinstance(table, pa.Table) else (dict(zip(table, row)) for row in zip(*table.values()))
+        rows = (
+            table.to_pylist()
+            if isinstance(table, pa.Table)
+            else (dict(zip(table, row)) for row in zip(*table.values()))
+        )
         with partial.open("w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -65,7 +76,9 @@ def read_scores(path: str) -> pa.Table:
     if not file.is_file():
         raise UsageError(f"{path}: file not found")
     if suffix not in TABLE_FORMATS:
-        raise UsageError(f"{path}: the extension must be one of {', '.join(TABLE_FORMATS)} (a file `zipfit score` wrote)")
+        raise UsageError(
+            f"{path}: the extension must be one of {', '.join(TABLE_FORMATS)} (a file `zipfit score` wrote)"
+        )
     if file.stat().st_size == 0:
         raise UsageError(f"{path}: the file is empty")
     try:
@@ -76,12 +89,16 @@ def read_scores(path: str) -> pa.Table:
     numeric = {"row_index": pa.types.is_integer, "score": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t)}
     for name, check in numeric.items():
         if name not in table.column_names:
-            raise UsageError(f"{path}: field {name!r} not found (columns: {', '.join(table.column_names)}); "
-                             "give the file `zipfit score` wrote")
+            raise UsageError(
+                f"{path}: field {name!r} not found (columns: {', '.join(table.column_names)}); "
+                "give the file `zipfit score` wrote"
+            )
         if not check(table.schema.field(name).type):
             raise UsageError(f"{path}: field {name!r} is {table.schema.field(name).type}, not a number")
     for row, (index, score) in enumerate(zip(table.column("row_index").to_pylist(), table.column("score").to_pylist())):
         if index is None or score is None or not math.isfinite(score):
             field = "row_index" if index is None else "score"
-            raise UsageError(f"{path} row {row}: field {field!r} is {'empty' if score is None or index is None else score}")
+            raise UsageError(
+                f"{path} row {row}: field {field!r} is {'empty' if score is None or index is None else score}"
+            )
     return table

@@ -21,7 +21,9 @@ from zipfit_pipeline.engine.owned_folders import check_owned, claim
 from zipfit_pipeline.engine.settings import PassAtKSettings, ScoringSettings, SelectionSettings, TrainingSettings
 
 CONFIG_ENV = "ZIPFIT_CONFIG"
-MAX_PROJECT_FILE_BYTES = 1_000_000  # a project file is a page of settings; anything far larger is a mistake or an attack
+MAX_PROJECT_FILE_BYTES = (
+    1_000_000  # a project file is a page of settings; anything far larger is a mistake or an attack
+)
 DEFAULT_CONFIG = "zipfit.yaml"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"  # safe in partition keys, file names and the CLI
 
@@ -41,10 +43,18 @@ class DatasetSpec(Strict):
     id_field: str | None = None
     query: str | None = Field(None, description="SQL for a DuckDB input")
     split: str = "train"
-    chunk_chars: int | None = Field(None, ge=1, description="split longer texts into equal chunks of at most this many "
-                                    "characters, each its own document (a remedy for the length bias); off by default")
-    max_chars: int | None = Field(1_000_000, ge=1, description="skip longer texts (counted as too_long): gzip sees only "
-                                  "32 KiB at a time, so a huge text's score means little; null keeps everything")
+    chunk_chars: int | None = Field(
+        None,
+        ge=1,
+        description="split longer texts into equal chunks of at most this many "
+        "characters, each its own document (a remedy for the length bias); off by default",
+    )
+    max_chars: int | None = Field(
+        1_000_000,
+        ge=1,
+        description="skip longer texts (counted as too_long): gzip sees only "
+        "32 KiB at a time, so a huge text's score means little; null keeps everything",
+    )
 
     @field_validator("template")
     @classmethod
@@ -79,8 +89,12 @@ class IncomingSettings(Strict):
     show in the UI) any file the process can read."""
 
     path: str = "data/incoming"
-    stable_seconds: float = Field(10.0, ge=0, description="a file is ingested once it has not changed for this long "
-                                  "(a copy still in progress is not read half-written)")
+    stable_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="a file is ingested once it has not changed for this long "
+        "(a copy still in progress is not read half-written)",
+    )
     text_field: str = "text"
     template: str | None = None
     id_field: str | None = None
@@ -159,7 +173,8 @@ class ProjectConfig(Strict):
         return self
 
     def resolve(self, path: str) -> Path:
-        """A path from the project file as an absolute path: `~` expanded, relative to the file's folder, links followed."""
+        """A path from the project file as an absolute path: `~` expanded, relative to the file's folder, links
+        followed."""
         return (self.root / Path(path).expanduser()).resolve()
 
     def all_sources(self) -> list[DatasetSpec]:
@@ -177,10 +192,16 @@ class ProjectConfig(Strict):
             name = incoming_name(file)
             if name and name not in taken and file.is_file() and not file.is_symlink():
                 taken.add(name)
-                specs.append(DatasetSpec(
-                    name=name, path=str(file), format=FILE_FORMATS[file.suffix.lower()],
-                    text_field=self.incoming.text_field, template=self.incoming.template, id_field=self.incoming.id_field,
-                ))
+                specs.append(
+                    DatasetSpec(
+                        name=name,
+                        path=str(file),
+                        format=FILE_FORMATS[file.suffix.lower()],
+                        text_field=self.incoming.text_field,
+                        template=self.incoming.template,
+                        id_field=self.incoming.id_field,
+                    )
+                )
         return specs
 
     def is_still(self, spec: DatasetSpec) -> bool:
@@ -208,8 +229,14 @@ class ProjectConfig(Strict):
     def reader(self, spec: DatasetSpec) -> RecordReader:
         """A reader of the usable records of a source or target, as the project file describes it."""
         return RecordReader(
-            path=self.input_path(spec), text_field=spec.text_field, template=spec.template, id_field=spec.id_field,
-            format=spec.format, query=spec.query, split=spec.split, cache_dir=str(self.cache_dir() / "datasets"),
+            path=self.input_path(spec),
+            text_field=spec.text_field,
+            template=spec.template,
+            id_field=spec.id_field,
+            format=spec.format,
+            query=spec.query,
+            split=spec.split,
+            cache_dir=str(self.cache_dir() / "datasets"),
             max_chars=spec.max_chars,
         )
 
@@ -251,7 +278,9 @@ def load_project(path: str | Path | None = None) -> ProjectConfig:
     if not file.is_file():
         raise FileNotFoundError(f"project file {file} not found (set {CONFIG_ENV} or run from the project folder)")
     if file.stat().st_size > MAX_PROJECT_FILE_BYTES:
-        raise ValueError(f"{file}: {file.stat().st_size:,} bytes; a project file may have at most {MAX_PROJECT_FILE_BYTES:,}")
+        raise ValueError(
+            f"{file}: {file.stat().st_size:,} bytes; a project file may have at most {MAX_PROJECT_FILE_BYTES:,}"
+        )
     try:
         raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_NoAliasLoader) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -266,7 +295,8 @@ def load_project(path: str | Path | None = None) -> ProjectConfig:
 
 
 def validation_message(error: ValidationError, option_names: bool = False) -> str:
-    """Pydantic's errors as `field: what is wrong; ...` (`--field-name` for the CLI), without its URLs and input dumps."""
+    """Pydantic's errors as `field: what is wrong; ...` (`--field-name` for the CLI), without its URLs and input
+    dumps."""
     parts = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"])

@@ -50,7 +50,9 @@ class AssetGraphView:
 
     def partitions(self, asset: str) -> list[str]:
         partitions_def = self._graph.get(dg.AssetKey.from_user_string(asset)).partitions_def
-        return list(partitions_def.get_partition_keys(dynamic_partitions_store=self._instance)) if partitions_def else []
+        return (
+            list(partitions_def.get_partition_keys(dynamic_partitions_store=self._instance)) if partitions_def else []
+        )
 
     def status(self, asset: str, partition: str) -> Status:
         """Dagster's own status: STALE when its code version or an input's data version changed since it ran."""

@@ -17,13 +17,22 @@ from zipfit_pipeline.resources import ProjectResource, StoreResource
 
 
 def build_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
-    builders = (build_ingest_assets, build_scoring_assets, build_selection_assets, build_training_assets, build_evaluation_assets,
-                build_report_assets)
+    builders = (
+        build_ingest_assets,
+        build_scoring_assets,
+        build_selection_assets,
+        build_training_assets,
+        build_evaluation_assets,
+        build_report_assets,
+    )
     return [asset for build in builders for asset in build(config, partitions)]
 
 
 def build_resources(config: ProjectConfig, config_file: str) -> dict[str, dg.ConfigurableResource]:
-    return {"project": ProjectResource(config_path=config_file), "store": StoreResource(path=str(config.resolve(config.store)))}
+    return {
+        "project": ProjectResource(config_path=config_file),
+        "store": StoreResource(path=str(config.resolve(config.store))),
+    }
 
 
 def build_definitions(config_file: str | None = None) -> dg.Definitions:
@@ -32,7 +41,10 @@ def build_definitions(config_file: str | None = None) -> dg.Definitions:
     partitions = project_partitions(config)
     sensors, schedules, jobs = build_automation(config, partitions)
     return dg.Definitions(
-        assets=build_assets(config, partitions), jobs=jobs, sensors=sensors, schedules=schedules,
+        assets=build_assets(config, partitions),
+        jobs=jobs,
+        sensors=sensors,
+        schedules=schedules,
         resources=build_resources(config, file),
     )
 

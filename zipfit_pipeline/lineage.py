@@ -56,6 +56,7 @@ def restorable(defs: Defs, instance: dg.DagsterInstance, lost: Sequence[LostPart
         if item.partition in graph.partitions(item.asset)
         and graph.status(item.asset, item.partition) == "FRESH"
         and all(
-            parent not in gone and graph.status(*parent) == "FRESH" for parent in graph.parents(item.asset, item.partition)
+            parent not in gone and graph.status(*parent) == "FRESH"
+            for parent in graph.parents(item.asset, item.partition)
         )
     ]

@@ -24,8 +24,11 @@ QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # a
 
 
 def materialize_all(
-    defs: dg.Definitions, instance: dg.DagsterInstance, log: Callable[[str], None] = print,
-    stages: tuple[str, ...] = STAGES, only_out_of_date: bool = False,
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    log: Callable[[str], None] = print,
+    stages: tuple[str, ...] = STAGES,
+    only_out_of_date: bool = False,
 ) -> dict[str, list[str]]:
     """Materialize every partition of the given stages (or only the out-of-date ones); returns what ran."""
     resources = defs.resources or {}
@@ -54,8 +57,12 @@ def materialize_all(
         for partition in keys if todo is None else [k for k in keys if k in todo.get(name, ())]:
             log(f"[{time.monotonic() - started:6.0f}s] materializing {name} [{partition}]")
             result = dg.materialize(
-                list(by_key.values()), selection=[asset.key], partition_key=partition, instance=instance,
-                resources=resources, run_config=QUIET_CONSOLE,
+                list(by_key.values()),
+                selection=[asset.key],
+                partition_key=partition,
+                instance=instance,
+                resources=resources,
+                run_config=QUIET_CONSOLE,
             )
             if not result.success:
                 raise RuntimeError(f"{name} [{partition}] failed; see the run in the Dagster UI")

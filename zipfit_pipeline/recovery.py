@@ -30,7 +30,11 @@ def recover_killed_runs(instance: dg.DagsterInstance) -> list[str]:
         pids = run_worker_pids(instance, run.run_id)
         if pids and not any(_alive(pid) for pid in pids):
             killed = ", ".join(map(str, sorted(pids)))
-            fail_run(instance, run, f"the run's processes ({killed}) were killed; marked failed so that its work can run again")
+            fail_run(
+                instance,
+                run,
+                f"the run's processes ({killed}) were killed; marked failed so that its work can run again",
+            )
             messages.append(f"run {run.run_id} was killed: marked failed")
     return messages
 

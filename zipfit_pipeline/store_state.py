@@ -39,7 +39,9 @@ def record_partition_run(context: dg.AssetExecutionContext, store: Store) -> dic
 
 
 def lost_partitions(
-    store_path: str | Path, assets: Iterable[dg.AssetsDefinition], instance: dg.DagsterInstance,
+    store_path: str | Path,
+    assets: Iterable[dg.AssetsDefinition],
+    instance: dg.DagsterInstance,
     lock_wait: float | None = None,
 ) -> list[LostPartition]:
     """Materialized partitions (per the instance) whose results the store does not hold.
@@ -58,43 +60,62 @@ def lost_partitions(
                 lost.append(LostPartition(asset, partition, gone_checkpoints[(asset, partition)], run_id))
             continue
         written_to = record.asset_materialization.metadata.get(STORE_ID) if record.asset_materialization else None
-        lost.append(LostPartition(asset, partition, _reason(store, exists, store_id, written_to, held.get((asset, partition)),
-                                                            run_id), run_id))
+        lost.append(
+            LostPartition(
+                asset,
+                partition,
+                _reason(store, exists, store_id, written_to, held.get((asset, partition)), run_id),
+                run_id,
+            )
+        )
     return lost
 
 
 def _gone_checkpoints(store: Store) -> dict[tuple[str, str], str]:
     """Fine-tunes (not `base`, which is the pretrained model) whose recorded checkpoint folder no longer exists, other
     than on purpose (`keep_checkpoints: false` deletes it once measured, and keeps its figures)."""
-    rows = store.query("SELECT model, target, method, budget, seed, checkpoint FROM training_runs WHERE method <> ? "
-                       "AND NOT released", [BASE]).to_pylist()
+    rows = store.query(
+        "SELECT model, target, method, budget, seed, checkpoint FROM training_runs WHERE method <> ? AND NOT released",
+        [BASE],
+    ).to_pylist()
     gone = {}
     for row in rows:
         if not Path(row["checkpoint"]).is_dir():
             key = RunKey(row["model"], row["target"], row["method"], row["budget"], row["seed"])
             gone[(FINETUNED_MODEL, str(finetune_target_key(key)))] = (
-                f"its checkpoint {row['checkpoint']} is gone (the artifacts folder deleted or moved?)")
+                f"its checkpoint {row['checkpoint']} is gone (the artifacts folder deleted or moved?)"
+            )
     return gone
 
 
-def _reason(store: Store, exists: bool, store_id: str | None, written_to: dg.MetadataValue | None, held: str | None,
-            run_id: str) -> str:
+def _reason(
+    store: Store, exists: bool, store_id: str | None, written_to: dg.MetadataValue | None, held: str | None, run_id: str
+) -> str:
     if not exists:
         return f"the store {store.path} does not exist (deleted or moved?)"
     if written_to is None:
-        return (f"run {run_id} wrote to the store before stores recorded the runs that wrote them (an earlier "
-                "zipfit-pipeline): recomputed once to be sure")
+        return (
+            f"run {run_id} wrote to the store before stores recorded the runs that wrote them (an earlier "
+            "zipfit-pipeline): recomputed once to be sure"
+        )
     if written_to is not None and written_to.value != store_id:
-        return (f"the store {store.path} is another store (id {store_id}) than the one run {run_id} wrote to "
-                f"({written_to.value}): replaced or swapped?")
+        return (
+            f"the store {store.path} is another store (id {store_id}) than the one run {run_id} wrote to "
+            f"({written_to.value}): replaced or swapped?"
+        )
     if held is None:
-        return f"the store {store.path} holds no results of this partition (restored from a copy older than run {run_id}?)"
-    return (f"the store {store.path} holds the results of run {held}, not of the latest run {run_id} (restored from an "
-            "older copy?)")
+        return (
+            f"the store {store.path} holds no results of this partition (restored from a copy older than run {run_id}?)"
+        )
+    return (
+        f"the store {store.path} holds the results of run {held}, not of the latest run {run_id} (restored from an "
+        "older copy?)"
+    )
 
 
 def _latest_materializations(
-    assets: Iterable[dg.AssetsDefinition], instance: dg.DagsterInstance,
+    assets: Iterable[dg.AssetsDefinition],
+    instance: dg.DagsterInstance,
 ) -> Iterator[tuple[str, str, dg.EventLogRecord]]:
     """(asset, partition, latest materialization record) of every current partition materialized so far."""
     for assets_def in assets:
@@ -103,6 +124,7 @@ def _latest_materializations(
         key = assets_def.key
         for partition in assets_def.partitions_def.get_partition_keys(dynamic_partitions_store=instance):
             records = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+            ).records
             if records:
                 yield key.to_user_string(), partition, records[0]

@@ -24,8 +24,16 @@ def small_project(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path)
     shutil.copy(demo_files["humaneval"], root / "inputs" / "task.jsonl")
     config = {
         "sources": [{"name": "src", "path": "inputs/src.jsonl", "id_field": "id"}],
-        "targets": [{"name": "task", "path": "inputs/task.jsonl", "template": TEMPLATE, "id_field": "task_id",
-                     "alignment_rows": [0, 8], "test_rows": [8, 12]}],
+        "targets": [
+            {
+                "name": "task",
+                "path": "inputs/task.jsonl",
+                "template": TEMPLATE,
+                "id_field": "task_id",
+                "alignment_rows": [0, 8],
+                "test_rows": [8, 12],
+            }
+        ],
         "models": [{"name": "tiny-gpt2", "pretrained": str(tiny_model)}],
         "scoring": {"chunk_size": 8, "workers": 1},
         "selection": {"methods": ["zipfit"], "budgets": [200]},

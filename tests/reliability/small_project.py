@@ -61,9 +61,24 @@ class SmallProject:
         dagster = Path(sys.executable).parent / "dagster"
         options = ["--config-json", json.dumps({"ops": {asset: {"config": config}}})] if config else []
         return subprocess.Popen(
-            [str(dagster), "asset", "materialize", "-m", "zipfit_pipeline.definitions", "--select", asset,
-             "--partition", partition, *options], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True)
+            [
+                str(dagster),
+                "asset",
+                "materialize",
+                "-m",
+                "zipfit_pipeline.definitions",
+                "--select",
+                asset,
+                "--partition",
+                partition,
+                *options,
+            ],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
     def recover(self) -> str:
         """`zipfit recover`, as a user runs it after a kill (the `killed_runs` sensor does the same)."""
@@ -89,8 +104,14 @@ class SmallProject:
     def materialize(self, asset: str, partition: str) -> dg.ExecuteInProcessResult:
         defs = build_definitions(str(self.config_file))
         register_sources(self.instance, load_project(self.config_file))
-        return dg.materialize(list(defs.assets), selection=[asset], partition_key=partition, instance=self.instance,
-                              resources=defs.resources, raise_on_error=False)
+        return dg.materialize(
+            list(defs.assets),
+            selection=[asset],
+            partition_key=partition,
+            instance=self.instance,
+            resources=defs.resources,
+            raise_on_error=False,
+        )
 
     def ingest_source(self) -> dg.ExecuteInProcessResult:
         return self.materialize(SOURCE_DOCUMENTS, "src")

@@ -76,7 +76,11 @@ def test_a_10_mb_document_is_skipped_by_default_and_kept_whole_on_request(tmp_pa
 # Inputs that cannot be used at all, and the words the error must contain (besides the file's name).
 UNUSABLE = {
     "missing file": (None, {}, ["file not found"]),
-    "text field in no row": (b'{"id": "a", "body": "x"}\n{"id": "b", "body": "y"}\n', {}, ["'text'", "none of the 2 rows"]),
+    "text field in no row": (
+        b'{"id": "a", "body": "x"}\n{"id": "b", "body": "y"}\n',
+        {},
+        ["'text'", "none of the 2 rows"],
+    ),
     "template naming an absent field": (b'{"id": "a", "text": "x"}\n', {"template": "{title}: {text}"}, ["'title'"]),
     "JSON array cut short": (b'[{"id": "a", "text": "x"},\n {"id": "b", "te', {}, ["not valid JSON", "line 2"]),
 }
@@ -108,14 +112,17 @@ def test_parquet_with_an_unexpected_schema_fails_naming_the_field(tmp_path: Path
 
 def test_a_template_that_reaches_into_values_is_refused_when_the_project_loads(tmp_path: Path) -> None:
     config = tmp_path / "zipfit.yaml"
-    config.write_text("sources: [{name: s, path: s.jsonl, template: '{text.__class__}'}]\n"
-                      "targets: [{name: t, path: t.jsonl, alignment_rows: [0, 1], test_rows: [1, 2]}]\n"
-                      "models: [{name: m, pretrained: m}]\n")
+    config.write_text(
+        "sources: [{name: s, path: s.jsonl, template: '{text.__class__}'}]\n"
+        "targets: [{name: t, path: t.jsonl, alignment_rows: [0, 1], test_rows: [1, 2]}]\n"
+        "models: [{name: m, pretrained: m}]\n"
+    )
     with pytest.raises(ValueError, match=r"(?s)zipfit\.yaml.*\{text\.__class__\} is not a field name"):
         load_project(config)
 
 
 # Through Dagster: metadata and log for skipped rows; failed runs leave the store as it was.
+
 
 def test_skipped_rows_are_in_the_materialization_metadata_and_the_log(small_project: SmallProject) -> None:
     good_rows = small_project.source_file.read_bytes()
@@ -157,8 +164,18 @@ def _break_source(project: SmallProject, case: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "case", ["missing file", "empty file", "every row bad", "template naming an absent field", "parquet with an unexpected schema"])
-def test_an_unusable_source_fails_the_run_and_keeps_the_stored_documents(small_project: SmallProject, case: str) -> None:
+    "case",
+    [
+        "missing file",
+        "empty file",
+        "every row bad",
+        "template naming an absent field",
+        "parquet with an unexpected schema",
+    ],
+)
+def test_an_unusable_source_fails_the_run_and_keeps_the_stored_documents(
+    small_project: SmallProject, case: str
+) -> None:
     assert small_project.ingest_source().success
     before = small_project.stored("documents"), small_project.stored("ingest_skips")
     words = _break_source(small_project, case)
@@ -177,6 +194,8 @@ def test_an_empty_target_set_fails_the_run_and_keeps_the_stored_target(small_pro
         row["canonical_solution"] = None
     write_jsonl(small_project.target_file, rows)
     message = failure_message(small_project.ingest_target())
-    assert str(small_project.target_file) in message and "the alignment split (rows (0, 8)) has no usable rows" in message
+    assert (
+        str(small_project.target_file) in message and "the alignment split (rows (0, 8)) has no usable rows" in message
+    )
     assert "8 missing_text (first at row 0)" in message
     assert small_project.stored("targets") == before

@@ -8,9 +8,9 @@ rests on the store: a writer waits for the other process's lock (up to five minu
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import json
 import subprocess
 import sys
 import time
@@ -38,15 +38,33 @@ def test_two_score_partitions_launched_at_once_both_succeed(project_file: Path, 
     home.mkdir()
     shutil.copy(INSTANCE_SETTINGS, home / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        materialize_all(build_definitions(str(project_file)), instance, log=lambda _: None,
-                        stages=(SOURCE_DOCUMENTS, TARGET_DOCUMENTS))
+        materialize_all(
+            build_definitions(str(project_file)),
+            instance,
+            log=lambda _: None,
+            stages=(SOURCE_DOCUMENTS, TARGET_DOCUMENTS),
+        )
 
     env = {**os.environ, "DAGSTER_HOME": str(home), "ZIPFIT_CONFIG": str(project_file)}
     dagster = Path(sys.executable).parent / "dagster"
     launched = [
-        subprocess.Popen([str(dagster), "asset", "materialize", "-m", "zipfit_pipeline.definitions",
-                          "--select", ALIGNMENT_SCORES, "--partition", partition],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [
+                str(dagster),
+                "asset",
+                "materialize",
+                "-m",
+                "zipfit_pipeline.definitions",
+                "--select",
+                ALIGNMENT_SCORES,
+                "--partition",
+                partition,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for partition in PARTITIONS
     ]
     outputs = [p.communicate(timeout=600)[0] for p in launched]
@@ -57,7 +75,8 @@ def test_two_score_partitions_launched_at_once_both_succeed(project_file: Path, 
     store = Store(config.resolve(config.store))
     counts = store.query(
         """SELECT count(DISTINCT d.content_hash) AS texts, count(DISTINCT s.content_hash) AS scored
-           FROM documents d LEFT JOIN scores s USING (content_hash) WHERE d.dataset IN ('python_stdlib', 'english_prose')"""
+           FROM documents d LEFT JOIN scores s USING (content_hash)
+           WHERE d.dataset IN ('python_stdlib', 'english_prose')"""
     ).to_pylist()[0]
     assert counts["texts"] == counts["scored"] > 0
 
@@ -69,6 +88,7 @@ def test_two_score_partitions_launched_at_once_both_succeed(project_file: Path, 
         assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(PARTITIONS)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert instance.event_log_storage.get_concurrency_info("duckdb_writer").slot_count == 1
+
 
 WRITER = """
 import sys
@@ -82,18 +102,28 @@ print("done", flush=True)
 """
 
 
-def test_two_processes_writing_the_same_store_at_once_both_succeed_and_the_store_stays_consistent(tmp_path: Path) -> None:
+def test_two_processes_writing_the_same_store_at_once_both_succeed_and_the_store_stays_consistent(
+    tmp_path: Path,
+) -> None:
     """Without Dagster's pools: each write waits for the other process's transaction, none is lost or mixed."""
     path = tmp_path / "zipfit.duckdb"
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), name], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True) for name in ("left", "right")]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for name in ("left", "right")
+    ]
     outputs = [w.communicate(timeout=600)[0] for w in writers]
     for writer, output in zip(writers, outputs):
         assert writer.returncode == 0 and output.strip().endswith("done"), output[-3000:]
     store = Store(path)
-    rows = store.query("SELECT dataset, count(*) AS n, count(DISTINCT row_index) AS distinct_rows, "
-                       "min(text LIKE '%v39 text%') AS all_last FROM documents GROUP BY dataset ORDER BY dataset")
-    assert rows.to_pylist() == [{"dataset": name, "n": 500, "distinct_rows": 500, "all_last": True} for name in ("left", "right")]
+    rows = store.query(
+        "SELECT dataset, count(*) AS n, count(DISTINCT row_index) AS distinct_rows, "
+        "min(text LIKE '%v39 text%') AS all_last FROM documents GROUP BY dataset ORDER BY dataset"
+    )
+    assert rows.to_pylist() == [
+        {"dataset": name, "n": 500, "distinct_rows": 500, "all_last": True} for name in ("left", "right")
+    ]
     skips = store.query("SELECT dataset, n FROM ingest_skips ORDER BY dataset").to_pylist()
     assert skips == [{"dataset": "left", "n": 39}, {"dataset": "right", "n": 39}]
 
@@ -117,17 +147,24 @@ print("scored", report.scored, flush=True)
 """
 
 
-def test_a_fine_tune_and_an_eval_record_their_results_while_a_long_scoring_run_goes_on(tmp_path: Path,
-                                                                                        demo_files: dict) -> None:
+def test_a_fine_tune_and_an_eval_record_their_results_while_a_long_scoring_run_goes_on(
+    tmp_path: Path, demo_files: dict
+) -> None:
     """Scoring holds the store only while it reads a batch of texts or commits scores: a fine-tune that ends during a
     multi-hour scoring run records its result at once instead of waiting for the run (and failing after 5 min)."""
     path = tmp_path / "zipfit.duckdb"
     store = Store(path, lock_wait=10.0)  # far less than the scoring run lasts
     rows = [json.loads(line) for line in demo_files["python_stdlib"].read_text(encoding="utf-8").splitlines()[:400]]
     store.replace_documents("code", [Record(i, r["id"], r["text"]) for i, r in enumerate(rows)], {})
-    targets = [json.loads(line)["prompt"] for line in demo_files["humaneval"].read_text(encoding="utf-8").splitlines()[:10]]
-    scoring = subprocess.Popen([sys.executable, "-c", SLOW_SCORING, str(path), json.dumps(targets)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    targets = [
+        json.loads(line)["prompt"] for line in demo_files["humaneval"].read_text(encoding="utf-8").splitlines()[:10]
+    ]
+    scoring = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SCORING, str(path), json.dumps(targets)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert scoring.stdout is not None and scoring.stdout.readline().strip() == "scoring"
         time.sleep(3)  # well into the run (50 chunks of 0.25 s and more)
@@ -151,8 +188,20 @@ KEY = RunKey("m", "t", "zipfit", 1000, 0)
 def _record_a_fine_tune_and_its_eval(store: Store) -> float:
     """What a fine-tune and its eval write when they finish; returns the seconds the writes took."""
     started = time.monotonic()
-    store.record_training(KEY, {"run_id": "r1", "selection_version": "v1", "checkpoint": "/c", "train_tokens": 1000,
-                                "steps": 4, "final_train_loss": 2.5, "seconds": 9.0, "device": "cpu"}, {"train": [(1000, 2.5)]})
+    store.record_training(
+        KEY,
+        {
+            "run_id": "r1",
+            "selection_version": "v1",
+            "checkpoint": "/c",
+            "train_tokens": 1000,
+            "steps": 4,
+            "final_train_loss": 2.5,
+            "seconds": 9.0,
+            "device": "cpu",
+        },
+        {"train": [(1000, 2.5)]},
+    )
     store.record_eval(KEY, "r1", "v1", 2.4, 500)
     return time.monotonic() - started
 
@@ -182,8 +231,12 @@ def test_a_fine_tune_and_an_eval_record_their_results_while_a_big_file_is_ingest
     store = Store(path, lock_wait=10.0)
     store.replace_documents("big", [Record(i, f"old-{i}", f"old text {i}") for i in range(10)], {})
     source.write_text("".join(json.dumps({"id": f"new-{i}", "text": f"new text {i}"}) + "\n" for i in range(3000)))
-    ingestion = subprocess.Popen([sys.executable, "-c", SLOW_INGESTION, str(path), str(source)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ingestion = subprocess.Popen(
+        [sys.executable, "-c", SLOW_INGESTION, str(path), str(source)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert ingestion.stdout is not None and ingestion.stdout.readline().strip() == "ingesting"
         time.sleep(2)  # well into the run (3 s of reading and more)

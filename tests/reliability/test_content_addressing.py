@@ -16,14 +16,24 @@ PARTITION = "tiny-gpt2.zipfit.200.s0|task"
 
 def _selected_rows(project: SmallProject) -> list[dict]:
     """The selected documents, with the row each sat at when it was selected."""
-    return project.store().query(
-        "SELECT s.content_hash, d.row_index, d.text FROM selections s JOIN documents d USING (dataset, content_hash) "
-        "WHERE s.method = 'zipfit' ORDER BY s.rank").to_pylist()
+    return (
+        project.store()
+        .query(
+            "SELECT s.content_hash, d.row_index, d.text FROM selections s JOIN documents d USING (dataset, "
+            "content_hash) "
+            "WHERE s.method = 'zipfit' ORDER BY s.rank"
+        )
+        .to_pylist()
+    )
 
 
 def test_a_reordering_reingest_changes_no_fine_tunes_texts(small_project: SmallProject) -> None:
-    for asset, partition in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"), (ALIGNMENT_SCORES, "src|task"),
-                             (SELECTIONS, "tiny-gpt2|task")]:
+    for asset, partition in [
+        (SOURCE_DOCUMENTS, "src"),
+        (TARGET_DOCUMENTS, "task"),
+        (ALIGNMENT_SCORES, "src|task"),
+        (SELECTIONS, "tiny-gpt2|task"),
+    ]:
         assert small_project.materialize(asset, partition).success
     chosen = _selected_rows(small_project)
     chosen_texts = [r["text"] for r in chosen]
@@ -33,7 +43,10 @@ def test_a_reordering_reingest_changes_no_fine_tunes_texts(small_project: SmallP
     lines = [json.dumps({"id": "new", "text": "def brand_new():\n    return 0\n"}), *reversed(lines)]
     small_project.source_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert small_project.ingest_source().success
-    now_at = {r["row_index"]: r["text"] for r in small_project.store().query("SELECT row_index, text FROM documents").to_pylist()}
+    now_at = {
+        r["row_index"]: r["text"]
+        for r in small_project.store().query("SELECT row_index, text FROM documents").to_pylist()
+    }
     assert [now_at[r["row_index"]] for r in chosen] != chosen_texts  # what a join on row positions would train on
 
     assert small_project.materialize(FINETUNED_MODEL, PARTITION).success
@@ -44,8 +57,12 @@ def test_a_reordering_reingest_changes_no_fine_tunes_texts(small_project: SmallP
 
 
 def test_a_selection_whose_texts_are_gone_fails_and_says_what_to_do(small_project: SmallProject) -> None:
-    for asset, partition in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"), (ALIGNMENT_SCORES, "src|task"),
-                             (SELECTIONS, "tiny-gpt2|task")]:
+    for asset, partition in [
+        (SOURCE_DOCUMENTS, "src"),
+        (TARGET_DOCUMENTS, "task"),
+        (ALIGNMENT_SCORES, "src|task"),
+        (SELECTIONS, "tiny-gpt2|task"),
+    ]:
         assert small_project.materialize(asset, partition).success
     first = _selected_rows(small_project)[0]
     rows = [json.loads(line) for line in small_project.source_file.read_text(encoding="utf-8").splitlines()]
@@ -54,6 +71,8 @@ def test_a_selection_whose_texts_are_gone_fails_and_says_what_to_do(small_projec
     assert small_project.ingest_source().success
 
     message = failure_message(small_project.materialize(FINETUNED_MODEL, PARTITION))
-    assert (f"the selection {KEY} chose 1 texts that no stored document holds any more (a source was re-ingested or "
-            f"removed since, e.g. text {first['content_hash']}): materialize selections again") in message
+    assert (
+        f"the selection {KEY} chose 1 texts that no stored document holds any more (a source was re-ingested or "
+        f"removed since, e.g. text {first['content_hash']}): materialize selections again"
+    ) in message
     assert small_project.store().training_run(KEY) is None

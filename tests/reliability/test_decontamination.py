@@ -11,7 +11,14 @@ import yaml
 from project_files import check_results
 from small_project import SmallProject, failure_message
 
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+from zipfit_pipeline.asset_keys import (
+    ALIGNMENT_SCORES,
+    EVAL_LOSS,
+    FINETUNED_MODEL,
+    SELECTIONS,
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+)
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.decontamination import HeldoutIndex
@@ -19,12 +26,17 @@ from zipfit_pipeline.engine.loaders import set_hash
 from zipfit_pipeline.engine.runs import RunKey
 
 PROBLEM_ROW = 9  # a test problem of the small project (test rows 8-12)
-TEST_TEXT = "def add(a: int, b: int) -> int:\n    \"\"\"Add two numbers x and y\n    >>> add(2, 3)\n    5\n    >>> add(5, 7)\n    12\n    \"\"\"\n    return x + y\n"
+TEST_TEXT = (
+    'def add(a: int, b: int) -> int:\n    """Add two numbers x and y\n    >>> add(2, 3)\n    5\n    >>> add(5, 7)\n'
+    '    12\n    """\n    return x + y\n'
+)
 
 
 def test_thirteen_shared_words_are_found_whatever_the_spacing_and_case() -> None:
     index = HeldoutIndex([TEST_TEXT, "unrelated words only here"], [82, 83], n=13)
-    copy = "# copied from a benchmark\nDEF ADD(a:int,b:int)->INT:\n  '''add two numbers X and Y\n  >>> add( 2, 3 )\n  5'''"
+    copy = (
+        "# copied from a benchmark\nDEF ADD(a:int,b:int)->INT:\n  '''add two numbers X and Y\n  >>> add( 2, 3 )\n  5'''"
+    )
     overlap = index.first_overlap(copy)
     assert overlap is not None and overlap.test_row == 82
     assert overlap.ngram == "def add a int b int int add two numbers x and y"
@@ -56,7 +68,9 @@ def _selected(project: SmallProject) -> list[str]:
 def test_a_planted_test_problem_that_zipfit_ranks_first_is_removed(small_project: SmallProject) -> None:
     planted = _plant_test_problem(small_project)
     assert _select(small_project).success
-    metadata = small_project.instance.get_latest_materialization_event(dg.AssetKey(SELECTIONS)).asset_materialization.metadata
+    metadata = small_project.instance.get_latest_materialization_event(
+        dg.AssetKey(SELECTIONS)
+    ).asset_materialization.metadata
     assert metadata["decontamination"].value == {"enabled": True, "ngram_words": 13, "contaminated": 1, "removed": 1}
     assert "| 1 | src | copied_problem | 9 |" in metadata["contaminated_texts"].value  # ZIP-FIT's first, test row 9
     assert planted not in _selected(small_project)
@@ -67,17 +81,25 @@ def test_a_planted_test_problem_that_zipfit_ranks_first_is_removed(small_project
 
 def test_with_decontamination_off_it_is_kept_and_the_check_warns(small_project: SmallProject) -> None:
     planted = _plant_test_problem(small_project)
-    small_project.edit_config(selection={"methods": ["zipfit"], "budgets": [200], "decontamination": {"enabled": False}})
+    small_project.edit_config(
+        selection={"methods": ["zipfit"], "budgets": [200], "decontamination": {"enabled": False}}
+    )
     assert _select(small_project).success  # a warning does not fail the run or block the fine-tunes
     assert _selected(small_project)[0] == planted
-    evaluation = [e for e in small_project.instance.all_logs(
-        small_project.instance.get_runs(limit=1)[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+    evaluation = [
+        e
+        for e in small_project.instance.all_logs(
+            small_project.instance.get_runs(limit=1)[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+    ]
     check = evaluation[0].dagster_event.event_specific_data
     assert (check.check_name, check.passed, check.severity) == ("decontaminated", False, dg.AssetCheckSeverity.WARN)
     assert small_project.materialize(FINETUNED_MODEL, "tiny-gpt2.zipfit.200.s0|task").success
 
 
-def test_the_check_blocks_fine_tunes_when_a_contaminated_text_slips_into_a_selection(small_project: SmallProject) -> None:
+def test_the_check_blocks_fine_tunes_when_a_contaminated_text_slips_into_a_selection(
+    small_project: SmallProject,
+) -> None:
     """The check re-reads the selected texts, independently of the pool's decontamination: here the stored overlap
     results are wrong (the planted text recorded as clean), so the new selection keeps it and the check stops it.
     A new selection would otherwise start its fine-tunes (see test_automation); this one starts none."""
@@ -102,7 +124,9 @@ def test_the_check_blocks_fine_tunes_when_a_contaminated_text_slips_into_a_selec
 
 def test_a_text_in_both_target_splits_fails_ingestion(small_project: SmallProject) -> None:
     rows = [json.loads(line) for line in small_project.target_file.read_text(encoding="utf-8").splitlines()]
-    rows[PROBLEM_ROW].update(prompt=rows[2]["prompt"], canonical_solution=rows[2]["canonical_solution"])  # = alignment row 2
+    rows[PROBLEM_ROW].update(
+        prompt=rows[2]["prompt"], canonical_solution=rows[2]["canonical_solution"]
+    )  # = alignment row 2
     small_project.target_file.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     message = failure_message(small_project.ingest_target())
     assert f"{small_project.target_file}: 1 test texts are also in the alignment split (rows 2 and 9)" in message
@@ -110,8 +134,11 @@ def test_a_text_in_both_target_splits_fails_ingestion(small_project: SmallProjec
 
 
 def test_overlapping_alignment_and_test_rows_fail_when_the_project_loads(tmp_path: Path) -> None:
-    config = {"sources": [{"name": "s", "path": "s.jsonl"}], "models": [{"name": "m", "pretrained": "org/model"}],
-              "targets": [{"name": "t", "path": "t.jsonl", "alignment_rows": [0, 82], "test_rows": [80, 164]}]}
+    config = {
+        "sources": [{"name": "s", "path": "s.jsonl"}],
+        "models": [{"name": "m", "pretrained": "org/model"}],
+        "targets": [{"name": "t", "path": "t.jsonl", "alignment_rows": [0, 82], "test_rows": [80, 164]}],
+    }
     (tmp_path / "zipfit.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match="target t: alignment_rows and test_rows overlap"):
         load_project(tmp_path / "zipfit.yaml")

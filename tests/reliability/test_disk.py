@@ -19,15 +19,18 @@ def _records(n: int, repeat: int = 1) -> list[Record]:
 
 
 def _run(script: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*(prefix or []), sys.executable, "-c", textwrap.dedent(script)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [*(prefix or []), sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=300
+    )
 
 
 def _without_root_privileges() -> list[str]:
     """Root ignores file permissions; `setpriv` drops the capabilities that let it, keeping everything else."""
     if os.geteuid() != 0:
         return []
-    probe = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "true"], capture_output=True)
+    probe = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "true"], capture_output=True
+    )
     if probe.returncode != 0:
         pytest.skip(f"running as root and setpriv cannot drop file-permission capabilities: {probe.stderr!r}")
     return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
@@ -38,11 +41,14 @@ def test_a_store_in_a_read_only_folder_fails_naming_the_file(tmp_path: Path) -> 
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        done = _run(f"""
+        done = _run(
+            f"""
             from zipfit_pipeline.engine.loaders import Record
             from zipfit_pipeline.engine.store import Store
             Store({str(folder / "zipfit.duckdb")!r}).replace_documents("a", [Record(0, "x", "text")], {{}})
-        """, _without_root_privileges())
+        """,
+            _without_root_privileges(),
+        )
     finally:
         folder.chmod(0o755)
     assert done.returncode != 0
@@ -69,8 +75,10 @@ def test_a_full_disk_fails_the_write_naming_the_file_and_keeps_what_was_stored(t
     """)
     assert done.returncode != 0
     last_line = done.stderr.strip().splitlines()[-1]
-    assert last_line.startswith(f"zipfit_pipeline.engine.store.StoreError: cannot write to the store {store.path} "
-                                "(is the disk full or read-only?)"), done.stderr[-2000:]
+    assert last_line.startswith(
+        f"zipfit_pipeline.engine.store.StoreError: cannot write to the store {store.path} "
+        "(is the disk full or read-only?)"
+    ), done.stderr[-2000:]
     assert "File too large" in last_line and last_line.endswith("Nothing of this write was kept")
     assert store.query("SELECT * FROM documents ORDER BY row_index").to_pylist() == before
     store.replace_documents("after", _records(3), {})  # the store still takes writes once there is room

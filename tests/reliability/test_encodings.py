@@ -15,7 +15,7 @@ import pytest
 
 from zipfit_pipeline.engine.loaders import RecordReader
 
-ROWS = [{"id": "a", "text": "def f():\n    return 'é'\n"}, {"id": "b", "text": "naïve, \"quoted\"; text\twith tabs"}]
+ROWS = [{"id": "a", "text": "def f():\n    return 'é'\n"}, {"id": "b", "text": 'naïve, "quoted"; text\twith tabs'}]
 EXPECTED = [(0, "a", ROWS[0]["text"]), (1, "b", ROWS[1]["text"])]
 
 

@@ -49,8 +49,9 @@ def test_a_source_rewritten_while_it_is_read_is_read_again_once_it_is_complete(t
     writer = _writer(path, forever=False)
     messages: list[str] = []
     try:
-        records, _, state = read_unchanged(RecordReader(str(path), id_field="id"), list, attempts=20, wait=0.5,
-                                           log=messages.append)
+        records, _, state = read_unchanged(
+            RecordReader(str(path), id_field="id"), list, attempts=20, wait=0.5, log=messages.append
+        )
     finally:
         writer.wait()
     assert messages and "changed while it was read" in messages[0]
@@ -58,7 +59,9 @@ def test_a_source_rewritten_while_it_is_read_is_read_again_once_it_is_complete(t
     assert state is not None and state.size == path.stat().st_size
 
 
-def test_a_source_that_keeps_changing_fails_and_the_stored_documents_stay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_source_that_keeps_changing_fails_and_the_stored_documents_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "src.jsonl"
     path.write_text(json.dumps({"id": "kept", "text": "the stored version"}) + "\n")
     store = Store(tmp_path / "store.duckdb")
@@ -66,12 +69,16 @@ def test_a_source_that_keeps_changing_fails_and_the_stored_documents_stay(tmp_pa
     monkeypatch.setattr(ingest, "SECONDS_BETWEEN_ATTEMPTS", 0.05)
     writer = _writer(path, forever=True)
     try:
-        with pytest.raises(InputError, match=r"src\.jsonl: changed while it was read, 3 times in a row.*nothing was stored"):
+        with pytest.raises(
+            InputError, match=r"src\.jsonl: changed while it was read, 3 times in a row.*nothing was stored"
+        ):
             ingest_source(store, "src", RecordReader(str(path), id_field="id"), log=lambda _: None)
     finally:
         writer.kill()
         writer.wait()
-    assert store.query("SELECT doc_id, text FROM documents").to_pylist() == [{"doc_id": "kept", "text": "the stored version"}]
+    assert store.query("SELECT doc_id, text FROM documents").to_pylist() == [
+        {"doc_id": "kept", "text": "the stored version"}
+    ]
 
 
 def _age(path: Path, seconds: float) -> None:
@@ -79,7 +86,9 @@ def _age(path: Path, seconds: float) -> None:
     os.utime(path, (then, then))
 
 
-def test_the_incoming_folder_waits_for_a_still_file_and_reingests_it_when_it_changes(small_project: SmallProject) -> None:
+def test_the_incoming_folder_waits_for_a_still_file_and_reingests_it_when_it_changes(
+    small_project: SmallProject,
+) -> None:
     small_project.edit_config(incoming={"path": "incoming", "id_field": "id", "stable_seconds": 30})
     incoming = small_project.root / "incoming"
     incoming.mkdir()
@@ -107,7 +116,9 @@ def test_the_incoming_folder_waits_for_a_still_file_and_reingests_it_when_it_cha
     assert len(second) == 1 and second[0] != first[0]
     assert small_project.materialize(SOURCE_DOCUMENTS, "more").success
     assert tick() == []
-    assert small_project.store().query("SELECT count(*) AS n FROM documents WHERE dataset = 'more'").to_pylist() == [{"n": 41}]
+    assert small_project.store().query("SELECT count(*) AS n FROM documents WHERE dataset = 'more'").to_pylist() == [
+        {"n": 41}
+    ]
 
 
 def test_a_symbolic_link_in_the_incoming_folder_is_never_read(small_project: SmallProject, tmp_path: Path) -> None:

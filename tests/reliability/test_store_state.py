@@ -12,7 +12,14 @@ from pathlib import Path
 import dagster as dg
 from small_project import SmallProject
 
-from zipfit_pipeline.asset_keys import COMPARISON_REPORT, EVAL_LOSS, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+from zipfit_pipeline.asset_keys import (
+    COMPARISON_REPORT,
+    EVAL_LOSS,
+    FINETUNED_MODEL,
+    SELECTIONS,
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+)
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.lineage import out_of_date
@@ -35,15 +42,20 @@ def _lost(project: SmallProject, defs: dg.Definitions) -> dict[tuple[str, str], 
 
 
 def _every_partition(project: SmallProject, defs: dg.Definitions) -> set[tuple[str, str]]:
-    return {(a.key.to_user_string(), p) for a in defs.assets
-            for p in a.partitions_def.get_partition_keys(dynamic_partitions_store=project.instance)}
+    return {
+        (a.key.to_user_string(), p)
+        for a in defs.assets
+        for p in a.partitions_def.get_partition_keys(dynamic_partitions_store=project.instance)
+    }
 
 
 def _counts(store: Store) -> dict[str, int]:
     return {table: store.query(f"SELECT count(*) AS n FROM {table}").to_pylist()[0]["n"] for table in TABLES}
 
 
-def test_a_deleted_or_replaced_store_makes_everything_out_of_date_and_stale_rebuilds_it(small_project: SmallProject) -> None:
+def test_a_deleted_or_replaced_store_makes_everything_out_of_date_and_stale_rebuilds_it(
+    small_project: SmallProject,
+) -> None:
     defs = _built(small_project)
     store = small_project.store()
     full = _counts(store)
@@ -59,12 +71,20 @@ def test_a_deleted_or_replaced_store_makes_everything_out_of_date_and_stale_rebu
     store.path.unlink()
     lost = _lost(small_project, defs)
     assert set(lost) == everything and all("does not exist" in reason for reason in lost.values())
-    assert set(out_of_date(defs, small_project.instance, list(lost_partitions(store.path, defs.assets, small_project.instance))))\
-        == {asset for asset, _ in everything}
+    assert set(
+        out_of_date(
+            defs, small_project.instance, list(lost_partitions(store.path, defs.assets, small_project.instance))
+        )
+    ) == {asset for asset, _ in everything}
 
     zipfit = Path(sys.executable).parent / "zipfit"
-    done = subprocess.run([str(zipfit), "materialize", "--stale", "--config", str(small_project.config_file)],
-                          env=small_project.env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [str(zipfit), "materialize", "--stale", "--config", str(small_project.config_file)],
+        env=small_project.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"source_documents [src] is out of date: the store {store.path} does not exist" in done.stdout
     assert "everything is up to date" not in done.stdout
@@ -92,12 +112,16 @@ def test_an_older_copy_of_the_store_makes_exactly_what_changed_since_out_of_date
     lost = _lost(small_project, defs)
     assert set(lost) == newer
     assert all("holds the results of run" in reason and "older copy" in reason for reason in lost.values())
-    assert store.query("SELECT count(*) AS n FROM documents WHERE text LIKE '%a new version%'").to_pylist() == [{"n": 0}]
+    assert store.query("SELECT count(*) AS n FROM documents WHERE text LIKE '%a new version%'").to_pylist() == [
+        {"n": 0}
+    ]
 
     redone = materialize_all(defs, small_project.instance, log=lambda _: None, only_out_of_date=True)
     assert {(asset, p) for asset, partitions in redone.items() for p in partitions} == newer
     assert _lost(small_project, defs) == {}
-    assert store.query("SELECT count(*) AS n FROM documents WHERE text LIKE '%a new version%'").to_pylist() == [{"n": 1}]
+    assert store.query("SELECT count(*) AS n FROM documents WHERE text LIKE '%a new version%'").to_pylist() == [
+        {"n": 1}
+    ]
 
 
 def test_the_sensors_rebuild_a_deleted_store_upstream_first_once_per_partition(small_project: SmallProject) -> None:
@@ -122,8 +146,11 @@ def test_the_sensors_rebuild_a_deleted_store_upstream_first_once_per_partition(s
         restored += tick
         automation = dg.evaluate_automation_conditions(defs=defs, instance=small_project.instance, cursor=cursor)
         cursor = automation.cursor
-        tick += [(key.to_user_string(), str(p)) for key in (a.key for a in defs.assets)
-                 for p in automation.get_requested_partitions(key)]
+        tick += [
+            (key.to_user_string(), str(p))
+            for key in (a.key for a in defs.assets)
+            for p in automation.get_requested_partitions(key)
+        ]
         if not tick:
             break
         ticks.append(tick)
@@ -136,7 +163,9 @@ def test_the_sensors_rebuild_a_deleted_store_upstream_first_once_per_partition(s
     assert all(_counts(store).values())
 
 
-def test_a_deleted_checkpoint_makes_its_fine_tune_out_of_date_and_stale_retrains_it(small_project: SmallProject) -> None:
+def test_a_deleted_checkpoint_makes_its_fine_tune_out_of_date_and_stale_retrains_it(
+    small_project: SmallProject,
+) -> None:
     defs = _built(small_project)
     shutil.rmtree(small_project.root / "data" / "artifacts" / "models")
     partition = "tiny-gpt2.zipfit.200.s0|task"

@@ -1,6 +1,5 @@
 """Ingest stage: source datasets and target tasks read through the engine's loaders into the store."""
 
-
 from typing import Any
 
 import dagster as dg
@@ -28,9 +27,12 @@ def input_metadata(context: dg.AssetExecutionContext, name: str, result: IngestR
         context.log.warning(f"{name}: skipped rows of {result.path}: {result.skip_summary}")
     state = result.input_state
     # The incoming-folder sensor compares `input_signature` with the file now, to re-ingest a file that changed.
-    return {"skipped": result.skipped, "first_skipped_row": result.first_skipped,
-            "input_signature": state.signature() if state else "none (not a local file)",
-            "input_content_hash": state.content if state else "none"}
+    return {
+        "skipped": result.skipped,
+        "first_skipped_row": result.first_skipped,
+        "input_signature": state.signature() if state else "none (not a local file)",
+        "input_content_hash": state.content if state else "none",
+    }
 
 
 def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
@@ -75,8 +77,9 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
     def target_documents(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         spec = config.target(context.partition_key)
         db = store.open()
-        result = ingest_target(db, spec.name, config.reader(spec), spec.alignment_rows, spec.test_rows,
-                               log=context.log.warning)
+        result = ingest_target(
+            db, spec.name, config.reader(spec), spec.alignment_rows, spec.test_rows, log=context.log.warning
+        )
         return dg.MaterializeResult(
             metadata={
                 "alignment_rows": result.split_sizes["alignment"],

@@ -1,6 +1,5 @@
 """Report stage: ZIP-FIT against the baselines for one model and target, over seeds, as tables and two plots."""
 
-
 import base64
 from pathlib import Path
 
@@ -31,8 +30,10 @@ def build_report_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
     @dg.asset(
         name=COMPARISON_REPORT,
         partitions_def=partitions.model_target,
-        deps=[dg.AssetDep(name, partition_mapping=finetunes_of_model(partitions))
-              for name in (EVAL_LOSS, *([PASS_AT_K] if config.pass_at_k.enabled else []))],
+        deps=[
+            dg.AssetDep(name, partition_mapping=finetunes_of_model(partitions))
+            for name in (EVAL_LOSS, *([PASS_AT_K] if config.pass_at_k.enabled else []))
+        ],
         group_name=GROUP,
         code_version=code_version(COMPARISON_REPORT, config.selection.all_max_tokens),
         kinds={"duckdb"},
@@ -44,9 +45,15 @@ def build_report_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
     def comparison_report(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         model, target = model_and_target(context.partition_key)
         db = store.open()
-        report, plots = build_report(db, model, target, configured_runs(config, model, target),
-                                     report_dir(config, model, target), config.selection.all_max_tokens,
-                                     config.selection.decontamination.ngram_words)
+        report, plots = build_report(
+            db,
+            model,
+            target,
+            configured_runs(config, model, target),
+            report_dir(config, model, target),
+            config.selection.all_max_tokens,
+            config.selection.decontamination.ngram_words,
+        )
         context.log.info(f"{report.title}:\n{report.markdown()}")
         if report.excluded:
             context.log.warning(f"{report.title}: left out: {'; '.join(report.excluded)}")

@@ -5,7 +5,6 @@ each target subset with the main compressor. Scores are stored per (text, target
 adding a variant scores only that variant; the other sets find their scores stored.
 """
 
-
 from typing import Any
 
 import dagster as dg
@@ -44,10 +43,18 @@ def golden_check(store: Store, target_hash: str, compressor: str, level: int) ->
     mismatches = golden_mismatches(compressor)
     build = compressor_build(compressor)
     return dg.AssetCheckResult(
-        check_name=GOLDEN, passed=not mismatches,
-        metadata={"build": build, "mismatches": dg.MetadataValue.json(mismatches),
-                  "builds_that_scored_this_target_set": dg.MetadataValue.json(store.score_builds(target_hash, compressor, level))},
-        description=None if not mismatches else f"{build} does not reproduce the reference's sizes: scores will differ from "
+        check_name=GOLDEN,
+        passed=not mismatches,
+        metadata={
+            "build": build,
+            "mismatches": dg.MetadataValue.json(mismatches),
+            "builds_that_scored_this_target_set": dg.MetadataValue.json(
+                store.score_builds(target_hash, compressor, level)
+            ),
+        },
+        description=None
+        if not mismatches
+        else f"{build} does not reproduce the reference's sizes: scores will differ from "
         "zip-fit's on stock zlib (use the interpreter's stock zlib, or another compressor)",
     )
 
@@ -60,13 +67,25 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
         partitions_def=partitions.source_target,
         deps=[SOURCE_DOCUMENTS, TARGET_DOCUMENTS],
         group_name=GROUP,
-        code_version=code_version(ALIGNMENT_SCORES, scoring.compressor, scoring.level, scoring.variants,
-                                  config.selection.target_subsets, config.selection.target_subset_seed),
+        code_version=code_version(
+            ALIGNMENT_SCORES,
+            scoring.compressor,
+            scoring.level,
+            scoring.variants,
+            config.selection.target_subsets,
+            config.selection.target_subset_seed,
+        ),
         kinds={"duckdb"},
         pool="duckdb_writer",
         automation_condition=ON_NEW_DATA_OR_CODE,
-        check_specs=[partition_check(GOLDEN, ALIGNMENT_SCORES, partitions.source_target,
-                                     "The compressor build reproduces SPEC.md's golden sizes (stock zlib for gzip).")],
+        check_specs=[
+            partition_check(
+                GOLDEN,
+                ALIGNMENT_SCORES,
+                partitions.source_target,
+                "The compressor build reproduces SPEC.md's golden sizes (stock zlib for gzip).",
+            )
+        ],
         description="Alignment of each source text with the target's alignment set: mean over targets of "
         "1 - NCD with gzip/lz4/zstd, one row per (content hash, target-set hash, compressor, level, library build). "
         "Only texts without a stored score are computed; finished chunks are committed every few seconds.",
@@ -79,16 +98,40 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
         summaries: dict[str, dict[str, Any]] = {}
         for score_set in score_sets(db.target_texts(target, "alignment"), scoring, config.selection):
             if reports:
-                context.log.info(f"{score_set.method}: {score_set.compressor}-{score_set.level}, {len(score_set.targets)} targets")
+                context.log.info(
+                    f"{score_set.method}: {score_set.compressor}-{score_set.level}, {len(score_set.targets)} targets"
+                )
             reports[score_set.method] = score_dataset(
-                db, source, list(score_set.targets), score_set.compressor, score_set.level, scoring.chunk_size,
-                scoring.worker_count(), progress=context.log.info, backend=scoring.backend, ray_address=scoring.ray_address)
-            summaries[score_set.method] = db.score_summary(source, score_set.target_hash, score_set.compressor,
-                                                           score_set.level, QUANTILES, top_n=0 if summaries else 5)
+                db,
+                source,
+                list(score_set.targets),
+                score_set.compressor,
+                score_set.level,
+                scoring.chunk_size,
+                scoring.worker_count(),
+                progress=context.log.info,
+                backend=scoring.backend,
+                ray_address=scoring.ray_address,
+            )
+            summaries[score_set.method] = db.score_summary(
+                source,
+                score_set.target_hash,
+                score_set.compressor,
+                score_set.level,
+                QUANTILES,
+                top_n=0 if summaries else 5,
+            )
         report, summary = next(iter(reports.values())), next(iter(summaries.values()))
-        ablations = {method: {"texts_scored": r.scored, "pairs_scored": r.pairs_scored, "seconds": round(r.seconds, 2),
-                              "targets": r.n_targets, "mean_score": summaries[method]["mean"]}
-                     for method, r in list(reports.items())[1:]}
+        ablations = {
+            method: {
+                "texts_scored": r.scored,
+                "pairs_scored": r.pairs_scored,
+                "seconds": round(r.seconds, 2),
+                "targets": r.n_targets,
+                "mean_score": summaries[method]["mean"],
+            }
+            for method, r in list(reports.items())[1:]
+        }
         return dg.MaterializeResult(
             metadata={
                 "documents": summary["documents"],
@@ -108,8 +151,14 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
                 **({"ablations": dg.MetadataValue.json(ablations)} if ablations else {}),
                 **record_partition_run(context, db),
             },
-            data_version=dg.DataVersion(digest(report.target_hash, scoring.compressor, scoring.level,
-                                               *(each["digest"] for each in summaries.values()))),
+            data_version=dg.DataVersion(
+                digest(
+                    report.target_hash,
+                    scoring.compressor,
+                    scoring.level,
+                    *(each["digest"] for each in summaries.values()),
+                )
+            ),
             check_results=[golden_check(db, report.target_hash, scoring.compressor, scoring.level)],
         )
 

@@ -16,7 +16,13 @@ from zipfit_pipeline.assets._versions import code_version
 from zipfit_pipeline.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.train import FinetuneResult, finetune_selection
-from zipfit_pipeline.partitions import ProjectPartitions, configured_runs, run_key, selection_of_finetune, target_of_finetune
+from zipfit_pipeline.partitions import (
+    ProjectPartitions,
+    configured_runs,
+    run_key,
+    selection_of_finetune,
+    target_of_finetune,
+)
 from zipfit_pipeline.resources import StoreResource
 from zipfit_pipeline.store_state import record_partition_run
 
@@ -33,9 +39,12 @@ class FinetuneConfig(dg.Config):
 def finite_loss_check(result: FinetuneResult) -> dg.AssetCheckResult:
     """A diverged fine-tune (NaN or infinite loss) is not evaluated; the base model trains on nothing."""
     finite = result.key.is_base or math.isfinite(result.final_train_loss)
-    return dg.AssetCheckResult(check_name=FINITE_TRAINING_LOSS, passed=finite,
-                               metadata={"final_train_loss": result.final_train_loss},
-                               description=None if finite else "the training loss is not finite: lower the learning rate")
+    return dg.AssetCheckResult(
+        check_name=FINITE_TRAINING_LOSS,
+        passed=finite,
+        metadata={"final_train_loss": result.final_train_loss},
+        description=None if finite else "the training loss is not finite: lower the learning rate",
+    )
 
 
 def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
@@ -51,24 +60,49 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
         group_name=GROUP,
         # Each partition trains with its own seed: adding a seed adds partitions, it does not retrain the others. Where
         # a step runs and whether its weights are kept after its evals change no result.
-        code_version=code_version(FINETUNED_MODEL, config.training.model_dump(exclude={"seeds", "device", "keep_checkpoints"})),
+        code_version=code_version(
+            FINETUNED_MODEL, config.training.model_dump(exclude={"seeds", "device", "keep_checkpoints"})
+        ),
         kinds={"pytorch"},
         pool="accelerator",
         automation_condition=ON_NEW_DATA_OR_CODE,
         tags={"zipfit/stage": "train"},
-        check_specs=[partition_check(FINITE_TRAINING_LOSS, FINETUNED_MODEL, partitions.finetune_target, blocking=True,
-                                     description="The final training loss is finite (a diverged model is not evaluated).")],
-        description="A causal LM fine-tuned for one epoch on a selection with one seed (texts by content hash, in seeded "
+        check_specs=[
+            partition_check(
+                FINITE_TRAINING_LOSS,
+                FINETUNED_MODEL,
+                partitions.finetune_target,
+                blocking=True,
+                description="The final training loss is finite (a diverged model is not evaluated).",
+            )
+        ],
+        description="A causal LM fine-tuned for one epoch on a selection with one seed (texts by content hash, in "
+        "seeded "
         "order; checkpoint via save_pretrained), with its training-loss curve and test loss at intervals; "
         "`<model>.base` is the untouched model.",
     )
-    def finetuned_model(context: dg.AssetExecutionContext, store: StoreResource, config: FinetuneConfig) -> dg.MaterializeResult:
+    def finetuned_model(
+        context: dg.AssetExecutionContext, store: StoreResource, config: FinetuneConfig
+    ) -> dg.MaterializeResult:
         key = run_key(context.partition_key)
         pretrained = project.model_path(project.model(key.model))
         db = store.open()
-        sweep = [run for target in project.targets for run in configured_runs(project, key.model, target.name, with_base=False)]
-        result = finetune_selection(db, key, pretrained, project.training, project.models_dir(), context.run.run_id,
-                                    log=context.log.info, sweep=sweep, reuse=not config.retrain)
+        sweep = [
+            run
+            for target in project.targets
+            for run in configured_runs(project, key.model, target.name, with_base=False)
+        ]
+        result = finetune_selection(
+            db,
+            key,
+            pretrained,
+            project.training,
+            project.models_dir(),
+            context.run.run_id,
+            log=context.log.info,
+            sweep=sweep,
+            reuse=not config.retrain,
+        )
         return dg.MaterializeResult(
             metadata={
                 "checkpoint": dg.MetadataValue.path(result.checkpoint),

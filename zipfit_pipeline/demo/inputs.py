@@ -72,7 +72,9 @@ def paragraphs_of(texts: Iterator[tuple[str, str]], limit: int) -> Iterator[dict
 def c_headers(limit: int) -> Iterator[dict[str, str]]:
     include = Path(sysconfig.get_paths()["include"])
     files = sorted(include.rglob("*.h"))
-    return paragraphs_of(((str(p.relative_to(include)), p.read_text(encoding="utf-8", errors="replace")) for p in files), limit)
+    return paragraphs_of(
+        ((str(p.relative_to(include)), p.read_text(encoding="utf-8", errors="replace")) for p in files), limit
+    )
 
 
 def english_prose(limit: int) -> Iterator[dict[str, str]]:

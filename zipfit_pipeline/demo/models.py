@@ -64,8 +64,16 @@ def build_tiny_gpt2(output_dir: str | Path, n_layer: int = 2, n_embd: int = 64, 
     torch.manual_seed(seed)
     # No dropout, like the models users fine-tune (Llama, SmolLM2, Gemma): torch's CPU dropout now and then draws
     # another mask for the same seed, which would make reruns differ in the last bits.
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=n_embd, n_layer=n_layer, n_head=2,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=512,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=2,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     return save_checkpoint(GPT2LMHeadModel(config), tokenizer, output)
 
 

@@ -23,8 +23,11 @@ GOLDEN_A = "def add(a, b):\n    return a + b\n"
 GOLDEN_B1 = "def sub(a, b):\n    return a - b\n"
 GOLDEN_B2 = "The quick brown fox jumps over the lazy dog."
 GOLDEN_GZIP1_SIZES = {GOLDEN_A: 50, GOLDEN_B1: 50, GOLDEN_B2: 63, GOLDEN_A + GOLDEN_B1: 61, GOLDEN_A + GOLDEN_B2: 92}
-GOLDEN_SIMILARITIES = [("gzip", 1, GOLDEN_A, GOLDEN_B1, 0.78), ("gzip", 1, GOLDEN_A, GOLDEN_B2, 0.33333333333333337),
-                       ("lz4", 0, GOLDEN_A, GOLDEN_B1, 0.6909090909090909)]
+GOLDEN_SIMILARITIES = [
+    ("gzip", 1, GOLDEN_A, GOLDEN_B1, 0.78),
+    ("gzip", 1, GOLDEN_A, GOLDEN_B2, 0.33333333333333337),
+    ("lz4", 0, GOLDEN_A, GOLDEN_B1, 0.6909090909090909),
+]
 
 BACKENDS = ("local", "processes", "threads", "ray")
 THREAD_PIECE = 16  # texts per task on the threads backend
@@ -83,8 +86,13 @@ def score_chunks(
         yield from _in_order(processes, _score_chunk, chunks, 2 * workers)
 
 
-def _in_order(pool: Executor, score: Callable[[list[str]], np.ndarray], chunks: Iterable[Sequence[str]],
-              in_flight: int, piece: int | None = None) -> Iterator[np.ndarray]:
+def _in_order(
+    pool: Executor,
+    score: Callable[[list[str]], np.ndarray],
+    chunks: Iterable[Sequence[str]],
+    in_flight: int,
+    piece: int | None = None,
+) -> Iterator[np.ndarray]:
     """Results in input order, with at most `in_flight` chunks submitted and not yet yielded; each chunk is
     submitted in pieces of `piece` texts if given (threads share no pickling cost, and small pieces keep them all
     busy until the last chunk ends)."""
@@ -92,7 +100,7 @@ def _in_order(pool: Executor, score: Callable[[list[str]], np.ndarray], chunks: 
     for chunk in chunks:
         texts = list(chunk)
         step = piece or max(1, len(texts))
-        pending.append([pool.submit(score, texts[i:i + step]) for i in range(0, len(texts), step)])
+        pending.append([pool.submit(score, texts[i : i + step]) for i in range(0, len(texts), step)])
         if len(pending) >= in_flight:
             yield _joined(pending.popleft())
     while pending:
@@ -125,12 +133,17 @@ def golden_mismatches(compressor: str) -> list[str]:
     found = []
     if compressor == "gzip":
         size = size_function("gzip", 1)
-        found += [f"C({text!r}) = {size(text.encode())} at gzip level 1, expected {want} ({build})"
-                  for text, want in GOLDEN_GZIP1_SIZES.items() if size(text.encode()) != want]
+        found += [
+            f"C({text!r}) = {size(text.encode())} at gzip level 1, expected {want} ({build})"
+            for text, want in GOLDEN_GZIP1_SIZES.items()
+            if size(text.encode()) != want
+        ]
     for name, level, x, t, want in GOLDEN_SIMILARITIES:
         if name != compressor:
             continue
         similarity = AlignmentScorer([t], name, level).score(x)
         if similarity != want:
-            found.append(f"similarity({x!r}, {t!r}) = {similarity!r} at {name} level {level}, expected {want!r} ({build})")
+            found.append(
+                f"similarity({x!r}, {t!r}) = {similarity!r} at {name} level {level}, expected {want!r} ({build})"
+            )
     return found

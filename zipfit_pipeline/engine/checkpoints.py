@@ -32,8 +32,12 @@ def remove_other_checkpoints(folder: Path, keep: Path) -> None:
 
 def checkpoints_to_write(store: Store, sweep: Sequence[RunKey]) -> int:
     """Fine-tunes of the sweep with no checkpoint on disk yet (never trained, or dropped after their evals)."""
-    rows = {RunKey(r["model"], r["target"], r["method"], r["budget"], r["seed"]): r for r in store.query(
-        "SELECT model, target, method, budget, seed, checkpoint, released FROM training_runs").to_pylist()}
+    rows = {
+        RunKey(r["model"], r["target"], r["method"], r["budget"], r["seed"]): r
+        for r in store.query(
+            "SELECT model, target, method, budget, seed, checkpoint, released FROM training_runs"
+        ).to_pylist()
+    }
     missing = 0
     for key in sweep:
         row = rows.get(key)
@@ -51,8 +55,10 @@ def check_disk(models_dir: Path, checkpoint_bytes: int, to_write: int, keep: boo
         kept = f"{to_write} fine-tunes still to save" if keep else f"{at_once} at a time, dropped after their evals"
         raise RuntimeError(
             f"not enough disk for the fine-tunes' checkpoints in {models_dir}: {kept}, {checkpoint_bytes / GB:.2f} GB "
-            f"each, need {needed / GB:.1f} GB and {free / GB:.1f} GB are free. Free space, set training.keep_checkpoints: "
-            "false, or train LoRA adapters (training.lora)")
+            f"each, need {needed / GB:.1f} GB and {free / GB:.1f} GB are free. Free space, set "
+            f"training.keep_checkpoints: "
+            "false, or train LoRA adapters (training.lora)"
+        )
 
 
 def release_if_measured(store: Store, key: RunKey, with_pass_at_k: bool, log: Callable[[str], None]) -> None:

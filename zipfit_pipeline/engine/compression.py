@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import lz4.frame
 import zstandard
@@ -20,6 +21,7 @@ GZIP_FRAMING_BYTES = 18
 LEVEL_RANGES: dict[str, tuple[int, int]] = {"gzip": (0, 9), "lz4": (0, 16), "zstd": (-7, 22)}
 
 SizeFn = Callable[[bytes], int]
+
 
 def check_compressor(compressor: str, level: int) -> None:
     """Reject unknown compressors and levels; warn about gzip level 0, which does not compress."""

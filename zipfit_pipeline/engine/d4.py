@@ -58,10 +58,10 @@ def semdedup(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarray, thr
         members = members[np.argsort(similarity_to_centroid, kind="stable")]  # farthest first
         x = vectors[members]
         for start in range(1, len(members), DEDUP_BLOCK):
-            block = x[start:start + DEDUP_BLOCK]
-            similarity = block @ x[:start + len(block)].T  # each block row against every row up to the block's end
+            block = x[start : start + DEDUP_BLOCK]
+            similarity = block @ x[: start + len(block)].T  # each block row against every row up to the block's end
             earlier = np.arange(start + len(block))[None, :] < np.arange(start, start + len(block))[:, None]
-            keep[members[start:start + len(block)]] = ~np.any((similarity > threshold) & earlier, axis=1)
+            keep[members[start : start + len(block)]] = ~np.any((similarity > threshold) & earlier, axis=1)
     return keep
 
 

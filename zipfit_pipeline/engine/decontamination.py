@@ -66,13 +66,27 @@ def find_overlaps(
     index = HeldoutIndex(test.column("text").to_pylist(), test.column("row_index").to_pylist(), ngram_words)
 
     def insert(batch: pa.Array, results: list[Overlap | None]) -> None:
-        store.insert_test_overlaps(test_hash, ngram_words, pa.table({
-            "content_hash": batch,
-            "test_row": pa.array([r.test_row if r else None for r in results], pa.int64()),
-            "ngram": pa.array([r.ngram if r else None for r in results], pa.string()),
-        }))
+        store.insert_test_overlaps(
+            test_hash,
+            ngram_words,
+            pa.table(
+                {
+                    "content_hash": batch,
+                    "test_row": pa.array([r.test_row if r else None for r in results], pa.int64()),
+                    "ngram": pa.array([r.ngram if r else None for r in results], pa.string()),
+                }
+            ),
+        )
 
-    fill_missing(store, "test_overlaps", [test_hash, ngram_words], hashes,
-                 lambda texts: [index.first_overlap(t) for t in texts], insert, "test-split overlap checks", log)
+    fill_missing(
+        store,
+        "test_overlaps",
+        [test_hash, ngram_words],
+        hashes,
+        lambda texts: [index.first_overlap(t) for t in texts],
+        insert,
+        "test-split overlap checks",
+        log,
+    )
     found = store.test_overlaps(test_hash, ngram_words, hashes).to_pylist()
     return {r["content_hash"]: Overlap(r["test_row"], r["ngram"]) for r in found}

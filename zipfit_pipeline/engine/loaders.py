@@ -18,12 +18,27 @@ from pathlib import Path
 from typing import Any
 
 from zipfit_pipeline.engine.readers import (
-    BadRow, InputError, Rows, csv_rows, duckdb_rows, hf_rows, json_rows, parquet_rows, text_folder_rows,
+    BadRow,
+    InputError,
+    Rows,
+    csv_rows,
+    duckdb_rows,
+    hf_rows,
+    json_rows,
+    parquet_rows,
+    text_folder_rows,
 )
 
 # By extension, whatever its case (`.JSONL` is JSON lines too).
-FILE_FORMATS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".gz": "json", ".csv": "csv", ".tsv": "csv",
-                ".parquet": "parquet"}
+FILE_FORMATS = {
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+    ".gz": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+}
 LOCAL_FORMATS = {"json", "csv", "parquet", "text_folder", "duckdb", "hf_disk"}
 
 
@@ -132,14 +147,18 @@ class RecordReader:
 
     def skip_summary(self) -> str:
         """`3 malformed_json (first at row 7), 1 empty_text (first at row 2)`, or `none`."""
-        parts = [f"{n} {reason} (first at row {self.first_skipped[reason]})" for reason, n in sorted(self.skipped.items())]
+        parts = [
+            f"{n} {reason} (first at row {self.first_skipped[reason]})" for reason, n in sorted(self.skipped.items())
+        ]
         return ", ".join(parts) or "none"
 
     def _skip(self, reason: str, row_index: int) -> None:
         self.skipped[reason] += 1
         self.first_skipped.setdefault(reason, row_index)
 
-    def _text(self, row: Mapping[str, Any], text_fields: list[str], doc_id: str | None, seen_ids: set[str]) -> tuple[str | None, str]:
+    def _text(
+        self, row: Mapping[str, Any], text_fields: list[str], doc_id: str | None, seen_ids: set[str]
+    ) -> tuple[str | None, str]:
         """The row's text, or None and the reason it has none."""
         values = {name: row.get(name) for name in text_fields}
         if any(v is None for v in values.values()):

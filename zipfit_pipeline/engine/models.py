@@ -34,8 +34,9 @@ def locate_pretrained(name: str, root: Path = Path("."), needs: str = "config.js
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(name, needs or "config.json"), str):
-            raise FileNotFoundError(f"{name}: no such folder, and not in the local Hugging Face cache (the hub is off: "
-                                    "HF_HUB_OFFLINE)")
+            raise FileNotFoundError(
+                f"{name}: no such folder, and not in the local Hugging Face cache (the hub is off: HF_HUB_OFFLINE)"
+            )
     return name
 
 
@@ -77,8 +78,10 @@ def check_context(config: Any, length: int, setting: str) -> None:
     silently reuse positions)."""
     context = context_length(config)
     if context is not None and length > context:
-        raise ValueError(f"{setting} is {length} tokens, longer than the model's context of {context} "
-                         f"({getattr(config, 'name_or_path', '') or config.model_type}): lower it to at most {context}")
+        raise ValueError(
+            f"{setting} is {length} tokens, longer than the model's context of {context} "
+            f"({getattr(config, 'name_or_path', '') or config.model_type}): lower it to at most {context}"
+        )
 
 
 def load_tokenizer(name_or_path: str) -> Any:
@@ -91,7 +94,9 @@ def document_start_id(tokenizer: Any) -> int:
     """The token every document starts with, in training and in evaluation: BOS, or EOS for tokenizers without one."""
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if start is None:
-        raise ValueError(f"the tokenizer {type(tokenizer).__name__} has neither a BOS nor an EOS token to separate documents")
+        raise ValueError(
+            f"the tokenizer {type(tokenizer).__name__} has neither a BOS nor an EOS token to separate documents"
+        )
     return int(start)
 
 
@@ -122,8 +127,13 @@ def tokenizer_identity(tokenizer: Any) -> str:
         definition = backend.to_str()
     else:
         ranks = getattr(tokenizer, "bpe_ranks", {})
-        definition = json.dumps([type(tokenizer).__name__, sorted(tokenizer.get_vocab().items()),
-                                 sorted(([*pair], rank) for pair, rank in ranks.items())])
+        definition = json.dumps(
+            [
+                type(tokenizer).__name__,
+                sorted(tokenizer.get_vocab().items()),
+                sorted(([*pair], rank) for pair, rank in ranks.items()),
+            ]
+        )
     return hashlib.sha256(definition.encode("utf-8")).hexdigest()[:32]
 
 

@@ -72,7 +72,9 @@ def _mismatch(compressor: str, level: int, native: JointSizes) -> str:
         theirs = python(x, targets)
         for t, a, b in zip(targets, ours, theirs):
             if a != b:
-                return f"{compressor}-{level}: {a} bytes for a {len(x)}+{len(t)}-byte pair where the interpreter gives {b}"
+                return (
+                    f"{compressor}-{level}: {a} bytes for a {len(x)}+{len(t)}-byte pair where the interpreter gives {b}"
+                )
     return ""
 
 
@@ -94,6 +96,7 @@ def joint_sizes(compressor: str, level: int) -> tuple[JointSizes | None, str]:
 
         def native(x: bytes, targets: Sequence[bytes]) -> list[int]:
             return lz4_joint(x, targets, level)
+
     mismatch = _mismatch(compressor, level, native)
     if mismatch:
         return _fallback(compressor, level, f"its sizes differ from the interpreter's ({mismatch})")

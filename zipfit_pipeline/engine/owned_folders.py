@@ -19,13 +19,20 @@ class FolderNotOwned(ValueError):
 
 def check_owned(path: Path, setting: str) -> None:
     """Raise unless `path` is, or can become, a folder of the pipeline's own. Writes nothing."""
-    if path == Path(path.anchor) or path in (Path.home().resolve(), *Path.home().resolve().parents) or len(path.parts) < 3:
-        raise FolderNotOwned(f"{setting}: {path} is a system or home folder; give the pipeline a folder of its own "
-                             "(e.g. data/artifacts)")
+    if (
+        path == Path(path.anchor)
+        or path in (Path.home().resolve(), *Path.home().resolve().parents)
+        or len(path.parts) < 3
+    ):
+        raise FolderNotOwned(
+            f"{setting}: {path} is a system or home folder; give the pipeline a folder of its own (e.g. data/artifacts)"
+        )
     if path.is_dir() and not (path / MARK).is_file() and any(path.iterdir()):
-        raise FolderNotOwned(f"{setting}: {path} already holds files that zipfit-pipeline did not write (no {MARK} in "
-                             f"it), and the pipeline deletes in this folder: give {setting} a new folder (if this is the "
-                             f"project's own folder from an earlier version, create an empty {MARK} file in it)")
+        raise FolderNotOwned(
+            f"{setting}: {path} already holds files that zipfit-pipeline did not write (no {MARK} in "
+            f"it), and the pipeline deletes in this folder: give {setting} a new folder (if this is the "
+            f"project's own folder from an earlier version, create an empty {MARK} file in it)"
+        )
 
 
 def claim(path: Path, setting: str) -> Path:

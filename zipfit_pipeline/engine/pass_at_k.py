@@ -56,9 +56,13 @@ def read_problems(reader: RecordReader, rows: tuple[int, int], settings: PassAtK
     """The problems in rows [start, end) of a target's input (prompt, tests and entry point by field name)."""
     fields = {"prompt": settings.prompt_field, "test": settings.test_field, "entry_point": settings.entry_point_field}
     values: dict[str, dict[int, str]] = {
-        name: {r.row_index: r.text for r in replace(reader, text_field=field, template=None, max_chars=None)
-               if rows[0] <= r.row_index < rows[1]}
-        for name, field in fields.items()}
+        name: {
+            r.row_index: r.text
+            for r in replace(reader, text_field=field, template=None, max_chars=None)
+            if rows[0] <= r.row_index < rows[1]
+        }
+        for name, field in fields.items()
+    }
     found = sorted(set.intersection(*(set(v) for v in values.values())))
     problems = [Problem(i, values["prompt"][i], values["test"][i], values["entry_point"][i].strip()) for i in found]
     if not problems:
@@ -71,9 +75,15 @@ def cut_at_stop(completion: str) -> str:
     return completion[: min(cuts)] if cuts else completion
 
 
-def generate_completions(model: Any, tokenizer: Any, prompts: Sequence[str], settings: PassAtKSettings, seed: int,
-                         ) -> list[list[str]]:
-    """`settings.samples` completions of each prompt; every prompt starts with the document-start token, as in training."""
+def generate_completions(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    settings: PassAtKSettings,
+    seed: int,
+) -> list[list[str]]:
+    """`settings.samples` completions of each prompt; every prompt starts with the document-start token, as in
+    training."""
     import torch
 
     from zipfit_pipeline.engine.models import document_start_id
@@ -81,8 +91,11 @@ def generate_completions(model: Any, tokenizer: Any, prompts: Sequence[str], set
     torch.manual_seed(seed)
     start, device = document_start_id(tokenizer), next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else start
-    sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p} \
-        if settings.samples > 1 else {"do_sample": False}
+    sampling = (
+        {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
+        if settings.samples > 1
+        else {"do_sample": False}
+    )
     jobs = [index for index in range(len(prompts)) for _ in range(settings.samples)]
     encoded = [[start, *ids] for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
     completions: list[list[str]] = [[] for _ in prompts]
@@ -93,12 +106,19 @@ def generate_completions(model: Any, tokenizer: Any, prompts: Sequence[str], set
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         for row, index in enumerate(batch):  # left padding: every prompt ends where generation starts
-            input_ids[row, width - len(encoded[index]):] = torch.tensor(encoded[index])
-            attention[row, width - len(encoded[index]):] = 1
+            input_ids[row, width - len(encoded[index]) :] = torch.tensor(encoded[index])
+            attention[row, width - len(encoded[index]) :] = 1
         with torch.no_grad():
-            output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                    max_new_tokens=settings.max_new_tokens, pad_token_id=pad, use_cache=True,
-                                    stop_strings=list(STOP_SEQUENCES), tokenizer=tokenizer, **sampling)
+            output = model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                max_new_tokens=settings.max_new_tokens,
+                pad_token_id=pad,
+                use_cache=True,
+                stop_strings=list(STOP_SEQUENCES),
+                tokenizer=tokenizer,
+                **sampling,
+            )
         for index, ids in zip(batch, output[:, width:].tolist()):
             completions[index].append(cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True)))
     return completions
@@ -109,24 +129,35 @@ def execute(problems: Sequence[Problem], completions: Sequence[Sequence[str]], s
     limits = Limits(wall_seconds=settings.timeout_seconds, cpu_seconds=max(1, round(settings.timeout_seconds)))
     jobs = [(i, c) for i, samples in enumerate(completions) for c in samples]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        outcomes = list(pool.map(lambda job: run_program(problems[job[0]].program(job[1]), limits,
-                                                         settings.allow_unsandboxed), jobs))
+        outcomes = list(
+            pool.map(
+                lambda job: run_program(problems[job[0]].program(job[1]), limits, settings.allow_unsandboxed), jobs
+            )
+        )
     passed = [0] * len(problems)
     for (index, _), outcome in zip(jobs, outcomes):
         passed[index] += outcome.passed
     return passed
 
 
-def score_completions(problems: Sequence[Problem], completions: Sequence[Sequence[str]],
-                      settings: PassAtKSettings) -> PassAtK:
+def score_completions(
+    problems: Sequence[Problem], completions: Sequence[Sequence[str]], settings: PassAtKSettings
+) -> PassAtK:
     passed = execute(problems, completions, settings)
     values = {k: float(np.mean([estimate_pass_at_k(settings.samples, c, k) for c in passed])) for k in settings.ks}
     return PassAtK(values, passed, settings.samples)
 
 
-def measure_run(store: Store, key: RunKey, problems: Sequence[Problem], settings: PassAtKSettings,
-                training: TrainingSettings, base_model: str, models_dir: Path, log: Callable[[str], None] = print,
-                ) -> PassAtK:
+def measure_run(
+    store: Store,
+    key: RunKey,
+    problems: Sequence[Problem],
+    settings: PassAtKSettings,
+    training: TrainingSettings,
+    base_model: str,
+    models_dir: Path,
+    log: Callable[[str], None] = print,
+) -> PassAtK:
     """Pass@k of the current checkpoint of `key`, recorded with the training run it measured; with
     `keep_checkpoints: false` the checkpoint is dropped once its test loss is recorded too."""
     from zipfit_pipeline.engine.checkpoints import release_if_measured

@@ -23,17 +23,26 @@ Result = TypeVar("Result")
 
 
 def fill_missing(
-    store: Store, table: str, key: list[Any], hashes: pa.Array,
-    compute: Callable[[list[str]], Result], insert: Callable[[pa.Array, Result], None],
-    what: str, log: Callable[[str], None],
+    store: Store,
+    table: str,
+    key: list[Any],
+    hashes: pa.Array,
+    compute: Callable[[list[str]], Result],
+    insert: Callable[[pa.Array, Result], None],
+    what: str,
+    log: Callable[[str], None],
 ) -> int:
     """Compute and store `table`'s result for every given text that has none under `key`; returns how many.
     Logs at most PROGRESS_LINES lines, with texts per second and the time left."""
     missing = store.unstored(table, key, hashes)
-    progress = ProgressLog(len(missing), lambda n, rate, left: f"{what}: {n:,}/{len(missing):,} computed, {rate:,.0f} "
-                           f"texts/s, ETA {left:.0f}s", log, PROGRESS_LINES)
+    progress = ProgressLog(
+        len(missing),
+        lambda n, rate, left: f"{what}: {n:,}/{len(missing):,} computed, {rate:,.0f} texts/s, ETA {left:.0f}s",
+        log,
+        PROGRESS_LINES,
+    )
     for start in range(0, len(missing), READ_BATCH):
-        batch = missing[start:start + READ_BATCH]
+        batch = missing[start : start + READ_BATCH]
         insert(batch, compute(store.texts_of(batch)))
         if start + len(batch) < len(missing):  # the summary below is the last line
             progress.update(start + len(batch))

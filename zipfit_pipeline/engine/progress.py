@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class ProgressLog:
-    """Writes `line(done, items per second, seconds left)` at most `lines` times per run, evenly spaced, and at the end."""
+    """Writes `line(done, items per second, seconds left)` at most `lines` times per run, evenly spaced, and at the
+    end."""
 
     todo: int
     line: Callable[[int, float, float], str]

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from zipfit_pipeline.engine.allocator import keep_freed_memory
-from zipfit_pipeline.engine.scorer import AlignmentScorer
 from zipfit_pipeline.engine.compression import compressor_build
+from zipfit_pipeline.engine.scorer import AlignmentScorer
 
 
 def _ray() -> Any:

@@ -125,8 +125,18 @@ class Report:
     composition: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
 
     def markdown(self) -> str:
-        return "\n".join([*_results_table(self), "", *_paired_table(self), *_pass_at_k_table(self),
-                          *_composition_table(self), "", _decontamination_line(self), *_excluded_lines(self)])
+        return "\n".join(
+            [
+                *_results_table(self),
+                "",
+                *_paired_table(self),
+                *_pass_at_k_table(self),
+                *_composition_table(self),
+                "",
+                _decontamination_line(self),
+                *_excluded_lines(self),
+            ]
+        )
 
     def alignment_r2(self) -> float:
         """R² of test CE against the training set's mean alignment, over the equal-size runs (the paper's Figure 3)."""
@@ -134,23 +144,38 @@ class Report:
 
     def as_metadata(self) -> dict[str, Any]:
         """Plain JSON (a NaN, as in a one-seed interval, becomes null: browsers cannot parse NaN)."""
-        return _without_nan({"rows": [asdict(r) for r in self.rows], "paired": [asdict(p) for p in self.paired],
-                             "pass_at_k": [asdict(r) for r in self.pass_at_k], "excluded": self.excluded,
-                             "contaminated": self.contaminated,
-                             "composition": [{"method": m, "budget": b, "token_shares": shares}
-                                             for (m, b), shares in self.composition.items()]})
+        return _without_nan(
+            {
+                "rows": [asdict(r) for r in self.rows],
+                "paired": [asdict(p) for p in self.paired],
+                "pass_at_k": [asdict(r) for r in self.pass_at_k],
+                "excluded": self.excluded,
+                "contaminated": self.contaminated,
+                "composition": [
+                    {"method": m, "budget": b, "token_shares": shares} for (m, b), shares in self.composition.items()
+                ],
+            }
+        )
 
 
 def load_results(
-    store: Store, model: str, target: str, configured: Sequence[RunKey],
+    store: Store,
+    model: str,
+    target: str,
+    configured: Sequence[RunKey],
 ) -> tuple[RunResult, list[RunResult], list[str]]:
     """(the base model, the current runs of the configured keys, why any other eval or key is left out)."""
-    found = {RunKey(model, target, r["method"], r["budget"], r["seed"]): r for r in store.query(
-        """SELECT e.method, e.budget, e.seed, e.run_id AS eval_run, e.test_loss, t.run_id AS train_run,
+    found = {
+        RunKey(model, target, r["method"], r["budget"], r["seed"]): r
+        for r in store.query(
+            """SELECT e.method, e.budget, e.seed, e.run_id AS eval_run, e.test_loss, t.run_id AS train_run,
                   t.selection_version AS trained_on, t.train_tokens, c.version AS selection_now, c.mean_alignment
            FROM eval_losses e LEFT JOIN training_runs t USING (model, target, method, budget, seed)
            LEFT JOIN selection_sets c USING (model, target, method, budget, seed)
-           WHERE e.model = ? AND e.target = ?""", [model, target]).to_pylist()}
+           WHERE e.model = ? AND e.target = ?""",
+            [model, target],
+        ).to_pylist()
+    }
     current, excluded = [], []
     for key in configured:
         reason = _not_current(found.get(key))
@@ -163,14 +188,18 @@ def load_results(
         excluded.append(f"{unconfigured} evals of methods, budgets or seeds no longer configured")
     base_key = RunKey(model, target, BASE)
     if base_key not in current:
-        raise LookupError(f"no current eval of the base model {model} on {target}: materialize eval_loss for {model}.base")
+        raise LookupError(
+            f"no current eval of the base model {model} on {target}: materialize eval_loss for {model}.base"
+        )
     curves = _test_curves(store, [found[k]["train_run"] for k in current])
     base_loss = found[base_key]["test_loss"]
     results = []
     for key in current:
         row = found[key]
         curve = {0: base_loss, **dict(curves.get(row["train_run"], [])), row["train_tokens"]: row["test_loss"]}
-        alignment = math.nan if row["mean_alignment"] is None else row["mean_alignment"]  # the base model selects nothing
+        alignment = (
+            math.nan if row["mean_alignment"] is None else row["mean_alignment"]
+        )  # the base model selects nothing
         results.append(RunResult(key, row["train_tokens"], row["test_loss"], alignment, sorted(curve.items())))
     base = next(r for r in results if r.key == base_key)
     return base, sorted((r for r in results if r.key != base_key), key=lambda r: r.key), excluded
@@ -183,8 +212,10 @@ def _not_current(row: dict[str, Any] | None) -> str:
     if row["train_run"] is None:
         return "its training run is no longer recorded: materialize finetuned_model"
     if row["eval_run"] != row["train_run"]:
-        return (f"its eval measured the checkpoint of run {row['eval_run'][:8]}, replaced since by run "
-                f"{row['train_run'][:8]}: materialize eval_loss")
+        return (
+            f"its eval measured the checkpoint of run {row['eval_run'][:8]}, replaced since by run "
+            f"{row['train_run'][:8]}: materialize eval_loss"
+        )
     if row["trained_on"] is not None and row["trained_on"] != row["selection_now"]:
         return "trained on an earlier version of its selection: materialize finetuned_model"
     return ""
@@ -198,7 +229,9 @@ def load_pass_at_k(store: Store, model: str, target: str, configured: Sequence[R
            JOIN training_runs t USING (model, target, method, budget, seed)
            LEFT JOIN selection_sets c USING (model, target, method, budget, seed)
            WHERE p.model = ? AND p.target = ? AND p.run_id = t.run_id
-             AND (t.selection_version IS NULL OR t.selection_version = c.version)""", [model, target]).to_pylist()
+             AND (t.selection_version IS NULL OR t.selection_version = c.version)""",
+        [model, target],
+    ).to_pylist()
     wanted = set(configured)
     values: dict[tuple[str, int, int], list[float]] = {}
     for row in sorted(rows, key=lambda r: (r["method"], r["budget"], r["k"], r["seed"])):
@@ -207,12 +240,17 @@ def load_pass_at_k(store: Store, model: str, target: str, configured: Sequence[R
     return [PassAtKRow(method, budget, k, interval(v)) for (method, budget, k), v in values.items()]
 
 
-def load_composition(store: Store, model: str, target: str, runs: Sequence[RunResult]) -> dict[tuple[str, int], dict[str, float]]:
+def load_composition(
+    store: Store, model: str, target: str, runs: Sequence[RunResult]
+) -> dict[tuple[str, int], dict[str, float]]:
     """Each source's share of the tokens of each reported (method, budget)'s selections, averaged over its seeds."""
-    rows = store.query("""SELECT method, budget, seed, dataset,
+    rows = store.query(
+        """SELECT method, budget, seed, dataset,
                                  sum(tokens) / sum(sum(tokens)) OVER (PARTITION BY method, budget, seed) AS share
                           FROM selections WHERE model = ? AND target = ? GROUP BY method, budget, seed, dataset
-                          ORDER BY method, budget, seed, dataset""", [model, target])
+                          ORDER BY method, budget, seed, dataset""",
+        [model, target],
+    )
     seeds: dict[tuple[str, int], set[int]] = {}
     for run in runs:
         seeds.setdefault((run.key.method, run.key.budget), set()).add(run.key.seed)
@@ -227,8 +265,10 @@ def load_composition(store: Store, model: str, target: str, runs: Sequence[RunRe
 
 def _test_curves(store: Store, run_ids: list[str]) -> dict[str, list[tuple[int, float]]]:
     curves: dict[str, list[tuple[int, float]]] = {}
-    for point in store.query("SELECT run_id, tokens, loss FROM loss_curves WHERE kind = 'test' AND list_contains(?, run_id) "
-                             "ORDER BY tokens", [run_ids]).to_pylist():
+    for point in store.query(
+        "SELECT run_id, tokens, loss FROM loss_curves WHERE kind = 'test' AND list_contains(?, run_id) ORDER BY tokens",
+        [run_ids],
+    ).to_pylist():
         curves.setdefault(point["run_id"], []).append((point["tokens"], point["loss"]))
     return curves
 
@@ -264,8 +304,12 @@ def group_runs(runs: Sequence[RunResult]) -> dict[tuple[str, int], list[RunResul
 
 
 def summarize(
-    title: str, base: RunResult, runs: Sequence[RunResult], selection_seconds: dict[str, float],
-    excluded: list[str] | None = None, all_max_tokens: int | None = None,
+    title: str,
+    base: RunResult,
+    runs: Sequence[RunResult],
+    selection_seconds: dict[str, float],
+    excluded: list[str] | None = None,
+    all_max_tokens: int | None = None,
 ) -> Report:
     """Per (method, budget): the mean test CE over seeds with its interval; ZIP-FIT paired with each baseline and
     each of its ablations."""
@@ -274,15 +318,26 @@ def summarize(
     baseline_groups = [g for g in groups if is_baseline(g[0])]
     best = min(baseline_groups, key=lambda g: means[g]) if baseline_groups else None
     rows = [
-        MethodRow(method, budget, round(float(np.mean([r.train_tokens for r in members]))),
-                  interval([r.test_loss for r in members]), means[(method, budget)] - base.test_loss,
-                  tokens_to_reach(mean_curve(members), means[best]) if best else None,
-                  float(np.mean([r.mean_alignment for r in members])), selection_seconds.get(method, 0.0))
+        MethodRow(
+            method,
+            budget,
+            round(float(np.mean([r.train_tokens for r in members]))),
+            interval([r.test_loss for r in members]),
+            means[(method, budget)] - base.test_loss,
+            tokens_to_reach(mean_curve(members), means[best]) if best else None,
+            float(np.mean([r.mean_alignment for r in members])),
+            selection_seconds.get(method, 0.0),
+        )
         for (method, budget), members in groups.items()
     ]
     others = sorted({m for m, _ in groups if m not in (ZIPFIT, THRESHOLD)}, key=lambda m: (is_zipfit(m), m))
-    paired = [_paired(groups, budget, other) for method, budget in groups if method == ZIPFIT
-              for other in others if _partner(other, budget) in groups]
+    paired = [
+        _paired(groups, budget, other)
+        for method, budget in groups
+        if method == ZIPFIT
+        for other in others
+        if _partner(other, budget) in groups
+    ]
     best_row = next((r for r in rows if (r.method, r.budget) == best), None)
     return Report(title, base.test_loss, best_row, rows, paired, list(runs), excluded or [], all_max_tokens)
 
@@ -300,23 +355,41 @@ def _paired(groups: dict[tuple[str, int], list[RunResult]], budget: int, baselin
 
 
 def build_report(
-    store: Store, model: str, target: str, configured: Sequence[RunKey], folder: Path,
-    all_max_tokens: int | None = None, ngram_words: int = 13,
+    store: Store,
+    model: str,
+    target: str,
+    configured: Sequence[RunKey],
+    folder: Path,
+    all_max_tokens: int | None = None,
+    ngram_words: int = 13,
 ) -> tuple[Report, dict[str, Path]]:
     """The report of `model` on `target` from the store's current runs: report.md and two PNG plots in `folder`."""
     base, runs, excluded = load_results(store, model, target, configured)
-    contaminated = store.query("SELECT dataset, doc_id, zipfit_rank, test_row, ngram, removed FROM contaminated_texts "
-                               "WHERE model = ? AND target = ? ORDER BY zipfit_rank", [model, target]).to_pylist()
-    seconds = {r["method"]: r["seconds"] for r in store.query(
-        "SELECT method, seconds + coalesce(prepare_seconds, 0) AS seconds FROM selection_runs WHERE model = ? AND target = ?",
-        [model, target]).to_pylist()}
-    report = replace(summarize(f"{model} on {target}", base, runs, seconds, excluded, all_max_tokens),
-                     contaminated=contaminated, ngram_words=ngram_words,
-                     pass_at_k=load_pass_at_k(store, model, target, configured),
-                     composition=load_composition(store, model, target, runs))
+    contaminated = store.query(
+        "SELECT dataset, doc_id, zipfit_rank, test_row, ngram, removed FROM contaminated_texts "
+        "WHERE model = ? AND target = ? ORDER BY zipfit_rank",
+        [model, target],
+    ).to_pylist()
+    seconds = {
+        r["method"]: r["seconds"]
+        for r in store.query(
+            "SELECT method, seconds + coalesce(prepare_seconds, 0) AS seconds FROM selection_runs WHERE model = ? "
+            "AND target = ?",
+            [model, target],
+        ).to_pylist()
+    }
+    report = replace(
+        summarize(f"{model} on {target}", base, runs, seconds, excluded, all_max_tokens),
+        contaminated=contaminated,
+        ngram_words=ngram_words,
+        pass_at_k=load_pass_at_k(store, model, target, configured),
+        composition=load_composition(store, model, target, runs),
+    )
     folder.mkdir(parents=True, exist_ok=True)
-    plots = {"loss_vs_tokens": plot_loss_vs_tokens(report, folder / "loss_vs_tokens.png"),
-             "alignment_vs_loss": plot_alignment_vs_loss(report, folder / "alignment_vs_loss.png")}
+    plots = {
+        "loss_vs_tokens": plot_loss_vs_tokens(report, folder / "loss_vs_tokens.png"),
+        "alignment_vs_loss": plot_alignment_vs_loss(report, folder / "alignment_vs_loss.png"),
+    }
     images = "".join(f"\n\n![]({path.name})" for path in plots.values())
     (folder / "report.md").write_text(f"# {report.title}\n\n{report.markdown()}{images}\n", encoding="utf-8")
     return report, plots
@@ -324,12 +397,16 @@ def build_report(
 
 # Markdown --------------------------------------------------------------------------------------------------
 
+
 def _budget_label(row: MethodRow, report: Report) -> str:
     if row.method == THRESHOLD:
         return f"> {row.budget / 1000:.3f} ({row.train_tokens:,} tokens)"
     if row.method == WHOLE_POOL:
-        return f"whole pool ({row.train_tokens:,} tokens)" if report.all_max_tokens is None else \
-            f"cap {report.all_max_tokens:,} ({row.train_tokens:,} tokens)"
+        return (
+            f"whole pool ({row.train_tokens:,} tokens)"
+            if report.all_max_tokens is None
+            else f"cap {report.all_max_tokens:,} ({row.train_tokens:,} tokens)"
+        )
     return f"{row.budget:,}"
 
 
@@ -340,39 +417,59 @@ def _bounds(i: Interval) -> str:
 def _results_table(report: Report) -> list[str]:
     best = report.best_baseline
     head = f"Base model test CE: **{report.base_loss:.4f}**" + (
-        f"; best baseline: **{best.method} {_budget_label(best, report)}, {best.test_loss.mean:.4f}**" if best else "")
-    lines = [head + f". Means over seeds with {CONFIDENCE:.0%} t-intervals.", "",
-             "| method | budget | seeds | test CE | 95% CI | change from base | tokens to best baseline's CE | mean alignment "
-             "| selection s (with scoring or embedding) |", "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+        f"; best baseline: **{best.method} {_budget_label(best, report)}, {best.test_loss.mean:.4f}**" if best else ""
+    )
+    lines = [
+        head + f". Means over seeds with {CONFIDENCE:.0%} t-intervals.",
+        "",
+        "| method | budget | seeds | test CE | 95% CI | change from base | tokens to best baseline's CE | mean "
+        "alignment "
+        "| selection s (with scoring or embedding) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
     for row in report.rows:
         reach = "not reached" if row.tokens_to_best_baseline is None else f"{row.tokens_to_best_baseline:,.0f}"
-        lines.append(f"| {row.method} | {_budget_label(row, report)} | {row.test_loss.n} | {row.test_loss.mean:.4f} | "
-                     f"{_bounds(row.test_loss)} | {row.change_from_base:+.4f} | {reach} | {row.mean_alignment:.4f} | "
-                     f"{row.selection_seconds:.2f} |")
+        lines.append(
+            f"| {row.method} | {_budget_label(row, report)} | {row.test_loss.n} | {row.test_loss.mean:.4f} | "
+            f"{_bounds(row.test_loss)} | {row.change_from_base:+.4f} | {reach} | {row.mean_alignment:.4f} | "
+            f"{row.selection_seconds:.2f} |"
+        )
     return lines
 
 
 def _paired_table(report: Report) -> list[str]:
     if not report.paired:
         return ["No baseline to pair ZIP-FIT with."]
-    lines = ["ZIP-FIT against each baseline and ablation, paired by seed (negative: ZIP-FIT's test CE is lower):", "",
-             "| compared with | ZIP-FIT budget | ZIP-FIT − it | 95% CI | ZIP-FIT lower | significant |",
-             "|---|---:|---:|---|---:|---|"]
+    lines = [
+        "ZIP-FIT against each baseline and ablation, paired by seed (negative: ZIP-FIT's test CE is lower):",
+        "",
+        "| compared with | ZIP-FIT budget | ZIP-FIT − it | 95% CI | ZIP-FIT lower | significant |",
+        "|---|---:|---:|---|---:|---|",
+    ]
     for p in report.paired:
         d = p.difference
         verdict = "n/a" if math.isnan(d.low) else ("yes" if d.excludes_zero else "no")
-        lines.append(f"| {p.baseline} | {p.budget:,} | {d.mean:+.4f} | {_bounds(d)} | {p.wins} of {d.n} seeds | {verdict} |")
+        lines.append(
+            f"| {p.baseline} | {p.budget:,} | {d.mean:+.4f} | {_bounds(d)} | {p.wins} of {d.n} seeds | {verdict} |"
+        )
     return lines
 
 
 def _pass_at_k_table(report: Report) -> list[str]:
     if not report.pass_at_k:
         return []
-    lines = ["", f"Pass@k on the held-out problems (sandboxed execution), means over seeds with {CONFIDENCE:.0%} t-intervals:",
-             "", "| method | budget | k | seeds | pass@k | 95% CI |", "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "",
+        f"Pass@k on the held-out problems (sandboxed execution), means over seeds with {CONFIDENCE:.0%} t-intervals:",
+        "",
+        "| method | budget | k | seeds | pass@k | 95% CI |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for row in report.pass_at_k:
         budget = "-" if row.method in (BASE, WHOLE_POOL) else f"{row.budget:,}"
-        lines.append(f"| {row.method} | {budget} | {row.k} | {row.value.n} | {row.value.mean:.4f} | {_bounds(row.value)} |")
+        lines.append(
+            f"| {row.method} | {budget} | {row.k} | {row.value.n} | {row.value.mean:.4f} | {_bounds(row.value)} |"
+        )
     return lines
 
 
@@ -381,12 +478,20 @@ def _composition_table(report: Report) -> list[str]:
     if not report.composition:
         return []
     sources = sorted({d for shares in report.composition.values() for d in shares})
-    lines = ["", "Where each selection's tokens came from (share of its tokens per source, mean over seeds):", "",
-             "| method | budget | " + " | ".join(sources) + " |", "|---|---:|" + "---:|" * len(sources)]
+    lines = [
+        "",
+        "Where each selection's tokens came from (share of its tokens per source, mean over seeds):",
+        "",
+        "| method | budget | " + " | ".join(sources) + " |",
+        "|---|---:|" + "---:|" * len(sources),
+    ]
     for row in report.rows:
         shares = report.composition.get((row.method, row.budget), {})
-        lines.append(f"| {row.method} | {_budget_label(row, report)} | "
-                     + " | ".join(f"{shares.get(d, 0.0):.0%}" for d in sources) + " |")
+        lines.append(
+            f"| {row.method} | {_budget_label(row, report)} | "
+            + " | ".join(f"{shares.get(d, 0.0):.0%}" for d in sources)
+            + " |"
+        )
     return lines
 
 
@@ -395,9 +500,15 @@ def _decontamination_line(report: Report) -> str:
     if not found:
         return f"Decontamination: no pool text shares {report.ngram_words} words with a held-out test text."
     ranks = ", ".join(str(r["zipfit_rank"]) for r in found[:10]) + (", …" if len(found) > 10 else "")
-    fate = "removed before ranking" if found[0]["removed"] else "KEPT: decontamination is off, so the test gain may be inflated"
-    return (f"Decontamination: {len(found)} pool texts share {report.ngram_words} words with a held-out test text, "
-            f"{fate}; ZIP-FIT had ranked them {ranks}.")
+    fate = (
+        "removed before ranking"
+        if found[0]["removed"]
+        else "KEPT: decontamination is off, so the test gain may be inflated"
+    )
+    return (
+        f"Decontamination: {len(found)} pool texts share {report.ngram_words} words with a held-out test text, "
+        f"{fate}; ZIP-FIT had ranked them {ranks}."
+    )
 
 
 def _excluded_lines(report: Report) -> list[str]:
@@ -405,6 +516,7 @@ def _excluded_lines(report: Report) -> list[str]:
 
 
 # Plots -----------------------------------------------------------------------------------------------------
+
 
 @contextmanager
 def _figure(path: Path) -> Iterator[Any]:
@@ -439,8 +551,14 @@ def plot_loss_vs_tokens(report: Report, path: Path) -> Path:
                 axes.fill_between(*zip(*spread), color=line.get_color(), alpha=0.15, linewidth=0)
             finals = [r for r in report.rows if r.method == method]
             errors = [[0 if math.isnan(r.test_loss.low) else r.test_loss.mean - r.test_loss.low for r in finals]] * 2
-            axes.errorbar([r.train_tokens for r in finals], [r.test_loss.mean for r in finals], yerr=errors, fmt="s",
-                          color=line.get_color(), capsize=3)
+            axes.errorbar(
+                [r.train_tokens for r in finals],
+                [r.test_loss.mean for r in finals],
+                yerr=errors,
+                fmt="s",
+                color=line.get_color(),
+                capsize=3,
+            )
         axes.axhline(report.base_loss, color="grey", linestyle=":", label="base model")
         axes.set(xlabel="training tokens", ylabel="test cross-entropy", title=report.title)
         axes.legend(fontsize="small", ncols=2)
@@ -485,8 +603,11 @@ def plot_alignment_vs_loss(report: Report, path: Path) -> Path:
             xs = np.linspace(x.min(), x.max(), 10)
             axes.plot(xs, slope * xs + intercept, color="grey", label=f"fit, R² = {r2:.2f}")
         budget = runs[0].key.budget if runs else 0
-        axes.set(xlabel=f"mean ZIP-FIT alignment of the training set ({budget:,} tokens)", ylabel="test cross-entropy",
-                 title=report.title)
+        axes.set(
+            xlabel=f"mean ZIP-FIT alignment of the training set ({budget:,} tokens)",
+            ylabel="test cross-entropy",
+            title=report.title,
+        )
         if runs:
             axes.legend(fontsize="small", ncols=2)
     return path

@@ -51,19 +51,34 @@ def run_program(program: str, limits: Limits = Limits(), allow_unsandboxed: bool
     """Run `program` (Python source) to completion or the wall timeout; it passes if it exits with status 0."""
     python = sandbox_python()
     if python is None and not allow_unsandboxed:
-        raise SandboxUnavailable(f"generated code is only run in a sandbox, and none can be made here ({sandbox_problem()}); "
-                                 "set pass_at_k.allow_unsandboxed: true to run it without one, at your own risk")
+        raise SandboxUnavailable(
+            f"generated code is only run in a sandbox, and none can be made here ({sandbox_problem()}); "
+            "set pass_at_k.allow_unsandboxed: true to run it without one, at your own risk"
+        )
     return _launch(program, limits, python is not None, python or sys.executable)
 
 
 def _launch(program: str, limits: Limits, isolated: bool, python: str) -> Outcome:
-    with tempfile.TemporaryDirectory(prefix="zipfit-sandbox-") as workdir, \
-            open(Path(workdir) / "stderr", "w+b") as stderr:  # a file: a program that floods it hits the file-size limit
-        settings = {**asdict(limits), "isolated": isolated, "workdir": workdir, "python": python,
-                    "processes": limits.processes if _is_root() or not isolated else _own_processes() + limits.processes}
+    with (
+        tempfile.TemporaryDirectory(prefix="zipfit-sandbox-") as workdir,
+        open(Path(workdir) / "stderr", "w+b") as stderr,
+    ):  # a file: a program that floods it hits the file-size limit
+        settings = {
+            **asdict(limits),
+            "isolated": isolated,
+            "workdir": workdir,
+            "python": python,
+            "processes": limits.processes if _is_root() or not isolated else _own_processes() + limits.processes,
+        }
         command = [*(_unshare_prefix() if isolated else []), sys.executable, "-I", str(LAUNCHER), json.dumps(settings)]
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-                                   start_new_session=True, cwd=workdir)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+            cwd=workdir,
+        )
         try:
             process.communicate(program.encode("utf-8"), timeout=limits.wall_seconds)
         except subprocess.TimeoutExpired:
@@ -135,7 +150,11 @@ def sandbox_python() -> str | None:
     a Python under /root is not), or None where no sandbox can be made. Probed once per process."""
     if _namespaces_problem():
         return None
-    candidates = [os.path.realpath(sys.executable), *(shutil.which(name) for name in ("python3", "python")), "/usr/bin/python3"]
+    candidates = [
+        os.path.realpath(sys.executable),
+        *(shutil.which(name) for name in ("python3", "python")),
+        "/usr/bin/python3",
+    ]
     for python in dict.fromkeys(c for c in candidates if c):
         if _launch("print(1)", Limits(wall_seconds=30), True, python).passed:
             return python

@@ -20,8 +20,10 @@ SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 def mount_scratch(size_bytes: int) -> bool:
     libc = ctypes.CDLL(None, use_errno=True)
     for folder in SCRATCH:
-        if os.path.isdir(folder) and libc.mount(b"tmpfs", folder.encode(), b"tmpfs", 0,
-                                                f"size={size_bytes},mode=1777".encode()) != 0:
+        if (
+            os.path.isdir(folder)
+            and libc.mount(b"tmpfs", folder.encode(), b"tmpfs", 0, f"size={size_bytes},mode=1777".encode()) != 0
+        ):
             return False
     return True
 
@@ -41,9 +43,14 @@ def main() -> None:
         os.chown(work, NOBODY, NOBODY)
         os.chown(path, NOBODY, NOBODY)
     os.chdir(work)
-    for name, value in (("RLIMIT_AS", limits["memory_bytes"]), ("RLIMIT_CPU", limits["cpu_seconds"]),
-                        ("RLIMIT_FSIZE", limits["file_bytes"]), ("RLIMIT_NPROC", limits["processes"]),
-                        ("RLIMIT_NOFILE", 64), ("RLIMIT_CORE", 0)):
+    for name, value in (
+        ("RLIMIT_AS", limits["memory_bytes"]),
+        ("RLIMIT_CPU", limits["cpu_seconds"]),
+        ("RLIMIT_FSIZE", limits["file_bytes"]),
+        ("RLIMIT_NPROC", limits["processes"]),
+        ("RLIMIT_NOFILE", 64),
+        ("RLIMIT_CORE", 0),
+    ):
         resource.setrlimit(getattr(resource, name), (value, value))
     if isolated and os.getuid() == 0 and _nobody_is_mapped():
         os.setgroups([])
@@ -53,9 +60,12 @@ def main() -> None:
 
 
 def _nobody_is_mapped() -> bool:
-    """Whether uid 65534 exists in this user namespace (it does outside a user namespace made by an unprivileged user)."""
+    """Whether uid 65534 exists in this user namespace (it does outside a user namespace made by an unprivileged
+    user)."""
     with open("/proc/self/uid_map") as file:
-        return any(int(start) <= NOBODY < int(start) + int(count) for start, _, count in (line.split() for line in file))
+        return any(
+            int(start) <= NOBODY < int(start) + int(count) for start, _, count in (line.split() for line in file)
+        )
 
 
 if __name__ == "__main__":

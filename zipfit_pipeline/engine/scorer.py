@@ -23,23 +23,35 @@ from zipfit_pipeline.engine.compression import GZIP_FRAMING_BYTES, compressor_bu
 # Source length (bytes) from which priming a deflate stream beats compressing x + t whole, measured on
 # 2 cores with HumanEval targets (~520 bytes): deflate_slow (levels 4-9) and deflate_fast (levels 1-3).
 PRIME_MIN_BYTES = {"slow": 1500, "fast": 3000}
+
+
 class AlignmentScorer:
     """Scores source texts against one fixed target set with one compressor and level."""
 
-    def __init__(self, targets: Sequence[str], compressor: str = "gzip", level: int = 9, build: str | None = None,
-                 code_path: str | None = None) -> None:
+    def __init__(
+        self,
+        targets: Sequence[str],
+        compressor: str = "gzip",
+        level: int = 9,
+        build: str | None = None,
+        code_path: str | None = None,
+    ) -> None:
         """`build` and `code_path`: what the caller records its scores with; a worker that would compress with
         another library build, or on another path, refuses to score rather than make that record untrue."""
         if not targets:
             raise ValueError("the target set is empty: alignment is a mean over targets, so it needs at least one")
         if build is not None and compressor_build(compressor) != build:
-            raise RuntimeError(f"this worker compresses with {compressor_build(compressor)}, not {build}: its sizes would "
-                               "differ from the scores it would be stored with")
+            raise RuntimeError(
+                f"this worker compresses with {compressor_build(compressor)}, not {build}: its sizes would "
+                "differ from the scores it would be stored with"
+            )
         native_joint_sizes, _ = native.joint_sizes(compressor, level)
         self.code_path = native.NATIVE if native_joint_sizes else native.PURE_PYTHON
         if code_path is not None and code_path != self.code_path:
-            raise RuntimeError(f"this worker scores on the {self.code_path} path, not the {code_path} path that the run "
-                               f"records ({native.joint_sizes(compressor, level)[1]})")
+            raise RuntimeError(
+                f"this worker scores on the {self.code_path} path, not the {code_path} path that the run "
+                f"records ({native.joint_sizes(compressor, level)[1]})"
+            )
         self.compressor = compressor
         self.level = level
         self._joint_sizes = native_joint_sizes or joint_sizes_function(compressor, level)

@@ -79,9 +79,15 @@ def target_subset(targets: Sequence[str], n: int, seed: int) -> list[str]:
 
 def score_sets(targets: Sequence[str], scoring: ScoringSettings, selection: SelectionSettings) -> list[ScoreSet]:
     """ZIP-FIT's score set, then one per compressor variant and one per target subset, with their target texts."""
-    return [ScoreSet(s.method, tuple(targets if s.targets is None else target_subset(targets, s.targets,
-                                                                                      selection.target_subset_seed)),
-                     s.compressor, s.level) for s in zipfit_scores(scoring, selection)]
+    return [
+        ScoreSet(
+            s.method,
+            tuple(targets if s.targets is None else target_subset(targets, s.targets, selection.target_subset_seed)),
+            s.compressor,
+            s.level,
+        )
+        for s in zipfit_scores(scoring, selection)
+    ]
 
 
 def score_dataset(
@@ -108,19 +114,27 @@ def score_dataset(
     def chunks() -> Iterator[list[str]]:
         batch_size = chunk_size * READ_BATCH_CHUNKS
         for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
+            batch = todo[start : start + batch_size]
             texts = store.texts_of(batch)
             for offset in range(0, len(batch), chunk_size):
-                in_flight.append(batch[offset:offset + chunk_size])
-                yield texts[offset:offset + chunk_size]
+                in_flight.append(batch[offset : offset + chunk_size])
+                yield texts[offset : offset + chunk_size]
 
     started = last_commit = time.monotonic()
     done = 0
     finished_hashes: list[str] = []
     finished_scores: list[float] = []
     pairs = len(targets)
-    log = ProgressLog(len(todo), lambda n, rate, left: f"{dataset}: {n:,}/{len(todo):,} texts ({n * pairs:,} pairs) scored, "
-                      f"{rate * pairs:,.0f} pairs/s, ETA {left:.0f}s", progress, PROGRESS_LINES, started)
+    log = ProgressLog(
+        len(todo),
+        lambda n, rate, left: (
+            f"{dataset}: {n:,}/{len(todo):,} texts ({n * pairs:,} pairs) scored, "
+            f"{rate * pairs:,.0f} pairs/s, ETA {left:.0f}s"
+        ),
+        progress,
+        PROGRESS_LINES,
+        started,
+    )
 
     def commit() -> None:
         nonlocal done, finished_hashes, finished_scores, last_commit

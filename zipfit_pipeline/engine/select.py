@@ -32,7 +32,13 @@ from zipfit_pipeline.engine.per_text import fill_missing
 from zipfit_pipeline.engine.runs import THRESHOLD, WHOLE_POOL, RunKey
 from zipfit_pipeline.engine.scoring import ScoreSet, score_sets
 from zipfit_pipeline.engine.selection import (
-    EMBEDDING_METHODS, ZIPFIT, is_budgeted, is_zipfit, rank_by_score, select_by_budget, select_by_threshold,
+    EMBEDDING_METHODS,
+    ZIPFIT,
+    is_budgeted,
+    is_zipfit,
+    rank_by_score,
+    select_by_budget,
+    select_by_threshold,
     select_whole_pool,
 )
 from zipfit_pipeline.engine.settings import ScoringSettings, SelectionSettings, selection_methods
@@ -106,9 +112,12 @@ def select_for_model(
     pool = _scored_pool(store, sources, target, score_set_of[ZIPFIT])
     contaminated = _contaminated(store, pool, target, settings.decontamination.ngram_words, log)
     if contaminated:
-        log(f"{len(contaminated)} pool texts share {settings.decontamination.ngram_words} words with {target}'s test split; "
+        log(
+            f"{len(contaminated)} pool texts share {settings.decontamination.ngram_words} words with {target}'s test "
+            f"split; "
             f"ZIP-FIT ranked them {', '.join(str(r.zipfit_rank) for r in contaminated[:10])}"
-            + ("; removed" if settings.decontamination.enabled else "; kept, because decontamination is off"))
+            + ("; removed" if settings.decontamination.enabled else "; kept, because decontamination is off")
+        )
     if settings.decontamination.enabled and contaminated:
         gone = pa.array([r.content_hash for r in contaminated])
         pool = pool.filter(pc.invert(pc.is_in(pool.column("content_hash"), gone)))
@@ -118,8 +127,11 @@ def select_for_model(
 
     methods = selection_methods(scoring, settings)
     # Embedded (or read) before any method is timed: its cost is charged from the seconds stored with each vector.
-    vectors, embedding_seconds = _embeddings(store, hashes, settings, log) if any(
-        m in EMBEDDING_METHODS for m in methods) else (np.empty((0, 0)), 0.0)
+    vectors, embedding_seconds = (
+        _embeddings(store, hashes, settings, log)
+        if any(m in EMBEDDING_METHODS for m in methods)
+        else (np.empty((0, 0)), 0.0)
+    )
 
     def ranked_by(method: str) -> tuple[np.ndarray, float]:
         """The scores `method` ranks the pool by, and the seconds of stored per-text work they stand on."""
@@ -129,8 +141,10 @@ def select_for_model(
             return found, store.scoring_seconds(sources, score_set.target_hash, score_set.compressor, score_set.level)
         if method == "d4":
             result = d4_scores(vectors, settings.d4)
-            log(f"d4: {result.duplicates:,} near-duplicates dropped (cosine > {settings.d4.duplicate_similarity}), "
-                f"{result.clusters:,} clusters")
+            log(
+                f"d4: {result.duplicates:,} near-duplicates dropped (cosine > {settings.d4.duplicate_similarity}), "
+                f"{result.clusters:,} clusters"
+            )
             return result.scores, embedding_seconds
         if method == "embedding":
             return target_similarity(vectors, targets, settings.embedding), embedding_seconds
@@ -147,18 +161,33 @@ def select_for_model(
         method_scores, prepare = ranked_by(method)
         rows += _method_rows(method, method_scores, tokens, settings, seeds)
         timed[method] = (round(time.perf_counter() - started, 3), round(prepare, 3))
-        log(f"{method}: ranked {len(hashes)} documents in {timed[method][0]:.2f}s"
-            + (f" (+{prepare:.2f}s of per-text work)" if prepare else ""))
+        log(
+            f"{method}: ranked {len(hashes)} documents in {timed[method][0]:.2f}s"
+            + (f" (+{prepare:.2f}s of per-text work)" if prepare else "")
+        )
 
     table = _selections_table(pool, scores, rows)
     sets = _sets(table)
-    store.replace_selections(model, target, table, _sets_table(sets), timed,
-                             _contaminated_table(contaminated, settings.decontamination.enabled))
-    best = [r["pool_index"] for r in rows
-            if (r["method"], r["budget"], r["seed"]) == (ZIPFIT, settings.budgets[-1], seeds[0])][:5]
+    store.replace_selections(
+        model,
+        target,
+        table,
+        _sets_table(sets),
+        timed,
+        _contaminated_table(contaminated, settings.decontamination.enabled),
+    )
+    best = [
+        r["pool_index"]
+        for r in rows
+        if (r["method"], r["budget"], r["seed"]) == (ZIPFIT, settings.budgets[-1], seeds[0])
+    ][:5]
     return SelectionResult(
-        pool_documents=pool.num_rows, pool_tokens=int(tokens.sum()), contaminated=contaminated,
-        removed=settings.decontamination.enabled, seconds={m: round(sum(t), 3) for m, t in timed.items()}, sets=sets,
+        pool_documents=pool.num_rows,
+        pool_tokens=int(tokens.sum()),
+        contaminated=contaminated,
+        removed=settings.decontamination.enabled,
+        seconds={m: round(sum(t), 3) for m, t in timed.items()},
+        sets=sets,
         top=list(zip(store.texts_of(hashes.take(pa.array(best, pa.int64()))), scores[best].tolist())),
         digest=digest(table.select(["method", "budget", "seed", "content_hash"]).to_pydict()),
     )
@@ -168,8 +197,16 @@ def pool_tokens(store: Store, tokenizer: Any, hashes: pa.Array, log: Callable[[s
     """Tokens each pool text costs in training (its own plus the document's start token). A text is tokenized once
     per tokenizer: counts are stored by content hash, so a re-selection after new documents counts only those."""
     identity = tokenizer_identity(tokenizer)
-    fill_missing(store, "token_counts", [identity], hashes, lambda texts: text_token_lengths(tokenizer, texts),
-                 lambda batch, lengths: store.insert_token_counts(identity, batch, lengths), "token counts", log)
+    fill_missing(
+        store,
+        "token_counts",
+        [identity],
+        hashes,
+        lambda texts: text_token_lengths(tokenizer, texts),
+        lambda batch, lengths: store.insert_token_counts(identity, batch, lengths),
+        "token counts",
+        log,
+    )
     return store.token_counts(identity, hashes).to_numpy().astype(np.int64) + DOCUMENT_START_TOKENS
 
 
@@ -178,31 +215,44 @@ def _scored_pool(store: Store, sources: Sequence[str], target: str, score_set: S
     missing = pool.filter(pc.is_null(pool.column("score")))
     if missing.num_rows:
         datasets = sorted(set(missing.column("dataset").to_pylist()))
-        what = "" if score_set.method == ZIPFIT else (f" ({score_set.method}: {score_set.compressor}-{score_set.level}, "
-                                                      f"{len(score_set.targets)} targets)")
-        raise LookupError(f"{missing.num_rows} documents of {datasets} have no score for {target}{what}: "
-                          "materialize alignment_scores first")
+        what = (
+            ""
+            if score_set.method == ZIPFIT
+            else (f" ({score_set.method}: {score_set.compressor}-{score_set.level}, {len(score_set.targets)} targets)")
+        )
+        raise LookupError(
+            f"{missing.num_rows} documents of {datasets} have no score for {target}{what}: "
+            "materialize alignment_scores first"
+        )
     if not pool.num_rows:
         raise LookupError(f"the pool of {list(sources)} holds no documents: materialize source_documents first")
     return pool
 
 
-def _pool_scores(store: Store, sources: Sequence[str], target: str, hashes: pa.Array, score_set: ScoreSet) -> np.ndarray:
+def _pool_scores(
+    store: Store, sources: Sequence[str], target: str, hashes: pa.Array, score_set: ScoreSet
+) -> np.ndarray:
     """A ZIP-FIT ablation's scores of the (decontaminated) pool's texts, in pool order."""
     scored = _scored_pool(store, sources, target, score_set)
     at = pc.index_in(hashes, value_set=scored.column("content_hash").combine_chunks()).to_numpy(zero_copy_only=False)
     return scored.column("score").to_numpy().astype(np.float64)[at.astype(np.int64)]
 
 
-def _embeddings(store: Store, hashes: pa.Array, settings: SelectionSettings, log: Callable[[str], None]) -> tuple[np.ndarray, float]:
+def _embeddings(
+    store: Store, hashes: pa.Array, settings: SelectionSettings, log: Callable[[str], None]
+) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
     vectors, seconds = pool_embeddings(store, hashes, settings.embedding, log)
-    log(f"embeddings of {len(hashes):,} pool texts ready in {time.perf_counter() - started:.2f}s (embedding them took "
-        f"{seconds:.2f}s, whenever it was done)")
+    log(
+        f"embeddings of {len(hashes):,} pool texts ready in {time.perf_counter() - started:.2f}s (embedding them took "
+        f"{seconds:.2f}s, whenever it was done)"
+    )
     return vectors, seconds
 
 
-def _contaminated(store: Store, pool: pa.Table, target: str, ngram_words: int, log: Callable[[str], None]) -> list[RemovedText]:
+def _contaminated(
+    store: Store, pool: pa.Table, target: str, ngram_words: int, log: Callable[[str], None]
+) -> list[RemovedText]:
     """Pool texts sharing `ngram_words` words with the test split, best ZIP-FIT rank first."""
     hashes = pool.column("content_hash").combine_chunks()
     overlaps = find_overlaps(store, target, hashes, ngram_words, log)
@@ -212,13 +262,26 @@ def _contaminated(store: Store, pool: pa.Table, target: str, ngram_words: int, l
     rank[rank_by_score(pool.column("score").to_numpy())] = np.arange(1, len(hashes) + 1)
     at = np.flatnonzero(pc.is_in(hashes, value_set=pa.array(list(overlaps))).to_numpy(zero_copy_only=False))
     rows = pool.select(["dataset", "doc_id", "content_hash"]).take(pa.array(at)).to_pylist()
-    found = [RemovedText(r["dataset"], r["doc_id"], r["content_hash"], int(rank[i]), overlaps[r["content_hash"]].test_row,
-                         overlaps[r["content_hash"]].ngram) for i, r in zip(at, rows)]
+    found = [
+        RemovedText(
+            r["dataset"],
+            r["doc_id"],
+            r["content_hash"],
+            int(rank[i]),
+            overlaps[r["content_hash"]].test_row,
+            overlaps[r["content_hash"]].ngram,
+        )
+        for i, r in zip(at, rows)
+    ]
     return sorted(found, key=lambda r: r.zipfit_rank)
 
 
 def _method_rows(
-    method: str, scores: np.ndarray, tokens: np.ndarray, settings: SelectionSettings, seeds: Sequence[int],
+    method: str,
+    scores: np.ndarray,
+    tokens: np.ndarray,
+    settings: SelectionSettings,
+    seeds: Sequence[int],
 ) -> list[dict[str, Any]]:
     """Every seed's rows of one method; methods that do not depend on the seed rank once and repeat."""
     if method == "random":
@@ -236,57 +299,74 @@ def _method_rows(
 
 def _selections_table(pool: pa.Table, scores: np.ndarray, rows: list[dict[str, Any]]) -> pa.Table:
     index = np.asarray([r["pool_index"] for r in rows], dtype=np.int64)
-    return pa.table({
-        "method": [r["method"] for r in rows],
-        "budget": pa.array([r["budget"] for r in rows], pa.int64()),
-        "seed": pa.array([r["seed"] for r in rows], pa.int32()),
-        "rank": pa.array([r["rank"] for r in rows], pa.int64()),
-        "dataset": pool.column("dataset").take(index),
-        "doc_id": pool.column("doc_id").take(index),
-        "content_hash": pool.column("content_hash").take(index),
-        "score": pa.array(scores[index], pa.float64()),
-        "tokens": pa.array([r["tokens"] for r in rows], pa.int64()),
-        "cumulative_tokens": pa.array([r["cumulative_tokens"] for r in rows], pa.int64()),
-    })
+    return pa.table(
+        {
+            "method": [r["method"] for r in rows],
+            "budget": pa.array([r["budget"] for r in rows], pa.int64()),
+            "seed": pa.array([r["seed"] for r in rows], pa.int32()),
+            "rank": pa.array([r["rank"] for r in rows], pa.int64()),
+            "dataset": pool.column("dataset").take(index),
+            "doc_id": pool.column("doc_id").take(index),
+            "content_hash": pool.column("content_hash").take(index),
+            "score": pa.array(scores[index], pa.float64()),
+            "tokens": pa.array([r["tokens"] for r in rows], pa.int64()),
+            "cumulative_tokens": pa.array([r["cumulative_tokens"] for r in rows], pa.int64()),
+        }
+    )
 
 
 def _sets(table: pa.Table) -> list[SelectionSet]:
     grouped: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
-    for row in table.select(["method", "budget", "seed", "dataset", "content_hash", "score", "cumulative_tokens"]).to_pylist():
+    for row in table.select(
+        ["method", "budget", "seed", "dataset", "content_hash", "score", "cumulative_tokens"]
+    ).to_pylist():
         grouped.setdefault((row["method"], row["budget"], row["seed"]), []).append(row)
     return [
-        SelectionSet(method, budget, seed, version=set_hash([r["content_hash"] for r in chosen]), documents=len(chosen),
-                     tokens=chosen[-1]["cumulative_tokens"], mean_alignment=float(np.mean([r["score"] for r in chosen])),
-                     datasets=dict(sorted(Counter(r["dataset"] for r in chosen).items())))
+        SelectionSet(
+            method,
+            budget,
+            seed,
+            version=set_hash([r["content_hash"] for r in chosen]),
+            documents=len(chosen),
+            tokens=chosen[-1]["cumulative_tokens"],
+            mean_alignment=float(np.mean([r["score"] for r in chosen])),
+            datasets=dict(sorted(Counter(r["dataset"] for r in chosen).items())),
+        )
         for (method, budget, seed), chosen in grouped.items()
     ]
 
 
 def _contaminated_table(contaminated: list[RemovedText], removed: bool) -> pa.Table:
-    return pa.table({
-        "dataset": pa.array([r.dataset for r in contaminated], pa.string()),
-        "doc_id": pa.array([r.doc_id for r in contaminated], pa.string()),
-        "content_hash": pa.array([r.content_hash for r in contaminated], pa.string()),
-        "zipfit_rank": pa.array([r.zipfit_rank for r in contaminated], pa.int64()),
-        "test_row": pa.array([r.test_row for r in contaminated], pa.int64()),
-        "ngram": pa.array([r.ngram for r in contaminated], pa.string()),
-        "removed": pa.array([removed] * len(contaminated), pa.bool_()),
-    })
+    return pa.table(
+        {
+            "dataset": pa.array([r.dataset for r in contaminated], pa.string()),
+            "doc_id": pa.array([r.doc_id for r in contaminated], pa.string()),
+            "content_hash": pa.array([r.content_hash for r in contaminated], pa.string()),
+            "zipfit_rank": pa.array([r.zipfit_rank for r in contaminated], pa.int64()),
+            "test_row": pa.array([r.test_row for r in contaminated], pa.int64()),
+            "ngram": pa.array([r.ngram for r in contaminated], pa.string()),
+            "removed": pa.array([removed] * len(contaminated), pa.bool_()),
+        }
+    )
 
 
 def _sets_table(sets: list[SelectionSet]) -> pa.Table:
-    return pa.table({
-        "method": [s.method for s in sets],
-        "budget": pa.array([s.budget for s in sets], pa.int64()),
-        "seed": pa.array([s.seed for s in sets], pa.int32()),
-        "version": [s.version for s in sets],
-        "documents": pa.array([s.documents for s in sets], pa.int64()),
-        "tokens": pa.array([s.tokens for s in sets], pa.int64()),
-        "mean_alignment": pa.array([s.mean_alignment for s in sets], pa.float64()),
-    })
+    return pa.table(
+        {
+            "method": [s.method for s in sets],
+            "budget": pa.array([s.budget for s in sets], pa.int64()),
+            "seed": pa.array([s.seed for s in sets], pa.int32()),
+            "version": [s.version for s in sets],
+            "documents": pa.array([s.documents for s in sets], pa.int64()),
+            "tokens": pa.array([s.tokens for s in sets], pa.int64()),
+            "mean_alignment": pa.array([s.mean_alignment for s in sets], pa.float64()),
+        }
+    )
 
 
-def contaminated_selections(store: Store, model: str, target: str, ngram_words: int) -> dict[str, tuple[Overlap, list[str]]]:
+def contaminated_selections(
+    store: Store, model: str, target: str, ngram_words: int
+) -> dict[str, tuple[Overlap, list[str]]]:
     """Every selected text (by content hash) sharing `ngram_words` words with the target's current test split, and
     the selections holding it: a re-check of what is stored, independent of the pool's decontamination."""
     test = store.target_rows(target, "test")

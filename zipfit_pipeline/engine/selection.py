@@ -75,7 +75,9 @@ def threshold_key(threshold: float) -> int:
     return round(threshold * 1000)
 
 
-def configured_selections(methods: Sequence[str], budgets: Sequence[int], thresholds: Sequence[float]) -> list[tuple[str, int]]:
+def configured_selections(
+    methods: Sequence[str], budgets: Sequence[int], thresholds: Sequence[float]
+) -> list[tuple[str, int]]:
     """(method, budget) of every selection: each method at each budget, `all` once, then each threshold."""
     picks = [(m, b) for m in methods for b in ([0] if m == WHOLE_POOL else budgets)]
     return picks + [(THRESHOLD, threshold_key(t)) for t in thresholds]
@@ -108,13 +110,21 @@ def select_whole_pool(tokens: np.ndarray, seed: int, max_tokens: int | None) -> 
 def select_by_threshold(scores: np.ndarray, tokens: np.ndarray, thresholds: Sequence[float]) -> list[dict[str, Any]]:
     """ZIP-FIT's other rule (the paper's Figure 6): every text with alignment > τ, best first, for each τ."""
     order = rank_by_score(scores)
-    return [row for t in thresholds for row in _rows(THRESHOLD, threshold_key(t), above_threshold(order, scores, t), tokens)]
+    return [
+        row for t in thresholds for row in _rows(THRESHOLD, threshold_key(t), above_threshold(order, scores, t), tokens)
+    ]
 
 
 def _rows(method: str, budget: int, chosen: np.ndarray, tokens: np.ndarray) -> list[dict[str, Any]]:
     cumulative = np.cumsum(tokens[chosen])
     return [
-        {"method": method, "budget": int(budget), "rank": rank, "pool_index": int(index),
-         "tokens": int(tokens[index]), "cumulative_tokens": int(total)}
+        {
+            "method": method,
+            "budget": int(budget),
+            "rank": rank,
+            "pool_index": int(index),
+            "tokens": int(tokens[index]),
+            "cumulative_tokens": int(total),
+        }
         for rank, (index, total) in enumerate(zip(chosen, cumulative))
     ]

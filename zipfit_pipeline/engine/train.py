@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from zipfit_pipeline.engine import ENGINE_VERSION
-from zipfit_pipeline.engine.checkpoints import check_disk, checkpoint_dir, checkpoints_to_write, remove_other_checkpoints
+from zipfit_pipeline.engine.checkpoints import (
+    check_disk,
+    checkpoint_dir,
+    checkpoints_to_write,
+    remove_other_checkpoints,
+)
 from zipfit_pipeline.engine.loaders import content_hash, set_hash
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.selection import is_budgeted
@@ -55,8 +60,15 @@ def training_version(settings: TrainingSettings, pretrained: str) -> str:
 
 
 def finetune_selection(
-    store: Store, key: RunKey, pretrained: str, settings: TrainingSettings, models_dir: Path, run_id: str,
-    log: Callable[[str], None] = print, sweep: Sequence[RunKey] = (), reuse: bool = True,
+    store: Store,
+    key: RunKey,
+    pretrained: str,
+    settings: TrainingSettings,
+    models_dir: Path,
+    run_id: str,
+    log: Callable[[str], None] = print,
+    sweep: Sequence[RunKey] = (),
+    reuse: bool = True,
 ) -> FinetuneResult:
     """Fine-tune `pretrained` on the selection of `key` with its seed; `base` records the model as it is.
 
@@ -68,8 +80,10 @@ def finetune_selection(
         return result
     selection = store.selection_set(key)
     if selection is None:
-        raise LookupError(f"there is no selection {key.selection} (seed {key.seed}) of {key.model} on {key.target}: "
-                          "materialize selections first (an empty threshold keeps nothing: lower it or add sources)")
+        raise LookupError(
+            f"there is no selection {key.selection} (seed {key.seed}) of {key.model} on {key.target}: "
+            "materialize selections first (an empty threshold keeps nothing: lower it or add sources)"
+        )
     version = training_version(settings, pretrained)
     reusable = _reusable_run(store, key, selection, version) if reuse else None
     if reusable is not None:
@@ -87,22 +101,40 @@ def finetune_selection(
 
     with claimed_device(settings.device, models_dir.parent / "devices", log) as device:
         model, tokenizer = trainable_model(pretrained, settings, device, key.seed)
-        check_disk(models_dir, checkpoint_bytes(model, settings, device), checkpoints_to_write(store, sweep or [key]),
-                   settings.keep_checkpoints, at_once=max(1, gpu_count()))
+        check_disk(
+            models_dir,
+            checkpoint_bytes(model, settings, device),
+            checkpoints_to_write(store, sweep or [key]),
+            settings.keep_checkpoints,
+            at_once=max(1, gpu_count()),
+        )
 
         def evaluate(m: Any) -> float:
             return heldout_loss(m, tokenizer, test_texts, settings.eval_max_length, settings.eval_batch_size)[0]
 
-        log(f"fine-tuning {key.model} on {key.target} / {key.label()}: {len(texts)} documents, {budget} tokens, {device}")
+        log(
+            f"fine-tuning {key.model} on {key.target} / {key.label()}: {len(texts)} documents, {budget} tokens, "
+            f"{device}"
+        )
         trained = finetune(model, tokenizer, texts, budget, settings, key.seed, device, evaluate, log)
         folder = checkpoint_dir(models_dir, key)
         output = save_trained(model, tokenizer, folder / run_id, settings, device)
     result = FinetuneResult(
-        key, run_id, str(output), set_hash([content_hash(t) for t in texts]), len(texts), trained.train_tokens,
-        trained.steps, trained.final_train_loss, trained.seconds, trained.device, trained.test_curve,
+        key,
+        run_id,
+        str(output),
+        set_hash([content_hash(t) for t in texts]),
+        len(texts),
+        trained.train_tokens,
+        trained.steps,
+        trained.final_train_loss,
+        trained.seconds,
+        trained.device,
+        trained.test_curve,
     )
-    store.record_training(key, {**_row(result), "settings_version": version},
-                          {"train": trained.train_curve, "test": trained.test_curve})
+    store.record_training(
+        key, {**_row(result), "settings_version": version}, {"train": trained.train_curve, "test": trained.test_curve}
+    )
     remove_other_checkpoints(folder, keep=output)
     return result
 
@@ -111,15 +143,38 @@ def _reusable_run(store: Store, key: RunKey, selection: dict[str, Any], version:
     """The store's current fine-tune of `key`, if it trained on these texts with these settings and its checkpoint
     is complete on disk (a released one is not: an eval that needs it again must retrain)."""
     row = store.training_run(key)
-    if (row is None or row["selection_version"] != selection["version"] or row.get("settings_version") != version
-            or row.get("released") or not Path(row["checkpoint"]).is_dir()):
+    if (
+        row is None
+        or row["selection_version"] != selection["version"]
+        or row.get("settings_version") != version
+        or row.get("released")
+        or not Path(row["checkpoint"]).is_dir()
+    ):
         return None
-    return FinetuneResult(key, row["run_id"], row["checkpoint"], row["selection_version"], selection["documents"],
-                          row["train_tokens"], row["steps"], row["final_train_loss"], row["seconds"], row["device"],
-                          store.loss_curve(row["run_id"], "test"), reused=True)
+    return FinetuneResult(
+        key,
+        row["run_id"],
+        row["checkpoint"],
+        row["selection_version"],
+        selection["documents"],
+        row["train_tokens"],
+        row["steps"],
+        row["final_train_loss"],
+        row["seconds"],
+        row["device"],
+        store.loss_curve(row["run_id"], "test"),
+        reused=True,
+    )
 
 
 def _row(result: FinetuneResult) -> dict[str, object]:
-    return {"run_id": result.run_id, "selection_version": result.selection_version, "checkpoint": result.checkpoint,
-            "train_tokens": result.train_tokens, "steps": result.steps, "final_train_loss": result.final_train_loss,
-            "seconds": result.seconds, "device": result.device}
+    return {
+        "run_id": result.run_id,
+        "selection_version": result.selection_version,
+        "checkpoint": result.checkpoint,
+        "train_tokens": result.train_tokens,
+        "steps": result.steps,
+        "final_train_loss": result.final_train_loss,
+        "seconds": result.seconds,
+        "device": result.device,
+    }

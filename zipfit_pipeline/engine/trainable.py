@@ -18,14 +18,20 @@ import torch
 
 from zipfit_pipeline.engine.devices import compute_dtype
 from zipfit_pipeline.engine.models import (
-    is_adapter, load_model_and_tokenizer, load_tokenizer, locate_pretrained, save_checkpoint,
+    is_adapter,
+    load_model_and_tokenizer,
+    load_tokenizer,
+    locate_pretrained,
+    save_checkpoint,
 )
 from zipfit_pipeline.engine.settings import TrainingSettings
 
 TRAINING_FILE = "zipfit_training.json"
 
 
-def trainable_model(pretrained: str, settings: TrainingSettings, device: torch.device, seed: int = 0) -> tuple[Any, Any]:
+def trainable_model(
+    pretrained: str, settings: TrainingSettings, device: torch.device, seed: int = 0
+) -> tuple[Any, Any]:
     """(model ready to train, tokenizer): only the parameters that train require gradients. A new adapter's random
     initialisation is drawn with `seed`, so that a LoRA run repeats exactly like a full one."""
     dtype = compute_dtype(settings.dtype, device)
@@ -42,27 +48,43 @@ def trainable_model(pretrained: str, settings: TrainingSettings, device: torch.d
 
         lora = settings.lora
         torch.manual_seed(seed)
-        model = get_peft_model(model, LoraConfig(
-            r=lora.rank, lora_alpha=lora.alpha,  # type: ignore[arg-type]  # PEFT annotates int; it scales by a float
-            lora_dropout=lora.dropout, task_type="CAUSAL_LM",
-            target_modules=lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=lora.rank,
+                lora_alpha=lora.alpha,  # type: ignore[arg-type]  # PEFT annotates int; it scales by a float
+                lora_dropout=lora.dropout,
+                task_type="CAUSAL_LM",
+                target_modules=lora.target_modules
+                if isinstance(lora.target_modules, str)
+                else list(lora.target_modules),
+            ),
+        )
     return model, tokenizer
 
 
 def _four_bit_base(pretrained: str, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
     if device.type != "cuda":
-        raise RuntimeError(f"qlora needs a CUDA GPU (bitsandbytes' 4-bit layers); this step runs on {device}: "
-                           "set training.qlora: false (plain lora runs anywhere)")
+        raise RuntimeError(
+            f"qlora needs a CUDA GPU (bitsandbytes' 4-bit layers); this step runs on {device}: "
+            "set training.qlora: false (plain lora runs anywhere)"
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
         raise RuntimeError("qlora needs bitsandbytes: pip install 'zipfit-pipeline[gpu]' (or bitsandbytes)")
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     path = locate_pretrained(pretrained)
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=dtype)
-    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization, dtype=dtype,
-                                                 device_map={"": device.index or 0}, trust_remote_code=False,
-                                                 use_safetensors=True)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        quantization_config=quantization,
+        dtype=dtype,
+        device_map={"": device.index or 0},
+        trust_remote_code=False,
+        use_safetensors=True,
+    )
     return model, AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
 
@@ -78,8 +100,15 @@ def save_trained(model: Any, tokenizer: Any, output: Path, settings: TrainingSet
     """A LoRA run's adapter, or the whole model in the compute dtype, with how it was trained."""
     dtype = None if settings.lora is not None else compute_dtype(settings.dtype, device)
     saved = save_checkpoint(model, tokenizer, output, dtype)
-    (saved / TRAINING_FILE).write_text(json.dumps({"adapter": settings.lora is not None, "qlora": settings.qlora,
-                                                   "dtype": str(dtype or compute_dtype(settings.dtype, device))}))
+    (saved / TRAINING_FILE).write_text(
+        json.dumps(
+            {
+                "adapter": settings.lora is not None,
+                "qlora": settings.qlora,
+                "dtype": str(dtype or compute_dtype(settings.dtype, device)),
+            }
+        )
+    )
     return saved
 
 

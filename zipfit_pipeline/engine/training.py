@@ -71,8 +71,12 @@ def block_count(tokens: int, block_size: int) -> int:
     return tokens // block_size + (tokens % block_size > 1)
 
 
-def make_batches(ids: Sequence[int] | np.ndarray, block_size: int, batch_size: int, pad_id: int,
-                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def make_batches(
+    ids: Sequence[int] | np.ndarray,
+    block_size: int,
+    batch_size: int,
+    pad_id: int,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(input_ids, labels) micro-batches of fixed-size blocks, made as training reaches them (never all up front);
     the last block is padded and its padding ignored."""
     tokens = torch.as_tensor(np.asarray(ids, dtype=np.int64))
@@ -110,7 +114,9 @@ def predicted_tokens(labels: torch.Tensor) -> int:
 
 def _checkpointing(model: Any, action: str) -> Callable[..., None]:
     """transformers 5 renamed gradient checkpointing to activation checkpointing; 4.x has only the old name."""
-    return getattr(model, f"activation_checkpointing_{action}", None) or getattr(model, f"gradient_checkpointing_{action}")
+    return getattr(model, f"activation_checkpointing_{action}", None) or getattr(
+        model, f"gradient_checkpointing_{action}"
+    )
 
 
 def finetune(
@@ -145,8 +151,9 @@ def finetune(
         _checkpointing(model, "enable")({"use_reentrant": False})  # keyword arguments of torch.utils.checkpoint
     forward = torch.compile(model) if settings.compile else model
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay,
-                                  fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(
+        trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay, fused=device.type == "cuda"
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     step_losses = torch.zeros(steps, device=device)
     batches = make_batches(ids, settings.block_size, settings.batch_size, document_start_id(tokenizer))
@@ -163,8 +170,11 @@ def finetune(
         with fast_matmuls(device):
             for inputs, labels in group:
                 with autocast(device, dtype):
-                    loss = forward(input_ids=inputs.to(device, non_blocking=True),
-                                   labels=labels.to(device, non_blocking=True), num_items_in_batch=predicted).loss
+                    loss = forward(
+                        input_ids=inputs.to(device, non_blocking=True),
+                        labels=labels.to(device, non_blocking=True),
+                        num_items_in_batch=predicted,
+                    ).loss
                 scaler.scale(loss).backward()
                 step_losses[step] += loss.detach()
                 seen += int((labels != -100).sum())
@@ -178,8 +188,10 @@ def finetune(
             elapsed = time.monotonic() - started
             rate = seen / elapsed if elapsed else 0.0
             eta = (len(ids) - seen) / rate if rate else 0.0
-            log(f"step {step + 1}/{steps}: {seen}/{len(ids)} tokens, loss {step_losses[step].item():.4f}, "
-                f"{rate:.0f} tokens/s, ETA {eta:.0f}s")
+            log(
+                f"step {step + 1}/{steps}: {seen}/{len(ids)} tokens, loss {step_losses[step].item():.4f}, "
+                f"{rate:.0f} tokens/s, ETA {eta:.0f}s"
+            )
         if evaluate is not None and step + 1 in eval_steps and step + 1 < steps:
             result.test_curve.append((seen, evaluate(model)))
             model.train()
