@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# `dg` checks that it runs in the project's environment, as when the venv is activated.
+DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export ZIPFIT_CONFIG ?= $(CURDIR)/zipfit.yaml
 # Offline: nothing is fetched from a hub at run time.
@@ -43,7 +45,7 @@ browser:
 
 # Dagster loads the definitions (`dg check defs`), the code is formatted, linted and type-checked, then the tests.
 test: install browser
-	$(VENV)/bin/dg check defs
+	$(DG) check defs
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
@@ -53,7 +55,7 @@ ui: install
 	$(VENV)/bin/zipfit recover
 	$(VENV)/bin/zipfit size-pools
 	$(VENV)/bin/zipfit register-sources
-	$(VENV)/bin/dg dev --host $(ZIPFIT_UI_HOST) --port $(ZIPFIT_UI_PORT)
+	$(DG) dev --host $(ZIPFIT_UI_HOST) --port $(ZIPFIT_UI_PORT)
 
 clean:
 	rm -rf data/zipfit.duckdb data/artifacts $(DAGSTER_HOME)

@@ -25,8 +25,8 @@ POOL = "internals_test_pool"
 
 def _defs(upstream_version: str, seen_slots: list[set[str]] | None = None) -> dg.Definitions:
     @dg.asset(partitions_def=LETTERS, code_version=upstream_version)
-    def upstream(context: dg.AssetExecutionContext) -> dg.Output[str]:
-        return dg.Output(context.partition_key, data_version=dg.DataVersion(context.partition_key))
+    def upstream(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return dg.MaterializeResult(data_version=dg.DataVersion(context.partition_key))
 
     @dg.asset(partitions_def=LETTERS, code_version="1", deps=[upstream], pool=POOL)
     def downstream(context: dg.AssetExecutionContext) -> None:

@@ -34,7 +34,7 @@ from zipfit_pipeline.engine.runs import RunKey
 PACKAGE = REPO / "zipfit_pipeline"
 
 
-def _dagster_dev_line(*make_args: str, **environment: str) -> str:
+def _dg_dev_line(*make_args: str, **environment: str) -> str:
     done = subprocess.run(
         ["make", "-n", "ui", *make_args],
         cwd=REPO,
@@ -43,15 +43,15 @@ def _dagster_dev_line(*make_args: str, **environment: str) -> str:
         check=True,
         env={**os.environ, **environment},
     )
-    return next(line for line in done.stdout.splitlines() if "dagster dev" in line)
+    return next(line for line in done.stdout.splitlines() if "dg dev" in line)
 
 
 def test_the_ui_listens_on_loopback_unless_told_otherwise() -> None:
-    assert "--host 127.0.0.1 --port 3000" in _dagster_dev_line()
+    assert "--host 127.0.0.1 --port 3000" in _dg_dev_line()
     # What tcsh and container images put in HOST never opens the UI to the network.
-    assert "--host 127.0.0.1 --port 3000" in _dagster_dev_line(HOST="0.0.0.0", PORT="8080")
-    assert "--host 127.0.0.1 --port 3000" in _dagster_dev_line("HOST=0.0.0.0")
-    assert "--host 0.0.0.0 --port 8080" in _dagster_dev_line("ZIPFIT_UI_HOST=0.0.0.0", "ZIPFIT_UI_PORT=8080")
+    assert "--host 127.0.0.1 --port 3000" in _dg_dev_line(HOST="0.0.0.0", PORT="8080")
+    assert "--host 127.0.0.1 --port 3000" in _dg_dev_line("HOST=0.0.0.0")
+    assert "--host 0.0.0.0 --port 8080" in _dg_dev_line("ZIPFIT_UI_HOST=0.0.0.0", "ZIPFIT_UI_PORT=8080")
 
 
 def test_a_model_that_needs_its_own_code_is_refused_and_the_code_never_runs(tmp_path: Path, tiny_model: Path) -> None:

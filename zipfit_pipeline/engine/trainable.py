@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from zipfit_pipeline.engine.models import (
     locate_pretrained,
     save_checkpoint,
 )
-from zipfit_pipeline.engine.settings import TrainingSettings
+from zipfit_pipeline.engine.settings import LoraSettings, TrainingSettings
 
 TRAINING_FILE = "zipfit_training.json"
 
@@ -44,23 +47,33 @@ def trainable_model(
         # The frozen base of a LoRA run needs no master copy; a full fine-tune updates float32 weights.
         model, tokenizer = load_model_and_tokenizer(pretrained, dtype if settings.lora else torch.float32)
     if settings.lora is not None:
-        from peft import LoraConfig, get_peft_model
-
-        lora = settings.lora
         torch.manual_seed(seed)
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=lora.rank,
-                lora_alpha=lora.alpha,  # type: ignore[arg-type]  # PEFT annotates int; it scales by a float
-                lora_dropout=lora.dropout,
-                task_type="CAUSAL_LM",
-                target_modules=lora.target_modules
-                if isinstance(lora.target_modules, str)
-                else list(lora.target_modules),
-            ),
-        )
+        with _peft_quietly():
+            model = _with_adapter(model, settings.lora)
     return model, tokenizer
+
+
+@contextmanager
+def _peft_quietly() -> Iterator[None]:
+    """PEFT reads transformers' deprecated `is_gradient_checkpointing` whenever it wraps a model: a FutureWarning on
+    every LoRA fine-tune and eval that is theirs to fix, silenced here only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        yield
+
+
+def _with_adapter(model: Any, lora: LoraSettings) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    target_modules = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+    config = LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]  # PEFT annotates int; it scales by a float
+        lora_dropout=lora.dropout,
+        task_type="CAUSAL_LM",
+        target_modules=target_modules,
+    )
+    return get_peft_model(model, config)
 
 
 def _four_bit_base(pretrained: str, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
@@ -122,9 +135,11 @@ def load_trained(checkpoint: str, base_model: str, device: torch.device) -> tupl
 
     if trained_with(checkpoint).get("qlora"):
         base, _ = _four_bit_base(base_model, device, torch.bfloat16)
-        return PeftModel.from_pretrained(base, checkpoint), load_tokenizer(checkpoint)
+        with _peft_quietly():
+            return PeftModel.from_pretrained(base, checkpoint), load_tokenizer(checkpoint)
     base, _ = load_model_and_tokenizer(base_model)
-    return PeftModel.from_pretrained(base, checkpoint).to(device), load_tokenizer(checkpoint)
+    with _peft_quietly():
+        return PeftModel.from_pretrained(base, checkpoint).to(device), load_tokenizer(checkpoint)
 
 
 def trained_with(checkpoint: str | Path) -> dict[str, Any]:
