@@ -25,7 +25,10 @@ from zipfit_pipeline.engine.alignment import alignment_scores
 from zipfit_pipeline.engine.runs import RunKey
 from zipfit_pipeline.engine.store import Store
 from zipfit_pipeline.engine.train import FinetuneResult, finetune_selection
+from zipfit_pipeline.instance import INSTANCE_SETTINGS
 from zipfit_pipeline.materialize_all import materialize_all
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
@@ -197,38 +200,39 @@ def _check_report(folder: Path, evals: list[dict], instance: dg.DagsterInstance)
     assert metadata["excluded"].value == []
 
 
-def test_dagster_cli_materializes_into_a_dagster_home(project_file: Path, tmp_path: Path) -> None:
+def test_dg_launches_into_a_fresh_dagster_home_without_a_banner_or_a_warning(
+    project_file: Path, tmp_path: Path
+) -> None:
+    """What a user types in a new shell: `zipfit register-sources`, then `dg launch` (Dagster's CLI, from the project's
+    folder), into a DAGSTER_HOME that is an empty folder, with no telemetry opt-out in the environment."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "ZIPFIT_CONFIG": str(project_file)}
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_DISABLE_TELEMETRY"}
+    env |= {"DAGSTER_HOME": str(home), "ZIPFIT_CONFIG": str(project_file), "VIRTUAL_ENV": sys.prefix}
     bin_dir = Path(sys.executable).parent
     registered = subprocess.run(
         [str(bin_dir / "zipfit"), "register-sources"], env=env, check=True, capture_output=True, text=True
     )
     assert "added: python_stdlib, c_headers, english_prose" in registered.stdout
-    dagster = bin_dir / "dagster"
+    assert (home / "dagster.yaml").read_text() == INSTANCE_SETTINGS.read_text()  # the project's, not Dagster's defaults
     for select, partition in (
         (SOURCE_DOCUMENTS, "c_headers"),
         (TARGET_DOCUMENTS, "humaneval"),
         (ALIGNMENT_SCORES, "c_headers|humaneval"),
     ):
-        subprocess.run(
-            [
-                str(dagster),
-                "asset",
-                "materialize",
-                "-m",
-                "zipfit_pipeline.definitions",
-                "--select",
-                select,
-                "--partition",
-                partition,
-            ],
+        launched = subprocess.run(
+            [str(bin_dir / "dg"), "launch", "--assets", select, "--partition", partition],
+            cwd=REPO,
             env=env,
             check=True,
             capture_output=True,
             text=True,
         )
+        printed = launched.stdout + registered.stderr + launched.stderr
+        assert "RUN_SUCCESS" in printed
+        assert not [line for line in printed.splitlines() if "Warning" in line or "warning" in line]
+        assert "Telemetry" not in printed and "Welcome to Dagster" not in printed
+    assert not (home / ".telemetry").exists()
     config = load_project(project_file)
     store = Store(config.resolve(config.store))
     assert _count(store, "SELECT count(*) AS n FROM documents WHERE dataset = 'c_headers'") == 400
