@@ -32,6 +32,14 @@ from zipfit_pipeline.engine.models import load_model_and_tokenizer
 from zipfit_pipeline.engine.runs import RunKey
 
 PACKAGE = REPO / "zipfit_pipeline"
+ZIPFIT_FINETUNE = "tiny-gpt2.zipfit.200.s0|task"
+UP_TO_A_ZIPFIT_FINETUNE = [
+    (SOURCE_DOCUMENTS, "src"),
+    (TARGET_DOCUMENTS, "task"),
+    (ALIGNMENT_SCORES, "src|task"),
+    (SELECTIONS, "tiny-gpt2|task"),
+    (FINETUNED_MODEL, ZIPFIT_FINETUNE),
+]
 
 
 def _dg_dev_line(*make_args: str, **environment: str) -> str:
@@ -138,14 +146,8 @@ def test_hostile_dataset_text_is_only_ever_data(small_project: SmallProject) -> 
 def test_eval_loads_fine_tunes_only_from_the_projects_checkpoint_folder(
     small_project: SmallProject, tiny_model: Path
 ) -> None:
-    partition = "tiny-gpt2.zipfit.200.s0|task"
-    for asset, key in [
-        (SOURCE_DOCUMENTS, "src"),
-        (TARGET_DOCUMENTS, "task"),
-        (ALIGNMENT_SCORES, "src|task"),
-        (SELECTIONS, "tiny-gpt2|task"),
-        (FINETUNED_MODEL, partition),
-    ]:
+    partition = ZIPFIT_FINETUNE
+    for asset, key in UP_TO_A_ZIPFIT_FINETUNE:
         assert small_project.materialize(asset, key).success
     store = small_project.store()
     with store.transaction() as connection:  # as if the store came from somewhere else
@@ -343,14 +345,8 @@ def test_an_empty_or_new_folder_becomes_the_pipelines_and_is_accepted_again(tmp_
 
 
 def test_checkpoint_cleanup_removes_only_the_run_folders_it_saved(small_project: SmallProject) -> None:
-    partition = "tiny-gpt2.zipfit.200.s0|task"
-    for asset, key in [
-        (SOURCE_DOCUMENTS, "src"),
-        (TARGET_DOCUMENTS, "task"),
-        (ALIGNMENT_SCORES, "src|task"),
-        (SELECTIONS, "tiny-gpt2|task"),
-        (FINETUNED_MODEL, partition),
-    ]:
+    partition = ZIPFIT_FINETUNE
+    for asset, key in UP_TO_A_ZIPFIT_FINETUNE:
         assert small_project.materialize(asset, key).success
     folder = small_project.root / "data" / "artifacts" / "models" / "tiny-gpt2" / "task" / "zipfit.200.s0"
     (folder / "notes.txt").write_text("the user's own notes")
