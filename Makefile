@@ -16,7 +16,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 ZIPFIT_UI_HOST ?= 127.0.0.1
 ZIPFIT_UI_PORT ?= 3000
 
-.PHONY: install browser demo test ui clean
+.PHONY: install prepare browser demo test ui clean
 
 $(VENV)/.installed: pyproject.toml setup.py native/joint_sizes.c
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,11 @@ $(VENV)/.installed: pyproject.toml setup.py native/joint_sizes.c
 # `zipfit` commands give a DAGSTER_HOME without a dagster.yaml the project's (zipfit_pipeline/dagster.yaml).
 install: $(VENV)/.installed
 
-demo: install
+# The demo's inputs and model under data/ (the project file names them, so its definitions load once they exist).
+prepare: install
 	$(VENV)/bin/zipfit prepare-demo --root .
+
+demo: prepare
 	$(VENV)/bin/zipfit materialize --config $(ZIPFIT_CONFIG)
 
 # The UI test drives Debian's chromium (Playwright never downloads a browser here). Installing it needs root;
@@ -43,15 +46,16 @@ browser:
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium could not be installed: the browser test will skip"
 
-# Dagster loads the definitions (`dg check defs`), the code is formatted, linted and type-checked, then the tests.
-test: install browser
+# Dagster loads the demo project's definitions (`dg check defs`), the code is formatted, linted and type-checked,
+# then the tests.
+test: prepare browser
 	$(DG) check defs
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
-ui: install
+ui: prepare
 	$(VENV)/bin/zipfit recover
 	$(VENV)/bin/zipfit size-pools
 	$(VENV)/bin/zipfit register-sources
