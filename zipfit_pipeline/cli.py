@@ -235,11 +235,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_prepare_demo(args: argparse.Namespace) -> int:
     from zipfit_pipeline.demo.inputs import build_demo_data
     from zipfit_pipeline.demo.models import prepare_smollm2
+    from zipfit_pipeline.instance import prepare_dagster_home
 
     root = Path(args.root)
     files = build_demo_data(root / "data" / "demo")
     print("demo inputs:", ", ".join(str(f) for f in files.values()))
     print("demo model:", prepare_smollm2(root / "data" / "models" / "smollm2-135m"))
+    # Before anything opens it (`dg check defs`, `dg dev`): Dagster warns about a home without a dagster.yaml.
+    print("dagster instance:", prepare_dagster_home(root / "zipfit.yaml"))
     return 0
 
 
@@ -447,7 +450,11 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--base", help="the model a LoRA adapter checkpoint was trained on")
     evaluate.set_defaults(run=cmd_eval)
 
-    prepare = command("prepare-demo", help="build the offline demo inputs and the SmolLM2-135M checkpoint")
+    prepare = command(
+        "prepare-demo",
+        help="build the offline demo inputs and the SmolLM2-135M checkpoint, and give the instance "
+        "(DAGSTER_HOME, else ROOT/.dagster_home) the project's dagster.yaml",
+    )
     prepare.add_argument("--root", default=".", help="project folder (data/ is created under it)")
     prepare.set_defaults(run=cmd_prepare_demo)
 
