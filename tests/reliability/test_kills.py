@@ -76,8 +76,8 @@ def test_sigkill_mid_scoring_then_rerun_gives_uninterrupted_result(demo_files: d
     query = "SELECT content_hash, score FROM scores ORDER BY content_hash"
     assert killed_db.query(query).to_pylist() == clean_db.query(query).to_pylist()
     duplicates = killed_db.query(
-        "SELECT count(*) - count(DISTINCT (content_hash, target_hash, compressor, level, engine_version)) AS n FROM "
-        "scores"
+        "SELECT count(*) - count(DISTINCT (content_hash, target_hash, compressor, level, engine_version)) AS n "
+        "FROM scores"
     )
     assert duplicates.to_pylist()[0]["n"] == 0
 

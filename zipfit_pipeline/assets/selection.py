@@ -83,9 +83,9 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
                 partitions.model_target,
                 blocking=True,
                 description=(
-                    f"No selected text shares {decontamination.ngram_words} words with the target's held-out test "
-                    f"split "
-                    "(fine-tunes do not start otherwise; a warning only where decontamination is turned off)."
+                    f"No selected text shares {decontamination.ngram_words} words with the target's held-out "
+                    "test split (fine-tunes do not start otherwise; a warning only where decontamination "
+                    "is turned off)."
                 ),
             ),
             partition_check(
@@ -99,10 +99,8 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
             ),
         ],
         description="Ranked selections per method (ZIP-FIT and its compressor and target-set ablations, DSIR, D4, "
-        "embedding "
-        "similarity, BM25, seeded random, all), token budget and seed, from the pool of all sources without the "
-        "texts that "
-        "overlap the target's test split; tokens counted with the model's tokenizer.",
+        "embedding similarity, BM25, seeded random, all), token budget and seed, from the pool of all sources "
+        "without the texts that overlap the target's test split; tokens counted with the model's tokenizer.",
     )
     def selections(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         model, target = model_and_target(context.partition_key)

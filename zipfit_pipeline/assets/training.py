@@ -77,8 +77,7 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
             )
         ],
         description="A causal LM fine-tuned for one epoch on a selection with one seed (texts by content hash, in "
-        "seeded "
-        "order; checkpoint via save_pretrained), with its training-loss curve and test loss at intervals; "
+        "seeded order; checkpoint via save_pretrained), with its training-loss curve and test loss at intervals; "
         "`<model>.base` is the untouched model.",
     )
     def finetuned_model(

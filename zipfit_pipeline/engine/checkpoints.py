@@ -56,8 +56,7 @@ def check_disk(models_dir: Path, checkpoint_bytes: int, to_write: int, keep: boo
         raise RuntimeError(
             f"not enough disk for the fine-tunes' checkpoints in {models_dir}: {kept}, {checkpoint_bytes / GB:.2f} GB "
             f"each, need {needed / GB:.1f} GB and {free / GB:.1f} GB are free. Free space, set "
-            f"training.keep_checkpoints: "
-            "false, or train LoRA adapters (training.lora)"
+            "training.keep_checkpoints: false, or train LoRA adapters (training.lora)"
         )
 
 

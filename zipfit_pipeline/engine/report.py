@@ -422,9 +422,8 @@ def _results_table(report: Report) -> list[str]:
     lines = [
         head + f". Means over seeds with {CONFIDENCE:.0%} t-intervals.",
         "",
-        "| method | budget | seeds | test CE | 95% CI | change from base | tokens to best baseline's CE | mean "
-        "alignment "
-        "| selection s (with scoring or embedding) |",
+        "| method | budget | seeds | test CE | 95% CI | change from base | tokens to best baseline's CE "
+        "| mean alignment | selection s (with scoring or embedding) |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in report.rows:

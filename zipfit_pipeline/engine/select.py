@@ -113,9 +113,8 @@ def select_for_model(
     contaminated = _contaminated(store, pool, target, settings.decontamination.ngram_words, log)
     if contaminated:
         log(
-            f"{len(contaminated)} pool texts share {settings.decontamination.ngram_words} words with {target}'s test "
-            f"split; "
-            f"ZIP-FIT ranked them {', '.join(str(r.zipfit_rank) for r in contaminated[:10])}"
+            f"{len(contaminated)} pool texts share {settings.decontamination.ngram_words} words with {target}'s "
+            f"test split; ZIP-FIT ranked them {', '.join(str(r.zipfit_rank) for r in contaminated[:10])}"
             + ("; removed" if settings.decontamination.enabled else "; kept, because decontamination is off")
         )
     if settings.decontamination.enabled and contaminated:
