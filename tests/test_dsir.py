@@ -97,9 +97,8 @@ def test_a_reselection_featurizes_only_new_texts_and_refits_on_the_whole_pool(
     np.testing.assert_allclose(weights, theirs, rtol=1e-12, atol=1e-12)
 
     key = featurizer_identity(settings)
-    assert store.query("SELECT count(*) AS n FROM dsir_features WHERE featurizer = ?", [key]).to_pylist()[0][
-        "n"
-    ] == len(pool)
+    featurized = store.query("SELECT count(*) AS n FROM dsir_features WHERE featurizer = ?", [key])
+    assert featurized.to_pylist()[0]["n"] == len(pool)
     stored = store.query(
         "SELECT buckets, counts FROM dsir_features WHERE content_hash = ?", [content_hash(pool[0])]
     ).to_pylist()[0]

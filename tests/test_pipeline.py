@@ -112,9 +112,8 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
             "SELECT score, cumulative_tokens FROM selections WHERE method = 'threshold' AND budget = 190 "
             "AND seed = 0 ORDER BY rank"
         ).to_pylist()
-        above = store.query("SELECT count(DISTINCT content_hash) AS n FROM scores WHERE score > 0.19").to_pylist()[0][
-            "n"
-        ]
+        above = store.query("SELECT count(DISTINCT content_hash) AS n FROM scores WHERE score > 0.19")
+        above = above.to_pylist()[0]["n"]
         assert 0 < len(kept) == above and min(r["score"] for r in kept) > 0.19
         threshold_run = store.training_run(RunKey("tiny-gpt2", "humaneval", "threshold", 190, 1))
         assert threshold_run["train_tokens"] == kept[-1]["cumulative_tokens"]

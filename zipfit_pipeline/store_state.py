@@ -108,8 +108,8 @@ def _reason(
             f"the store {store.path} holds no results of this partition (restored from a copy older than run {run_id}?)"
         )
     return (
-        f"the store {store.path} holds the results of run {held}, not of the latest run {run_id} (restored from an "
-        "older copy?)"
+        f"the store {store.path} holds the results of run {held}, not of the latest run {run_id} "
+        "(restored from an older copy?)"
     )
 
 

@@ -19,9 +19,8 @@ def _selected_rows(project: SmallProject) -> list[dict]:
     return (
         project.store()
         .query(
-            "SELECT s.content_hash, d.row_index, d.text FROM selections s JOIN documents d USING (dataset, "
-            "content_hash) "
-            "WHERE s.method = 'zipfit' ORDER BY s.rank"
+            "SELECT s.content_hash, d.row_index, d.text FROM selections s "
+            "JOIN documents d USING (dataset, content_hash) WHERE s.method = 'zipfit' ORDER BY s.rank"
         )
         .to_pylist()
     )

@@ -42,8 +42,8 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
             )
         ],
         description="Mean token cross-entropy (float32) of the current checkpoint of a fine-tune, or of the base "
-        "model, "
-        "on the target's held-out test split; recorded with the training run and selection version it measured.",
+        "model, on the target's held-out test split; recorded with the training run and "
+        "selection version it measured.",
     )
     def eval_loss(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         key = run_key(context.partition_key)

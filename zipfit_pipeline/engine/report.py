@@ -373,8 +373,8 @@ def build_report(
     seconds = {
         r["method"]: r["seconds"]
         for r in store.query(
-            "SELECT method, seconds + coalesce(prepare_seconds, 0) AS seconds FROM selection_runs WHERE model = ? "
-            "AND target = ?",
+            "SELECT method, seconds + coalesce(prepare_seconds, 0) AS seconds FROM selection_runs "
+            "WHERE model = ? AND target = ?",
             [model, target],
         ).to_pylist()
     }

@@ -105,9 +105,8 @@ RUN_MEASURED_SQL = {
 }
 # The one join that finds a document's score under a score key; every score query uses it with `_score_key`.
 SCORE_OF_DOCUMENT = (
-    "s.content_hash = d.content_hash AND s.target_hash = ? AND s.compressor = ? AND s.level = ? AND s.engine_version "
-    "= ? "
-    "AND s.build = ?"
+    "s.content_hash = d.content_hash AND s.target_hash = ? AND s.compressor = ? AND s.level = ? "
+    "AND s.engine_version = ? AND s.build = ?"
 )
 SCORED_DOCUMENTS_OF_DATASET = f"FROM documents d JOIN scores s ON {SCORE_OF_DOCUMENT} WHERE d.dataset = ?"
 # Tables of work done once per text and stored by content hash, with the columns that key a result besides the hash
@@ -426,17 +425,15 @@ class Store:
         with self.transaction() as connection:
             connection.execute(
                 "INSERT INTO scoring_runs (dataset, target_hash, compressor, level, engine_version, build, "
-                "texts_scored, "
-                "seconds, code_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "texts_scored, seconds, code_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [dataset, *_score_key(target_hash, compressor, level), scored, seconds, code_path],
             )
 
     def scoring_seconds(self, datasets: Sequence[str], target_hash: str, compressor: str, level: int) -> float:
         """Seconds spent scoring these datasets against this target set, over every run (reruns add little)."""
         rows = self.query(
-            "SELECT coalesce(sum(seconds), 0) AS s FROM scoring_runs WHERE list_contains(?, dataset) AND target_hash "
-            "= ? "
-            "AND compressor = ? AND level = ? AND engine_version = ? AND build = ?",
+            "SELECT coalesce(sum(seconds), 0) AS s FROM scoring_runs WHERE list_contains(?, dataset) "
+            "AND target_hash = ? AND compressor = ? AND level = ? AND engine_version = ? AND build = ?",
             [list(datasets), *_score_key(target_hash, compressor, level)],
         )
         return float(rows.to_pylist()[0]["s"])

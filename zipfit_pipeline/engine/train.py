@@ -113,8 +113,8 @@ def finetune_selection(
             return heldout_loss(m, tokenizer, test_texts, settings.eval_max_length, settings.eval_batch_size)[0]
 
         log(
-            f"fine-tuning {key.model} on {key.target} / {key.label()}: {len(texts)} documents, {budget} tokens, "
-            f"{device}"
+            f"fine-tuning {key.model} on {key.target} / {key.label()}: {len(texts)} documents, "
+            f"{budget} tokens, {device}"
         )
         trained = finetune(model, tokenizer, texts, budget, settings, key.seed, device, evaluate, log)
         folder = checkpoint_dir(models_dir, key)
