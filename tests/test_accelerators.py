@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from zipfit_pipeline.accelerators import ACCELERATOR_POOL
+from zipfit_pipeline.dagster_internals import pool_slots
 
 
 def test_size_pools_gives_one_slot_per_gpu(tmp_path: Path) -> None:
@@ -22,4 +23,4 @@ def test_size_pools_gives_one_slot_per_gpu(tmp_path: Path) -> None:
         )
         assert f"pool accelerator: {slots} slot(s)" in done.stdout
         with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-            assert instance.event_log_storage.get_concurrency_info(ACCELERATOR_POOL).slot_count == slots
+            assert pool_slots(instance, ACCELERATOR_POOL) == slots

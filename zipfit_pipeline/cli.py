@@ -459,7 +459,7 @@ def parser() -> argparse.ArgumentParser:
     prepare.set_defaults(run=cmd_prepare_demo)
 
     run = command("materialize", help="materialize every asset and partition of a project as Dagster runs")
-    run.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
+    config_option(run)
     run.add_argument(
         "--stale", action="store_true", help="only partitions that are stale, missing or below one that is"
     )
@@ -470,7 +470,7 @@ def parser() -> argparse.ArgumentParser:
         help="give the accelerator pool one slot per visible GPU (fine-tunes and evals run "
         "that many at once, each on a GPU of its own)",
     )
-    pools.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"), help=HOME_HELP)
+    config_option(pools)
     pools.set_defaults(run=cmd_size_pools)
 
     register = command(
@@ -478,19 +478,27 @@ def parser() -> argparse.ArgumentParser:
         help="make the instance's source partitions match the project file and "
         "incoming folder now (the incoming_sources sensor does it every 30 s)",
     )
-    register.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"))
+    config_option(register)
     register.set_defaults(run=cmd_register_sources)
     recover = command(
         "recover",
         help="mark runs whose processes were killed as failed and free the pool slots "
         "they held (the `killed_runs` sensor does it every minute while the daemon runs)",
     )
-    recover.add_argument("--config", default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"), help=HOME_HELP)
+    config_option(recover)
     recover.set_defaults(run=cmd_recover)
     return p
 
 
-HOME_HELP = "project file; the instance is DAGSTER_HOME, or .dagster_home/ beside this file when that is unset"
+def config_option(command: argparse.ArgumentParser) -> None:
+    """`--config`, for the commands that read the project file or open its Dagster instance."""
+    command.add_argument(
+        "--config",
+        default=os.environ.get("ZIPFIT_CONFIG", "zipfit.yaml"),
+        help="project file (default: $ZIPFIT_CONFIG, else ./zipfit.yaml); the Dagster instance is DAGSTER_HOME, "
+        "or .dagster_home/ beside this file when that is unset",
+    )
+
 
 # What a user can act on from its message alone; anything else is a bug, and says how to see its traceback.
 EXPECTED_ERRORS = (ValueError, OSError, LookupError, RuntimeError)

@@ -21,6 +21,7 @@ import pytest
 
 from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.config import load_project
+from zipfit_pipeline.dagster_internals import pool_slots
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine.loaders import Record
 from zipfit_pipeline.engine.runs import RunKey
@@ -87,7 +88,7 @@ def test_two_score_partitions_launched_at_once_both_succeed(project_file: Path, 
         runs = [r for r in instance.get_runs() if r.tags.get("dagster/partition") in PARTITIONS]
         assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(PARTITIONS)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-        assert instance.event_log_storage.get_concurrency_info("duckdb_writer").slot_count == 1
+        assert pool_slots(instance, "duckdb_writer") == 1
 
 
 WRITER = """

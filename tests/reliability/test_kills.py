@@ -16,6 +16,7 @@ import dagster as dg
 from small_project import SmallProject
 
 from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+from zipfit_pipeline.dagster_internals import runs_holding_slots
 from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.demo.models import build_tiny_gpt2
 from zipfit_pipeline.engine.loaders import Record, RecordReader
@@ -111,7 +112,7 @@ def _recover_the_killed_run(project: SmallProject, through_sensor: bool = False)
     `killed_runs` sensor) marks it failed and frees the slot; else the rerun would wait for the slot forever."""
     killed = project.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
     assert len(killed) == 1
-    assert project.instance.event_log_storage.get_concurrency_run_ids() == {killed[0].run_id}
+    assert runs_holding_slots(project.instance) == {killed[0].run_id}
     if through_sensor:
         sensor = build_definitions(str(project.config_file)).resolve_sensor_def("killed_runs")
         with dg.build_sensor_context(instance=project.instance) as context:
@@ -120,7 +121,7 @@ def _recover_the_killed_run(project: SmallProject, through_sensor: bool = False)
         report = project.recover()
     assert f"run {killed[0].run_id} was killed: marked failed" in report
     assert project.instance.get_run_by_id(killed[0].run_id).status == dg.DagsterRunStatus.FAILURE
-    assert not project.instance.event_log_storage.get_concurrency_run_ids()
+    assert not runs_holding_slots(project.instance)
 
 
 def test_sigkill_mid_ingestion_keeps_the_old_documents_and_the_rerun_stores_the_new(
