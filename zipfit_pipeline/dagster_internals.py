@@ -43,16 +43,19 @@ class AssetGraphView:
         self._graph = defs.resolve_asset_graph() if isinstance(defs, dg.Definitions) else defs.asset_graph
         self._instance = instance
         self._resolver = CachingStaleStatusResolver(instance, self._graph, _InstanceLoadingContext(instance))
+        self._partitions: dict[str, list[str]] = {}
 
     def assets(self) -> list[str]:
         """Every asset, in dependency order."""
         return [key.to_user_string() for key in self._graph.toposorted_asset_keys]
 
     def partitions(self, asset: str) -> list[str]:
-        partitions_def = self._graph.get(dg.AssetKey.from_user_string(asset)).partitions_def
-        return (
-            list(partitions_def.get_partition_keys(dynamic_partitions_store=self._instance)) if partitions_def else []
-        )
+        """The asset's partition keys, read once per view (dynamic ones come from the instance)."""
+        if asset not in self._partitions:
+            partitions_def = self._graph.get(dg.AssetKey.from_user_string(asset)).partitions_def
+            keys = partitions_def.get_partition_keys(dynamic_partitions_store=self._instance) if partitions_def else []
+            self._partitions[asset] = list(keys)
+        return self._partitions[asset]
 
     def status(self, asset: str, partition: str) -> Status:
         """Dagster's own status: STALE when its code version or an input's data version changed since it ran."""
