@@ -21,17 +21,17 @@ from typing import Any
 import numpy as np
 from corpus import real_pool, targets
 
-from zipfit_pipeline.engine.bm25 import bm25_scores
-from zipfit_pipeline.engine.d4 import d4_scores
-from zipfit_pipeline.engine.embeddings import Embedder, embed_texts, load_embedder, model_name
-from zipfit_pipeline.engine.settings import Bm25Settings, D4Settings, EmbeddingSettings
+from zipfit_pipeline.engine.select.bm25 import bm25_scores
+from zipfit_pipeline.engine.select.d4 import d4_scores
+from zipfit_pipeline.engine.select.embeddings import Embedder, embed_texts, load_embedder, model_name
+from zipfit_pipeline.engine.select.settings import Bm25Settings, D4Settings, EmbeddingSettings
 
 
 def random_embedder(settings: EmbeddingSettings) -> Embedder:
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from zipfit_pipeline.engine.embeddings import model_path
+    from zipfit_pipeline.engine.select.embeddings import model_path
 
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"

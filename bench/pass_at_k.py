@@ -20,10 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from zipfit_pipeline.demo.inputs import humaneval_rows, write_jsonl  # noqa: E402
-from zipfit_pipeline.engine.loaders import RecordReader  # noqa: E402
-from zipfit_pipeline.engine.models import load_model_and_tokenizer  # noqa: E402
-from zipfit_pipeline.engine.pass_at_k import generate_completions, read_problems, score_completions  # noqa: E402
-from zipfit_pipeline.engine.settings import PassAtKSettings  # noqa: E402
+from zipfit_pipeline.engine.core.models import load_model_and_tokenizer  # noqa: E402
+from zipfit_pipeline.engine.evaluate.pass_at_k import generate_completions, read_problems, score_completions  # noqa: E402
+from zipfit_pipeline.engine.evaluate.settings import PassAtKSettings  # noqa: E402
+from zipfit_pipeline.engine.ingest.records import RecordReader  # noqa: E402
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import yaml
 from corpus import real_pool
 from measure import PeakRss, peak_rss_of
 
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+from zipfit_pipeline.orchestration.asset_keys import ALIGNMENT_SCORES, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "data" / "models" / "smollm2-135m"
@@ -93,8 +93,8 @@ def run_stages(config: Path) -> list[dict[str, float]]:
 def stages_child(config: str) -> None:
     import dagster as dg
 
-    from zipfit_pipeline.definitions import build_definitions
-    from zipfit_pipeline.materialize_all import materialize_all
+    from zipfit_pipeline.orchestration.definitions import build_definitions
+    from zipfit_pipeline.orchestration.materialize_all import materialize_all
 
     defs = build_definitions(config)
     rows = []
@@ -115,7 +115,7 @@ def stages_child(config: str) -> None:
 
 
 def selection_seconds(config: Path) -> dict[str, float]:
-    from zipfit_pipeline.engine.store import Store
+    from zipfit_pipeline.engine.core.store import Store
 
     rows = Store(config.parent / "zipfit.duckdb").query("SELECT method, seconds FROM selection_runs").to_pylist()
     return {r["method"]: r["seconds"] for r in rows}

@@ -132,7 +132,7 @@ def loop_child(allocator: str, cases: str) -> None:
     """µs per pair of a plain `zlib.compress(x + t)` loop, in a process that holds only its cases (a scoring
     worker's small heap, where glibc's trimming hands zlib's buffers back to the OS after every call)."""
     if allocator == "tuned":
-        from zipfit_pipeline.engine.allocator import keep_freed_memory
+        from zipfit_pipeline.engine.score.allocator import keep_freed_memory
 
         keep_freed_memory()
     given = json.loads(Path(cases).read_text())
@@ -148,9 +148,9 @@ def loop_child(allocator: str, cases: str) -> None:
 
 def engine_child(cases: str) -> None:
     """µs per pair of the engine's scorer on each path (allocator tuned, as in its workers)."""
-    from zipfit_pipeline.engine import native
-    from zipfit_pipeline.engine.allocator import keep_freed_memory
-    from zipfit_pipeline.engine.scorer import AlignmentScorer
+    from zipfit_pipeline.engine.score import native
+    from zipfit_pipeline.engine.score.allocator import keep_freed_memory
+    from zipfit_pipeline.engine.score.scorer import AlignmentScorer
 
     keep_freed_memory()
     given = json.loads(Path(cases).read_text())
@@ -211,8 +211,8 @@ def rss_child(corpus: str, db: str) -> None:
     if not db:
         reference_scores(json.loads(Path(corpus).read_text()), tgt, "lz4", 0)
         return
-    from zipfit_pipeline.engine.scoring import score_dataset
-    from zipfit_pipeline.engine.store import Store
+    from zipfit_pipeline.engine.core.store import Store
+    from zipfit_pipeline.engine.score.stage import score_dataset
 
     score_dataset(Store(db), "bench", tgt, "lz4", 0, chunk_size=128, workers=WORKERS, progress=lambda _: None)
 
@@ -221,8 +221,8 @@ def memory(rss_docs: list[int]) -> list[dict[str, object]]:
     from corpus import scaled, sources
     from measure import peak_rss_of
 
-    from zipfit_pipeline.engine.loaders import Record
-    from zipfit_pipeline.engine.store import Store
+    from zipfit_pipeline.engine.core.store import Store
+    from zipfit_pipeline.engine.ingest.records import Record
 
     rows = []
     base = sources()

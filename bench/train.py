@@ -29,10 +29,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import sources  # noqa: E402
 
-from zipfit_pipeline.engine.devices import compute_dtype  # noqa: E402
-from zipfit_pipeline.engine.settings import TrainingSettings  # noqa: E402
-from zipfit_pipeline.engine.trainable import trainable_model  # noqa: E402
-from zipfit_pipeline.engine.training import finetune  # noqa: E402
+from zipfit_pipeline.engine.core.devices import compute_dtype  # noqa: E402
+from zipfit_pipeline.engine.train.loop import finetune  # noqa: E402
+from zipfit_pipeline.engine.train.settings import TrainingSettings  # noqa: E402
+from zipfit_pipeline.engine.train.trainable import trainable_model  # noqa: E402
 
 # Dense tensor-core peaks (TFLOP/s) of common training GPUs: bf16/fp16, and TF32 for float32 compute.
 GPU_PEAKS = {

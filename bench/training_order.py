@@ -17,10 +17,10 @@ import torch
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine import training
-from zipfit_pipeline.engine.evaluation import heldout_loss
-from zipfit_pipeline.engine.models import load_model_and_tokenizer
-from zipfit_pipeline.engine.runs import RunKey
-from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.core.models import load_model_and_tokenizer
+from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.train.heldout import heldout_loss
 
 
 @contextmanager

@@ -44,7 +44,7 @@ def materialized_project(
     """project_copies' project, materialized once: the starting point of every lineage and automation test."""
     from project_copies import build_project, project_defs
 
-    from zipfit_pipeline.materialize_all import materialize_all
+    from zipfit_pipeline.orchestration.materialize_all import materialize_all
 
     root = build_project(tmp_path_factory.mktemp("lineage"), demo_files, tiny_model)
     with dg.DagsterInstance.from_config(str(root / "dagster_home")) as instance:
@@ -64,7 +64,7 @@ def workspace(materialized_project: Path, tmp_path: Path) -> Iterator[tuple[Path
 @pytest.fixture
 def pure_python(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """This process (and the workers it spawns) scores on the pure-Python path, as an install without the extension."""
-    from zipfit_pipeline.engine import native
+    from zipfit_pipeline.engine.score import native
 
     monkeypatch.setenv("ZIPFIT_NATIVE", "0")
     native.joint_sizes.cache_clear()

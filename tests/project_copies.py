@@ -14,8 +14,8 @@ import dagster as dg
 import yaml
 from project_files import write_project
 
-from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.instance import INSTANCE_SETTINGS
+from zipfit_pipeline.orchestration.definitions import build_definitions
+from zipfit_pipeline.orchestration.instance import INSTANCE_SETTINGS
 
 MODEL = "tiny-gpt2"
 TEMPLATE = "Problem description: {prompt} \nCanonical solution: {canonical_solution}"

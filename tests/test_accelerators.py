@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from zipfit_pipeline.accelerators import ACCELERATOR_POOL
-from zipfit_pipeline.dagster_internals import pool_slots
+from zipfit_pipeline.orchestration.accelerators import ACCELERATOR_POOL
+from zipfit_pipeline.orchestration.dagster_internals import pool_slots
 
 
 def test_size_pools_gives_one_slot_per_gpu(tmp_path: Path) -> None:

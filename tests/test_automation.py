@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 from project_copies import MODEL, TEMPLATE, edit_config, edit_jsonl, ingest, project_defs
 
-from zipfit_pipeline.asset_keys import (
+from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     COMPARISON_REPORT,
     EVAL_LOSS,

@@ -15,20 +15,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from zipfit_pipeline.engine.bm25 import bm25_scores
-from zipfit_pipeline.engine.d4 import d4_scores
-from zipfit_pipeline.engine.embeddings import embed_texts, load_embedder, pool_embeddings, target_similarity
-from zipfit_pipeline.engine.loaders import Record, RecordReader, content_hash
-from zipfit_pipeline.engine.scoring import score_sets, target_set_hash, target_subset
-from zipfit_pipeline.engine.selection import rank_by_score, select_by_budget
-from zipfit_pipeline.engine.settings import (
-    Bm25Settings,
-    D4Settings,
-    EmbeddingSettings,
-    ScoringSettings,
-    SelectionSettings,
-)
-from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.core.hashing import content_hash
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest.records import Record, RecordReader
+from zipfit_pipeline.engine.score.settings import ScoringSettings
+from zipfit_pipeline.engine.score.stage import score_sets, target_set_hash, target_subset
+from zipfit_pipeline.engine.select.bm25 import bm25_scores
+from zipfit_pipeline.engine.select.d4 import d4_scores
+from zipfit_pipeline.engine.select.embeddings import embed_texts, load_embedder, pool_embeddings, target_similarity
+from zipfit_pipeline.engine.select.ranking import rank_by_score, select_by_budget
+from zipfit_pipeline.engine.select.settings import Bm25Settings, D4Settings, EmbeddingSettings, SelectionSettings
 
 DIM, GROUPS, PER_GROUP = 32, 3, 30
 

@@ -9,12 +9,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from zipfit_pipeline.engine.alignment import alignment_scores
-from zipfit_pipeline.engine.bm25 import bm25_scores
-from zipfit_pipeline.engine.evaluation import heldout_loss
-from zipfit_pipeline.engine.models import count_tokens, load_model_and_tokenizer, load_tokenizer
-from zipfit_pipeline.engine.settings import Bm25Settings, TrainingSettings
-from zipfit_pipeline.engine.training import finetune
+from zipfit_pipeline.engine.core.models import count_tokens, load_model_and_tokenizer, load_tokenizer
+from zipfit_pipeline.engine.score.alignment import alignment_scores
+from zipfit_pipeline.engine.select.bm25 import bm25_scores
+from zipfit_pipeline.engine.select.settings import Bm25Settings
+from zipfit_pipeline.engine.train.heldout import heldout_loss
+from zipfit_pipeline.engine.train.loop import finetune
+from zipfit_pipeline.engine.train.settings import TrainingSettings
 
 
 def zipfit(*args: str) -> subprocess.CompletedProcess:

@@ -8,8 +8,8 @@ import lz4.frame
 import pytest
 import zstandard
 
-from zipfit_pipeline.engine.compression import check_compressor, size_function
-from zipfit_pipeline.engine.scorer import AlignmentScorer
+from zipfit_pipeline.engine.score.compression import check_compressor, size_function
+from zipfit_pipeline.engine.score.scorer import AlignmentScorer
 
 A = "def add(a, b):\n    return a + b\n"
 B1 = "def sub(a, b):\n    return a - b\n"

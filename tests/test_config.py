@@ -8,11 +8,11 @@ import pytest
 import yaml
 from project_files import write_project
 
-from zipfit_pipeline.asset_keys import SOURCE_DOCUMENTS
 from zipfit_pipeline.config import load_project
-from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.engine.store import Store
-from zipfit_pipeline.partitions import register_sources
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.orchestration.asset_keys import SOURCE_DOCUMENTS
+from zipfit_pipeline.orchestration.definitions import build_definitions
+from zipfit_pipeline.orchestration.partitions import register_sources
 
 
 def _edit(path: Path, **change: object) -> Path:

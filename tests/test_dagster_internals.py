@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from zipfit_pipeline.dagster_internals import (
+from zipfit_pipeline.orchestration.dagster_internals import (
     AssetGraphView,
     fail_run,
     pool_slots,
@@ -17,7 +17,7 @@ from zipfit_pipeline.dagster_internals import (
     runs_holding_slots,
     set_pool_slots,
 )
-from zipfit_pipeline.instance import INSTANCE_SETTINGS, project_instance
+from zipfit_pipeline.orchestration.instance import INSTANCE_SETTINGS, project_instance
 
 LETTERS = dg.StaticPartitionsDefinition(["a", "b"])
 POOL = "internals_test_pool"

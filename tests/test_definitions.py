@@ -5,7 +5,9 @@ from pathlib import Path
 import dagster as dg
 from project_files import write_project
 
-from zipfit_pipeline.asset_keys import (
+from zipfit_pipeline.config import load_project
+from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     COMPARISON_REPORT,
     EVAL_LOSS,
@@ -14,10 +16,14 @@ from zipfit_pipeline.asset_keys import (
     SOURCE_DOCUMENTS,
     TARGET_DOCUMENTS,
 )
-from zipfit_pipeline.config import load_project
-from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.engine.runs import RunKey
-from zipfit_pipeline.partitions import configured_runs, finetune_keys, finetune_partition, register_sources, run_key
+from zipfit_pipeline.orchestration.definitions import build_definitions
+from zipfit_pipeline.orchestration.partitions import (
+    configured_runs,
+    finetune_keys,
+    finetune_partition,
+    register_sources,
+    run_key,
+)
 
 STAGES = {
     SOURCE_DOCUMENTS: "ingest",

@@ -12,9 +12,10 @@ import pytest
 from data_selection import HashedNgramDSIR
 from nltk.tokenize import WordPunctTokenizer
 
-from zipfit_pipeline.engine.dsir import DsirSettings, dsir_weights, featurizer_identity, ngram_counts
-from zipfit_pipeline.engine.loaders import Record, RecordReader, content_hash
-from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.core.hashing import content_hash
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest.records import Record, RecordReader
+from zipfit_pipeline.engine.select.dsir import DsirSettings, dsir_weights, featurizer_identity, ngram_counts
 
 
 def _texts(path: Path, limit: int, **reader: object) -> list[str]:

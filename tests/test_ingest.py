@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from zipfit_pipeline.engine import ingest
-from zipfit_pipeline.engine.ingest import ingest_source
-from zipfit_pipeline.engine.loaders import RecordReader
-from zipfit_pipeline.engine.store import Store, StoreError
+from zipfit_pipeline.engine.core.store import Store, StoreError
+from zipfit_pipeline.engine.ingest.records import RecordReader
+from zipfit_pipeline.engine.ingest.stage import ingest_source
 
 
 def _write(path: Path, texts: list[str]) -> RecordReader:

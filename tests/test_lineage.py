@@ -13,7 +13,8 @@ import pytest
 import yaml
 from project_copies import MODEL, edit_config, edit_jsonl, ingest, project_defs
 
-from zipfit_pipeline.asset_keys import (
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     COMPARISON_REPORT,
     EVAL_LOSS,
@@ -22,9 +23,8 @@ from zipfit_pipeline.asset_keys import (
     SOURCE_DOCUMENTS,
     TARGET_DOCUMENTS,
 )
-from zipfit_pipeline.engine.store import Store
-from zipfit_pipeline.lineage import out_of_date, partition_status
-from zipfit_pipeline.materialize_all import materialize_all
+from zipfit_pipeline.orchestration.lineage import out_of_date, partition_status
+from zipfit_pipeline.orchestration.materialize_all import materialize_all
 
 pytestmark = pytest.mark.slow
 

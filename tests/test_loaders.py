@@ -7,7 +7,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from zipfit_pipeline.engine.loaders import Record, RecordReader, chunk_records, equal_chunks
+from zipfit_pipeline.engine.ingest.records import Record, RecordReader, chunk_records, equal_chunks
 
 ROWS = [
     {"id": "a", "text": "first text", "title": "T1"},

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from zipfit_pipeline.demo.inputs import c_headers, english_prose, python_functions
-from zipfit_pipeline.engine import native
-from zipfit_pipeline.engine.alignment import alignment_scores
-from zipfit_pipeline.engine.loaders import Record
-from zipfit_pipeline.engine.scorer import AlignmentScorer
-from zipfit_pipeline.engine.scoring import score_dataset
-from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest.records import Record
+from zipfit_pipeline.engine.score import native
+from zipfit_pipeline.engine.score.alignment import alignment_scores
+from zipfit_pipeline.engine.score.scorer import AlignmentScorer
+from zipfit_pipeline.engine.score.stage import score_dataset
 
 WINDOW = 32 * 1024
 

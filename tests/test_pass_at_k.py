@@ -13,19 +13,19 @@ import psutil
 import pytest
 from project_files import write_project
 
-from zipfit_pipeline.asset_keys import PASS_AT_K
 from zipfit_pipeline.engine import sandbox
-from zipfit_pipeline.engine.loaders import RecordReader
-from zipfit_pipeline.engine.models import load_model_and_tokenizer
-from zipfit_pipeline.engine.pass_at_k import (
+from zipfit_pipeline.engine.core.models import load_model_and_tokenizer
+from zipfit_pipeline.engine.evaluate.pass_at_k import (
     cut_at_stop,
     estimate_pass_at_k,
     generate_completions,
     read_problems,
     score_completions,
 )
-from zipfit_pipeline.engine.sandbox import Limits, SandboxUnavailable, run_program
-from zipfit_pipeline.engine.settings import PassAtKSettings
+from zipfit_pipeline.engine.evaluate.sandbox import Limits, SandboxUnavailable, run_program
+from zipfit_pipeline.engine.evaluate.settings import PassAtKSettings
+from zipfit_pipeline.engine.ingest.records import RecordReader
+from zipfit_pipeline.orchestration.asset_keys import PASS_AT_K
 
 needs_sandbox = pytest.mark.skipif(
     sandbox.sandbox_python() is None, reason=f"no sandbox here: {sandbox.sandbox_problem()}"
@@ -149,10 +149,10 @@ def test_generation_gives_n_samples_per_problem_greedy_is_repeatable(
 def test_pass_at_k_asset_reports_and_drops_checkpoints_once_measured(
     tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path
 ) -> None:
-    from zipfit_pipeline.definitions import build_definitions
-    from zipfit_pipeline.engine.store import Store
-    from zipfit_pipeline.materialize_all import materialize_all
-    from zipfit_pipeline.store_state import lost_partitions
+    from zipfit_pipeline.engine.core.store import Store
+    from zipfit_pipeline.orchestration.definitions import build_definitions
+    from zipfit_pipeline.orchestration.materialize_all import materialize_all
+    from zipfit_pipeline.orchestration.store_state import lost_partitions
 
     project = write_project(
         tmp_path / "project",

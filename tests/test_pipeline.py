@@ -9,7 +9,13 @@ import dagster as dg
 import pytest
 from project_files import check_results, write_project
 
-from zipfit_pipeline.asset_keys import (
+from zipfit_pipeline.config import load_project
+from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.score import native
+from zipfit_pipeline.engine.score.alignment import alignment_scores
+from zipfit_pipeline.engine.train.stage import FinetuneResult, finetune_selection
+from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     COMPARISON_REPORT,
     EVAL_LOSS,
@@ -18,15 +24,9 @@ from zipfit_pipeline.asset_keys import (
     SOURCE_DOCUMENTS,
     TARGET_DOCUMENTS,
 )
-from zipfit_pipeline.config import load_project
-from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.engine import native
-from zipfit_pipeline.engine.alignment import alignment_scores
-from zipfit_pipeline.engine.runs import RunKey
-from zipfit_pipeline.engine.store import Store
-from zipfit_pipeline.engine.train import FinetuneResult, finetune_selection
-from zipfit_pipeline.instance import INSTANCE_SETTINGS
-from zipfit_pipeline.materialize_all import materialize_all
+from zipfit_pipeline.orchestration.definitions import build_definitions
+from zipfit_pipeline.orchestration.instance import INSTANCE_SETTINGS
+from zipfit_pipeline.orchestration.materialize_all import materialize_all
 
 REPO = Path(__file__).resolve().parents[1]
 

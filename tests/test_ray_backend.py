@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from zipfit_pipeline.engine.alignment import alignment_scores, score_chunks
+from zipfit_pipeline.engine.score.alignment import alignment_scores, score_chunks
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (make test installs it)")
 

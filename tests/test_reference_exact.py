@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from zip_fit.zipfit import ZIPFIT
 
-from zipfit_pipeline.engine import native
-from zipfit_pipeline.engine.alignment import alignment_scores
-from zipfit_pipeline.engine.selection import rank_by_score
+from zipfit_pipeline.engine.score import native
+from zipfit_pipeline.engine.score.alignment import alignment_scores
+from zipfit_pipeline.engine.select.ranking import rank_by_score
 
 
 def _corpus(demo_files: dict) -> tuple[list[str], list[str]]:

@@ -6,7 +6,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from zipfit_pipeline.engine.report import (
+from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.report.stage import (
     RunResult,
     alignment_fit,
     equal_budget_runs,
@@ -15,8 +17,6 @@ from zipfit_pipeline.engine.report import (
     summarize,
     tokens_to_reach,
 )
-from zipfit_pipeline.engine.runs import RunKey
-from zipfit_pipeline.engine.store import Store
 
 T_975 = {1: 12.706204736, 2: 4.302652730}  # Student's t, 97.5th percentile, by degrees of freedom (printed tables)
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from zipfit_pipeline.engine.selection import (
+from zipfit_pipeline.engine.select.ranking import (
     above_threshold,
     configured_selections,
     random_order,

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from zipfit_pipeline.engine import ENGINE_VERSION
-from zipfit_pipeline.engine.alignment import alignment_scores, golden_mismatches
-from zipfit_pipeline.engine.compression import compressor_build
-from zipfit_pipeline.engine.loaders import Record
-from zipfit_pipeline.engine.scorer import AlignmentScorer
-from zipfit_pipeline.engine.scoring import score_dataset, target_set_hash
-from zipfit_pipeline.engine.store import Store, StoreError
+from zipfit_pipeline.engine.core.store import Store, StoreError
+from zipfit_pipeline.engine.ingest.records import Record
+from zipfit_pipeline.engine.score.alignment import alignment_scores, golden_mismatches
+from zipfit_pipeline.engine.score.compression import compressor_build
+from zipfit_pipeline.engine.score.scorer import AlignmentScorer
+from zipfit_pipeline.engine.score.stage import score_dataset, target_set_hash
 
 TARGETS = ["def add(a, b):\n    return a + b\n", "The quick brown fox jumps over the lazy dog."]
 

@@ -6,10 +6,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from zipfit_pipeline.engine.loaders import Record, content_hash
-from zipfit_pipeline.engine.models import count_tokens, load_tokenizer, tokenizer_identity
-from zipfit_pipeline.engine.select import pool_tokens
-from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.core.hashing import content_hash
+from zipfit_pipeline.engine.core.models import count_tokens, load_tokenizer, tokenizer_identity
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest.records import Record
+from zipfit_pipeline.engine.select.stage import pool_tokens
 
 TEXTS = [f"def f{i}(x):\n    return x * {i} + {'y' * i}\n" for i in range(12)]
 

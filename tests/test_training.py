@@ -4,10 +4,10 @@ import math
 
 import torch
 
-from zipfit_pipeline.engine.evaluation import heldout_loss
-from zipfit_pipeline.engine.models import count_tokens, document_start_id, load_model_and_tokenizer
-from zipfit_pipeline.engine.settings import TrainingSettings
-from zipfit_pipeline.engine.training import finetune, learning_rate, make_batches, pack_tokens, shuffled
+from zipfit_pipeline.engine.core.models import count_tokens, document_start_id, load_model_and_tokenizer
+from zipfit_pipeline.engine.train.heldout import heldout_loss
+from zipfit_pipeline.engine.train.loop import finetune, learning_rate, make_batches, pack_tokens, shuffled
+from zipfit_pipeline.engine.train.settings import TrainingSettings
 
 TEXTS = [f"def double_{i}(x):\n    return 2 * x + {i}\n" for i in range(40)]
 HELDOUT = ["def triple(x):\n    return 3 * x\n", "The quick brown fox.", "for i in range(10):\n    print(i * i)\n" * 3]

@@ -15,12 +15,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from zipfit_pipeline.engine.checkpoints import check_disk
-from zipfit_pipeline.engine.evaluation import heldout_loss
-from zipfit_pipeline.engine.models import is_adapter
-from zipfit_pipeline.engine.settings import TrainingSettings
-from zipfit_pipeline.engine.trainable import checkpoint_bytes, load_trained, save_trained, trainable_model
-from zipfit_pipeline.engine.training import finetune
+from zipfit_pipeline.engine.core.models import is_adapter
+from zipfit_pipeline.engine.train.checkpoints import check_disk
+from zipfit_pipeline.engine.train.heldout import heldout_loss
+from zipfit_pipeline.engine.train.loop import finetune
+from zipfit_pipeline.engine.train.settings import TrainingSettings
+from zipfit_pipeline.engine.train.trainable import checkpoint_bytes, load_trained, save_trained, trainable_model
 
 TEXTS = [f"def add_{i}(a, b):\n    return a + b * {i}\n" for i in range(30)]
 CPU = torch.device("cpu")
@@ -189,7 +189,7 @@ def test_concurrent_steps_get_different_gpus_and_a_third_waits(tmp_path: Path) -
 
 
 def test_without_gpus_steps_run_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from zipfit_pipeline.engine.devices import claimed_device
+    from zipfit_pipeline.engine.core.devices import claimed_device
 
     monkeypatch.setenv("ZIPFIT_GPU_COUNT", "0")
     with claimed_device("auto", tmp_path) as first, claimed_device("auto", tmp_path) as second:

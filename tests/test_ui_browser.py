@@ -24,7 +24,7 @@ from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from project_copies import edit_jsonl, ingest, project_defs
 
-from zipfit_pipeline.asset_keys import (
+from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     COMPARISON_REPORT,
     EVAL_LOSS,

@@ -10,21 +10,24 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, NoReturn, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, get_args, get_origin
 
 import numpy as np
 import pyarrow as pa
 from pydantic import ValidationError
 
 from zipfit_pipeline.cli_files import UsageError, output_file, read_scores, refuse_overwriting_inputs, write_table
-from zipfit_pipeline.engine.alignment import BACKENDS, alignment_scores
-from zipfit_pipeline.engine.compression import check_compressor
-from zipfit_pipeline.engine.loaders import Record, RecordReader
-from zipfit_pipeline.engine.models import ADAPTER_FILE, count_tokens, is_adapter, load_tokenizer, locate_pretrained
-from zipfit_pipeline.engine.native import code_path
-from zipfit_pipeline.engine.runs import RunKey
-from zipfit_pipeline.engine.selection import rank_by_score, top_k, within_budget
-from zipfit_pipeline.engine.settings import TrainingSettings
+from zipfit_pipeline.engine.core.models import ADAPTER_FILE, count_tokens, is_adapter, load_tokenizer, locate_pretrained
+from zipfit_pipeline.engine.ingest.records import Record, RecordReader
+from zipfit_pipeline.engine.score.alignment import BACKENDS, alignment_scores
+from zipfit_pipeline.engine.score.compression import check_compressor
+from zipfit_pipeline.engine.score.native import code_path
+from zipfit_pipeline.engine.score.settings import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSOR, DEFAULT_LEVEL
+from zipfit_pipeline.engine.select.ranking import rank_by_score, top_k, within_budget
+from zipfit_pipeline.engine.train.settings import TrainingSettings
+
+if TYPE_CHECKING:  # opened only by `materialize`
+    from zipfit_pipeline.engine.core.store import Store
 
 
 def read_texts(kind: str, path: str, text_field: str, template: str | None) -> list[Record]:
@@ -65,14 +68,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 def baseline_scores(args: argparse.Namespace, texts: list[str], targets: list[str]) -> tuple[np.ndarray, str]:
     """A baseline's ranking scores of the source texts (the pipeline's, without a store): BM25 against the targets,
     the cosine to the targets' mean embedding, or D4's order (-inf for the near-duplicates it drops)."""
-    from zipfit_pipeline.engine.settings import Bm25Settings, D4Settings, EmbeddingSettings
+    from zipfit_pipeline.engine.select.settings import Bm25Settings, D4Settings, EmbeddingSettings
 
     if args.method == "bm25":
-        from zipfit_pipeline.engine.bm25 import bm25_scores
+        from zipfit_pipeline.engine.select.bm25 import bm25_scores
 
         return bm25_scores(texts, targets, Bm25Settings()), "BM25, mean over targets"
-    from zipfit_pipeline.engine.d4 import d4_scores
-    from zipfit_pipeline.engine.embeddings import embed_texts, load_embedder, model_name, target_similarity
+    from zipfit_pipeline.engine.select.d4 import d4_scores
+    from zipfit_pipeline.engine.select.embeddings import embed_texts, load_embedder, model_name, target_similarity
 
     embedding = EmbeddingSettings(model=args.embedding_model)
     vectors = embed_texts(load_embedder(embedding), texts, embedding)
@@ -139,8 +142,8 @@ def texts_of_scored_rows(scores_path: str, scores: pa.Table, source_path: str, r
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from zipfit_pipeline.engine.trainable import save_trained, trainable_model
-    from zipfit_pipeline.engine.training import finetune
+    from zipfit_pipeline.engine.train.loop import finetune
+    from zipfit_pipeline.engine.train.trainable import save_trained, trainable_model
 
     try:
         given = {
@@ -199,7 +202,7 @@ def run_device(name: str | None) -> Any:
     """`--device`, checked now rather than after the model has loaded; CUDA when present by default."""
     import torch
 
-    from zipfit_pipeline.engine.evaluation import device_for_run
+    from zipfit_pipeline.engine.train.heldout import device_for_run
 
     if name is None:
         return device_for_run()
@@ -213,8 +216,8 @@ def run_device(name: str | None) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from zipfit_pipeline.engine.evaluation import device_for_run, heldout_loss
-    from zipfit_pipeline.engine.trainable import load_trained
+    from zipfit_pipeline.engine.train.heldout import device_for_run, heldout_loss
+    from zipfit_pipeline.engine.train.trainable import load_trained
 
     local = Path(args.checkpoint).expanduser()
     checkpoint = locate_pretrained(args.checkpoint, needs=ADAPTER_FILE if is_adapter(local) else "config.json")
@@ -235,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_prepare_demo(args: argparse.Namespace) -> int:
     from zipfit_pipeline.demo.inputs import build_demo_data
     from zipfit_pipeline.demo.models import prepare_smollm2
-    from zipfit_pipeline.instance import prepare_dagster_home
+    from zipfit_pipeline.orchestration.instance import prepare_dagster_home
 
     root = Path(args.root)
     files = build_demo_data(root / "data" / "demo")
@@ -248,10 +251,10 @@ def cmd_prepare_demo(args: argparse.Namespace) -> int:
 
 def cmd_materialize(args: argparse.Namespace) -> int:
     from zipfit_pipeline.config import load_project
-    from zipfit_pipeline.definitions import build_definitions
-    from zipfit_pipeline.engine.store import Store
-    from zipfit_pipeline.instance import project_instance
-    from zipfit_pipeline.materialize_all import materialize_all
+    from zipfit_pipeline.engine.core.store import Store
+    from zipfit_pipeline.orchestration.definitions import build_definitions
+    from zipfit_pipeline.orchestration.instance import project_instance
+    from zipfit_pipeline.orchestration.materialize_all import materialize_all
 
     config_file = str(Path(args.config).resolve())
     defs = build_definitions(config_file)
@@ -271,8 +274,8 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 def cmd_register_sources(args: argparse.Namespace) -> int:
     from zipfit_pipeline.config import load_project
-    from zipfit_pipeline.instance import project_instance
-    from zipfit_pipeline.partitions import SOURCES, register_sources
+    from zipfit_pipeline.orchestration.instance import project_instance
+    from zipfit_pipeline.orchestration.partitions import SOURCES, register_sources
 
     with project_instance(Path(args.config)) as instance:
         added, removed = register_sources(instance, load_project(args.config))
@@ -282,8 +285,8 @@ def cmd_register_sources(args: argparse.Namespace) -> int:
 
 
 def cmd_size_pools(args: argparse.Namespace) -> int:
-    from zipfit_pipeline.accelerators import ACCELERATOR_POOL, size_accelerator_pool
-    from zipfit_pipeline.instance import project_instance
+    from zipfit_pipeline.orchestration.accelerators import ACCELERATOR_POOL, size_accelerator_pool
+    from zipfit_pipeline.orchestration.instance import project_instance
 
     with project_instance(Path(args.config)) as instance:
         print(f"pool {ACCELERATOR_POOL}: {size_accelerator_pool(instance)} slot(s), one per visible GPU")
@@ -291,27 +294,23 @@ def cmd_size_pools(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    from zipfit_pipeline.instance import project_instance
-    from zipfit_pipeline.recovery import recover_killed_runs
+    from zipfit_pipeline.orchestration.instance import project_instance
+    from zipfit_pipeline.orchestration.recovery import recover_killed_runs
 
     with project_instance(Path(args.config)) as instance:
         print("\n".join(recover_killed_runs(instance)) or "no killed runs")
     return 0
 
 
-def headline(store: object) -> str:
+def headline(store: Store) -> str:
     """Test cross-entropy of the base model and of every fine-tune (each seed), as a table."""
-    rows = store.query(  # type: ignore[attr-defined]
-        """SELECT e.model, e.target, e.method, e.budget, e.seed, t.train_tokens, e.test_loss FROM eval_losses e
-           JOIN training_runs t USING (model, target, method, budget, seed)
-           ORDER BY e.model, e.target, e.method, e.budget, e.seed"""
-    ).to_pylist()
+    from zipfit_pipeline.engine.report import headline as evaluated_runs
+
     lines = [f"{'model':<16} {'target':<12} {'run':<24} {'train tokens':>12} {'test CE':>8}"]
     lines += [
-        f"{r['model']:<16} {r['target']:<12} "
-        f"{RunKey(r['model'], r['target'], r['method'], r['budget'], r['seed']).label():<24} "
-        f"{r['train_tokens']:>12} {r['test_loss']:>8.4f}"
-        for r in rows
+        f"{key.model:<16} {key.target:<12} {key.label():<24} {r['train_tokens']:>12} {r['test_loss']:>8.4f}"
+        for r in evaluated_runs(store)
+        for key in [r["key"]]
     ]
     return "\n".join(lines)
 
@@ -383,8 +382,8 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--template", help="a str.format template over the source's fields, instead of --text-field")
     score.add_argument("--target-field", help="the target's text field (default: --text-field)")
     score.add_argument("--target-template", help="a template over the target's fields")
-    score.add_argument("--compressor", choices=["gzip", "lz4", "zstd"], default="gzip")
-    score.add_argument("--level", type=int, default=9)
+    score.add_argument("--compressor", choices=["gzip", "lz4", "zstd"], default=DEFAULT_COMPRESSOR)
+    score.add_argument("--level", type=int, default=DEFAULT_LEVEL)
     score.add_argument("--workers", type=whole(0), default=0, help="processes or threads (0: one per core)")
     score.add_argument(
         "--backend",
@@ -392,7 +391,7 @@ def parser() -> argparse.ArgumentParser:
         default="local",
         help="local: threads on the native path (it releases the GIL), processes on the pure-Python path",
     )
-    score.add_argument("--chunk-size", type=whole(1), default=256)
+    score.add_argument("--chunk-size", type=whole(1), default=DEFAULT_CHUNK_SIZE)
     score.set_defaults(run=cmd_score)
 
     select = command("select", help="keep the top of a scores file by count or by a token budget")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from small_project import TEMPLATE, SmallProject
 
-from zipfit_pipeline.instance import INSTANCE_SETTINGS
+from zipfit_pipeline.orchestration.instance import INSTANCE_SETTINGS
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from zipfit_pipeline.asset_keys import SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.config import load_project
-from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.engine.store import Store
-from zipfit_pipeline.partitions import register_sources
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.orchestration.asset_keys import SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+from zipfit_pipeline.orchestration.definitions import build_definitions
+from zipfit_pipeline.orchestration.partitions import register_sources
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = "Problem description: {prompt} \nCanonical solution: {canonical_solution}"

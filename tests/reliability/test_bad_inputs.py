@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from small_project import SmallProject, failure_message, write_jsonl
 
-from zipfit_pipeline.asset_keys import SOURCE_DOCUMENTS
 from zipfit_pipeline.config import DatasetSpec, load_project
-from zipfit_pipeline.engine.loaders import InputError, RecordReader
+from zipfit_pipeline.engine.ingest.records import InputError, RecordReader
+from zipfit_pipeline.orchestration.asset_keys import SOURCE_DOCUMENTS
 
 GOOD = {"id": "good", "text": "def f():\n    return 1\n"}
 

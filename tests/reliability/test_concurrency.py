@@ -19,15 +19,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.config import load_project
-from zipfit_pipeline.dagster_internals import pool_slots
-from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.engine.loaders import Record
-from zipfit_pipeline.engine.runs import RunKey
-from zipfit_pipeline.engine.store import Store
-from zipfit_pipeline.instance import INSTANCE_SETTINGS
-from zipfit_pipeline.materialize_all import materialize_all
+from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest.records import Record
+from zipfit_pipeline.orchestration.asset_keys import ALIGNMENT_SCORES, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
+from zipfit_pipeline.orchestration.dagster_internals import pool_slots
+from zipfit_pipeline.orchestration.definitions import build_definitions
+from zipfit_pipeline.orchestration.instance import INSTANCE_SETTINGS
+from zipfit_pipeline.orchestration.materialize_all import materialize_all
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,15 @@ import json
 
 from small_project import SmallProject, failure_message
 
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
-from zipfit_pipeline.engine.loaders import content_hash, set_hash
-from zipfit_pipeline.engine.runs import RunKey
+from zipfit_pipeline.engine.core.hashing import content_hash, set_hash
+from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.orchestration.asset_keys import (
+    ALIGNMENT_SCORES,
+    FINETUNED_MODEL,
+    SELECTIONS,
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+)
 
 KEY = RunKey("tiny-gpt2", "task", "zipfit", 200, 0)
 PARTITION = "tiny-gpt2.zipfit.200.s0|task"

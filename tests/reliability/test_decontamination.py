@@ -11,7 +11,11 @@ import yaml
 from project_files import check_results
 from small_project import SmallProject, failure_message
 
-from zipfit_pipeline.asset_keys import (
+from zipfit_pipeline.config import load_project
+from zipfit_pipeline.engine.core.hashing import set_hash
+from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.select.decontamination import HeldoutIndex
+from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     EVAL_LOSS,
     FINETUNED_MODEL,
@@ -19,11 +23,7 @@ from zipfit_pipeline.asset_keys import (
     SOURCE_DOCUMENTS,
     TARGET_DOCUMENTS,
 )
-from zipfit_pipeline.config import load_project
-from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.engine.decontamination import HeldoutIndex
-from zipfit_pipeline.engine.loaders import set_hash
-from zipfit_pipeline.engine.runs import RunKey
+from zipfit_pipeline.orchestration.definitions import build_definitions
 
 PROBLEM_ROW = 9  # a test problem of the small project (test rows 8-12)
 TEST_TEXT = (

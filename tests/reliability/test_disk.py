@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from zipfit_pipeline.engine.loaders import Record
-from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest.records import Record
 
 
 def _records(n: int, repeat: int = 1) -> list[Record]:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from zipfit_pipeline.engine.loaders import RecordReader
+from zipfit_pipeline.engine.ingest.records import RecordReader
 
 ROWS = [{"id": "a", "text": "def f():\n    return 'é'\n"}, {"id": "b", "text": 'naïve, "quoted"; text\twith tabs'}]
 EXPECTED = [(0, "a", ROWS[0]["text"]), (1, "b", ROWS[1]["text"])]

@@ -14,13 +14,13 @@ import dagster as dg
 import pytest
 from small_project import SmallProject
 
-from zipfit_pipeline.asset_keys import SOURCE_DOCUMENTS
 from zipfit_pipeline.config import load_project
-from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.engine import ingest
-from zipfit_pipeline.engine.ingest import ingest_source, read_unchanged
-from zipfit_pipeline.engine.loaders import InputError, RecordReader
-from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest.records import InputError, RecordReader
+from zipfit_pipeline.engine.ingest.stage import ingest_source, read_unchanged
+from zipfit_pipeline.orchestration.asset_keys import SOURCE_DOCUMENTS
+from zipfit_pipeline.orchestration.definitions import build_definitions
 
 ROWS = 60_000
 # Rewrites the file from scratch, flushing every row, then (unless told to go on) exits: a copy in progress.

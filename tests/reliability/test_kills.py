@@ -15,16 +15,22 @@ from pathlib import Path
 import dagster as dg
 from small_project import SmallProject
 
-from zipfit_pipeline.asset_keys import ALIGNMENT_SCORES, FINETUNED_MODEL, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
-from zipfit_pipeline.dagster_internals import runs_holding_slots
-from zipfit_pipeline.definitions import build_definitions
 from zipfit_pipeline.demo.models import build_tiny_gpt2
-from zipfit_pipeline.engine.loaders import Record, RecordReader
-from zipfit_pipeline.engine.models import load_model_and_tokenizer, save_checkpoint
-from zipfit_pipeline.engine.runs import RunKey
-from zipfit_pipeline.engine.scoring import score_dataset
-from zipfit_pipeline.engine.store import Store
-from zipfit_pipeline.recovery import recover_killed_runs
+from zipfit_pipeline.engine.core.models import load_model_and_tokenizer, save_checkpoint
+from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest.records import Record, RecordReader
+from zipfit_pipeline.engine.score.stage import score_dataset
+from zipfit_pipeline.orchestration.asset_keys import (
+    ALIGNMENT_SCORES,
+    FINETUNED_MODEL,
+    SELECTIONS,
+    SOURCE_DOCUMENTS,
+    TARGET_DOCUMENTS,
+)
+from zipfit_pipeline.orchestration.dagster_internals import runs_holding_slots
+from zipfit_pipeline.orchestration.definitions import build_definitions
+from zipfit_pipeline.orchestration.recovery import recover_killed_runs
 
 CHUNK = 16
 

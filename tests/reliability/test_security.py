@@ -18,7 +18,11 @@ import pytest
 import yaml
 from small_project import REPO, SmallProject, failure_message
 
-from zipfit_pipeline.asset_keys import (
+from zipfit_pipeline.config import load_project
+from zipfit_pipeline.engine.core.models import load_model_and_tokenizer
+from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.ingest.records import InputError, RecordReader
+from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     EVAL_LOSS,
     FINETUNED_MODEL,
@@ -26,10 +30,6 @@ from zipfit_pipeline.asset_keys import (
     SOURCE_DOCUMENTS,
     TARGET_DOCUMENTS,
 )
-from zipfit_pipeline.config import load_project
-from zipfit_pipeline.engine.loaders import InputError, RecordReader
-from zipfit_pipeline.engine.models import load_model_and_tokenizer
-from zipfit_pipeline.engine.runs import RunKey
 
 PACKAGE = REPO / "zipfit_pipeline"
 ZIPFIT_FINETUNE = "tiny-gpt2.zipfit.200.s0|task"

@@ -12,7 +12,8 @@ from pathlib import Path
 import dagster as dg
 from small_project import SmallProject
 
-from zipfit_pipeline.asset_keys import (
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.orchestration.asset_keys import (
     COMPARISON_REPORT,
     EVAL_LOSS,
     FINETUNED_MODEL,
@@ -20,11 +21,10 @@ from zipfit_pipeline.asset_keys import (
     SOURCE_DOCUMENTS,
     TARGET_DOCUMENTS,
 )
-from zipfit_pipeline.definitions import build_definitions
-from zipfit_pipeline.engine.store import Store
-from zipfit_pipeline.lineage import out_of_date
-from zipfit_pipeline.materialize_all import materialize_all
-from zipfit_pipeline.store_state import lost_partitions
+from zipfit_pipeline.orchestration.definitions import build_definitions
+from zipfit_pipeline.orchestration.lineage import out_of_date
+from zipfit_pipeline.orchestration.materialize_all import materialize_all
+from zipfit_pipeline.orchestration.store_state import lost_partitions
 
 TABLES = ("documents", "targets", "scores", "selections", "training_runs", "eval_losses", "partition_runs")
 

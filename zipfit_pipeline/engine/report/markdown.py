@@ -1,0 +1,140 @@
+"""The report as Markdown: the results table, the paired comparisons, pass@k, where each selection's tokens came
+from, what decontamination removed, and what was left out and why."""
+
+from __future__ import annotations
+
+import math
+
+from zipfit_pipeline.engine.core.runs import BASE, THRESHOLD, WHOLE_POOL
+from zipfit_pipeline.engine.report.statistics import CONFIDENCE, Interval, MethodRow, Report
+
+
+def render_markdown(report: Report) -> str:
+    return "\n".join(
+        [
+            *_results_table(report),
+            "",
+            *_paired_table(report),
+            *_pass_at_k_table(report),
+            *_composition_table(report),
+            "",
+            _decontamination_line(report),
+            *_excluded_lines(report),
+        ]
+    )
+
+
+def _budget_label(row: MethodRow, report: Report) -> str:
+    if row.method == THRESHOLD:
+        return f"> {row.budget / 1000:.3f} ({row.train_tokens:,} tokens)"
+    if row.method == WHOLE_POOL:
+        return (
+            f"whole pool ({row.train_tokens:,} tokens)"
+            if report.all_max_tokens is None
+            else f"cap {report.all_max_tokens:,} ({row.train_tokens:,} tokens)"
+        )
+    return f"{row.budget:,}"
+
+
+def _bounds(i: Interval) -> str:
+    return "n/a (1 seed)" if math.isnan(i.low) else f"[{i.low:.4f}, {i.high:.4f}]"
+
+
+def _results_table(report: Report) -> list[str]:
+    best = report.best_baseline
+    head = f"Base model test CE: **{report.base_loss:.4f}**" + (
+        f"; best baseline: **{best.method} {_budget_label(best, report)}, {best.test_loss.mean:.4f}**" if best else ""
+    )
+    lines = [
+        head + f". Means over seeds with {CONFIDENCE:.0%} t-intervals.",
+        "",
+        "| method | budget | seeds | test CE | 95% CI | change from base | tokens to best baseline's CE "
+        "| mean alignment | selection s (with scoring or embedding) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for row in report.rows:
+        reach = "not reached" if row.tokens_to_best_baseline is None else f"{row.tokens_to_best_baseline:,.0f}"
+        lines.append(
+            f"| {row.method} | {_budget_label(row, report)} | {row.test_loss.n} | {row.test_loss.mean:.4f} | "
+            f"{_bounds(row.test_loss)} | {row.change_from_base:+.4f} | {reach} | {row.mean_alignment:.4f} | "
+            f"{row.selection_seconds:.2f} |"
+        )
+    return lines
+
+
+def _paired_table(report: Report) -> list[str]:
+    if not report.paired:
+        return ["No baseline to pair ZIP-FIT with."]
+    lines = [
+        "ZIP-FIT against each baseline and ablation, paired by seed (negative: ZIP-FIT's test CE is lower):",
+        "",
+        "| compared with | ZIP-FIT budget | ZIP-FIT − it | 95% CI | ZIP-FIT lower | significant |",
+        "|---|---:|---:|---|---:|---|",
+    ]
+    for p in report.paired:
+        d = p.difference
+        verdict = "n/a" if math.isnan(d.low) else ("yes" if d.excludes_zero else "no")
+        lines.append(
+            f"| {p.baseline} | {p.budget:,} | {d.mean:+.4f} | {_bounds(d)} | {p.wins} of {d.n} seeds | {verdict} |"
+        )
+    return lines
+
+
+def _pass_at_k_table(report: Report) -> list[str]:
+    if not report.pass_at_k:
+        return []
+    lines = [
+        "",
+        f"Pass@k on the held-out problems (sandboxed execution), means over seeds with {CONFIDENCE:.0%} t-intervals:",
+        "",
+        "| method | budget | k | seeds | pass@k | 95% CI |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in report.pass_at_k:
+        budget = "-" if row.method in (BASE, WHOLE_POOL) else f"{row.budget:,}"
+        lines.append(
+            f"| {row.method} | {budget} | {row.k} | {row.value.n} | {row.value.mean:.4f} | {_bounds(row.value)} |"
+        )
+    return lines
+
+
+def _composition_table(report: Report) -> list[str]:
+    """Which sources each selection's tokens came from (the in-domain share of each method)."""
+    if not report.composition:
+        return []
+    sources = sorted({d for shares in report.composition.values() for d in shares})
+    lines = [
+        "",
+        "Where each selection's tokens came from (share of its tokens per source, mean over seeds):",
+        "",
+        "| method | budget | " + " | ".join(sources) + " |",
+        "|---|---:|" + "---:|" * len(sources),
+    ]
+    for row in report.rows:
+        shares = report.composition.get((row.method, row.budget), {})
+        lines.append(
+            f"| {row.method} | {_budget_label(row, report)} | "
+            + " | ".join(f"{shares.get(d, 0.0):.0%}" for d in sources)
+            + " |"
+        )
+    return lines
+
+
+def _decontamination_line(report: Report) -> str:
+    found = report.contaminated
+    if not found:
+        return f"Decontamination: no pool text shares {report.ngram_words} words with a held-out test text."
+    ranks = ", ".join(str(r["zipfit_rank"]) for r in found[:10]) + (", …" if len(found) > 10 else "")
+    fate = (
+        "removed before ranking"
+        if found[0]["removed"]
+        else "KEPT: decontamination is off, so the test gain may be inflated"
+    )
+    return (
+        f"Decontamination: {len(found)} pool texts share {report.ngram_words} words with a held-out test text, "
+        f"{fate}; ZIP-FIT had ranked them {ranks}."
+    )
+
+
+def _excluded_lines(report: Report) -> list[str]:
+    return ["", "Not in this report:", *[f"- {reason}" for reason in report.excluded]] if report.excluded else []

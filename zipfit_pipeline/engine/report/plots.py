@@ -1,0 +1,97 @@
+"""The report's two plots as PNG files (Agg backend: no display needed): test CE against training tokens per
+method (the paper's Figures 2 and 5), and the training set's alignment against test CE (Figure 3)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zipfit_pipeline.engine.report.statistics import (
+    Report,
+    RunResult,
+    alignment_fit,
+    equal_budget_runs,
+    group_runs,
+    losses_at,
+    mean_curve,
+)
+
+
+@contextmanager
+def _figure(path: Path) -> Iterator[Any]:
+    """Axes to draw on, saved as a PNG at `path` when the block ends (Agg backend: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7.2, 4.6), dpi=120)
+    # A distinct colour per method: tab10's ten, then tab20's light shades, for up to 20 methods.
+    axes.set_prop_cycle(color=[*plt.get_cmap("tab10")(range(10)), *plt.get_cmap("tab20")(range(1, 20, 2))])
+    try:
+        yield axes
+        figure.tight_layout()
+        figure.savefig(path)
+    finally:
+        plt.close(figure)
+
+
+def plot_loss_vs_tokens(report: Report, path: Path) -> Path:
+    """Test CE against training tokens per method (the paper's Figures 2 and 5): the largest budget's mean curve,
+    the seeds' range shaded, and every budget's final mean CE with its 95% interval."""
+    groups = group_runs(report.runs)
+    with _figure(path) as axes:
+        for method in sorted({m for m, _ in groups}):
+            largest = max((g for g in groups if g[0] == method), key=lambda g: groups[g][0].train_tokens)
+            curve = mean_curve(groups[largest])
+            (line,) = axes.plot(*zip(*curve), marker="o", markersize=3, label=method)
+            spread = _seed_range(groups[largest])
+            if spread:
+                axes.fill_between(*zip(*spread), color=line.get_color(), alpha=0.15, linewidth=0)
+            finals = [r for r in report.rows if r.method == method]
+            errors = [[0 if math.isnan(r.test_loss.low) else r.test_loss.mean - r.test_loss.low for r in finals]] * 2
+            axes.errorbar(
+                [r.train_tokens for r in finals],
+                [r.test_loss.mean for r in finals],
+                yerr=errors,
+                fmt="s",
+                color=line.get_color(),
+                capsize=3,
+            )
+        axes.axhline(report.base_loss, color="grey", linestyle=":", label="base model")
+        axes.set(xlabel="training tokens", ylabel="test cross-entropy", title=report.title)
+        axes.legend(fontsize="small", ncols=2)
+    return path
+
+
+def _seed_range(runs: Sequence[RunResult]) -> list[tuple[int, float, float]]:
+    """(tokens, lowest, highest) test CE over the seeds at each measured point; nothing for a single seed."""
+    return [(t, min(v), max(v)) for t, v in losses_at(runs).items()] if len(runs) > 1 else []
+
+
+def plot_alignment_vs_loss(report: Report, path: Path) -> Path:
+    """Mean alignment of each equal-size training set against the test CE it gave, one point per seed, the fit
+    and its R² (the paper's Figure 3)."""
+    runs = equal_budget_runs(report)
+    x, y, slope, intercept, r2 = alignment_fit(runs)
+    with _figure(path) as axes:
+        for method in sorted({r.key.method for r in runs}):
+            chosen = [i for i, r in enumerate(runs) if r.key.method == method]
+            axes.scatter(x[chosen], y[chosen], label=method)
+        if np.isfinite(slope):
+            xs = np.linspace(x.min(), x.max(), 10)
+            axes.plot(xs, slope * xs + intercept, color="grey", label=f"fit, R² = {r2:.2f}")
+        budget = runs[0].key.budget if runs else 0
+        axes.set(
+            xlabel=f"mean ZIP-FIT alignment of the training set ({budget:,} tokens)",
+            ylabel="test cross-entropy",
+            title=report.title,
+        )
+        if runs:
+            axes.legend(fontsize="small", ncols=2)
+    return path

@@ -1,0 +1,140 @@
+"""What the report reads: only current results, through each stage's own tables.
+
+An eval counts when it measured the checkpoint the train stage records now, that checkpoint was trained on the
+selection the select stage holds now, and its method, budget and seed are still configured. What is left out is
+listed with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from zipfit_pipeline.engine.core.runs import BASE, RunKey
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.evaluate import EvalTables
+from zipfit_pipeline.engine.report.statistics import PassAtKRow, RunResult, interval
+from zipfit_pipeline.engine.select import SelectTables
+from zipfit_pipeline.engine.train import TrainTables
+
+
+def load_results(
+    store: Store,
+    model: str,
+    target: str,
+    configured: Sequence[RunKey],
+) -> tuple[RunResult, list[RunResult], list[str]]:
+    """(the base model, the current runs of the configured keys, why any other eval or key is left out)."""
+    trained = TrainTables(store).runs(model, target)
+    selections = SelectTables(store).selection_sets(model, target)
+    found = {
+        key: _lineage(row, trained.get(key), selections.get(key))
+        for key, row in EvalTables(store).test_losses(model, target).items()
+    }
+    current, excluded = [], []
+    for key in configured:
+        reason = _not_current(found.get(key))
+        if reason:
+            excluded.append(f"{key.label()}: {reason}")
+        else:
+            current.append(key)
+    unconfigured = len(set(found) - set(configured))
+    if unconfigured:
+        excluded.append(f"{unconfigured} evals of methods, budgets or seeds no longer configured")
+    base_key = RunKey(model, target, BASE)
+    if base_key not in current:
+        raise LookupError(
+            f"no current eval of the base model {model} on {target}: materialize eval_loss for {model}.base"
+        )
+    curves = TrainTables(store).test_curves([found[k]["train_run"] for k in current])
+    base_loss = found[base_key]["test_loss"]
+    results = []
+    for key in current:
+        row = found[key]
+        curve = {0: base_loss, **dict(curves.get(row["train_run"], [])), row["train_tokens"]: row["test_loss"]}
+        alignment = (
+            math.nan if row["mean_alignment"] is None else row["mean_alignment"]
+        )  # the base model selects nothing
+        results.append(RunResult(key, row["train_tokens"], row["test_loss"], alignment, sorted(curve.items())))
+    base = next(r for r in results if r.key == base_key)
+    return base, sorted((r for r in results if r.key != base_key), key=lambda r: r.key), excluded
+
+
+def _lineage(
+    evaluated: dict[str, Any], trained: dict[str, Any] | None, selection: dict[str, Any] | None
+) -> dict[str, Any]:
+    """An eval row with the training run recorded now and the selection held now (None where there is none)."""
+    return {
+        "eval_run": evaluated["run_id"],
+        "test_loss": evaluated["test_loss"],
+        "train_run": trained["run_id"] if trained else None,
+        "trained_on": trained["selection_version"] if trained else None,
+        "train_tokens": trained["train_tokens"] if trained else None,
+        "selection_now": selection["version"] if selection else None,
+        "mean_alignment": selection["mean_alignment"] if selection else None,
+    }
+
+
+def _not_current(row: dict[str, Any] | None) -> str:
+    """Why an eval row does not describe the current fine-tune ('' when it does)."""
+    if row is None:
+        return "not evaluated yet"
+    if row["train_run"] is None:
+        return "its training run is no longer recorded: materialize finetuned_model"
+    if row["eval_run"] != row["train_run"]:
+        return (
+            f"its eval measured the checkpoint of run {row['eval_run'][:8]}, replaced since by run "
+            f"{row['train_run'][:8]}: materialize eval_loss"
+        )
+    if row["trained_on"] is not None and row["trained_on"] != row["selection_now"]:
+        return "trained on an earlier version of its selection: materialize finetuned_model"
+    return ""
+
+
+def load_pass_at_k(store: Store, model: str, target: str, configured: Sequence[RunKey]) -> list[PassAtKRow]:
+    """pass@k per (method, budget, k) over seeds, from rows that measured the current checkpoint of a configured run
+    trained on the current selection (the same rule as the test loss)."""
+    trained = TrainTables(store).runs(model, target)
+    selections = SelectTables(store).selection_sets(model, target)
+    wanted = set(configured)
+    values: dict[tuple[str, int, int], list[float]] = {}
+    rows = EvalTables(store).pass_at_k_rows(model, target)
+    for row in sorted(rows, key=lambda r: (r["method"], r["budget"], r["k"], r["seed"])):
+        key = RunKey(model, target, row["method"], row["budget"], row["seed"])
+        run, selection = trained.get(key), selections.get(key)
+        current = (
+            run is not None
+            and row["run_id"] == run["run_id"]
+            and (run["selection_version"] is None or (selection and run["selection_version"] == selection["version"]))
+        )
+        if current and key in wanted:
+            values.setdefault((row["method"], row["budget"], row["k"]), []).append(row["pass_at_k"])
+    return [PassAtKRow(method, budget, k, interval(v)) for (method, budget, k), v in values.items()]
+
+
+def load_composition(
+    store: Store, model: str, target: str, runs: Sequence[RunResult]
+) -> dict[tuple[str, int], dict[str, float]]:
+    """Each source's share of the tokens of each reported (method, budget)'s selections, averaged over its seeds."""
+    seeds: dict[tuple[str, int], set[int]] = {}
+    for run in runs:
+        seeds.setdefault((run.key.method, run.key.budget), set()).add(run.key.seed)
+    shares: dict[tuple[str, int], dict[str, float]] = {}
+    for row in SelectTables(store).token_shares(model, target):
+        group = (row["method"], row["budget"])
+        if row["seed"] in seeds.get(group, ()):
+            found = shares.setdefault(group, {})
+            found[row["dataset"]] = found.get(row["dataset"], 0.0) + float(row["share"]) / len(seeds[group])
+    return shares
+
+
+def headline(store: Store) -> list[dict[str, Any]]:
+    """(key, train tokens, test loss) of the base model and of every evaluated fine-tune (each seed), in key order:
+    the short table `zipfit materialize` prints."""
+    trained = TrainTables(store).runs()
+    return [
+        {"key": key, "train_tokens": trained[key]["train_tokens"], "test_loss": row["test_loss"]}
+        for key, row in sorted(EvalTables(store).test_losses().items())
+        if key in trained
+    ]

@@ -1,0 +1,281 @@
+"""The select stage's tables: the selections (ranked content hashes per method, budget and seed), their versions,
+each method's cost, the contaminated pool texts, and the work done once per text and stored by content hash
+(token counts, test-split overlaps, DSIR features, embeddings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.core.store import RUN_KEY_COLUMNS, Tables, run_key_params, wanted_table
+
+# Tables of work done once per text and stored by content hash, with the columns that key a result besides the hash
+# (the tokenizer that counted, the test split checked against, DSIR's featurizer): see `SelectTables.unstored`.
+PER_TEXT_TABLES = {
+    "token_counts": ("tokenizer",),
+    "test_overlaps": ("test_hash", "ngram_words"),
+    "dsir_features": ("featurizer",),
+    "embeddings": ("embedder",),
+}
+# Of the registered `wanted` hashes, those with no row in a per-text table under its key columns, in `wanted` order.
+UNSTORED_SQL = {
+    table: f"""SELECT w.content_hash FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM {table} s WHERE s.content_hash =
+               w.content_hash AND {" AND ".join(f"s.{column} = ?" for column in columns)}) ORDER BY w.position"""
+    for table, columns in PER_TEXT_TABLES.items()
+}
+
+
+class SelectTables(Tables):
+    SCHEMA = """
+CREATE TABLE IF NOT EXISTS test_overlaps (
+    content_hash VARCHAR, test_hash VARCHAR, ngram_words INTEGER, test_row BIGINT, ngram VARCHAR,
+    PRIMARY KEY (content_hash, test_hash, ngram_words));
+CREATE TABLE IF NOT EXISTS selections (
+    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, rank BIGINT, dataset VARCHAR,
+    doc_id VARCHAR, content_hash VARCHAR, score DOUBLE, tokens BIGINT, cumulative_tokens BIGINT,
+    PRIMARY KEY (model, target, method, budget, seed, rank));
+CREATE TABLE IF NOT EXISTS selection_sets (
+    model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, version VARCHAR, documents BIGINT,
+    tokens BIGINT, mean_alignment DOUBLE, PRIMARY KEY (model, target, method, budget, seed));
+CREATE TABLE IF NOT EXISTS contaminated_texts (
+    model VARCHAR, target VARCHAR, dataset VARCHAR, doc_id VARCHAR, content_hash VARCHAR, zipfit_rank BIGINT,
+    test_row BIGINT, ngram VARCHAR, removed BOOLEAN, PRIMARY KEY (model, target, content_hash));
+CREATE TABLE IF NOT EXISTS selection_runs (
+    model VARCHAR, target VARCHAR, method VARCHAR, seconds DOUBLE, PRIMARY KEY (model, target, method));
+CREATE TABLE IF NOT EXISTS token_counts (
+    content_hash VARCHAR, tokenizer VARCHAR, tokens BIGINT, PRIMARY KEY (content_hash, tokenizer));
+CREATE TABLE IF NOT EXISTS dsir_features (
+    content_hash VARCHAR, featurizer VARCHAR, buckets INTEGER[], counts INTEGER[],
+    PRIMARY KEY (content_hash, featurizer));
+CREATE TABLE IF NOT EXISTS embeddings (
+    content_hash VARCHAR, embedder VARCHAR, vector FLOAT[], seconds DOUBLE, PRIMARY KEY (content_hash, embedder));
+"""
+    ADDED_COLUMNS = "ALTER TABLE selection_runs ADD COLUMN IF NOT EXISTS prepare_seconds DOUBLE DEFAULT 0;"
+
+    # work done once per text -------------------------------------------------------------------------------
+
+    def unstored(self, table: str, key: Sequence[Any], hashes: pa.Array) -> pa.Array:
+        """The content hashes, of those given, with no row in a per-text table under `key` (its PER_TEXT_TABLES
+        columns), in the order given: what a selection still has to compute."""
+        return self.query(UNSTORED_SQL[table], key, wanted=hashes).column("content_hash").combine_chunks()
+
+    def token_counts(self, tokenizer: str, hashes: pa.Array) -> pa.Array:
+        """The stored token count (see `tokenizer_identity`) of each given text, in the order given; null if
+        uncounted."""
+        rows = self.query(
+            "SELECT t.tokens FROM wanted w LEFT JOIN token_counts t ON t.content_hash = w.content_hash "
+            "AND t.tokenizer = ? ORDER BY w.position",
+            [tokenizer],
+            wanted=hashes,
+        )
+        return rows.column("tokens").combine_chunks()
+
+    def insert_token_counts(self, tokenizer: str, hashes: pa.Array, tokens: Sequence[int]) -> None:
+        with self.transaction() as connection:
+            connection.register("counted", pa.table({"content_hash": hashes, "tokens": pa.array(tokens, pa.int64())}))
+            connection.execute(
+                "INSERT INTO token_counts SELECT content_hash, ?, tokens FROM counted ON CONFLICT DO NOTHING",
+                [tokenizer],
+            )
+            connection.unregister("counted")
+
+    def insert_dsir_features(self, featurizer: str, hashes: pa.Array, buckets: pa.Array, counts: pa.Array) -> None:
+        """Each text's hashed n-gram counts as two aligned lists: the buckets it hits and how often."""
+        with self.transaction() as connection:
+            connection.register("featurized", pa.table({"content_hash": hashes, "buckets": buckets, "counts": counts}))
+            connection.execute(
+                "INSERT INTO dsir_features SELECT content_hash, ?, buckets, counts FROM featurized "
+                "ON CONFLICT DO NOTHING",
+                [featurizer],
+            )
+            connection.unregister("featurized")
+
+    def insert_embeddings(self, embedder: str, hashes: pa.Array, vectors: np.ndarray, seconds_each: float) -> None:
+        """Unit vectors of the given texts, and the seconds each took to embed (its batch's time per text)."""
+        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+        offsets = pa.array(np.arange(0, vectors.size + 1, max(1, vectors.shape[1]), dtype=np.int32))
+        with self.transaction() as connection:
+            connection.register(
+                "embedded", pa.table({"content_hash": hashes, "vector": pa.ListArray.from_arrays(offsets, flat)})
+            )
+            connection.execute(
+                "INSERT INTO embeddings SELECT content_hash, ?, vector, ? FROM embedded ON CONFLICT DO NOTHING",
+                [embedder, seconds_each],
+            )
+            connection.unregister("embedded")
+
+    def embeddings(self, embedder: str, hashes: pa.Array) -> tuple[np.ndarray, float]:
+        """(the stored vector of each given text, in order, as an n x d array; the seconds embedding them took)."""
+        rows = self.query(
+            "SELECT e.vector, e.seconds FROM wanted w JOIN embeddings e ON e.content_hash = w.content_hash "
+            "AND e.embedder = ? ORDER BY w.position",
+            [embedder],
+            wanted=hashes,
+        )
+        if rows.num_rows != len(hashes):
+            raise LookupError(
+                f"{len(hashes) - rows.num_rows} pool texts have no stored embedding in {self.path}: select again"
+            )
+        vectors = rows.column("vector").combine_chunks()
+        flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+        return flat.reshape(len(hashes), -1), float(np.sum(rows.column("seconds").to_numpy()))
+
+    def dsir_feature_totals(self, featurizer: str, hashes: pa.Array) -> pa.Table:
+        """(bucket, total) of the given texts' stored counts summed: the pool's n-gram distribution, without its
+        texts."""
+        return self.query(
+            """SELECT bucket, sum(n)::BIGINT AS total FROM (
+                   SELECT unnest(buckets) AS bucket, unnest(counts) AS n FROM dsir_features
+                   WHERE featurizer = ? AND content_hash IN (SELECT content_hash FROM wanted))
+               GROUP BY bucket""",
+            [featurizer],
+            wanted=hashes,
+        )
+
+    def dsir_features(self, featurizer: str, hashes: pa.Array, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """(content_hash, buckets, counts) of the given texts, `batch_rows` at a time, in no particular order. One
+        streaming read (a semi-join: only the hashes are hashed, never the lists): the consumer should be quick, as
+        the store is open meanwhile."""
+        with self.connect() as connection:
+            connection.register("wanted", wanted_table(hashes))
+            reader = connection.sql(
+                "SELECT content_hash, buckets, counts FROM dsir_features WHERE featurizer = ? "
+                "AND content_hash IN (SELECT content_hash FROM wanted)",
+                params=[featurizer],
+            ).to_arrow_reader(batch_rows)
+            yield from reader
+            connection.unregister("wanted")
+
+    # decontamination -------------------------------------------------------------------------------------
+
+    def test_overlaps(self, test_hash: str, ngram_words: int, hashes: pa.Array) -> pa.Table:
+        """(content_hash, test_row, ngram) of the given texts found to share words with this test split."""
+        return self.query(
+            "SELECT o.content_hash, o.test_row, o.ngram FROM test_overlaps o JOIN wanted w USING "
+            "(content_hash) WHERE o.test_hash = ? AND o.ngram_words = ? AND o.ngram IS NOT NULL",
+            [test_hash, ngram_words],
+            wanted=hashes,
+        )
+
+    def insert_test_overlaps(self, test_hash: str, ngram_words: int, checked: pa.Table) -> None:
+        """Results of checking texts against a test split: (content_hash, test_row, ngram), nulls where clean."""
+        with self.transaction() as connection:
+            connection.register("checked", checked)
+            connection.execute(
+                "INSERT INTO test_overlaps SELECT content_hash, ?, ?, test_row, ngram FROM checked "
+                "ON CONFLICT DO NOTHING",
+                [test_hash, ngram_words],
+            )
+            connection.unregister("checked")
+
+    # selections ------------------------------------------------------------------------------------------
+
+    def replace_selections(
+        self,
+        model: str,
+        target: str,
+        selections: pa.Table,
+        sets: pa.Table,
+        seconds: dict[str, tuple[float, float]],
+        contaminated: pa.Table,
+    ) -> None:
+        """The selections of every method, budget and seed, their versions, how long each method took (ranking, and
+        the per-text work it ranks by: scoring, embedding), and the pool texts found to overlap the test split
+        (removed, unless decontamination is off)."""
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM selections WHERE model = ? AND target = ?", [model, target])
+            connection.execute("DELETE FROM selection_sets WHERE model = ? AND target = ?", [model, target])
+            connection.execute("DELETE FROM selection_runs WHERE model = ? AND target = ?", [model, target])
+            connection.execute("DELETE FROM contaminated_texts WHERE model = ? AND target = ?", [model, target])
+            connection.register("new_contaminated", contaminated)
+            connection.execute(
+                "INSERT INTO contaminated_texts SELECT ?, ?, dataset, doc_id, content_hash, zipfit_rank, "
+                "test_row, ngram, removed FROM new_contaminated",
+                [model, target],
+            )
+            connection.unregister("new_contaminated")
+            for method, (ranking, prepare) in seconds.items():
+                connection.execute(
+                    "INSERT INTO selection_runs (model, target, method, seconds, prepare_seconds) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [model, target, method, ranking, prepare],
+                )
+            connection.register("new_selections", selections)
+            connection.execute(
+                """INSERT INTO selections SELECT ?, ?, method, budget, seed, rank, dataset, doc_id, content_hash,
+                   score, tokens, cumulative_tokens FROM new_selections""",
+                [model, target],
+            )
+            connection.unregister("new_selections")
+            connection.register("new_sets", sets)
+            connection.execute(
+                "INSERT INTO selection_sets SELECT ?, ?, method, budget, seed, version, documents, tokens, "
+                "mean_alignment FROM new_sets",
+                [model, target],
+            )
+            connection.unregister("new_sets")
+
+    def selection_set(self, key: RunKey) -> dict[str, Any] | None:
+        """The current selection a fine-tune trains on: version, documents, tokens and mean alignment."""
+        rows = self.query(f"SELECT * FROM selection_sets WHERE {RUN_KEY_COLUMNS}", run_key_params(key)).to_pylist()
+        return rows[0] if rows else None
+
+    def selected_hashes(self, key: RunKey) -> pa.Array:
+        """The content hashes a selection chose, in rank order."""
+        return (
+            self.query(
+                f"SELECT content_hash FROM selections WHERE {RUN_KEY_COLUMNS} ORDER BY rank", run_key_params(key)
+            )
+            .column("content_hash")
+            .combine_chunks()
+        )
+
+    def selected_rows(self, model: str, target: str) -> pa.Table:
+        """(method, budget, seed, content_hash) of every selected document of a model and target."""
+        return self.query(
+            "SELECT method, budget, seed, content_hash FROM selections WHERE model = ? AND target = ? "
+            "ORDER BY method, budget, seed, rank",
+            [model, target],
+        )
+
+    # what the report reads ---------------------------------------------------------------------------------
+
+    def selection_sets(self, model: str, target: str) -> dict[RunKey, dict[str, Any]]:
+        """The current selection (version, mean alignment, ...) of every (method, budget, seed) of a model and
+        target."""
+        rows = self.query("SELECT * FROM selection_sets WHERE model = ? AND target = ?", [model, target]).to_pylist()
+        return {RunKey(model, target, r["method"], r["budget"], r["seed"]): r for r in rows}
+
+    def token_shares(self, model: str, target: str) -> list[dict[str, Any]]:
+        """(method, budget, seed, dataset, share): each source's share of the tokens of each selection."""
+        return self.query(
+            """SELECT method, budget, seed, dataset,
+                      sum(tokens) / sum(sum(tokens)) OVER (PARTITION BY method, budget, seed) AS share
+               FROM selections WHERE model = ? AND target = ? GROUP BY method, budget, seed, dataset
+               ORDER BY method, budget, seed, dataset""",
+            [model, target],
+        ).to_pylist()
+
+    def contaminated_texts(self, model: str, target: str) -> list[dict[str, Any]]:
+        """The pool texts the last selection found to overlap the test split, best ZIP-FIT rank first."""
+        return self.query(
+            "SELECT dataset, doc_id, zipfit_rank, test_row, ngram, removed FROM contaminated_texts "
+            "WHERE model = ? AND target = ? ORDER BY zipfit_rank",
+            [model, target],
+        ).to_pylist()
+
+    def method_seconds(self, model: str, target: str) -> dict[str, float]:
+        """What each method's selection cost: its ranking plus the per-text work it ranks by."""
+        return {
+            r["method"]: r["seconds"]
+            for r in self.query(
+                "SELECT method, seconds + coalesce(prepare_seconds, 0) AS seconds FROM selection_runs "
+                "WHERE model = ? AND target = ?",
+                [model, target],
+            ).to_pylist()
+        }
