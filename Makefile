@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml setup.py native/joint_sizes.c
 install: $(VENV)/.installed
 
 # The demo's inputs and model under data/ (the project file names them, so its definitions load once they exist),
-# and DAGSTER_HOME's dagster.yaml (zipfit_pipeline/dagster.yaml, given to a home that has none).
+# and DAGSTER_HOME's dagster.yaml (the top-level dagster.yaml, given to a home that has none).
 prepare: install
 	$(VENV)/bin/zipfit prepare-demo --root .
 

@@ -5,8 +5,10 @@ so once and records it). `make test` fails when a compiler is present and the ex
 """
 
 import platform
+from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 ZLIB = "native/vendor/zlib-1.2.13"
 LZ4 = "native/vendor/lz4-1.9.4"
@@ -14,7 +16,21 @@ LZ4 = "native/vendor/lz4-1.9.4"
 # CPUs that load unaligned 16-bit words natively.
 UNALIGNED_LOADS = platform.machine().lower() in {"x86_64", "amd64", "aarch64", "arm64"}
 
+
+class BuildPyWithInstanceSettings(build_py):
+    """A built wheel carries the repository's top-level dagster.yaml beside `orchestration/instance.py`, which gives
+    it to a new DAGSTER_HOME; an editable install reads the top-level file itself, so there is no copy to keep."""
+
+    def run(self) -> None:
+        super().run()
+        if not self.editable_mode:
+            self.copy_file(
+                "dagster.yaml", str(Path(self.build_lib) / "zipfit_pipeline" / "orchestration" / "dagster.yaml")
+            )
+
+
 setup(
+    cmdclass={"build_py": BuildPyWithInstanceSettings},
     ext_modules=[
         Extension(
             "zipfit_pipeline._joint_sizes",
@@ -62,5 +78,5 @@ setup(
             extra_compile_args=["-O3", "-fvisibility=hidden", "-w"],
             optional=True,
         )
-    ]
+    ],
 )

@@ -212,9 +212,10 @@ def rss_child(corpus: str, db: str) -> None:
         reference_scores(json.loads(Path(corpus).read_text()), tgt, "lz4", 0)
         return
     from zipfit_pipeline.engine.core.store import Store
-    from zipfit_pipeline.engine.score.stage import score_dataset
+    from zipfit_pipeline.engine.score import ScoringSettings, score_dataset, score_sets
 
-    score_dataset(Store(db), "bench", tgt, "lz4", 0, chunk_size=128, workers=WORKERS, progress=lambda _: None)
+    settings = ScoringSettings(compressor="lz4", level=0, chunk_size=128, workers=WORKERS)
+    score_dataset(Store(db), "bench", score_sets(tgt, settings)[0], settings, progress=lambda _: None)
 
 
 def memory(rss_docs: list[int]) -> list[dict[str, object]]:
@@ -222,7 +223,7 @@ def memory(rss_docs: list[int]) -> list[dict[str, object]]:
     from measure import peak_rss_of
 
     from zipfit_pipeline.engine.core.store import Store
-    from zipfit_pipeline.engine.ingest.records import Record
+    from zipfit_pipeline.engine.ingest import IngestTables, Record
 
     rows = []
     base = sources()
@@ -231,7 +232,7 @@ def memory(rss_docs: list[int]) -> list[dict[str, object]]:
             db, corpus = f"{folder}/bench.duckdb", f"{folder}/corpus.json"
             texts = scaled(base, n)
             Path(corpus).write_text(json.dumps(texts))
-            Store(db).replace_documents("bench", [Record(i, None, t) for i, t in enumerate(texts)], {})
+            IngestTables(Store(db)).replace_documents("bench", [Record(i, None, t) for i, t in enumerate(texts)], {})
             row: dict[str, object] = {"docs": n}
             for kind, store in (("reference", ""), ("ours", db)):
                 seconds, mb = peak_rss_of([sys.executable, __file__, "--rss-child", corpus, store])

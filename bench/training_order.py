@@ -16,11 +16,13 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 from zipfit_pipeline.config import load_project
-from zipfit_pipeline.engine import training
 from zipfit_pipeline.engine.core.models import load_model_and_tokenizer
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest import IngestTables
+from zipfit_pipeline.engine.train import loop as training
 from zipfit_pipeline.engine.train.heldout import heldout_loss
+from zipfit_pipeline.engine.train.stage import selected_texts
 
 
 @contextmanager
@@ -39,14 +41,14 @@ def test_loss(config_file: str, method: str, ranked: bool) -> float:
     model_spec, target = config.models[0], config.targets[0].name
     store = Store(config.resolve(config.store))
     budget = config.selection.budgets[-1]
-    texts = store.selected_texts(RunKey(model_spec.name, target, method, budget, 0))
+    texts = selected_texts(store, RunKey(model_spec.name, target, method, budget, 0))
     model, tokenizer = load_model_and_tokenizer(config.model_path(model_spec))
     with ranked_order() if ranked else nullcontext():
         training.finetune(model, tokenizer, texts, budget, config.training, 0, torch.device("cpu"), log=lambda _: None)
     return heldout_loss(
         model,
         tokenizer,
-        store.target_texts(target, "test"),
+        IngestTables(store).target_texts(target, "test"),
         config.training.eval_max_length,
         config.training.eval_batch_size,
     )[0]

@@ -15,7 +15,14 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-from project_files import write_project  # noqa: E402
+from projects import (  # noqa: E402
+    SmallProject,
+    build_lineage_project,
+    new_dagster_home,
+    project_defs,
+    write_project,
+    write_small_project,
+)
 
 from zipfit_pipeline.demo.inputs import build_demo_data  # noqa: E402
 from zipfit_pipeline.demo.models import build_tiny_gpt2  # noqa: E402
@@ -41,12 +48,10 @@ def project_file(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path) 
 def materialized_project(
     tmp_path_factory: pytest.TempPathFactory, demo_files: dict[str, Path], tiny_model: Path
 ) -> Path:
-    """project_copies' project, materialized once: the starting point of every lineage and automation test."""
-    from project_copies import build_project, project_defs
-
+    """The lineage project, materialized once: the starting point of every lineage and automation test."""
     from zipfit_pipeline.orchestration.materialize_all import materialize_all
 
-    root = build_project(tmp_path_factory.mktemp("lineage"), demo_files, tiny_model)
+    root = build_lineage_project(tmp_path_factory.mktemp("lineage"), demo_files, tiny_model)
     with dg.DagsterInstance.from_config(str(root / "dagster_home")) as instance:
         materialize_all(project_defs(root), instance, log=lambda _: None)
     return root
@@ -70,3 +75,12 @@ def pure_python(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     native.joint_sizes.cache_clear()
     yield
     native.joint_sizes.cache_clear()
+
+
+@pytest.fixture
+def small_project(tmp_path: Path, demo_files: dict[str, Path], tiny_model: Path) -> Iterator[SmallProject]:
+    """A fresh one-source, one-target project and its own Dagster home for each test (see `projects.py`)."""
+    root = tmp_path / "project"
+    write_small_project(root, demo_files, tiny_model)
+    with dg.DagsterInstance.from_config(str(new_dagster_home(tmp_path / "dagster_home"))) as instance:
+        yield SmallProject(root, instance)

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from project_files import write_project
+from projects import write_project
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.core.store import Store

@@ -1,4 +1,6 @@
-"""The package's shape: no import cycles, the engine without Dagster, Dagster's internals behind one module.
+"""The package's shape: no import cycles, the engine without Dagster, one package per stage that reaches another
+stage only through its public face, SQL only in the stages' repositories, Dagster's internals behind one module,
+and small modules and classes.
 
 Imports are read from the source (every `import`, at module level or inside a function), so a lazy import that
 closes a cycle counts as much as one at the top.
@@ -7,10 +9,13 @@ closes a cycle counts as much as one at the top.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "zipfit_pipeline"
-INTERNALS = "zipfit_pipeline.dagster_internals"
+INTERNALS = "zipfit_pipeline.orchestration.dagster_internals"
+ENGINE = "zipfit_pipeline.engine"
+STAGES = ("ingest", "score", "select", "train", "evaluate", "report")  # the flow: a stage reads only earlier ones
 
 
 def _module_name(path: Path) -> str:
@@ -72,15 +77,15 @@ def _package_graph() -> dict[str, set[str]]:
 
 def test_no_import_cycle_between_the_packages_modules() -> None:
     graph = _package_graph()
-    assert len(graph) > 40 and graph["zipfit_pipeline.engine.alignment"]  # the walk found the package and its imports
+    assert len(graph) > 40 and graph["zipfit_pipeline.engine.score.alignment"]  # the walk found the package
     assert _cycles(graph) == []
 
 
 def test_the_cycle_finder_finds_a_lazy_import_cycle() -> None:
     """The check above is worth something only if it sees cycles: the alignment/Ray pair as it was before."""
     graph = _package_graph()
-    graph["zipfit_pipeline.engine.ray_backend"].add("zipfit_pipeline.engine.alignment")
-    assert ["zipfit_pipeline.engine.alignment", "zipfit_pipeline.engine.ray_backend"] in _cycles(graph)
+    graph["zipfit_pipeline.engine.score.ray_backend"].add("zipfit_pipeline.engine.score.alignment")
+    assert ["zipfit_pipeline.engine.score.alignment", "zipfit_pipeline.engine.score.ray_backend"] in _cycles(graph)
 
 
 def test_the_engine_runs_without_dagster_and_without_the_adapters() -> None:
@@ -102,3 +107,70 @@ def test_only_dagster_internals_reaches_into_dagsters_private_modules() -> None:
     }
     assert {name: found for name, found in private.items() if found} == {}
     assert any(m.startswith("dagster._") for m in _imports(INTERNALS))
+
+
+def _stage(module: str) -> str | None:
+    """The stage package a module belongs to (`core` counts as none: every stage may use it)."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["zipfit_pipeline", "engine"] and parts[2] in STAGES else None
+
+
+def _stage_violations(name: str, imported: set[str]) -> list[str]:
+    """Another stage's module (not its package), or a later stage (the flow runs one way)."""
+    own = _stage(name)
+    found = []
+    for module in sorted(imported):
+        other = _stage(module)
+        if other is None or other == own:
+            continue
+        if module != f"{ENGINE}.{other}":
+            found.append(f"{module} (another stage's internals: import from {ENGINE}.{other})")
+        if own is not None and STAGES.index(other) > STAGES.index(own):
+            found.append(f"{module} (a later stage than {own})")
+    return found
+
+
+def test_a_stage_reaches_another_only_through_its_package_and_only_upstream() -> None:
+    """Where a stage needs another's output it goes through that stage's public face (its package's exports: its
+    repository's read functions, its settings); the flow runs ingest -> score -> select -> train -> evaluate ->
+    report, never back. The Dagster side and the CLI reach stages through their packages too."""
+    assert {_stage(m) for m in MODULES} >= set(STAGES)
+    # The CLI's file commands call the algorithms themselves (`zipfit score --method bm25` on two files).
+    checked = [name for name in MODULES if not name.startswith(("zipfit_pipeline.cli.", f"{ENGINE}.core"))]
+    found = {name: v for name in checked if (v := _stage_violations(name, _imports(name)))}
+    assert found == {}
+
+
+def test_the_stage_rule_sees_a_reach_into_another_stage_and_a_step_back() -> None:
+    assert _stage_violations(f"{ENGINE}.select.stage", {f"{ENGINE}.ingest.tables"})
+    assert _stage_violations(f"{ENGINE}.score.stage", {f"{ENGINE}.select"})
+    assert not _stage_violations(f"{ENGINE}.select.stage", {f"{ENGINE}.ingest", f"{ENGINE}.select.tables"})
+
+
+SQL = re.compile(r"\b(SELECT|INSERT INTO|DELETE FROM|UPDATE|CREATE TABLE|ALTER TABLE)\b")
+
+
+def _has_sql(path: Path) -> bool:
+    strings = [n.value for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.Constant)]
+    return any(isinstance(s, str) and SQL.search(s) for s in strings)
+
+
+def test_sql_lives_only_in_the_stages_repositories_and_the_core_store() -> None:
+    """Each stage's tables and queries are in its `tables.py`; the core store holds the connection and its own
+    identity tables. No SQL in report rendering, the CLI or the Dagster side."""
+    allowed = {f"{ENGINE}.core.store", *(f"{ENGINE}.{stage}.tables" for stage in STAGES)}
+    allowed.add(f"{ENGINE}.ingest.readers")  # a DuckDB input's user query runs there: it reads a user's file
+    assert {name for name, path in MODULES.items() if _has_sql(path)} - allowed == set()
+    assert _has_sql(MODULES[f"{ENGINE}.select.tables"])  # the check sees SQL where there is some
+
+
+def test_no_module_is_over_400_lines_and_no_class_over_20_methods() -> None:
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 400}
+    assert long == {}
+    big = {
+        f"{name}.{node.name}": n
+        for name, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef) and (n := sum(isinstance(f, ast.FunctionDef) for f in node.body)) > 20
+    }
+    assert big == {}

@@ -17,8 +17,14 @@ from zipfit_pipeline.engine.core.models import locate_pretrained
 from zipfit_pipeline.engine.core.owned_folders import check_owned, claim
 from zipfit_pipeline.engine.core.settings import NAME_PATTERN, Settings
 from zipfit_pipeline.engine.evaluate import PassAtKSettings
-from zipfit_pipeline.engine.ingest import FILE_FORMATS, RecordReader
-from zipfit_pipeline.engine.ingest.settings import DatasetSpec, IncomingSettings, TargetSpec, incoming_name
+from zipfit_pipeline.engine.ingest import (
+    FILE_FORMATS,
+    DatasetSpec,
+    IncomingSettings,
+    RecordReader,
+    TargetSpec,
+    incoming_name,
+)
 from zipfit_pipeline.engine.score import ScoringSettings
 from zipfit_pipeline.engine.select import SelectionSettings
 from zipfit_pipeline.engine.train import TrainingSettings

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from small_project import SmallProject, failure_message, write_jsonl
+from projects import SmallProject, failure_message, write_jsonl
 
 from zipfit_pipeline.config import DatasetSpec, load_project
 from zipfit_pipeline.engine.ingest.records import InputError, RecordReader

@@ -22,7 +22,10 @@ import pytest
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.evaluate import EvalTables
+from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.ingest.records import Record
+from zipfit_pipeline.engine.train import TrainTables
 from zipfit_pipeline.orchestration.asset_keys import ALIGNMENT_SCORES, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
 from zipfit_pipeline.orchestration.dagster_internals import pool_slots
 from zipfit_pipeline.orchestration.definitions import build_definitions
@@ -55,7 +58,7 @@ def test_two_score_partitions_launched_at_once_both_succeed(project_file: Path, 
                 "asset",
                 "materialize",
                 "-m",
-                "zipfit_pipeline.definitions",
+                "zipfit_pipeline.orchestration.definitions",
                 "--select",
                 ALIGNMENT_SCORES,
                 "--partition",
@@ -93,12 +96,12 @@ def test_two_score_partitions_launched_at_once_both_succeed(project_file: Path, 
 
 WRITER = """
 import sys
-from zipfit_pipeline.engine.loaders import Record
-from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest import IngestTables, Record
 store, name = Store(sys.argv[1]), sys.argv[2]
 for version in range(40):
     records = [Record(i, f"{name}-{i}", f"{name} v{version} text {i}") for i in range(500)]
-    store.replace_documents(name, records, {"empty_text": version})
+    IngestTables(store).replace_documents(name, records, {"empty_text": version})
 print("done", flush=True)
 """
 
@@ -132,9 +135,8 @@ def test_two_processes_writing_the_same_store_at_once_both_succeed_and_the_store
 # A scoring run made long: each chunk of 8 texts takes 0.25 s more; it prints one line when under way.
 SLOW_SCORING = """
 import json, sys, time
-from zipfit_pipeline.engine import scorer
-from zipfit_pipeline.engine.scoring import score_dataset
-from zipfit_pipeline.engine.store import Store
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.score import ScoringSettings, score_dataset, score_sets, scorer
 score_many = scorer.AlignmentScorer.score_many
 def slow(self, texts):
     time.sleep(0.25)
@@ -143,7 +145,8 @@ scorer.AlignmentScorer.score_many = slow
 store = Store(sys.argv[1])
 targets = json.loads(sys.argv[2])
 print("scoring", flush=True)
-report = score_dataset(store, "code", targets, "gzip", 9, chunk_size=8, workers=1, progress=lambda _: None)
+settings = ScoringSettings(chunk_size=8, workers=1)
+report = score_dataset(store, "code", score_sets(targets, settings)[0], settings, progress=lambda _: None)
 print("scored", report.scored, flush=True)
 """
 
@@ -156,7 +159,7 @@ def test_a_fine_tune_and_an_eval_record_their_results_while_a_long_scoring_run_g
     path = tmp_path / "zipfit.duckdb"
     store = Store(path, lock_wait=10.0)  # far less than the scoring run lasts
     rows = [json.loads(line) for line in demo_files["python_stdlib"].read_text(encoding="utf-8").splitlines()[:400]]
-    store.replace_documents("code", [Record(i, r["id"], r["text"]) for i, r in enumerate(rows)], {})
+    IngestTables(store).replace_documents("code", [Record(i, r["id"], r["text"]) for i, r in enumerate(rows)], {})
     targets = [
         json.loads(line)["prompt"] for line in demo_files["humaneval"].read_text(encoding="utf-8").splitlines()[:10]
     ]
@@ -177,7 +180,7 @@ def test_a_fine_tune_and_an_eval_record_their_results_while_a_long_scoring_run_g
     assert scoring.returncode == 0, output[-3000:]
     assert waited < 5.0, f"the writes waited {waited:.1f} s for the scoring run"
     assert 0 < scored_meanwhile < 400  # committed in between, while it went on
-    assert store.training_run(KEY)["run_id"] == "r1"
+    assert TrainTables(store).training_run(KEY)["run_id"] == "r1"
     assert store.query("SELECT test_loss FROM eval_losses").to_pylist() == [{"test_loss": 2.4}]
     distinct = store.query("SELECT count(DISTINCT content_hash) AS n FROM documents").to_pylist()[0]["n"]
     assert store.query("SELECT count(*) AS n FROM scores").to_pylist()[0]["n"] == distinct
@@ -189,7 +192,7 @@ KEY = RunKey("m", "t", "zipfit", 1000, 0)
 def _record_a_fine_tune_and_its_eval(store: Store) -> float:
     """What a fine-tune and its eval write when they finish; returns the seconds the writes took."""
     started = time.monotonic()
-    store.record_training(
+    TrainTables(store).record_training(
         KEY,
         {
             "run_id": "r1",
@@ -203,24 +206,25 @@ def _record_a_fine_tune_and_its_eval(store: Store) -> float:
         },
         {"train": [(1000, 2.5)]},
     )
-    store.record_eval(KEY, "r1", "v1", 2.4, 500)
+    EvalTables(store).record_eval(KEY, "r1", "v1", 2.4, 500)
     return time.monotonic() - started
 
 
 # An ingestion made long: a 3,000-row file read at 1 ms a row, staged 100 rows at a time.
 SLOW_INGESTION = """
 import sys, time
-from zipfit_pipeline.engine import ingest, loaders
-from zipfit_pipeline.engine.store import Store
-rows = loaders.RecordReader.__iter__
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest import DatasetSpec, records, stage
+rows = records.RecordReader.__iter__
 def slow(self):
     for record in rows(self):
         time.sleep(0.001)
         yield record
-loaders.RecordReader.__iter__ = slow
-ingest.STAGE_ROWS = 100
+records.RecordReader.__iter__ = slow
+stage.STAGE_ROWS = 100
 print("ingesting", flush=True)
-result = ingest.ingest_source(Store(sys.argv[1]), "big", loaders.RecordReader(sys.argv[2], id_field="id"))
+spec = DatasetSpec(name="big", path=sys.argv[2], id_field="id")
+result = stage.ingest_source(Store(sys.argv[1]), spec, records.RecordReader(sys.argv[2], id_field="id"))
 print("ingested", result.documents, flush=True)
 """
 
@@ -230,7 +234,7 @@ def test_a_fine_tune_and_an_eval_record_their_results_while_a_big_file_is_ingest
     and until the swap every reader sees the documents as they were."""
     path, source = tmp_path / "zipfit.duckdb", tmp_path / "big.jsonl"
     store = Store(path, lock_wait=10.0)
-    store.replace_documents("big", [Record(i, f"old-{i}", f"old text {i}") for i in range(10)], {})
+    IngestTables(store).replace_documents("big", [Record(i, f"old-{i}", f"old text {i}") for i in range(10)], {})
     source.write_text("".join(json.dumps({"id": f"new-{i}", "text": f"new text {i}"}) + "\n" for i in range(3000)))
     ingestion = subprocess.Popen(
         [sys.executable, "-c", SLOW_INGESTION, str(path), str(source)],
@@ -251,7 +255,7 @@ def test_a_fine_tune_and_an_eval_record_their_results_while_a_big_file_is_ingest
     assert waited < 5.0, f"the writes waited {waited:.1f} s for the ingestion"
     assert meanwhile == {"first": "old-0", "n": 10}  # the old version until the whole file was read
     assert 0 < staged < 3000  # staged chunk by chunk, while it went on
-    assert store.training_run(KEY)["run_id"] == "r1"
+    assert TrainTables(store).training_run(KEY)["run_id"] == "r1"
     rows = store.query("SELECT count(*) AS n, min(text) AS first FROM documents").to_pylist()[0]
     assert rows == {"n": 3000, "first": "new text 0"}
     assert store.query("SELECT count(*) AS n FROM staged_documents").to_pylist()[0]["n"] == 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from small_project import SmallProject, failure_message
+from projects import SmallProject, failure_message
 
 from zipfit_pipeline.engine.core.hashing import content_hash, set_hash
 from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.train.stage import selected_texts
 from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     FINETUNED_MODEL,
@@ -58,7 +59,7 @@ def test_a_reordering_reingest_changes_no_fine_tunes_texts(small_project: SmallP
     run = small_project.store().training_run(KEY)
     assert run["selection_version"] == set_hash([content_hash(t) for t in chosen_texts])
     assert run["selection_version"] == small_project.store().selection_set(KEY)["version"]
-    assert small_project.store().selected_texts(KEY) == chosen_texts
+    assert selected_texts(small_project.store(), KEY) == chosen_texts
 
 
 def test_a_selection_whose_texts_are_gone_fails_and_says_what_to_do(small_project: SmallProject) -> None:

@@ -8,13 +8,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from project_files import check_results
-from small_project import SmallProject, failure_message
+from projects import SmallProject, check_results, failure_message
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.core.hashing import set_hash
 from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.select.decontamination import HeldoutIndex
+from zipfit_pipeline.engine.train.stage import selected_texts
 from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     EVAL_LOSS,
@@ -62,7 +63,7 @@ def _select(project: SmallProject) -> dg.ExecuteInProcessResult:
 
 
 def _selected(project: SmallProject) -> list[str]:
-    return project.store().selected_texts(RunKey("tiny-gpt2", "task", "zipfit", 200, 0))
+    return selected_texts(project.store(), RunKey("tiny-gpt2", "task", "zipfit", 200, 0))
 
 
 def test_a_planted_test_problem_that_zipfit_ranks_first_is_removed(small_project: SmallProject) -> None:
@@ -111,7 +112,7 @@ def test_the_check_blocks_fine_tunes_when_a_contaminated_text_slips_into_a_selec
     defs = build_definitions(str(small_project.config_file))
     tick = dg.evaluate_automation_conditions(defs=defs, instance=small_project.instance)
     store = small_project.store()
-    test_hash = set_hash(store.target_rows("task", "test").column("content_hash").to_pylist())
+    test_hash = set_hash(IngestTables(store).target_rows("task", "test").column("content_hash").to_pylist())
     with store.transaction() as connection:
         connection.execute("UPDATE test_overlaps SET test_row = NULL, ngram = NULL WHERE test_hash = ?", [test_hash])
 

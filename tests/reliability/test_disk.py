@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.ingest.records import Record
 
 
@@ -43,9 +44,10 @@ def test_a_store_in_a_read_only_folder_fails_naming_the_file(tmp_path: Path) -> 
     try:
         done = _run(
             f"""
-            from zipfit_pipeline.engine.loaders import Record
-            from zipfit_pipeline.engine.store import Store
-            Store({str(folder / "zipfit.duckdb")!r}).replace_documents("a", [Record(0, "x", "text")], {{}})
+            from zipfit_pipeline.engine.core.store import Store
+            from zipfit_pipeline.engine.ingest import IngestTables, Record
+            store = IngestTables(Store({str(folder / "zipfit.duckdb")!r}))
+            store.replace_documents("a", [Record(0, "x", "text")], {{}})
         """,
             _without_root_privileges(),
         )
@@ -53,33 +55,35 @@ def test_a_store_in_a_read_only_folder_fails_naming_the_file(tmp_path: Path) -> 
         folder.chmod(0o755)
     assert done.returncode != 0
     last_line = done.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("zipfit_pipeline.engine.store.StoreError: cannot open the store"), done.stderr[-2000:]
+    assert last_line.startswith("zipfit_pipeline.engine.core.store.StoreError: cannot open the store"), done.stderr[
+        -2000:
+    ]
     assert str(folder / "zipfit.duckdb") in last_line and "Permission denied" in last_line
     assert not list(folder.iterdir())
 
 
 def test_a_full_disk_fails_the_write_naming_the_file_and_keeps_what_was_stored(tmp_path: Path) -> None:
     store = Store(tmp_path / "zipfit.duckdb")
-    store.replace_documents("kept", _records(100), {})
+    IngestTables(store).replace_documents("kept", _records(100), {})
     before = store.query("SELECT * FROM documents ORDER BY row_index").to_pylist()
     # The child may not grow any file past 100 kB more than the store is now: a disk that is about to fill.
     done = _run(f"""
         import resource, signal
-        from zipfit_pipeline.engine.loaders import Record
-        from zipfit_pipeline.engine.store import Store
+        from zipfit_pipeline.engine.core.store import Store
+        from zipfit_pipeline.engine.ingest import IngestTables, Record
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         limit = {store.path.stat().st_size + 100_000}
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
         records = [Record(i, str(i), ("a long text %d " % i) * 2000) for i in range(500)]
-        Store({str(store.path)!r}).replace_documents("big", records, {{}})
+        IngestTables(Store({str(store.path)!r})).replace_documents("big", records, {{}})
     """)
     assert done.returncode != 0
     last_line = done.stderr.strip().splitlines()[-1]
     assert last_line.startswith(
-        f"zipfit_pipeline.engine.store.StoreError: cannot write to the store {store.path} "
+        f"zipfit_pipeline.engine.core.store.StoreError: cannot write to the store {store.path} "
         "(is the disk full or read-only?)"
     ), done.stderr[-2000:]
     assert "File too large" in last_line and last_line.endswith("Nothing of this write was kept")
     assert store.query("SELECT * FROM documents ORDER BY row_index").to_pylist() == before
-    store.replace_documents("after", _records(3), {})  # the store still takes writes once there is room
+    IngestTables(store).replace_documents("after", _records(3), {})  # the store still takes writes once there is room
     assert store.query("SELECT count(*) AS n FROM documents").to_pylist()[0]["n"] == 103

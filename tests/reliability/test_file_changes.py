@@ -12,13 +12,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from small_project import SmallProject
+from projects import SmallProject
 
 from zipfit_pipeline.config import load_project
-from zipfit_pipeline.engine import ingest
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest import DatasetSpec, ingest_source, stage
 from zipfit_pipeline.engine.ingest.records import InputError, RecordReader
-from zipfit_pipeline.engine.ingest.stage import ingest_source, read_unchanged
+from zipfit_pipeline.engine.ingest.stage import read_unchanged
 from zipfit_pipeline.orchestration.asset_keys import SOURCE_DOCUMENTS
 from zipfit_pipeline.orchestration.definitions import build_definitions
 
@@ -65,14 +65,19 @@ def test_a_source_that_keeps_changing_fails_and_the_stored_documents_stay(
     path = tmp_path / "src.jsonl"
     path.write_text(json.dumps({"id": "kept", "text": "the stored version"}) + "\n")
     store = Store(tmp_path / "store.duckdb")
-    ingest_source(store, "src", RecordReader(str(path), id_field="id"))
-    monkeypatch.setattr(ingest, "SECONDS_BETWEEN_ATTEMPTS", 0.05)
+    ingest_source(store, DatasetSpec(name="src", path=str(path)), RecordReader(str(path), id_field="id"))
+    monkeypatch.setattr(stage, "SECONDS_BETWEEN_ATTEMPTS", 0.05)
     writer = _writer(path, forever=True)
     try:
         with pytest.raises(
             InputError, match=r"src\.jsonl: changed while it was read, 3 times in a row.*nothing was stored"
         ):
-            ingest_source(store, "src", RecordReader(str(path), id_field="id"), log=lambda _: None)
+            ingest_source(
+                store,
+                DatasetSpec(name="src", path=str(path)),
+                RecordReader(str(path), id_field="id"),
+                log=lambda _: None,
+            )
     finally:
         writer.kill()
         writer.wait()

@@ -13,14 +13,15 @@ import time
 from pathlib import Path
 
 import dagster as dg
-from small_project import SmallProject
+from projects import SmallProject
+from stores import score
 
 from zipfit_pipeline.demo.models import build_tiny_gpt2
 from zipfit_pipeline.engine.core.models import load_model_and_tokenizer, save_checkpoint
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.ingest.records import Record, RecordReader
-from zipfit_pipeline.engine.score.stage import score_dataset
 from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     FINETUNED_MODEL,
@@ -37,7 +38,7 @@ CHUNK = 16
 
 def _prepare(store: Store, demo_files: dict) -> list[str]:
     rows = [json.loads(line) for line in demo_files["python_stdlib"].read_text(encoding="utf-8").splitlines()]
-    store.replace_documents("code", [Record(i, r["id"], r["text"]) for i, r in enumerate(rows)], {})
+    IngestTables(store).replace_documents("code", [Record(i, r["id"], r["text"]) for i, r in enumerate(rows)], {})
     problems = [json.loads(line) for line in demo_files["humaneval"].read_text(encoding="utf-8").splitlines()[:20]]
     return [p["prompt"] + p["canonical_solution"] for p in problems]
 
@@ -50,16 +51,17 @@ def test_sigkill_mid_scoring_then_rerun_gives_uninterrupted_result(demo_files: d
 
     script = textwrap.dedent(f"""
         import json, time
-        from zipfit_pipeline.engine.scoring import score_dataset
-        from zipfit_pipeline.engine.store import Store
+        from zipfit_pipeline.engine.core.store import Store
+        from zipfit_pipeline.engine.score import ScoreTables, ScoringSettings, score_dataset, score_sets
         targets = json.load(open({str(tmp_path / "targets.json")!r}))
-        insert_scores = Store.insert_scores
+        insert_scores = ScoreTables.insert
         def paced(self, *args):  # a line per commit, paced, so that the parent's kill lands half-way
             insert_scores(self, *args)
             print("committed", flush=True)
             time.sleep(0.05)
-        Store.insert_scores = paced
-        score_dataset(Store({str(killed_db.path)!r}), "code", targets, "gzip", 9, chunk_size={CHUNK}, workers=1,
+        ScoreTables.insert = paced
+        settings = ScoringSettings(chunk_size={CHUNK}, workers=1)
+        score_dataset(Store({str(killed_db.path)!r}), "code", score_sets(targets, settings)[0], settings,
                       progress=lambda _: None, commit_seconds=0)
     """)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -75,10 +77,10 @@ def test_sigkill_mid_scoring_then_rerun_gives_uninterrupted_result(demo_files: d
     assert 3 * CHUNK <= committed < distinct
     assert committed % CHUNK == 0  # whole chunks only
 
-    resumed = score_dataset(killed_db, "code", targets, "gzip", 9, chunk_size=CHUNK, workers=1, progress=lambda _: None)
+    resumed = score(killed_db, "code", targets, "gzip", 9, chunk_size=CHUNK, workers=1)
     assert resumed.reused == committed
     assert resumed.reused + resumed.scored == resumed.distinct_texts
-    score_dataset(clean_db, "code", targets, "gzip", 9, chunk_size=CHUNK, workers=2, progress=lambda _: None)
+    score(clean_db, "code", targets, "gzip", 9, chunk_size=CHUNK, workers=2)
 
     query = "SELECT content_hash, score FROM scores ORDER BY content_hash"
     assert killed_db.query(query).to_pylist() == clean_db.query(query).to_pylist()

@@ -16,12 +16,13 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-from small_project import REPO, SmallProject, failure_message
+from projects import REPO, SmallProject, failure_message
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.core.models import load_model_and_tokenizer
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.ingest.records import InputError, RecordReader
+from zipfit_pipeline.engine.train.stage import selected_texts
 from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     EVAL_LOSS,
@@ -139,7 +140,7 @@ def test_hostile_dataset_text_is_only_ever_data(small_project: SmallProject) -> 
         .to_pylist()[0]
     )
     assert counts == {"scores": 44, "targets": 12}
-    selected = small_project.store().selected_texts(RunKey("tiny-gpt2", "task", "all", 0, 0))
+    selected = selected_texts(small_project.store(), RunKey("tiny-gpt2", "task", "all", 0, 0))
     assert sorted(r["text"] for r in rows) == sorted(set(selected) & {r["text"] for r in rows})
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-from small_project import SmallProject
+from projects import SmallProject
 
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.orchestration.asset_keys import (

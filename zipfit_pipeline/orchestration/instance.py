@@ -2,7 +2,8 @@
 
 A `DAGSTER_HOME` without a dagster.yaml gets Dagster's defaults: telemetry on, a welcome banner, pools with no
 limit (two DuckDB writers at once). So before any command opens the instance, a folder without one gets a copy of
-`zipfit_pipeline/dagster.yaml`; a dagster.yaml already there is the user's and is left alone. With `DAGSTER_HOME`
+the repository's top-level `dagster.yaml` (which a built wheel ships beside this module, see setup.py); a
+dagster.yaml already there is the user's and is left alone. With `DAGSTER_HOME`
 unset, the instance lives in `.dagster_home/` beside the project file, where `make` puts it.
 """
 
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import dagster as dg
 
-INSTANCE_SETTINGS = Path(__file__).with_name("dagster.yaml")
+# In a checkout (an editable install) the top-level file itself; in a built wheel, the copy setup.py puts here.
+_SHIPPED = Path(__file__).with_name("dagster.yaml")
+INSTANCE_SETTINGS = _SHIPPED if _SHIPPED.is_file() else Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 def prepare_dagster_home(project_file: Path) -> Path:

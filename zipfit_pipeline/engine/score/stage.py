@@ -22,7 +22,7 @@ from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.score import native
 from zipfit_pipeline.engine.score.alignment import score_chunks
-from zipfit_pipeline.engine.score.score_sets import ScoreSet
+from zipfit_pipeline.engine.score.score_set import ScoreSet
 from zipfit_pipeline.engine.score.settings import ScoringSettings
 from zipfit_pipeline.engine.score.tables import ScoreTables
 
@@ -124,6 +124,14 @@ def score_dataset(
     )
     scores.record_run(dataset, score_set, done, report.seconds, path)
     return report
+
+
+def pool_scores(store: Store, datasets: Sequence[str], score_set: ScoreSet) -> pa.Table:
+    """Each distinct text of the datasets with its score in this set (null if unscored), as (dataset, row_index,
+    doc_id, content_hash, score) of its first document in (dataset order, row order): the selection pool, without
+    texts."""
+    pool = IngestTables(store).pool_documents(datasets)
+    return pool.append_column("score", ScoreTables(store).scores_of(score_set, pool.column("content_hash")))
 
 
 def summarize_scores(

@@ -15,7 +15,7 @@ import pyarrow as pa
 from zipfit_pipeline.engine import ENGINE_VERSION
 from zipfit_pipeline.engine.core.store import Tables
 from zipfit_pipeline.engine.score.compression import compressor_build
-from zipfit_pipeline.engine.score.score_sets import ScoreSet
+from zipfit_pipeline.engine.score.score_set import ScoreSet
 
 # A text's score under a score key; every score query uses it with `_key`.
 SCORE_OF_TEXT = (

@@ -105,7 +105,7 @@ def contaminated_selections(
     test = documents.target_rows(target, "test")
     index = HeldoutIndex(test.column("text").to_pylist(), test.column("row_index").to_pylist(), ngram_words)
     selected = SelectTables(store).selected_rows(model, target)
-    hashes = pc.unique(selected.column("content_hash")).combine_chunks()
+    hashes = pc.unique(selected.column("content_hash"))
     overlap_of = {
         h: index.first_overlap(text)
         for h, text in zip(hashes.to_pylist(), documents.texts_or_none(hashes))

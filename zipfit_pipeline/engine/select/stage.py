@@ -26,7 +26,15 @@ from zipfit_pipeline.engine.core.models import DOCUMENT_START_TOKENS, text_token
 from zipfit_pipeline.engine.core.runs import THRESHOLD, WHOLE_POOL
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.ingest import IngestTables
-from zipfit_pipeline.engine.score import ZIPFIT, ScoreSet, ScoreTables, ScoringSettings, is_zipfit, score_sets
+from zipfit_pipeline.engine.score import (
+    ZIPFIT,
+    ScoreSet,
+    ScoreTables,
+    ScoringSettings,
+    is_zipfit,
+    pool_scores,
+    score_sets,
+)
 from zipfit_pipeline.engine.select.bm25 import bm25_scores
 from zipfit_pipeline.engine.select.d4 import d4_scores
 from zipfit_pipeline.engine.select.decontamination import find_overlaps
@@ -211,8 +219,7 @@ def pool_tokens(store: Store, tokenizer: Any, hashes: pa.Array, log: Callable[[s
 
 
 def _scored_pool(store: Store, sources: Sequence[str], target: str, score_set: ScoreSet) -> pa.Table:
-    pool = IngestTables(store).pool_documents(sources)
-    pool = pool.append_column("score", ScoreTables(store).scores_of(score_set, pool.column("content_hash")))
+    pool = pool_scores(store, sources, score_set)
     missing = pool.filter(pc.is_null(pool.column("score")))
     if missing.num_rows:
         datasets = sorted(set(missing.column("dataset").to_pylist()))

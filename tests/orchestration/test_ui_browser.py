@@ -22,7 +22,7 @@ import dagster as dg
 import pytest
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from project_copies import edit_jsonl, ingest, project_defs
+from projects import edit_jsonl, ingest, project_defs
 
 from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
@@ -104,7 +104,7 @@ def webserver(workspace: tuple[Path, dg.DagsterInstance]) -> Iterator[str]:
             "-p",
             str(port),
             "-m",
-            "zipfit_pipeline.definitions",
+            "zipfit_pipeline.orchestration.definitions",
         ],
         env=env,
         stdout=log,

@@ -11,10 +11,10 @@ from pathlib import Path
 import dagster as dg
 import psutil
 import pytest
-from project_files import write_project
+from projects import write_project
 
-from zipfit_pipeline.engine import sandbox
 from zipfit_pipeline.engine.core.models import load_model_and_tokenizer
+from zipfit_pipeline.engine.evaluate import sandbox
 from zipfit_pipeline.engine.evaluate.pass_at_k import (
     cut_at_stop,
     estimate_pass_at_k,

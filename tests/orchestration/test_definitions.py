@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import dagster as dg
-from project_files import write_project
+from projects import write_project
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.core.runs import RunKey
@@ -136,7 +136,7 @@ def test_loading_the_definitions_does_not_import_torch(project_file: Path) -> No
     import sys
 
     code = (
-        "import sys; from zipfit_pipeline.definitions import build_definitions; "
+        "import sys; from zipfit_pipeline.orchestration.definitions import build_definitions; "
         f"build_definitions({str(project_file)!r}); print('torch' in sys.modules)"
     )
     assert (

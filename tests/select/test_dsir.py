@@ -14,6 +14,7 @@ from nltk.tokenize import WordPunctTokenizer
 
 from zipfit_pipeline.engine.core.hashing import content_hash
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.ingest.records import Record, RecordReader
 from zipfit_pipeline.engine.select.dsir import DsirSettings, dsir_weights, featurizer_identity, ngram_counts
 
@@ -24,7 +25,7 @@ def _texts(path: Path, limit: int, **reader: object) -> list[str]:
 
 def _store_of(path: Path, pool: list[str]) -> tuple[Store, pa.Array]:
     store = Store(path)
-    store.replace_documents("pool", [Record(i, None, t) for i, t in enumerate(pool)], {})
+    IngestTables(store).replace_documents("pool", [Record(i, None, t) for i, t in enumerate(pool)], {})
     return store, pa.array([content_hash(t) for t in pool])
 
 
@@ -112,7 +113,7 @@ def test_featurizing_on_several_processes_stores_what_one_process_does(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from zipfit_pipeline.engine import dsir
+    from zipfit_pipeline.engine.select import dsir
 
     pool, targets = pool_and_targets
     one, hashes = _store_of(tmp_path / "one.duckdb", pool)

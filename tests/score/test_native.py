@@ -15,14 +15,15 @@ from types import ModuleType
 import lz4.frame
 import numpy as np
 import pytest
+from stores import score
 
 from zipfit_pipeline.demo.inputs import c_headers, english_prose, python_functions
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.ingest.records import Record
 from zipfit_pipeline.engine.score import native
 from zipfit_pipeline.engine.score.alignment import alignment_scores
 from zipfit_pipeline.engine.score.scorer import AlignmentScorer
-from zipfit_pipeline.engine.score.stage import score_dataset
 
 WINDOW = 32 * 1024
 
@@ -135,8 +136,8 @@ def test_a_disagreeing_extension_is_never_used(
     np.testing.assert_allclose(scorer.score_many(texts), expected, rtol=0, atol=1e-12)
 
     store = Store(tmp_path / "store.duckdb")
-    store.replace_documents("prose", [Record(i, None, t) for i, t in enumerate(texts)], {})
-    report = score_dataset(store, "prose", targets, "gzip", 9, progress=lambda _: None)
+    IngestTables(store).replace_documents("prose", [Record(i, None, t) for i, t in enumerate(texts)], {})
+    report = score(store, "prose", targets, "gzip", 9)
     assert report.code_path == native.PURE_PYTHON
     assert store.query("SELECT code_path FROM scoring_runs").to_pylist() == [{"code_path": "python"}]
 

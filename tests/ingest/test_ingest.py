@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from zipfit_pipeline.engine import ingest
 from zipfit_pipeline.engine.core.store import Store, StoreError
-from zipfit_pipeline.engine.ingest.records import RecordReader
-from zipfit_pipeline.engine.ingest.stage import ingest_source
+from zipfit_pipeline.engine.ingest import DatasetSpec, IngestTables, RecordReader, ingest_source, stage
+
+SOURCE = DatasetSpec(name="src", path="src.jsonl")
 
 
 def _write(path: Path, texts: list[str]) -> RecordReader:
@@ -26,35 +26,35 @@ def _stored(store: Store) -> list[tuple[int, str, str]]:
 
 
 def test_a_grown_or_edited_file_writes_only_its_new_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest, "STAGE_ROWS", 7)  # several chunks
+    monkeypatch.setattr(stage, "STAGE_ROWS", 7)  # several chunks
     store = Store(tmp_path / "store.duckdb")
     written: list[int] = []
-    commit = Store.commit_staged
+    commit = IngestTables.commit_staged
 
-    def counting(self: Store, dataset: str, skipped: dict[str, int]) -> None:
+    def counting(self: IngestTables, dataset: str, skipped: dict[str, int]) -> None:
         written.append(
             self.query("SELECT count(*) AS n FROM staged_documents WHERE text IS NOT NULL").to_pylist()[0]["n"]
         )
         commit(self, dataset, skipped)
 
-    monkeypatch.setattr(Store, "commit_staged", counting)
+    monkeypatch.setattr(IngestTables, "commit_staged", counting)
     texts = [f"def f{i}(): return {i}" for i in range(30)]
-    first = ingest_source(store, "src", _write(tmp_path / "src.jsonl", texts), log=lambda _: None)
+    first = ingest_source(store, SOURCE, _write(tmp_path / "src.jsonl", texts), log=lambda _: None)
     assert (written, first.rows, first.documents, first.distinct_texts) == ([30], 30, 30, 30)
     assert _stored(store) == [(i, f"d{i}", t) for i, t in enumerate(texts)]
     assert first.preview == texts[:3]
 
-    again = ingest_source(store, "src", _write(tmp_path / "src.jsonl", texts), log=lambda _: None)
+    again = ingest_source(store, SOURCE, _write(tmp_path / "src.jsonl", texts), log=lambda _: None)
     assert (written[-1], again.digest) == (0, first.digest)  # nothing new: nothing written, same version
 
     grown = texts + ["print('new')", "x = 1"]
     grown[4] = "def edited(): pass"
-    result = ingest_source(store, "src", _write(tmp_path / "src.jsonl", grown), log=lambda _: None)
+    result = ingest_source(store, SOURCE, _write(tmp_path / "src.jsonl", grown), log=lambda _: None)
     assert written[-1] == 3  # the edited row and the two new ones
     assert _stored(store) == [(i, f"d{i}", t) for i, t in enumerate(grown)]
     assert result.documents == 32 and result.digest != first.digest
 
-    ingest_source(store, "src", _write(tmp_path / "src.jsonl", grown[10:]), log=lambda _: None)  # rows move up
+    ingest_source(store, SOURCE, _write(tmp_path / "src.jsonl", grown[10:]), log=lambda _: None)  # rows move up
     assert _stored(store) == [(i, f"d{i}", t) for i, t in enumerate(grown[10:])]
     assert store.query("SELECT count(*) AS n FROM staged_documents").to_pylist()[0]["n"] == 0
 
@@ -62,19 +62,21 @@ def test_a_grown_or_edited_file_writes_only_its_new_rows(tmp_path: Path, monkeyp
 def test_a_failure_midway_leaves_the_stored_documents_and_no_staged_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ingest, "STAGE_ROWS", 5)
+    monkeypatch.setattr(stage, "STAGE_ROWS", 5)
     store = Store(tmp_path / "store.duckdb")
-    ingest_source(store, "src", _write(tmp_path / "src.jsonl", ["kept 1", "kept 2"]), log=lambda _: None)
-    stage, chunks = Store.stage_documents, []
+    ingest_source(store, SOURCE, _write(tmp_path / "src.jsonl", ["kept 1", "kept 2"]), log=lambda _: None)
+    stage_documents, chunks = IngestTables.stage_documents, []
 
-    def failing_third(self: Store, dataset: str, records: list) -> None:
+    def failing_third(self: IngestTables, dataset: str, records: list) -> None:
         chunks.append(len(records))
         if len(chunks) == 3:
             raise StoreError("disk full")
-        stage(self, dataset, records)
+        stage_documents(self, dataset, records)
 
-    monkeypatch.setattr(Store, "stage_documents", failing_third)
+    monkeypatch.setattr(IngestTables, "stage_documents", failing_third)
     with pytest.raises(StoreError, match="disk full"):
-        ingest_source(store, "src", _write(tmp_path / "src.jsonl", [f"new {i}" for i in range(20)]), log=lambda _: None)
+        ingest_source(
+            store, SOURCE, _write(tmp_path / "src.jsonl", [f"new {i}" for i in range(20)]), log=lambda _: None
+        )
     assert [t for _, _, t in _stored(store)] == ["kept 1", "kept 2"]
     assert store.query("SELECT count(*) AS n FROM staged_documents").to_pylist()[0]["n"] == 0

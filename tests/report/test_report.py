@@ -8,15 +8,19 @@ import pytest
 
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
-from zipfit_pipeline.engine.report.stage import (
+from zipfit_pipeline.engine.evaluate import EvalTables
+from zipfit_pipeline.engine.report import render_markdown
+from zipfit_pipeline.engine.report.results import load_results
+from zipfit_pipeline.engine.report.statistics import (
     RunResult,
     alignment_fit,
     equal_budget_runs,
     interval,
-    load_results,
     summarize,
     tokens_to_reach,
 )
+from zipfit_pipeline.engine.select import SelectTables
+from zipfit_pipeline.engine.train import TrainTables
 
 T_975 = {1: 12.706204736, 2: 4.302652730}  # Student's t, 97.5th percentile, by degrees of freedom (printed tables)
 
@@ -79,7 +83,7 @@ def test_summary_pairs_zipfit_with_each_baseline_seed_by_seed() -> None:
     assert paired["random"].difference.excludes_zero
     assert paired["dsir"].difference.mean == pytest.approx(-0.05 / 3) and paired["dsir"].wins == 2
     assert not paired["dsir"].difference.excludes_zero
-    markdown = report.markdown()
+    markdown = render_markdown(report)
     assert "| random | 100 | -0.3000 | [" in markdown and "| 3 of 3 seeds | yes |" in markdown
     assert "| dsir | 100 | -0.0167 | [" in markdown and "| 2 of 3 seeds | no |" in markdown
 
@@ -119,8 +123,8 @@ def _stored_run(store: Store, key: RunKey, run_id: str, version: str | None, los
         "seconds": 1.0,
         "device": "cpu",
     }
-    store.record_training(key, row, {"test": [(key.budget // 2, loss + 0.1)]} if not key.is_base else {})
-    store.record_eval(key, run_id, version, loss, 10)
+    TrainTables(store).record_training(key, row, {"test": [(key.budget // 2, loss + 0.1)]} if not key.is_base else {})
+    EvalTables(store).record_eval(key, run_id, version, loss, 10)
 
 
 def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str]) -> None:
@@ -160,7 +164,7 @@ def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str
             "removed": pa.array([], pa.bool_()),
         }
     )
-    store.replace_selections("m", "t", empty, sets, {}, clean)
+    SelectTables(store).replace_selections("m", "t", empty, sets, {}, clean)
 
 
 def test_the_report_reads_only_current_evals_of_configured_runs(tmp_path: Path) -> None:
@@ -178,7 +182,7 @@ def test_the_report_reads_only_current_evals_of_configured_runs(tmp_path: Path) 
     for key in trained:
         _stored_run(store, key, f"run-{key.label()}", "v1", 2.0)
     # A second fine-tune of seed 1 replaced the checkpoint its eval measured, and it has not been evaluated yet.
-    store.record_training(
+    TrainTables(store).record_training(
         retrained,
         {
             "run_id": "run-new",

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from project_copies import MODEL, edit_config, edit_jsonl, ingest, project_defs
+from projects import MODEL, edit_config, edit_jsonl, ingest, project_defs
 
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.orchestration.asset_keys import (

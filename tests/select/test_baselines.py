@@ -17,14 +17,15 @@ import pytest
 
 from zipfit_pipeline.engine.core.hashing import content_hash
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.ingest.records import Record, RecordReader
+from zipfit_pipeline.engine.score.score_set import score_sets, target_set_hash, target_subset
 from zipfit_pipeline.engine.score.settings import ScoringSettings
-from zipfit_pipeline.engine.score.stage import score_sets, target_set_hash, target_subset
 from zipfit_pipeline.engine.select.bm25 import bm25_scores
 from zipfit_pipeline.engine.select.d4 import d4_scores
 from zipfit_pipeline.engine.select.embeddings import embed_texts, load_embedder, pool_embeddings, target_similarity
 from zipfit_pipeline.engine.select.ranking import rank_by_score, select_by_budget
-from zipfit_pipeline.engine.select.settings import Bm25Settings, D4Settings, EmbeddingSettings, SelectionSettings
+from zipfit_pipeline.engine.select.settings import Bm25Settings, D4Settings, EmbeddingSettings
 
 DIM, GROUPS, PER_GROUP = 32, 3, 30
 
@@ -99,7 +100,7 @@ def test_embedding_similarity_ranks_a_near_copy_of_a_target_first(
     near_copy = targets[3].replace("return", "return  ").replace("def ", "def  ")
     pool = [*pool[:30], near_copy, *pool[30:]]
     store = Store(tmp_path / "store.duckdb")
-    store.replace_documents("pool", [Record(i, None, t) for i, t in enumerate(pool)], {})
+    IngestTables(store).replace_documents("pool", [Record(i, None, t) for i, t in enumerate(pool)], {})
     vectors, seconds = pool_embeddings(
         store, pa.array([content_hash(t) for t in pool]), EmbeddingSettings(), log=lambda _: None
     )
@@ -123,7 +124,7 @@ def test_embeddings_do_not_depend_on_the_batch_and_are_stored_once_per_text(
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)  # padding and the length sort change nothing
 
     store = Store(tmp_path / "store.duckdb")
-    store.replace_documents("pool", [Record(i, None, t) for i, t in enumerate(pool)], {})
+    IngestTables(store).replace_documents("pool", [Record(i, None, t) for i, t in enumerate(pool)], {})
     lines: list[str] = []
     first, _ = pool_embeddings(store, pa.array([content_hash(t) for t in pool[:20]]), settings, log=lines.append)
     again, _ = pool_embeddings(store, pa.array([content_hash(t) for t in pool[:30]]), settings, log=lines.append)
@@ -202,7 +203,7 @@ def test_a_target_subset_is_seeded_nested_and_independent_of_the_files_order() -
 
 def test_each_ablation_is_a_score_set_of_its_own() -> None:
     targets = [f"t{i} " * 5 for i in range(12)]
-    sets = score_sets(targets, ScoringSettings(variants=["gzip-1", "lz4-0"]), SelectionSettings(target_subsets=[4]))
+    sets = score_sets(targets, ScoringSettings(variants=["gzip-1", "lz4-0"]), subsets=[4])
     assert [(s.method, s.compressor, s.level, len(s.targets)) for s in sets] == [
         ("zipfit", "gzip", 9, 12),
         ("zipfit-gzip-1", "gzip", 1, 12),

@@ -7,13 +7,16 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from project_files import check_results, write_project
+from projects import check_results, write_project
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.score import native
 from zipfit_pipeline.engine.score.alignment import alignment_scores
+from zipfit_pipeline.engine.select import SelectTables
+from zipfit_pipeline.engine.train import TrainTables
 from zipfit_pipeline.engine.train.stage import FinetuneResult, finetune_selection
 from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
@@ -28,7 +31,7 @@ from zipfit_pipeline.orchestration.definitions import build_definitions
 from zipfit_pipeline.orchestration.instance import INSTANCE_SETTINGS
 from zipfit_pipeline.orchestration.materialize_all import materialize_all
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +72,7 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         # Stored scores are the engine's scores for the stored texts.
         pool = store.query("""SELECT d.text, s.score FROM documents d JOIN scores s USING (content_hash)
                               WHERE d.dataset = 'python_stdlib' ORDER BY d.row_index LIMIT 25""").to_pylist()
-        targets = store.target_texts("humaneval", "alignment")
+        targets = IngestTables(store).target_texts("humaneval", "alignment")
         assert [r["score"] for r in pool] == alignment_scores([r["text"] for r in pool], targets, "gzip", 9).tolist()
 
         # Each selection reaches its budget, ZIP-FIT in score order, and prefers code over prose. ZIP-FIT and DSIR
@@ -115,7 +118,7 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         above = store.query("SELECT count(DISTINCT content_hash) AS n FROM scores WHERE score > 0.19")
         above = above.to_pylist()[0]["n"]
         assert 0 < len(kept) == above and min(r["score"] for r in kept) > 0.19
-        threshold_run = store.training_run(RunKey("tiny-gpt2", "humaneval", "threshold", 190, 1))
+        threshold_run = TrainTables(store).training_run(RunKey("tiny-gpt2", "humaneval", "threshold", 190, 1))
         assert threshold_run["train_tokens"] == kept[-1]["cumulative_tokens"]
 
         # A checkpoint per fine-tune and seed, none half-written; an eval row for each, recording the run it measured.
@@ -128,7 +131,7 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
                 assert run["train_tokens"] == run["budget"]
             if run["method"] != "base":
                 assert (Path(run["checkpoint"]) / "config.json").exists()
-                selection = store.selection_set(
+                selection = SelectTables(store).selection_set(
                     RunKey("tiny-gpt2", "humaneval", run["method"], run["budget"], run["seed"])
                 )
                 assert run["selection_version"] == selection["version"]
@@ -306,7 +309,7 @@ def test_every_baseline_and_ablation_flows_into_the_report(
         # A fine-tune asked again on the same texts and settings is its current run; other settings, or a checkpoint
         # deleted after its evals, train again.
         key, pretrained = RunKey("tiny-gpt2", "humaneval", "d4", 400, 0), config.model_path(config.model("tiny-gpt2"))
-        current = store.training_run(key)
+        current = TrainTables(store).training_run(key)
 
         def finetune(run_id: str, learning_rate: float) -> FinetuneResult:
             settings = config.training.model_copy(update={"learning_rate": learning_rate})
@@ -317,6 +320,6 @@ def test_every_baseline_and_ablation_flows_into_the_report(
             again.reused and again.run_id == current["run_id"] and again.final_train_loss == current["final_train_loss"]
         )
         other = finetune("other-rate", 2e-3)
-        assert not other.reused and store.training_run(key)["run_id"] == "other-rate"
-        store.release_checkpoint(key, "other-rate")
+        assert not other.reused and TrainTables(store).training_run(key)["run_id"] == "other-rate"
+        TrainTables(store).release_checkpoint(key, "other-rate")
         assert not finetune("after-release", 2e-3).reused

@@ -160,7 +160,7 @@ def test_qlora_needs_cuda_and_says_so(tiny_model: Path) -> None:
 CLAIM = """
 import sys, time
 from pathlib import Path
-from zipfit_pipeline.engine.devices import claimed_device
+from zipfit_pipeline.engine.core.devices import claimed_device
 with claimed_device("auto", Path(sys.argv[1]), log=lambda m: print(m, flush=True), poll_seconds=0.2) as device:
     print("holding", device, flush=True)
     time.sleep(float(sys.argv[2]))

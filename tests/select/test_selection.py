@@ -2,9 +2,10 @@
 
 import numpy as np
 
+from zipfit_pipeline.engine.score import ScoringSettings
+from zipfit_pipeline.engine.select import SelectionSettings
 from zipfit_pipeline.engine.select.ranking import (
     above_threshold,
-    configured_selections,
     random_order,
     rank_by_score,
     select_by_budget,
@@ -50,7 +51,8 @@ def test_select_by_budget_rows_per_budget() -> None:
 
 
 def test_each_method_fills_each_budget_and_all_is_one_selection() -> None:
-    assert configured_selections(["zipfit", "all", "dsir"], [100, 200], [0.35]) == [
+    selection = SelectionSettings(methods=["zipfit", "all", "dsir"], budgets=[100, 200], thresholds=[0.35])
+    assert selection.selections(ScoringSettings()) == [
         ("zipfit", 100),
         ("zipfit", 200),
         ("all", 0),

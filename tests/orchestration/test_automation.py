@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from project_copies import MODEL, TEMPLATE, edit_config, edit_jsonl, ingest, project_defs
+from projects import MODEL, TEMPLATE, edit_config, edit_jsonl, ingest, project_defs
 
 from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,

@@ -9,6 +9,7 @@ import pyarrow as pa
 from zipfit_pipeline.engine.core.hashing import content_hash
 from zipfit_pipeline.engine.core.models import count_tokens, load_tokenizer, tokenizer_identity
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.ingest.records import Record
 from zipfit_pipeline.engine.select.stage import pool_tokens
 
@@ -30,7 +31,7 @@ class RecordingTokenizer:
 
 
 def _counts(store: Store, tokenizer: Any, texts: list[str]) -> np.ndarray:
-    store.replace_documents("pool", [Record(i, None, t) for i, t in enumerate(texts)], {})
+    IngestTables(store).replace_documents("pool", [Record(i, None, t) for i, t in enumerate(texts)], {})
     hashes = pa.array([content_hash(t) for t in texts])
     return pool_tokens(store, tokenizer, hashes, log=lambda _: None)
 

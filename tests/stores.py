@@ -1,0 +1,31 @@
+"""Stages run straight on a store, without a project: a test names the texts and settings it is about."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.score import ScoreSet, ScoringReport, ScoringSettings, score_dataset, score_sets
+from zipfit_pipeline.engine.score.stage import COMMIT_SECONDS
+
+
+def zipfit_set(targets: Sequence[str], compressor: str = "gzip", level: int = 9) -> ScoreSet:
+    """ZIP-FIT's score set of `targets` with this compressor and level."""
+    return score_sets(targets, ScoringSettings(compressor=compressor, level=level))[0]  # type: ignore[arg-type]
+
+
+def score(
+    store: Store,
+    dataset: str,
+    targets: Sequence[str],
+    compressor: str = "gzip",
+    level: int = 9,
+    progress: Callable[[str], None] = lambda _: None,
+    commit_seconds: float = COMMIT_SECONDS,
+    **settings: Any,
+) -> ScoringReport:
+    """Score a stored dataset against `targets` (`settings`: the project file's `scoring` entries)."""
+    return score_dataset(
+        store, dataset, zipfit_set(targets, compressor, level), ScoringSettings(**settings), progress, commit_seconds
+    )
