@@ -1,6 +1,6 @@
 """Per source length: µs per pair compressing x + t whole vs copying a deflate stream primed with x.
 
-Sets `PRIME_MIN_BYTES` in zipfit_pipeline/engine/scorer.py. Run: .venv/bin/python bench/priming.py
+Sets `PRIME_MIN_BYTES` in zipfit_pipeline/engine/score/scorer.py. Run: .venv/bin/python bench/priming.py
 """
 
 from __future__ import annotations

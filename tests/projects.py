@@ -257,8 +257,13 @@ class SmallProject:
         return self.materialize(TARGET_DOCUMENTS, "task")
 
     def stored(self, table: str) -> list[dict[str, Any]]:
-        """Every row of a store table, in a stable order (the tables are small here)."""
-        return sorted(self.store().query(f"SELECT * FROM {table}").to_pylist(), key=repr)
+        """Every row of a store table, in a stable order (the tables are small here); none where the stage that owns
+        the table has never written to this store (a stage makes its tables the first time it opens the store)."""
+        store = self.store()
+        made = store.query("SELECT count(*) AS n FROM information_schema.tables WHERE table_name = ?", [table])
+        if not made.column("n")[0].as_py():
+            return []
+        return sorted(store.query(f"SELECT * FROM {table}").to_pylist(), key=repr)
 
 
 # What runs left behind ---------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ STAGES = {
     ALIGNMENT_SCORES: "score",
     SELECTIONS: "select",
     FINETUNED_MODEL: "train",
-    EVAL_LOSS: "eval",
+    EVAL_LOSS: "evaluate",
     COMPARISON_REPORT: "report",
 }
 

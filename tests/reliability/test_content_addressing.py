@@ -8,6 +8,8 @@ from projects import SmallProject, failure_message
 
 from zipfit_pipeline.engine.core.hashing import content_hash, set_hash
 from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.select import SelectTables
+from zipfit_pipeline.engine.train import TrainTables
 from zipfit_pipeline.engine.train.stage import selected_texts
 from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
@@ -56,9 +58,9 @@ def test_a_reordering_reingest_changes_no_fine_tunes_texts(small_project: SmallP
     assert [now_at[r["row_index"]] for r in chosen] != chosen_texts  # what a join on row positions would train on
 
     assert small_project.materialize(FINETUNED_MODEL, PARTITION).success
-    run = small_project.store().training_run(KEY)
+    run = TrainTables(small_project.store()).training_run(KEY)
     assert run["selection_version"] == set_hash([content_hash(t) for t in chosen_texts])
-    assert run["selection_version"] == small_project.store().selection_set(KEY)["version"]
+    assert run["selection_version"] == SelectTables(small_project.store()).selection_set(KEY)["version"]
     assert selected_texts(small_project.store(), KEY) == chosen_texts
 
 
@@ -81,4 +83,4 @@ def test_a_selection_whose_texts_are_gone_fails_and_says_what_to_do(small_projec
         f"the selection {KEY} chose 1 texts that no stored document holds any more (a source was re-ingested or "
         f"removed since, e.g. text {first['content_hash']}): materialize selections again"
     ) in message
-    assert small_project.store().training_run(KEY) is None
+    assert TrainTables(small_project.store()).training_run(KEY) is None

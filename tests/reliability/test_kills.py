@@ -22,6 +22,7 @@ from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.ingest.records import Record, RecordReader
+from zipfit_pipeline.engine.train import TrainTables
 from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     FINETUNED_MODEL,
@@ -190,7 +191,7 @@ def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains
         assert small_project.materialize(asset, partition).success
     partition, key = "tiny-gpt2.all.s0|task", RunKey("tiny-gpt2", "task", "all", 0, 0)
     _complete(small_project.cli(FINETUNED_MODEL, partition))
-    recorded = small_project.store().training_run(key)
+    recorded = TrainTables(small_project.store()).training_run(key)
     assert recorded is not None and recorded["steps"] > 150
     checkpoint = Path(recorded["checkpoint"])
     digest = _digest(checkpoint)
@@ -203,12 +204,12 @@ def test_sigkill_mid_finetune_keeps_the_recorded_checkpoint_and_the_rerun_trains
             break
     assert recover_killed_runs(small_project.instance) == []  # a run that is alive is left alone
     _kill_group(run)
-    assert small_project.store().training_run(key) == recorded
+    assert TrainTables(small_project.store()).training_run(key) == recorded
     assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name] and _digest(checkpoint) == digest
     _recover_the_killed_run(small_project, through_sensor=True)
 
     _complete(small_project.cli(FINETUNED_MODEL, partition, retrain))  # as a re-execution of the killed run
-    retrained = small_project.store().training_run(key)
+    retrained = TrainTables(small_project.store()).training_run(key)
     assert retrained is not None
     assert {k: v for k, v in retrained.items() if k not in ("checkpoint", "seconds", "run_id")} == {
         k: v for k, v in recorded.items() if k not in ("checkpoint", "seconds", "run_id")

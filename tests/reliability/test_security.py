@@ -158,7 +158,7 @@ def test_eval_loads_fine_tunes_only_from_the_projects_checkpoint_folder(
         f"refusing to load {tiny_model}" in message
         and str(small_project.root / "data" / "artifacts" / "models") in message
     )
-    assert store.query("SELECT count(*) AS n FROM eval_losses").to_pylist()[0]["n"] == 0
+    assert small_project.stored("eval_losses") == []
 
 
 # Static checks over the package's own code.
@@ -175,17 +175,19 @@ def _function_of(tree: ast.Module, node: ast.AST) -> str:
     return ""
 
 
-# The two places SQL text is not a literal: the store's query() forwards its callers' literals, and a DuckDB
-# input runs the project's own `query` (read-only, with no access to other files).
+# The two places SQL text is not a literal: the store's (and each stage repository's) query() forwards its callers'
+# literals, and a DuckDB input runs the project's own `query` (read-only, with no access to other files).
 SQL_PASS_THROUGH = {("store.py", "query"), ("readers.py", "duckdb_rows")}
 
 
 def _is_fixed_sql(node: ast.expr) -> bool:
-    """A literal, an UPPER_CASE constant or an entry of one (texts fixed when the module loads), or an f-string that
-    only splices UPPER_CASE constants."""
+    """A literal, an UPPER_CASE constant (of a module, or of a class: a stage's `SCHEMA`) or an entry of one (texts
+    fixed when the module loads), or an f-string that only splices UPPER_CASE constants."""
     if isinstance(node, ast.Subscript):
         node = node.value
     if isinstance(node, ast.Constant) or isinstance(node, ast.Name) and node.id.isupper():
+        return True
+    if isinstance(node, ast.Attribute) and node.attr.isupper():
         return True
     return isinstance(node, ast.JoinedStr) and all(
         isinstance(part.value, ast.Name) and part.value.id.isupper()
@@ -236,7 +238,7 @@ SANDBOX_MODULES = {"sandbox.py", "sandbox_launcher.py"}  # the only code that ru
 
 
 def test_only_the_sandbox_starts_programs() -> None:
-    """Generated code (Pass@k) runs in `engine/sandbox.py`'s namespaces; nothing else starts a program."""
+    """Generated code (Pass@k) runs in `engine/evaluate/sandbox.py`'s namespaces; nothing else starts a program."""
     offenders = []
     for path, tree in _package_trees():
         if path.name in SANDBOX_MODULES:

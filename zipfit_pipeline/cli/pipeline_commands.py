@@ -33,12 +33,12 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     from zipfit_pipeline.orchestration.materialize_all import materialize_all
 
     config_file = str(Path(args.config).resolve())
-    defs = build_definitions(config_file)
+    config = load_project(config_file)  # read once, for the definitions and the run alike
+    defs = build_definitions(config_file, config)
     with project_instance(Path(config_file)) as instance:
-        done = materialize_all(defs, instance, only_out_of_date=args.stale)
+        done = materialize_all(defs, instance, only_out_of_date=args.stale, project=config)
     if args.stale and not done:
         print("everything is up to date")
-    config = load_project(config_file)
     store = Store(config.resolve(config.store))
     print(f"\nresults: {store.path} (DuckDB); checkpoints under {config.resolve(config.artifacts)}")
     print(headline(store))

@@ -1,5 +1,5 @@
 """The `accelerator` pool's size: one slot per visible GPU (one on a machine without), so that an 8-GPU machine
-trains and evaluates 8 partitions at once while each step holds a GPU of its own (`engine/devices.py`).
+trains and evaluates 8 partitions at once while each step holds a GPU of its own (`engine/core/devices.py`).
 
 Dagster keeps pool limits in its instance (`dagster instance concurrency set`); `zipfit size-pools` (run by
 `make ui`) sets this one from the GPUs the machine shows, as that command does (`dagster_internals.set_pool_slots`).

@@ -35,9 +35,11 @@ def build_resources(config: ProjectConfig, config_file: str) -> dict[str, dg.Con
     }
 
 
-def build_definitions(config_file: str | None = None) -> dg.Definitions:
+def build_definitions(config_file: str | None = None, project: ProjectConfig | None = None) -> dg.Definitions:
+    """The definitions of the project file `config_file` (default: ZIPFIT_CONFIG, else ./zipfit.yaml); `project`:
+    that file as already read, so that a command reads it once."""
     file = str(config_file or config_path())
-    config = load_project(file)
+    config = project or load_project(file)
     partitions = project_partitions(config)
     sensors, schedules, jobs = build_automation(config, partitions)
     return dg.Definitions(

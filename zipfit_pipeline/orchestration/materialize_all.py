@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from zipfit_pipeline.config import load_project
+from zipfit_pipeline.config import ProjectConfig, load_project
 from zipfit_pipeline.orchestration.asset_keys import STAGES
 from zipfit_pipeline.orchestration.lineage import out_of_date
 from zipfit_pipeline.orchestration.partitions import register_sources
@@ -29,13 +29,14 @@ def materialize_all(
     log: Callable[[str], None] = print,
     stages: tuple[str, ...] = STAGES,
     only_out_of_date: bool = False,
+    project: ProjectConfig | None = None,
 ) -> dict[str, list[str]]:
-    """Materialize every partition of the given stages (or only the out-of-date ones); returns what ran."""
+    """Materialize every partition of the given stages (or only the out-of-date ones); returns what ran. `project`:
+    the project file the definitions were built from, if the caller has read it already."""
     resources = defs.resources or {}
-    project = resources["project"]
     for message in recover_killed_runs(instance):
         log(message)
-    register_sources(instance, load_project(project.config_path))
+    register_sources(instance, project or load_project(resources["project"].config_path))
     by_key = {a.key.to_user_string(): a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)}
     todo = None
     reported: set[tuple[str, str]] = set()

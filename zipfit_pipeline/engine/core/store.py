@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS partition_runs (
 LOCK_RETRY_SECONDS = 300.0
 # A fine-tune's row in the tables of the stages after selection; parameters from `run_key_params`.
 RUN_KEY_COLUMNS = "model = ? AND target = ? AND method = ? AND budget = ? AND seed = ?"
+# Rows of one model and target, or of all when both parameters are null: [model, model, target, target].
+OF_MODEL_AND_TARGET = "(? IS NULL OR model = ?) AND (? IS NULL OR target = ?)"
 # DuckDB caches table blocks up to 80% of RAM by default; a cap bounds what a long scan keeps resident.
 DEFAULT_MEMORY_LIMIT = "512MB"
 
@@ -220,6 +222,12 @@ def _rollback(connection: duckdb.DuckDBPyConnection) -> None:
 def wanted_table(hashes: pa.Array) -> pa.Table:
     """Content hashes a query joins against, with their index (to return results in the order given)."""
     return pa.table({"content_hash": hashes, "position": pa.array(range(len(hashes)), pa.int64())})
+
+
+def rows_by_run_key(rows: list[dict[str, Any]]) -> dict[RunKey, dict[str, Any]]:
+    """Rows of a table of the stages after selection, by the fine-tune (model, target, method, budget, seed) they
+    belong to."""
+    return {RunKey(r["model"], r["target"], r["method"], r["budget"], r["seed"]): r for r in rows}
 
 
 def run_key_params(key: RunKey) -> list[Any]:

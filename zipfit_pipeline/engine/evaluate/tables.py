@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from zipfit_pipeline.engine.core.runs import RunKey
-from zipfit_pipeline.engine.core.store import RUN_KEY_COLUMNS, Tables, run_key_params
+from zipfit_pipeline.engine.core.store import (
+    OF_MODEL_AND_TARGET,
+    RUN_KEY_COLUMNS,
+    Tables,
+    rows_by_run_key,
+    run_key_params,
+)
 
 # Whether a table of per-run measurements holds a row of a given training run.
 RUN_MEASURED_SQL = {
@@ -67,11 +73,8 @@ CREATE TABLE IF NOT EXISTS pass_at_k (
 
     def test_losses(self, model: str | None = None, target: str | None = None) -> dict[RunKey, dict[str, Any]]:
         """The recorded test loss of every key (of one model and target, if given), with the run it measured."""
-        rows = self.query(
-            "SELECT * FROM eval_losses WHERE (? IS NULL OR model = ?) AND (? IS NULL OR target = ?)",
-            [model, model, target, target],
-        ).to_pylist()
-        return {RunKey(r["model"], r["target"], r["method"], r["budget"], r["seed"]): r for r in rows}
+        rows = self.query(f"SELECT * FROM eval_losses WHERE {OF_MODEL_AND_TARGET}", [model, model, target, target])
+        return rows_by_run_key(rows.to_pylist())
 
     def pass_at_k_rows(self, model: str, target: str) -> list[dict[str, Any]]:
         """(method, budget, seed, k, pass_at_k, run_id) of every recorded pass@k of a model and target."""

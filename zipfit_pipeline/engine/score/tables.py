@@ -22,6 +22,7 @@ SCORE_OF_TEXT = (
     "s.content_hash = w.content_hash AND s.target_hash = ? AND s.compressor = ? AND s.level = ? "
     "AND s.engine_version = ? AND s.build = ?"
 )
+SCORED_TEXTS = f"FROM wanted w JOIN scores s ON {SCORE_OF_TEXT}"  # the given texts that have a score
 
 
 class ScoreTables(Tables):
@@ -113,16 +114,15 @@ CREATE TABLE IF NOT EXISTS scoring_runs (
     ) -> dict[str, Any]:
         """Counts, quantiles, a digest of every (text, score) in the order given (a dataset's rows) and the hashes of
         the best texts, computed inside DuckDB."""
-        scored = f"FROM wanted w JOIN scores s ON {SCORE_OF_TEXT}"
         summary = self.query(
             f"""SELECT count(*) AS documents, avg(s.score) AS mean, quantile_cont(s.score, ?) AS quantiles,
                 md5(string_agg(w.content_hash || ':' || CAST(s.score AS VARCHAR), ',' ORDER BY w.position)) AS digest
-                {scored}""",
+                {SCORED_TEXTS}""",
             [list(quantiles), *_key(score_set)],
             wanted=row_hashes,
         ).to_pylist()[0]
         top = self.query(
-            f"SELECT w.content_hash, s.score {scored} ORDER BY s.score DESC, w.position LIMIT ?",
+            f"SELECT w.content_hash, s.score {SCORED_TEXTS} ORDER BY s.score DESC, w.position LIMIT ?",
             [*_key(score_set), top_n],
             wanted=row_hashes,
         )

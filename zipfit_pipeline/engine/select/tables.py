@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from zipfit_pipeline.engine.core.runs import RunKey
-from zipfit_pipeline.engine.core.store import RUN_KEY_COLUMNS, Tables, run_key_params, wanted_table
+from zipfit_pipeline.engine.core.store import RUN_KEY_COLUMNS, Tables, rows_by_run_key, run_key_params, wanted_table
 
 # Tables of work done once per text and stored by content hash, with the columns that key a result besides the hash
 # (the tokenizer that counted, the test split checked against, DSIR's featurizer): see `SelectTables.unstored`.
@@ -248,8 +248,8 @@ CREATE TABLE IF NOT EXISTS embeddings (
     def selection_sets(self, model: str, target: str) -> dict[RunKey, dict[str, Any]]:
         """The current selection (version, mean alignment, ...) of every (method, budget, seed) of a model and
         target."""
-        rows = self.query("SELECT * FROM selection_sets WHERE model = ? AND target = ?", [model, target]).to_pylist()
-        return {RunKey(model, target, r["method"], r["budget"], r["seed"]): r for r in rows}
+        rows = self.query("SELECT * FROM selection_sets WHERE model = ? AND target = ?", [model, target])
+        return rows_by_run_key(rows.to_pylist())
 
     def token_shares(self, model: str, target: str) -> list[dict[str, Any]]:
         """(method, budget, seed, dataset, share): each source's share of the tokens of each selection."""

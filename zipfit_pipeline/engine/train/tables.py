@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from zipfit_pipeline.engine.core.runs import BASE, RunKey
-from zipfit_pipeline.engine.core.store import RUN_KEY_COLUMNS, Tables, run_key_params
+from zipfit_pipeline.engine.core.store import (
+    OF_MODEL_AND_TARGET,
+    RUN_KEY_COLUMNS,
+    Tables,
+    rows_by_run_key,
+    run_key_params,
+)
 
 
 class TrainTables(Tables):
@@ -73,11 +79,8 @@ ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS settings_version VARCHAR;"""
 
     def runs(self, model: str | None = None, target: str | None = None) -> dict[RunKey, dict[str, Any]]:
         """The current fine-tune of every key (of one model and target, if given)."""
-        rows = self.query(
-            "SELECT * FROM training_runs WHERE (? IS NULL OR model = ?) AND (? IS NULL OR target = ?)",
-            [model, model, target, target],
-        ).to_pylist()
-        return {RunKey(r["model"], r["target"], r["method"], r["budget"], r["seed"]): r for r in rows}
+        rows = self.query(f"SELECT * FROM training_runs WHERE {OF_MODEL_AND_TARGET}", [model, model, target, target])
+        return rows_by_run_key(rows.to_pylist())
 
     def gone_checkpoints(self) -> dict[RunKey, str]:
         """Fine-tunes (not `base`, the pretrained model) whose recorded checkpoint folder is missing, other than on
