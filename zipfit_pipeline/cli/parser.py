@@ -16,6 +16,7 @@ from zipfit_pipeline.cli.pipeline_commands import (
     cmd_size_pools,
 )
 from zipfit_pipeline.engine.score.alignment import BACKENDS
+from zipfit_pipeline.engine.score.compression import COMPRESSORS
 from zipfit_pipeline.engine.score.settings import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSOR, DEFAULT_LEVEL
 from zipfit_pipeline.engine.train.settings import TrainingSettings
 
@@ -93,7 +94,7 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--template", help="a str.format template over the source's fields, instead of --text-field")
     score.add_argument("--target-field", help="the target's text field (default: --text-field)")
     score.add_argument("--target-template", help="a template over the target's fields")
-    score.add_argument("--compressor", choices=["gzip", "lz4", "zstd"], default=DEFAULT_COMPRESSOR)
+    score.add_argument("--compressor", choices=COMPRESSORS, default=DEFAULT_COMPRESSOR)
     score.add_argument("--level", type=int, default=DEFAULT_LEVEL)
     score.add_argument("--workers", type=whole(0), default=0, help="processes or threads (0: one per core)")
     score.add_argument(

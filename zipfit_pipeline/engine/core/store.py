@@ -53,7 +53,7 @@ class StoreLocked(StoreError):
 class Store:
     """One DuckDB file. Methods open a connection, do one transaction and close it, so that no process holds the
     file (DuckDB's one-writer lock) longer than one read or one write: a multi-hour scoring run and a fine-tune
-    recording its result from another process take turns.
+    recording its result from another process take turns. Each stage's repository (`Tables`) works through it.
     """
 
     def __init__(
@@ -107,7 +107,7 @@ class Store:
             connection.close()
 
     def _prepare(self, connection: duckdb.DuckDBPyConnection) -> None:
-        """Create the tables of a new store; refuse a store whose tables another version of the schema made."""
+        """Make the core's tables in a new store; refuse a store whose tables another version of the schema made."""
         tables = {
             row[0]
             for row in connection.execute(

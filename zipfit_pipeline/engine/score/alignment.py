@@ -9,6 +9,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import get_args
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from zipfit_pipeline.engine.score.allocator import keep_freed_memory
 from zipfit_pipeline.engine.score.compression import compressor_build, size_function
 from zipfit_pipeline.engine.score.ray_backend import ray_score_chunks
 from zipfit_pipeline.engine.score.scorer import AlignmentScorer
-from zipfit_pipeline.engine.score.settings import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSOR, DEFAULT_LEVEL
+from zipfit_pipeline.engine.score.settings import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSOR, DEFAULT_LEVEL, Backend
 
 # SPEC.md's golden values (stock zlib 1.2.13): sizes at gzip level 1, and similarities (compressor, level, x, t, sim).
 GOLDEN_A = "def add(a, b):\n    return a + b\n"
@@ -30,7 +31,7 @@ GOLDEN_SIMILARITIES = [
     ("lz4", 0, GOLDEN_A, GOLDEN_B1, 0.6909090909090909),
 ]
 
-BACKENDS = ("local", "processes", "threads", "ray")
+BACKENDS: tuple[str, ...] = get_args(Backend)
 THREAD_PIECE = 16  # texts per task on the threads backend
 
 

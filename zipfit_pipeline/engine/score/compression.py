@@ -10,13 +10,13 @@ from __future__ import annotations
 import warnings
 import zlib
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 import lz4.frame
 import zstandard
 
 Compressor = Literal["gzip", "lz4", "zstd"]
-COMPRESSORS: tuple[str, ...] = ("gzip", "lz4", "zstd")
+COMPRESSORS: tuple[str, ...] = get_args(Compressor)
 GZIP_FRAMING_BYTES = 18
 LEVEL_RANGES: dict[str, tuple[int, int]] = {"gzip": (0, 9), "lz4": (0, 16), "zstd": (-7, 22)}
 

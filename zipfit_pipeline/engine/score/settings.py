@@ -10,9 +10,10 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from zipfit_pipeline.engine.core.settings import Settings
-from zipfit_pipeline.engine.score.compression import check_compressor
+from zipfit_pipeline.engine.score.compression import Compressor, check_compressor
 
-Compressor = Literal["gzip", "lz4", "zstd"]
+# local: threads on the native path, processes on the pure-Python path; ray: actors, on a cluster or started here
+Backend = Literal["local", "processes", "threads", "ray"]
 DEFAULT_COMPRESSOR: Compressor = "gzip"
 DEFAULT_LEVEL = 9  # Python's gzip.compress default (the reference's own default, level 0, does not compress)
 DEFAULT_CHUNK_SIZE = 256
@@ -23,7 +24,7 @@ class ScoringSettings(Settings):
     level: int = DEFAULT_LEVEL
     chunk_size: int = Field(DEFAULT_CHUNK_SIZE, ge=1)
     workers: int = Field(0, ge=0, description="processes (threads, Ray actors); 0 means one per core")
-    backend: Literal["local", "processes", "threads", "ray"] = Field(
+    backend: Backend = Field(
         "local",
         description="local: threads on the native path (it releases the GIL), processes on the pure-Python path",
     )

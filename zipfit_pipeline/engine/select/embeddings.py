@@ -133,7 +133,7 @@ def pool_embeddings(
     embedding all of them cost when they were embedded."""
     from zipfit_pipeline.engine.select.tables import SelectTables
 
-    key = embedder_identity(settings)
+    key, vectors = embedder_identity(settings), SelectTables(store)
     embedder: Embedder | None = None
 
     def compute(texts: list[str]) -> tuple[np.ndarray, float]:
@@ -150,11 +150,11 @@ def pool_embeddings(
         [key],
         hashes,
         compute,
-        lambda batch, found: SelectTables(store).insert_embeddings(key, batch, *found),
+        lambda batch, found: vectors.insert_embeddings(key, batch, *found),
         f"embeddings ({model_name(settings)})",
         log,
     )
-    return SelectTables(store).embeddings(key, hashes)
+    return vectors.embeddings(key, hashes)
 
 
 def target_similarity(vectors: np.ndarray, targets: Sequence[str], settings: EmbeddingSettings) -> np.ndarray:

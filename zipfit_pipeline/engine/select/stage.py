@@ -114,7 +114,8 @@ def select_for_model(
     Ranking reads columns (hashes, scores, token counts, DSIR weights, embeddings), not the pool's texts (BM25's
     index aside): the per-text work behind them is stored by content hash and done only for texts that lack it
     (`per_text`)."""
-    targets = IngestTables(store).target_texts(target, "alignment")
+    documents = IngestTables(store)
+    targets = documents.target_texts(target, "alignment")
     score_set_of = {
         s.method: s for s in score_sets(targets, scoring, settings.target_subsets, settings.target_subset_seed)
     }
@@ -159,7 +160,7 @@ def select_for_model(
         if method == "dsir":
             return dsir_weights(store, hashes, targets, settings.dsir, log), 0.0
         if method == "bm25":
-            return bm25_scores(IngestTables(store).texts_of(hashes), targets, settings.bm25), 0.0
+            return bm25_scores(documents.texts_of(hashes), targets, settings.bm25), 0.0
         return scores, 0.0  # random orders and `all` take any array of the pool's length
 
     rows: list[dict[str, Any]] = []
@@ -196,7 +197,7 @@ def select_for_model(
         removed=settings.decontamination.enabled,
         seconds={m: round(sum(t), 3) for m, t in timed.items()},
         sets=sets,
-        top=list(zip(IngestTables(store).texts_of(hashes.take(pa.array(best, pa.int64()))), scores[best].tolist())),
+        top=list(zip(documents.texts_of(hashes.take(pa.array(best, pa.int64()))), scores[best].tolist())),
         digest=digest(table.select(["method", "budget", "seed", "content_hash"]).to_pydict()),
     )
 
@@ -204,18 +205,18 @@ def select_for_model(
 def pool_tokens(store: Store, tokenizer: Any, hashes: pa.Array, log: Callable[[str], None]) -> np.ndarray:
     """Tokens each pool text costs in training (its own plus the document's start token). A text is tokenized once
     per tokenizer: counts are stored by content hash, so a re-selection after new documents counts only those."""
-    identity = tokenizer_identity(tokenizer)
+    identity, counts = tokenizer_identity(tokenizer), SelectTables(store)
     fill_missing(
         store,
         "token_counts",
         [identity],
         hashes,
         lambda texts: text_token_lengths(tokenizer, texts),
-        lambda batch, lengths: SelectTables(store).insert_token_counts(identity, batch, lengths),
+        lambda batch, lengths: counts.insert_token_counts(identity, batch, lengths),
         "token counts",
         log,
     )
-    return SelectTables(store).token_counts(identity, hashes).to_numpy().astype(np.int64) + DOCUMENT_START_TOKENS
+    return counts.token_counts(identity, hashes).to_numpy().astype(np.int64) + DOCUMENT_START_TOKENS
 
 
 def _scored_pool(store: Store, sources: Sequence[str], target: str, score_set: ScoreSet) -> pa.Table:
