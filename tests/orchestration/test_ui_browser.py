@@ -52,7 +52,7 @@ STAGES = {
     "score": [ALIGNMENT_SCORES],
     "select": [SELECTIONS],
     "train": [FINETUNED_MODEL],
-    "eval": [EVAL_LOSS],
+    "evaluate": [EVAL_LOSS],
     "report": [COMPARISON_REPORT],
 }
 PARTITION_COUNTS = {
