@@ -12,7 +12,7 @@ from zipfit_pipeline.engine.score.stage import COMMIT_SECONDS
 
 def zipfit_set(targets: Sequence[str], compressor: str = "gzip", level: int = 9) -> ScoreSet:
     """ZIP-FIT's score set of `targets` with this compressor and level."""
-    return score_sets(targets, ScoringSettings(compressor=compressor, level=level))[0]  # type: ignore[arg-type]
+    return score_sets(targets, ScoringSettings(compressor=compressor, level=level))[0]
 
 
 def score(

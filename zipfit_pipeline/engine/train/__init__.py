@@ -28,7 +28,7 @@ __all__ = [
     "release_checkpoint",
     "training_version",
 ]
-_WITH_TORCH = {"load_trained": "trainable", "heldout_loss": "heldout", "device_for_run": "heldout"}
+_WITH_TORCH = {"load_trained": "trainable", "heldout_loss": "heldout"}
 
 
 def __getattr__(name: str) -> Any:
