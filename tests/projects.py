@@ -91,6 +91,24 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
     return path
 
 
+def materialize_command(asset: str, partition: str, *options: str) -> list[str]:
+    """`dagster asset materialize` of one partition of an asset, as a user runs it (a process of its own)."""
+    dagster = Path(sys.executable).parent / "dagster"
+    definitions = "zipfit_pipeline.orchestration.definitions"
+    return [
+        str(dagster),
+        "asset",
+        "materialize",
+        "-m",
+        definitions,
+        "--select",
+        asset,
+        "--partition",
+        partition,
+        *options,
+    ]
+
+
 def edit_jsonl(path: Path, row: int, field: str, text: str) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     rows[row][field] = text
@@ -195,21 +213,9 @@ class SmallProject:
         """`dagster asset materialize` in its own process group (so that a test can kill all of it), with the asset's
         run config if given."""
         register_sources(self.instance, load_project(self.config_file))
-        dagster = Path(sys.executable).parent / "dagster"
         options = ["--config-json", json.dumps({"ops": {asset: {"config": config}}})] if config else []
         return subprocess.Popen(
-            [
-                str(dagster),
-                "asset",
-                "materialize",
-                "-m",
-                "zipfit_pipeline.orchestration.definitions",
-                "--select",
-                asset,
-                "--partition",
-                partition,
-                *options,
-            ],
+            materialize_command(asset, partition, *options),
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

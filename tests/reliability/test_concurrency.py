@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from projects import materialize_command
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.core.runs import RunKey
@@ -50,20 +51,9 @@ def test_two_score_partitions_launched_at_once_both_succeed(project_file: Path, 
         )
 
     env = {**os.environ, "DAGSTER_HOME": str(home), "ZIPFIT_CONFIG": str(project_file)}
-    dagster = Path(sys.executable).parent / "dagster"
     launched = [
         subprocess.Popen(
-            [
-                str(dagster),
-                "asset",
-                "materialize",
-                "-m",
-                "zipfit_pipeline.orchestration.definitions",
-                "--select",
-                ALIGNMENT_SCORES,
-                "--partition",
-                partition,
-            ],
+            materialize_command(ALIGNMENT_SCORES, partition),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
