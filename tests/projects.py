@@ -146,6 +146,32 @@ def build_lineage_project(root: Path, demo_files: dict[str, Path], tiny_model: P
     return root
 
 
+def build_matrix_project(root: Path, demo_files: dict[str, Path], tiny_model: Path) -> Path:
+    """The lineage project with one target and every baseline, and its model and embedder copied inside it (so that
+    a test can replace their weights in place); no curve points, so that each retrain is one eval."""
+    build_lineage_project(root, demo_files, tiny_model)
+    for name in ("tiny-gpt2", "embedder"):
+        shutil.copytree(tiny_model, root / "project" / "models" / name)
+    edit_config(
+        root,
+        {
+            "models": [{"name": MODEL, "pretrained": "models/tiny-gpt2"}],
+            "targets": [humaneval_target("task_b", "inputs/task_b.jsonl", [8, 16], [86, 90])],
+            "selection": {
+                "methods": ["zipfit", "random", "dsir", "bm25", "embedding", "d4"],
+                "budgets": [300],
+                "embedding": {"model": "models/embedder", "max_length": 32},
+                "d4": {"clusters": 4},
+            },
+            "training": {
+                **yaml.safe_load((root / "project" / "zipfit.yaml").read_text())["training"],
+                "curve_points": 0,
+            },
+        },
+    )
+    return root
+
+
 def project_defs(root: Path) -> dg.Definitions:
     return build_definitions(str(root / "project" / "zipfit.yaml"))
 

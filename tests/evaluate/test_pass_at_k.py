@@ -63,6 +63,21 @@ def test_canonical_solutions_pass_every_problem(demo_files: dict[str, Path]) -> 
     assert wrong.values == {1: 0.0}
 
 
+@pytest.mark.parametrize(
+    "exit_early",
+    ["    import sys; sys.exit(0)\n", "    import os; os._exit(0)\n", "    raise SystemExit\n", "    exit()\n"],
+)
+def test_a_completion_that_exits_before_the_tests_finish_fails(demo_files: dict[str, Path], exit_early: str) -> None:
+    """Status 0 is not a pass: the tests must run to the end (a completion that exits during `check`, where the
+    call to the function happens, would otherwise count as correct)."""
+    from zipfit_pipeline.demo.inputs import humaneval_rows
+
+    problem = _problems(demo_files, (0, 1))[0]
+    solution = humaneval_rows()[0]["canonical_solution"]
+    settings = PassAtKSettings(samples=2, ks=[1])
+    assert score_completions([problem], [[solution, exit_early + solution]], settings).passed == [1]
+
+
 HARMFUL = {
     "wrong": "assert 1 + 1 == 3\n",
     "crashing": "raise SystemExit(3)\n",

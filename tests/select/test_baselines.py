@@ -187,6 +187,15 @@ def test_bm25_ranks_the_text_sharing_the_targets_words_first() -> None:
     assert int(np.argmax(scores)) == 1 and scores[0] == 0
 
 
+def test_bm25_gives_nothing_for_a_target_with_no_word_of_the_pool() -> None:
+    """A target whose words are all unknown to the pool (or stopwords) scores 0 everywhere: a content-free pool text
+    (no words of two or more letters) is not matched by the empty-document token."""
+    pool = ["def add(a, b): return a + b", "= + ( ) 1 2", "the cat sat on the mat"]
+    scores = bm25_scores(pool, ["zzyzx qwvk", "add"], Bm25Settings())
+    assert scores[1] == 0 and scores[2] == 0 and scores[0] > 0
+    np.testing.assert_array_equal(bm25_scores(pool, ["zzyzx qwvk"], Bm25Settings()), np.zeros(3))
+
+
 def test_a_target_subset_is_seeded_nested_and_independent_of_the_files_order() -> None:
     targets = [f"def task_{i}(x):\n    return x + {i}\n" for i in range(40)]
     ten = target_subset(targets, 10, seed=0)

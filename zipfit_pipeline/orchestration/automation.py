@@ -9,8 +9,9 @@
   requested when an upstream partition gets a new data version or its own code version changes, and
   never while a blocking check of what it reads has failed (a contaminated selection trains nothing).
 - `lost_store_state` (sensor, on by default): every minute, finds partitions whose results the store no longer
-  holds (a deleted, replaced or restored store; see `store_state.py`) and recomputes them, a stage per tick, with
-  the reason as the run's `zipfit/why` tag.
+  holds (a deleted, replaced or restored store; see `store_state.py`) or whose declared inputs changed (a source's
+  entry or file, model weights, a test split, the embedder: `assets/versions.py`), and recomputes them, a stage
+  per tick, with the reason as the run's `zipfit/why` tag.
 - `killed_runs` (sensor, on by default): every minute, fails the runs whose processes were killed and frees
   the pool slots they held, so that their partitions can run again (see `recovery.py`).
 - `nightly_reingest_sources` / `nightly_reingest_targets` (schedules, off until turned on): re-read every
@@ -38,13 +39,14 @@ from zipfit_pipeline.orchestration.asset_keys import (
 from zipfit_pipeline.orchestration.lineage import restorable
 from zipfit_pipeline.orchestration.partitions import SOURCES, ProjectPartitions, register_sources
 from zipfit_pipeline.orchestration.recovery import recover_killed_runs
-from zipfit_pipeline.orchestration.store_state import LostPartition, lost_partitions
+from zipfit_pipeline.orchestration.store_state import LostPartition, to_recompute
 
 # Dagster's `eager()` reacts to any new upstream materialization; ours only to a new upstream data version,
-# so that a nightly re-ingest of unchanged files (same content hashes, same data version) recomputes nothing.
+# so that a nightly re-ingest of unchanged files (same content hashes, same data version) recomputes nothing. Not to
+# an upstream partition that will be requested in the same tick either: its new data version is not known yet (a
+# fine-tune asked again may reuse its run), so each stage waits for the one above it to have run.
 ANY_DEP_HAS_NEW_DATA = dg.AutomationCondition.any_deps_match(
-    (dg.AutomationCondition.data_version_changed() & ~dg.AutomationCondition.executed_with_root_target())
-    | dg.AutomationCondition.will_be_requested()
+    dg.AutomationCondition.data_version_changed() & ~dg.AutomationCondition.executed_with_root_target()
 ).with_label("any_deps_have_new_data")
 ON_NEW_DATA_OR_CODE = (
     dg.AutomationCondition.eager().replace("any_deps_updated", ANY_DEP_HAS_NEW_DATA)
@@ -115,20 +117,18 @@ def build_automation(
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def lost_store_state(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        """Recompute what the store lost (deleted, replaced, restored from an older copy), upstream first."""
+        """Recompute what the store lost (deleted, replaced, restored from an older copy) and what reads a changed
+        declared input (a source's settings or file, model weights, a test split, the embedder), upstream first."""
         defs = context.repository_def
         assert defs is not None, "a sensor is evaluated within its code location"
         try:
-            lost = lost_partitions(
-                config.resolve(config.store),
-                defs.assets_defs_by_key.values(),
-                context.instance,
-                lock_wait=STORE_LOCK_WAIT_SECONDS,
+            lost = to_recompute(
+                config, defs.assets_defs_by_key.values(), context.instance, lock_wait=STORE_LOCK_WAIT_SECONDS
             )
         except StoreLocked:
             return dg.SkipReason("the store is busy with a long write; looking again next tick")
         if not lost:
-            return dg.SkipReason("the store holds every materialized partition")
+            return dg.SkipReason("the store holds every materialized partition, and no declared input changed")
         ready = restorable(defs, context.instance, lost)
         for item in ready:
             context.log.warning(f"{item.asset} [{item.partition}]: {item.reason}; recomputing it")

@@ -27,10 +27,33 @@ def partition_status(defs: Defs, instance: dg.DagsterInstance) -> dict[str, dict
 
 def out_of_date(defs: Defs, instance: dg.DagsterInstance, lost: Sequence[LostPartition] = ()) -> dict[str, list[str]]:
     """Partitions a refresh would recompute, by asset name in dependency order (assets with none omitted)."""
-    graph = AssetGraphView(defs, instance)
-    gone = {(p.asset, p.partition) for p in lost}
-    dirty: set[tuple[str, str]] = set()
     result: dict[str, list[str]] = {}
+    for asset, partition in _dirty(AssetGraphView(defs, instance), lost):
+        result.setdefault(asset, []).append(partition)
+    return result
+
+
+def restorable(defs: Defs, instance: dg.DagsterInstance, lost: Sequence[LostPartition]) -> list[LostPartition]:
+    """The lost partitions (or those whose declared inputs changed) to recompute now: those Dagster itself thinks
+    fresh (so automation will not) and that read no out-of-date partition, directly or further up. The rest follow
+    once those have run (most through automation, as their upstream data versions change)."""
+    if not lost:
+        return []
+    graph = AssetGraphView(defs, instance)
+    dirty = _dirty(graph, lost)
+    return [
+        item
+        for item in lost
+        if item.partition in graph.partitions(item.asset)
+        and graph.status(item.asset, item.partition) == "FRESH"
+        and not any(parent in dirty for parent in graph.parents(item.asset, item.partition))
+    ]
+
+
+def _dirty(graph: AssetGraphView, lost: Sequence[LostPartition]) -> dict[tuple[str, str], None]:
+    """Every partition that is stale, missing, lost or has changed inputs, or reads one that is, in dependency order."""
+    gone = {(p.asset, p.partition) for p in lost}
+    dirty: dict[tuple[str, str], None] = {}
     for asset in graph.assets():
         for partition in graph.partitions(asset):
             if (
@@ -38,25 +61,5 @@ def out_of_date(defs: Defs, instance: dg.DagsterInstance, lost: Sequence[LostPar
                 or (asset, partition) in gone
                 or any(parent in dirty for parent in graph.parents(asset, partition))
             ):
-                dirty.add((asset, partition))
-                result.setdefault(asset, []).append(partition)
-    return result
-
-
-def restorable(defs: Defs, instance: dg.DagsterInstance, lost: Sequence[LostPartition]) -> list[LostPartition]:
-    """The lost partitions to recompute now: those Dagster itself thinks fresh (so automation will not) and whose
-    upstream partitions are all fresh and held by the store. The rest follow once these have run."""
-    if not lost:
-        return []
-    graph = AssetGraphView(defs, instance)
-    gone = {(p.asset, p.partition) for p in lost}
-    return [
-        item
-        for item in lost
-        if item.partition in graph.partitions(item.asset)
-        and graph.status(item.asset, item.partition) == "FRESH"
-        and all(
-            parent not in gone and graph.status(*parent) == "FRESH"
-            for parent in graph.parents(item.asset, item.partition)
-        )
-    ]
+                dirty[(asset, partition)] = None
+    return dirty

@@ -18,7 +18,7 @@ from zipfit_pipeline.orchestration.asset_keys import STAGES
 from zipfit_pipeline.orchestration.lineage import out_of_date
 from zipfit_pipeline.orchestration.partitions import register_sources
 from zipfit_pipeline.orchestration.recovery import recover_killed_runs
-from zipfit_pipeline.orchestration.store_state import lost_partitions
+from zipfit_pipeline.orchestration.store_state import to_recompute
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # asset logs, not engine events
 
@@ -36,7 +36,8 @@ def materialize_all(
     resources = defs.resources or {}
     for message in recover_killed_runs(instance):
         log(message)
-    register_sources(instance, project or load_project(resources["project"].config_path))
+    config = project or load_project(resources["project"].config_path)
+    register_sources(instance, config)
     by_key = {a.key.to_user_string(): a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)}
     todo = None
     reported: set[tuple[str, str]] = set()
@@ -46,7 +47,7 @@ def materialize_all(
         if only_out_of_date:
             # Asked again at each stage: a partition below one that was recomputed with the same data version (an
             # unchanged selection, a reused fine-tune) is no longer out of date.
-            lost = lost_partitions(resources["store"].path, by_key.values(), instance)
+            lost = to_recompute(config, by_key.values(), instance)
             for item in lost:
                 if (item.asset, item.partition) not in reported:
                     reported.add((item.asset, item.partition))

@@ -26,6 +26,14 @@ def model_and_target(partition_key: dg.MultiPartitionKey) -> tuple[str, str]:
     return keys["model"], keys["target"]
 
 
+def partition_dimensions(partition_key: str) -> dict[str, str]:
+    """A partition's keys by dimension; a one-dimensional partition (a source or a target) under both names, since
+    only the asset knows which it is and each reads its own."""
+    if isinstance(partition_key, dg.MultiPartitionKey):
+        return dict(partition_key.keys_by_dimension)
+    return {"source": partition_key, "target": partition_key}
+
+
 def finetune_partition(key: RunKey) -> str:
     """The `finetune` dimension's key of a run: `smollm2-135m.zipfit.2000.s0`, `smollm2-135m.base`."""
     return f"{key.model}.{key.label()}"

@@ -16,12 +16,15 @@ from pathlib import Path
 
 import dagster as dg
 
+from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.train import TrainTables
 from zipfit_pipeline.orchestration.asset_keys import FINETUNED_MODEL
-from zipfit_pipeline.orchestration.partitions import finetune_target_key
+from zipfit_pipeline.orchestration.assets.versions import declared_inputs
+from zipfit_pipeline.orchestration.partitions import finetune_target_key, partition_dimensions
 
 STORE_ID = "store_id"  # metadata key of every materialization: the store it wrote to
+DECLARED_INPUTS = "declared_inputs"  # and the inputs it read, by content
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,60 @@ class LostPartition:
     last_run_id: str  # the run whose results are gone
 
 
-def record_partition_run(context: dg.AssetExecutionContext, store: Store) -> dict[str, str]:
-    """Record in the store that this run wrote this asset partition; returns the metadata naming the store."""
-    store.record_partition_run(context.asset_key.to_user_string(), str(context.partition_key), context.run.run_id)
-    return {STORE_ID: store.store_id()}
+def record_partition_run(
+    context: dg.AssetExecutionContext, store: Store, config: ProjectConfig
+) -> dict[str, str | dg.MetadataValue]:
+    """Record in the store that this run wrote this asset partition; returns the metadata naming the store and the
+    inputs the partition declares it read (`versions.INPUTS`), by content."""
+    asset = context.asset_key.to_user_string()
+    store.record_partition_run(asset, str(context.partition_key), context.run.run_id)
+    inputs = declared_inputs(asset, config, partition_dimensions(context.partition_key), store)
+    return {STORE_ID: store.store_id(), DECLARED_INPUTS: dg.MetadataValue.json(inputs)}
+
+
+def to_recompute(
+    config: ProjectConfig,
+    assets: Iterable[dg.AssetsDefinition],
+    instance: dg.DagsterInstance,
+    lock_wait: float | None = None,
+) -> list[LostPartition]:
+    """What Dagster's own staleness cannot see: partitions whose results the store lost, then those whose declared
+    inputs changed (each partition once, the first reason)."""
+    assets = list(assets)
+    lost = lost_partitions(config.resolve(config.store), assets, instance, lock_wait)
+    seen = {(p.asset, p.partition) for p in lost}
+    path = config.resolve(config.store)
+    changed = changed_inputs(
+        config, Store(path) if lock_wait is None else Store(path, lock_wait=lock_wait), assets, instance
+    )
+    return lost + [p for p in changed if (p.asset, p.partition) not in seen]
+
+
+def changed_inputs(
+    config: ProjectConfig, store: Store, assets: Iterable[dg.AssetsDefinition], instance: dg.DagsterInstance
+) -> list[LostPartition]:
+    """Materialized partitions whose declared inputs (a source's settings or file, model weights, the test split,
+    the embedder, the compressor build) differ now from what their latest materialization recorded. A partition
+    materialized before inputs were recorded is recomputed once."""
+    if not store.path.exists():
+        return []  # everything is lost anyway (`lost_partitions`)
+    changed = []
+    for asset, partition, record in _latest_materializations(assets, instance):
+        metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+        recorded = metadata[DECLARED_INPUTS].value if DECLARED_INPUTS in metadata else None
+        try:
+            now = declared_inputs(asset, config, partition_dimensions(partition), store)
+        except (FileNotFoundError, KeyError) as error:  # an input that is gone fails the run that needs it
+            now = {"unreadable": str(error)}
+        if recorded == now:
+            continue
+        if not isinstance(recorded, dict):
+            reason = "its materialization recorded no declared inputs (an earlier zipfit-pipeline): recomputed once"
+        else:
+            names = sorted(n for n in {*recorded, *now} if recorded.get(n) != now.get(n))
+            reason = f"its declared inputs changed: {', '.join(names)}"
+        changed.append(LostPartition(asset, partition, reason, record.run_id))
+    return changed
 
 
 def lost_partitions(

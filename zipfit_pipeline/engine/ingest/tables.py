@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from zipfit_pipeline.engine.core.hashing import content_hash
+from zipfit_pipeline.engine.core.hashing import content_hash, set_hash
 from zipfit_pipeline.engine.core.store import StoreError, Tables
 from zipfit_pipeline.engine.ingest.records import Record
 
@@ -116,6 +116,12 @@ CREATE TABLE IF NOT EXISTS targets (
 
     def target_texts(self, task: str, split: str) -> list[str]:
         return self.target_rows(task, split).column("text").to_pylist()
+
+    def split_hash(self, task: str, split: str) -> str | None:
+        """The key of a target's split as stored now (its texts in row order; `set_hash`), None if not ingested: what
+        an eval, a Pass@k row or a decontamination records it measured against."""
+        hashes = self.target_rows(task, split).column("content_hash").to_pylist()
+        return set_hash(hashes) if hashes else None
 
     # what downstream stages read ---------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@ tables: `results.py`; means, intervals and paired differences: `statistics.py`; 
 plots: `plots.py`; the stage: `stage.py`."""
 
 from zipfit_pipeline.engine.report.markdown import render_markdown
-from zipfit_pipeline.engine.report.results import headline
+from zipfit_pipeline.engine.report.results import CurrentInputs, headline
 from zipfit_pipeline.engine.report.stage import build_report
 from zipfit_pipeline.engine.report.statistics import Report
 
-__all__ = ["Report", "build_report", "headline", "render_markdown"]
+__all__ = ["CurrentInputs", "Report", "build_report", "headline", "render_markdown"]

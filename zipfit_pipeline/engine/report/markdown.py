@@ -53,7 +53,13 @@ def _results_table(report: Report) -> list[str]:
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in report.rows:
-        reach = "not reached" if row.tokens_to_best_baseline is None else f"{row.tokens_to_best_baseline:,.0f}"
+        reach = (
+            "not measured (no curve points)"
+            if not row.curve_measured
+            else "not reached"
+            if row.tokens_to_best_baseline is None
+            else f"{row.tokens_to_best_baseline:,.0f}"
+        )
         lines.append(
             f"| {row.method} | {_budget_label(row, report)} | {row.test_loss.n} | {row.test_loss.mean:.4f} | "
             f"{_bounds(row.test_loss)} | {row.change_from_base:+.4f} | {reach} | {row.mean_alignment:.4f} | "
@@ -66,16 +72,20 @@ def _paired_table(report: Report) -> list[str]:
     if not report.paired:
         return ["No baseline to pair ZIP-FIT with."]
     lines = [
-        "ZIP-FIT against each baseline and ablation, paired by seed (negative: ZIP-FIT's test CE is lower):",
+        "ZIP-FIT against each baseline and ablation, paired by seed (negative: ZIP-FIT's test CE is lower); "
+        f"p: paired t-test, Holm-adjusted over the {len(report.paired)} comparisons; significant: adjusted p < 0.05 "
+        "(never with one seed or when every seed's difference is the same):",
         "",
-        "| compared with | ZIP-FIT budget | ZIP-FIT − it | 95% CI | ZIP-FIT lower | significant |",
-        "|---|---:|---:|---|---:|---|",
+        "| compared with | ZIP-FIT budget | ZIP-FIT − it | 95% CI | ZIP-FIT lower | p (Holm) | significant |",
+        "|---|---:|---:|---|---:|---:|---|",
     ]
     for p in report.paired:
         d = p.difference
-        verdict = "n/a" if math.isnan(d.low) else ("yes" if d.excludes_zero else "no")
+        verdict = "n/a" if math.isnan(p.p_value) else ("yes" if p.significant else "no")
+        p_text = "n/a" if math.isnan(p.p_value) else f"{p.p_value:.3g}"
         lines.append(
-            f"| {p.baseline} | {p.budget:,} | {d.mean:+.4f} | {_bounds(d)} | {p.wins} of {d.n} seeds | {verdict} |"
+            f"| {p.baseline} | {p.budget:,} | {d.mean:+.4f} | {_bounds(d)} | {p.wins} of {d.n} seeds | {p_text} "
+            f"| {verdict} |"
         )
     return lines
 

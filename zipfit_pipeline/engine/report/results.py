@@ -1,22 +1,38 @@
 """What the report reads: only current results, through each stage's own tables.
 
 An eval counts when it measured the checkpoint the train stage records now, that checkpoint was trained on the
-selection the select stage holds now, and its method, budget and seed are still configured. What is left out is
-listed with the reason.
+selection the select stage holds now with the project's training settings and model (by content), the eval measured
+the target's test split as stored now with the project's eval settings, and its method, budget and seed are still
+configured. Pass@k rows obey the same rule, with the sampling settings. A partially refreshed sweep therefore never
+compares results made from different inputs: what is left out is listed with the reason and what to materialize.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from zipfit_pipeline.engine.core.runs import BASE, RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.evaluate import EvalTables
+from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.report.statistics import PassAtKRow, RunResult, interval
 from zipfit_pipeline.engine.select import SelectTables
 from zipfit_pipeline.engine.train import TrainTables
+
+
+@dataclass(frozen=True)
+class CurrentInputs:
+    """What a result must have been made from to be reported: the project's inputs now (digests that the stages
+    record on their rows: `training_version` of the fine-tunes and of the base model, and each measuring stage's
+    settings version)."""
+
+    training_version: str
+    base_version: str
+    eval_version: str
+    pass_at_k_version: str = ""
 
 
 def load_results(
@@ -24,17 +40,19 @@ def load_results(
     model: str,
     target: str,
     configured: Sequence[RunKey],
+    inputs: CurrentInputs,
 ) -> tuple[RunResult, list[RunResult], list[str]]:
     """(the base model, the current runs of the configured keys, why any other eval or key is left out)."""
     trained = TrainTables(store).runs(model, target)
     selections = SelectTables(store).selection_sets(model, target)
+    test_hash = IngestTables(store).split_hash(target, "test")
     found = {
         key: _lineage(row, trained.get(key), selections.get(key))
         for key, row in EvalTables(store).test_losses(model, target).items()
     }
     current, excluded = [], []
     for key in configured:
-        reason = _not_current(found.get(key))
+        reason = _not_current(found.get(key), key, inputs, test_hash, inputs.eval_version)
         if reason:
             excluded.append(f"{key.label()}: {reason}")
         else:
@@ -52,11 +70,15 @@ def load_results(
     results = []
     for key in current:
         row = found[key]
-        curve = {0: base_loss, **dict(curves.get(row["train_run"], [])), row["train_tokens"]: row["test_loss"]}
+        # Points measured during training count only when they measured the test split the final eval did.
+        measured = curves.get(row["train_run"], []) if row["curve_test_hash"] == test_hash else []
+        curve = {0: base_loss, **dict(measured), row["train_tokens"]: row["test_loss"]}
         alignment = (
             math.nan if row["mean_alignment"] is None else row["mean_alignment"]
         )  # the base model selects nothing
-        results.append(RunResult(key, row["train_tokens"], row["test_loss"], alignment, sorted(curve.items())))
+        results.append(
+            RunResult(key, row["train_tokens"], row["test_loss"], alignment, sorted(curve.items()), bool(measured))
+        )
     base = next(r for r in results if r.key == base_key)
     return base, sorted((r for r in results if r.key != base_key), key=lambda r: r.key), excluded
 
@@ -67,8 +89,12 @@ def _lineage(
     """An eval row with the training run recorded now and the selection held now (None where there is none)."""
     return {
         "eval_run": evaluated["run_id"],
-        "test_loss": evaluated["test_loss"],
+        "test_loss": evaluated.get("test_loss"),
+        "measured_test": evaluated.get("test_hash"),
+        "measured_with": evaluated.get("settings_version"),
         "train_run": trained["run_id"] if trained else None,
+        "trained_with": trained.get("settings_version") if trained else None,
+        "curve_test_hash": trained.get("curve_test_hash") if trained else None,
         "trained_on": trained["selection_version"] if trained else None,
         "train_tokens": trained["train_tokens"] if trained else None,
         "selection_now": selection["version"] if selection else None,
@@ -76,12 +102,18 @@ def _lineage(
     }
 
 
-def _not_current(row: dict[str, Any] | None) -> str:
-    """Why an eval row does not describe the current fine-tune ('' when it does)."""
+def _not_current(
+    row: dict[str, Any] | None, key: RunKey, inputs: CurrentInputs, test_hash: str | None, measuring_version: str
+) -> str:
+    """Why a measurement (an eval, or a Pass@k row made with `measuring_version`) does not describe the current
+    fine-tune of `key` measured on the current test split with the current settings ('' when it does)."""
     if row is None:
         return "not evaluated yet"
     if row["train_run"] is None:
         return "its training run is no longer recorded: materialize finetuned_model"
+    if row["trained_with"] != (inputs.base_version if key.is_base else inputs.training_version):
+        what = "model weights" if key.is_base else "training settings or model weights"
+        return f"trained with other {what} than the project's now: materialize finetuned_model"
     if row["eval_run"] != row["train_run"]:
         return (
             f"its eval measured the checkpoint of run {row['eval_run'][:8]}, replaced since by run "
@@ -89,28 +121,37 @@ def _not_current(row: dict[str, Any] | None) -> str:
         )
     if row["trained_on"] is not None and row["trained_on"] != row["selection_now"]:
         return "trained on an earlier version of its selection: materialize finetuned_model"
+    if row["measured_test"] != test_hash:
+        return f"measured on another test split of {key.target} than the one stored now: materialize the evals"
+    if row["measured_with"] != measuring_version:
+        return "measured with other evaluation settings than the project's now: materialize the evals"
     return ""
 
 
-def load_pass_at_k(store: Store, model: str, target: str, configured: Sequence[RunKey]) -> list[PassAtKRow]:
-    """pass@k per (method, budget, k) over seeds, from rows that measured the current checkpoint of a configured run
-    trained on the current selection (the same rule as the test loss)."""
+def load_pass_at_k(
+    store: Store, model: str, target: str, configured: Sequence[RunKey], inputs: CurrentInputs
+) -> tuple[list[PassAtKRow], list[str]]:
+    """pass@k per (method, budget, k) over seeds, from rows of configured runs that pass the test loss's rule with
+    the sampling settings; and why the other rows of configured runs are left out."""
     trained = TrainTables(store).runs(model, target)
     selections = SelectTables(store).selection_sets(model, target)
+    test_hash = IngestTables(store).split_hash(target, "test")
     wanted = set(configured)
     values: dict[tuple[str, int, int], list[float]] = {}
+    excluded: dict[str, str] = {}
     rows = EvalTables(store).pass_at_k_rows(model, target)
     for row in sorted(rows, key=lambda r: (r["method"], r["budget"], r["k"], r["seed"])):
         key = RunKey(model, target, row["method"], row["budget"], row["seed"])
-        run, selection = trained.get(key), selections.get(key)
-        current = (
-            run is not None
-            and row["run_id"] == run["run_id"]
-            and (run["selection_version"] is None or (selection and run["selection_version"] == selection["version"]))
-        )
-        if current and key in wanted:
+        if key not in wanted:
+            continue
+        lineage = _lineage(row, trained.get(key), selections.get(key))
+        reason = _not_current(lineage, key, inputs, test_hash, inputs.pass_at_k_version)
+        if reason:
+            excluded[key.label()] = f"pass@k of {key.label()}: {reason.replace('the evals', 'pass_at_k')}"
+        else:
             values.setdefault((row["method"], row["budget"], row["k"]), []).append(row["pass_at_k"])
-    return [PassAtKRow(method, budget, k, interval(v)) for (method, budget, k), v in values.items()]
+    rows_out = [PassAtKRow(method, budget, k, interval(v)) for (method, budget, k), v in values.items()]
+    return rows_out, list(excluded.values())
 
 
 def load_composition(

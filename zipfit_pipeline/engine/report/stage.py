@@ -16,7 +16,7 @@ from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.report.markdown import render_markdown
 from zipfit_pipeline.engine.report.plots import plot_alignment_vs_loss, plot_loss_vs_tokens
-from zipfit_pipeline.engine.report.results import load_composition, load_pass_at_k, load_results
+from zipfit_pipeline.engine.report.results import CurrentInputs, load_composition, load_pass_at_k, load_results
 from zipfit_pipeline.engine.report.statistics import Report, summarize
 from zipfit_pipeline.engine.select import SelectionSettings, SelectTables
 
@@ -28,9 +28,12 @@ def build_report(
     configured: Sequence[RunKey],
     folder: Path,
     selection: SelectionSettings,
+    inputs: CurrentInputs,
 ) -> tuple[Report, dict[str, Path]]:
-    """The report of `model` on `target` from the store's current runs: report.md and two PNG plots in `folder`."""
-    base, runs, excluded = load_results(store, model, target, configured)
+    """The report of `model` on `target` from the store's results made from `inputs` (the project's now): report.md
+    and two PNG plots in `folder`."""
+    base, runs, excluded = load_results(store, model, target, configured, inputs)
+    pass_at_k, pass_at_k_excluded = load_pass_at_k(store, model, target, configured, inputs)
     selections = SelectTables(store)
     report = replace(
         summarize(
@@ -38,12 +41,12 @@ def build_report(
             base,
             runs,
             selections.method_seconds(model, target),
-            excluded,
+            excluded + pass_at_k_excluded,
             selection.all_max_tokens,
         ),
         contaminated=selections.contaminated_texts(model, target),
         ngram_words=selection.decontamination.ngram_words,
-        pass_at_k=load_pass_at_k(store, model, target, configured),
+        pass_at_k=pass_at_k,
         composition=load_composition(store, model, target, runs),
     )
     folder.mkdir(parents=True, exist_ok=True)

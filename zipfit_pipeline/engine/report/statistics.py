@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ class RunResult:
     test_loss: float
     mean_alignment: float
     curve: list[tuple[int, float]]  # (training tokens, test loss), from 0 tokens to the end
+    curve_measured: bool = False  # points were measured during training (else the curve is just its two ends)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class MethodRow:
     tokens_to_best_baseline: float | None
     mean_alignment: float
     selection_seconds: float
+    curve_measured: bool = True  # every seed's curve was measured during training (else tokens-to-reach is unknown)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class PairedRow:
     budget: int
     difference: Interval
     wins: int
+    p_value: float = math.nan  # two-sided paired t-test, Holm-adjusted over the report's comparisons
+    significant: bool = False  # adjusted p < 0.05 and the seeds' differences vary (a zero-variance one never is)
 
 
 @dataclass(frozen=True)
@@ -185,20 +189,24 @@ def summarize(
             round(float(np.mean([r.train_tokens for r in members]))),
             interval([r.test_loss for r in members]),
             means[(method, budget)] - base.test_loss,
-            tokens_to_reach(mean_curve(members), means[best]) if best else None,
+            tokens_to_reach(mean_curve(members), means[best]) if best and measured else None,
             float(np.mean([r.mean_alignment for r in members])),
             selection_seconds.get(method, 0.0),
+            measured,
         )
         for (method, budget), members in groups.items()
+        for measured in [all(r.curve_measured for r in members)]
     ]
     others = sorted({m for m, _ in groups if m not in (ZIPFIT, THRESHOLD)}, key=lambda m: (is_zipfit(m), m))
-    paired = [
-        _paired(groups, budget, other)
-        for method, budget in groups
-        if method == ZIPFIT
-        for other in others
-        if _partner(other, budget) in groups
-    ]
+    paired = holm(
+        [
+            _paired(groups, budget, other)
+            for method, budget in groups
+            if method == ZIPFIT
+            for other in others
+            if _partner(other, budget) in groups
+        ]
+    )
     best_row = next((r for r in rows if (r.method, r.budget) == best), None)
     return Report(title, base.test_loss, best_row, rows, paired, list(runs), excluded or [], all_max_tokens)
 
@@ -213,6 +221,32 @@ def _paired(groups: dict[tuple[str, int], list[RunResult]], budget: int, baselin
     theirs = {r.key.seed: r.test_loss for r in groups[_partner(baseline, budget)]}
     differences = [ours[seed] - theirs[seed] for seed in sorted(set(ours) & set(theirs))]
     return PairedRow(baseline, budget, interval(differences), sum(d < 0 for d in differences))
+
+
+def holm(rows: list[PairedRow], alpha: float = 1 - CONFIDENCE) -> list[PairedRow]:
+    """Each comparison's paired t-test p-value, Holm-adjusted over all of them (the report makes several: one per
+    baseline, ablation and budget), and whether it is significant at `alpha`. A comparison whose seeds' differences
+    do not vary (or with one seed) has no p-value and is never significant."""
+    p = [_t_test(r.difference) for r in rows]
+    tested = sorted((i for i in range(len(rows)) if not math.isnan(p[i])), key=lambda i: p[i])
+    adjusted = [math.nan] * len(rows)
+    running = 0.0
+    for rank, i in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p[i]))
+        adjusted[i] = running
+    return [
+        replace(r, p_value=adjusted[i], significant=not math.isnan(adjusted[i]) and adjusted[i] < alpha)
+        for i, r in enumerate(rows)
+    ]
+
+
+def _t_test(d: Interval) -> float:
+    """Two-sided p-value of a mean difference from its t-interval (NaN when degenerate)."""
+    half = d.high - d.mean
+    if d.n < 2 or not half > 0:
+        return math.nan
+    se = half / float(stats.t.ppf((1 + CONFIDENCE) / 2, d.n - 1))
+    return float(2 * stats.t.sf(abs(d.mean) / se, d.n - 1))
 
 
 def equal_budget_runs(report: Report) -> list[RunResult]:

@@ -8,7 +8,7 @@ or Ray). Tables: `tables.py`.
 
 from zipfit_pipeline.engine.score.alignment import BACKENDS, alignment_scores, golden_mismatches
 from zipfit_pipeline.engine.score.compression import check_compressor, compressor_build
-from zipfit_pipeline.engine.score.native import code_path
+from zipfit_pipeline.engine.score.native import code_path, score_build
 from zipfit_pipeline.engine.score.score_set import (
     ZIPFIT,
     ScoreSet,
@@ -29,6 +29,7 @@ __all__ = [
     "alignment_scores",
     "check_compressor",
     "code_path",
+    "score_build",
     "compressor_build",
     "golden_mismatches",
     "ScoreSet",

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from types import ModuleType
 
-from zipfit_pipeline.engine.score.compression import GZIP_FRAMING_BYTES, joint_sizes_function
+from zipfit_pipeline.engine.score.compression import GZIP_FRAMING_BYTES, compressor_build, joint_sizes_function
 
 NATIVE, PURE_PYTHON = "native", "python"
 NATIVE_LEVELS = {"gzip": range(1, 10), "lz4": range(0, 17)}
@@ -111,3 +111,14 @@ def _fallback(compressor: str, level: int, why: str) -> tuple[None, str]:
 def code_path(compressor: str, level: int) -> str:
     """NATIVE or PURE_PYTHON: which path this process scores with."""
     return NATIVE if joint_sizes(compressor, level)[0] is not None else PURE_PYTHON
+
+
+def score_build(compressor: str, level: int) -> str:
+    """What a stored score is keyed by: the library build that defines the sizes and, where the extension computed
+    them, its own vendored library too (it proved equal on the probes, not on every text), so that scores of the
+    two paths are never mixed."""
+    build = compressor_build(compressor)
+    extension, _ = _extension()
+    if extension is None or code_path(compressor, level) != NATIVE:
+        return build
+    return f"{build}+native-{extension.ZLIB_VERSION if compressor == 'gzip' else extension.LZ4_VERSION}"

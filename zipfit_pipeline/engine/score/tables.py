@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from zipfit_pipeline.engine import ENGINE_VERSION
 from zipfit_pipeline.engine.core.store import Tables
-from zipfit_pipeline.engine.score.compression import compressor_build
+from zipfit_pipeline.engine.score.native import score_build
 from zipfit_pipeline.engine.score.score_set import ScoreSet
 
 # A text's score under a score key; every score query uses it with `_key`.
@@ -140,5 +140,5 @@ def _key(score_set: ScoreSet) -> list[Any]:
         score_set.compressor,
         score_set.level,
         ENGINE_VERSION,
-        compressor_build(score_set.compressor),
+        score_build(score_set.compressor, score_set.level),
     ]

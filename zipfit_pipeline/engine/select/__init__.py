@@ -8,7 +8,7 @@ Decontamination: `decontamination.py`. Work stored once per text: `per_text.py`.
 
 from zipfit_pipeline.engine.select.decontamination import contaminated_selections
 from zipfit_pipeline.engine.select.dsir import dsir_metadata
-from zipfit_pipeline.engine.select.embeddings import model_name
+from zipfit_pipeline.engine.select.embeddings import embedder_identity, model_name
 from zipfit_pipeline.engine.select.methods import EMBEDDING_METHODS, METHODS, is_budgeted
 from zipfit_pipeline.engine.select.settings import (
     NGRAM_WORDS,
@@ -24,6 +24,7 @@ from zipfit_pipeline.engine.select.tables import SelectTables
 
 __all__ = [
     "EMBEDDING_METHODS",
+    "embedder_identity",
     "METHODS",
     "NGRAM_WORDS",
     "Bm25Settings",

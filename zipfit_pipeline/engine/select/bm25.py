@@ -24,8 +24,12 @@ def bm25_scores(pool: Sequence[str], targets: Sequence[str], settings: Bm25Setti
     retriever = bm25s.BM25(k1=settings.k1, b=settings.b, method="lucene")
     retriever.index(corpus, show_progress=False)
     queries = tokenizer.tokenize(list(targets), update_vocab=False, show_progress=False, return_as="ids")
+    # bm25s gives a text with no known word the id of the empty document (""): as a query it would score the pool's
+    # content-free texts above zero. A target sharing no word with the pool scores 0 for every text.
+    empty = tokenizer.word_to_id.get("")
     total = np.zeros(len(pool), dtype=np.float64)
     for query in queries:
-        if query:
-            total += retriever.get_scores_from_ids(query)
+        words = [i for i in query if i != empty]
+        if words:
+            total += retriever.get_scores_from_ids(words)
     return total / max(1, len(targets))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from zipfit_pipeline.engine.core.artifacts import artifact_identity
 from zipfit_pipeline.engine.core.models import locate_pretrained
 from zipfit_pipeline.engine.select.per_text import fill_missing
 from zipfit_pipeline.engine.select.settings import EmbeddingSettings
@@ -53,15 +54,9 @@ def model_name(settings: EmbeddingSettings) -> str:
 
 
 def embedder_identity(settings: EmbeddingSettings) -> str:
-    """What decides a stored vector: the model (for a local folder, its config and the names and sizes of its
-    weight files, so a retrained model in the same folder embeds again), pooling and length."""
-    folder = Path(model_path(settings))
-    described = (
-        f"{settings.model or 'shipped all-MiniLM-L6-v2'} pooling={settings.pooling} max_length={settings.max_length}"
-    )
-    if (folder / "config.json").is_file():
-        weights = sorted((f.name, f.stat().st_size) for f in folder.iterdir() if f.suffix in (".safetensors", ".bin"))
-        described += f" {(folder / 'config.json').read_text(encoding='utf-8')} {weights}"
+    """What decides a stored vector: the model by content (the digest of its files; a hub id's snapshot in the local
+    cache), so that new weights in the same folder or under the same hub id embed again, pooling and length."""
+    described = f"{artifact_identity(model_path(settings))} pooling={settings.pooling} max_length={settings.max_length}"
     return hashlib.blake2b(described.encode(), digest_size=8).hexdigest()
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from zipfit_pipeline.engine import ENGINE_VERSION
+from zipfit_pipeline.engine.core.artifacts import artifact_identity
 from zipfit_pipeline.engine.core.hashing import content_hash, set_hash
-from zipfit_pipeline.engine.core.runs import RunKey
+from zipfit_pipeline.engine.core.runs import WHOLE_POOL, RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.select import SelectTables, is_budgeted
@@ -53,10 +54,12 @@ class FinetuneResult:
     reused: bool = False  # the store's current run was already this fine-tune
 
 
-def training_version(settings: TrainingSettings, pretrained: str) -> str:
-    """What decides a fine-tune's weights besides its texts and seed: the engine, the model and the settings that
-    change the result (not the seeds list, where it runs, or whether weights are kept)."""
-    payload = json.dumps([ENGINE_VERSION, pretrained, settings.result_settings()], sort_keys=True, default=str)
+def training_version(settings: TrainingSettings, pretrained: str, base: bool = False) -> str:
+    """What decides a fine-tune's weights besides its texts and seed: the engine, the pretrained model by content
+    (weights and tokenizer files, not the path that names them) and the settings that change the result (not the
+    seeds list, where it runs, or whether weights are kept). The base model's is its content alone."""
+    settings_read = None if base else settings.result_settings()
+    payload = json.dumps([ENGINE_VERSION, artifact_identity(pretrained), settings_read], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -70,16 +73,16 @@ def finetune_selection(
     log: Callable[[str], None] = print,
     sweep: Sequence[RunKey] = (),
     reuse: bool = True,
+    all_max_tokens: int | None = None,
 ) -> FinetuneResult:
     """Fine-tune `pretrained` on the selection of `key` with its seed; `base` records the model as it is.
 
     `sweep` is every fine-tune of this model the project asks for: before training, the disk their checkpoints still
-    need is checked against what is free. With `reuse`, a current run on the same texts and settings is returned."""
+    need is checked against what is free. With `reuse`, a current run on the same texts and settings is returned.
+    `all_max_tokens` (the selection settings' cap of `all`) cuts `all` exactly there, as a budget cuts the others."""
     runs = TrainTables(store)
     if key.is_base:
-        result = FinetuneResult(key, run_id, pretrained, None, 0, 0, 0, float("nan"), 0.0, "none")
-        runs.record_training(key, _row(result), {})
-        return result
+        return _record_base(runs, key, run_id, training_version(settings, pretrained, base=True), pretrained, reuse)
     selection = SelectTables(store).selection_set(key)
     if selection is None:
         raise LookupError(
@@ -92,9 +95,12 @@ def finetune_selection(
         log(f"{key}: the current fine-tune {reusable.run_id} trained on this selection with these settings; reusing it")
         return reusable
     texts = selected_texts(store, key)
-    # A budget is a token count; `all` and a threshold train on everything they kept.
+    # A budget is a token count; a threshold trains on everything it kept, `all` on all of it up to its cap.
     budget = key.budget if is_budgeted(key.method) else selection["tokens"]
-    test_texts = IngestTables(store).target_texts(key.target, "test")
+    if key.method == WHOLE_POOL and all_max_tokens is not None:
+        budget = min(budget, all_max_tokens)
+    test_split = IngestTables(store)
+    test_texts, test_hash = test_split.target_texts(key.target, "test"), test_split.split_hash(key.target, "test")
     # torch is imported where a model runs: loading the definitions, ingestion and scoring never pay for it (~250 MB).
     from zipfit_pipeline.engine.core.devices import claimed_device, gpu_count
     from zipfit_pipeline.engine.train.heldout import heldout_loss
@@ -135,9 +141,24 @@ def finetune_selection(
         trained.test_curve,
     )
     runs.record_training(
-        key, {**_row(result), "settings_version": version}, {"train": trained.train_curve, "test": trained.test_curve}
+        key,
+        {**_row(result), "settings_version": version, "curve_test_hash": test_hash},
+        {"train": trained.train_curve, "test": trained.test_curve},
     )
     remove_other_checkpoints(folder, keep=output)
+    return result
+
+
+def _record_base(
+    runs: TrainTables, key: RunKey, run_id: str, version: str, pretrained: str, reuse: bool
+) -> FinetuneResult:
+    """The base model trains on nothing: its run is the model's content. The same content keeps the same run (so its
+    evals stay current); new weights in the same folder are a new run."""
+    row = runs.training_run(key)
+    if reuse and row is not None and row.get("settings_version") == version:
+        return FinetuneResult(key, row["run_id"], pretrained, None, 0, 0, 0, float("nan"), 0.0, "none", reused=True)
+    result = FinetuneResult(key, run_id, pretrained, None, 0, 0, 0, float("nan"), 0.0, "none")
+    runs.record_training(key, {**_row(result), "settings_version": version}, {})
     return result
 
 

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS loss_curves (
     run_id VARCHAR, kind VARCHAR, tokens BIGINT, loss DOUBLE, PRIMARY KEY (run_id, kind, tokens));
 """
     ADDED_COLUMNS = """ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS released BOOLEAN DEFAULT false;
-ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS settings_version VARCHAR;"""
+ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS settings_version VARCHAR;
+ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS curve_test_hash VARCHAR;"""
 
     def record_training(self, key: RunKey, row: dict[str, Any], curves: dict[str, list[tuple[int, float]]]) -> None:
         """Make `row` (its run id, selection version, checkpoint and figures) the current fine-tune of `key`."""
@@ -35,8 +36,9 @@ ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS settings_version VARCHAR;"""
             connection.execute(f"DELETE FROM training_runs WHERE {RUN_KEY_COLUMNS}", run_key_params(key))
             connection.execute(
                 """INSERT INTO training_runs (model, target, method, budget, seed, run_id, selection_version,
-                   checkpoint, train_tokens, steps, final_train_loss, seconds, device, settings_version)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   checkpoint, train_tokens, steps, final_train_loss, seconds, device, settings_version,
+                   curve_test_hash)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [
                     *run_key_params(key),
                     row["run_id"],
@@ -48,6 +50,7 @@ ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS settings_version VARCHAR;"""
                     row["seconds"],
                     row["device"],
                     row.get("settings_version"),
+                    row.get("curve_test_hash"),  # the test split the mid-training curve points measured
                 ],
             )
             connection.execute("DELETE FROM loss_curves WHERE run_id = ?", [row["run_id"]])

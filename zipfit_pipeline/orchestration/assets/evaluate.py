@@ -2,10 +2,12 @@
 and (when `pass_at_k.enabled`) pass@k of the code each one writes for the held-out problems."""
 
 import math
+from dataclasses import asdict
 
 import dagster as dg
 
 from zipfit_pipeline.config import ProjectConfig
+from zipfit_pipeline.engine.core.hashing import digest
 from zipfit_pipeline.engine.evaluate import evaluate_run, measure_run, read_problems
 from zipfit_pipeline.orchestration.asset_keys import EVAL_LOSS, FINETUNED_MODEL, PASS_AT_K
 from zipfit_pipeline.orchestration.assets.checks import partition_check
@@ -55,6 +57,7 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
             settings,
             log=context.log.info,
             with_pass_at_k=config.pass_at_k.enabled,
+            settings_version=code_version(EVAL_LOSS, config),
         )
         finite = math.isfinite(result.test_loss) and result.test_loss > 0
         return dg.MaterializeResult(
@@ -65,8 +68,11 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
                 "train_tokens": result.train_tokens,
                 "training_run": result.run_id,
                 "selection_version": result.selection_version or "none (base model)",
-                **record_partition_run(context, db),
+                **record_partition_run(context, db, config),
             },
+            # What the report reads: the figure and what it measured (a new test split is new data, even where the
+            # checkpoint and the loss are unchanged).
+            data_version=dg.DataVersion(digest(result.run_id, result.test_loss, asdict(result.measured_with))),
             check_results=[
                 dg.AssetCheckResult(
                     check_name=FINITE_TEST_LOSS, passed=finite, metadata={"test_loss": result.test_loss}
@@ -104,15 +110,19 @@ def build_evaluation_assets(config: ProjectConfig, partitions: ProjectPartitions
             config.model_path(config.model(key.model)),
             config.models_dir(),
             log=context.log.info,
+            settings_version=code_version(PASS_AT_K, config),
         )
         return dg.MaterializeResult(
+            data_version=dg.DataVersion(
+                digest(result.run_id, result.values, result.measured_with and asdict(result.measured_with))
+            ),
             metadata={
                 **{f"pass@{k}": value for k, value in result.values.items()},
                 "samples": result.samples,
                 "problems": len(problems),
                 "problems_solved": sum(c > 0 for c in result.passed),
-                **record_partition_run(context, db),
-            }
+                **record_partition_run(context, db, config),
+            },
         )
 
     return [eval_loss, pass_at_k]

@@ -59,7 +59,7 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
                 "bytes": result.bytes,
                 **input_metadata(context, spec.name, result),
                 "preview": preview(result.preview),
-                **record_partition_run(context, db),
+                **record_partition_run(context, db, config),
             },
             data_version=dg.DataVersion(result.digest),
         )
@@ -85,7 +85,7 @@ def build_ingest_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
                 "target_set_hash": result.split_hashes["alignment"],
                 **input_metadata(context, spec.name, result),
                 "preview": preview(result.preview),
-                **record_partition_run(context, db),
+                **record_partition_run(context, db, config),
             },
             data_version=dg.DataVersion(result.digest),
         )

@@ -8,7 +8,7 @@ import dagster as dg
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.report import build_report, render_markdown
 from zipfit_pipeline.orchestration.asset_keys import COMPARISON_REPORT, EVAL_LOSS, PASS_AT_K
-from zipfit_pipeline.orchestration.assets.versions import code_version
+from zipfit_pipeline.orchestration.assets.versions import code_version, current_inputs
 from zipfit_pipeline.orchestration.automation import ON_NEW_DATA_OR_CODE
 from zipfit_pipeline.orchestration.partitions import (
     ProjectPartitions,
@@ -57,6 +57,7 @@ def build_report_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
             configured_runs(config, model, target),
             report_dir(config, model, target),
             config.selection,
+            current_inputs(config, model),
         )
         table = render_markdown(report)
         context.log.info(f"{report.title}:\n{table}")
@@ -70,7 +71,7 @@ def build_report_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
                 "alignment_vs_loss_r2": report.alignment_r2(),
                 **{name: dg.MetadataValue.md(inline_png(path)) for name, path in plots.items()},
                 "report": dg.MetadataValue.path(str(plots["loss_vs_tokens"].parent / "report.md")),
-                **record_partition_run(context, db),
+                **record_partition_run(context, db, config),
             }
         )
 

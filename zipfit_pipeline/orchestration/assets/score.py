@@ -133,7 +133,7 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
                 "mean_score": summary["mean"],
                 "top": dg.MetadataValue.md(top_table(summary["top_texts"], summary["top_scores"])),
                 **({"ablations": dg.MetadataValue.json(ablations)} if ablations else {}),
-                **record_partition_run(context, db),
+                **record_partition_run(context, db, config),
             },
             data_version=dg.DataVersion(
                 digest(

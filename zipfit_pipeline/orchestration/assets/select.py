@@ -140,7 +140,7 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
                 "contaminated_texts": dg.MetadataValue.md(contaminated_table(result)),
                 "selections": dg.MetadataValue.md(summary_table(result)),
                 "top_selected": dg.MetadataValue.md(top_table([t for t, _ in result.top], [s for _, s in result.top])),
-                **record_partition_run(context, db),
+                **record_partition_run(context, db, config),
             },
             data_version=dg.DataVersion(result.digest),
             check_results=[_decontaminated(db, model, target), _budgets_reached(result)],

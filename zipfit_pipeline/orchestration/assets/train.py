@@ -99,6 +99,7 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
             log=context.log.info,
             sweep=sweep,
             reuse=not config.retrain,
+            all_max_tokens=project.selection.all_max_tokens,
         )
         return dg.MaterializeResult(
             metadata={
@@ -113,7 +114,7 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
                 "device": result.device,
                 "reused": result.reused,
                 "test_loss_curve": dg.MetadataValue.json([{"tokens": t, "test_loss": v} for t, v in result.test_curve]),
-                **record_partition_run(context, db),
+                **record_partition_run(context, db, project),
             },
             # Each run saves a checkpoint of its own, and evals record which one they measured: a new run is new data.
             data_version=dg.DataVersion(result.run_id),
