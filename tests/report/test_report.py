@@ -10,7 +10,8 @@ from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.evaluate import EvalTables
 from zipfit_pipeline.engine.report import render_markdown
-from zipfit_pipeline.engine.report.results import load_results
+from zipfit_pipeline.engine.evaluate.tables import Measured
+from zipfit_pipeline.engine.report.results import CurrentInputs, load_results
 from zipfit_pipeline.engine.report.statistics import (
     RunResult,
     alignment_fit,
@@ -29,7 +30,12 @@ def _run(
     method: str, budget: int, seed: int, loss: float, alignment: float = 0.2, curve: list | None = None
 ) -> RunResult:
     return RunResult(
-        RunKey("m", "t", method, budget, seed), budget, loss, alignment, curve or [(0, 3.0), (budget, loss)]
+        RunKey("m", "t", method, budget, seed),
+        budget,
+        loss,
+        alignment,
+        curve or [(0, 3.0), (budget, loss)],
+        curve_measured=curve is not None,
     )
 
 
@@ -83,9 +89,33 @@ def test_summary_pairs_zipfit_with_each_baseline_seed_by_seed() -> None:
     assert paired["random"].difference.excludes_zero
     assert paired["dsir"].difference.mean == pytest.approx(-0.05 / 3) and paired["dsir"].wins == 2
     assert not paired["dsir"].difference.excludes_zero
+    # Holm over the two comparisons: random's p (0.009) doubled is still below 0.05.
+    assert paired["random"].significant and paired["random"].p_value == pytest.approx(0.0182, abs=5e-4)
+    assert not paired["dsir"].significant
     markdown = render_markdown(report)
-    assert "| random | 100 | -0.3000 | [" in markdown and "| 3 of 3 seeds | yes |" in markdown
-    assert "| dsir | 100 | -0.0167 | [" in markdown and "| 2 of 3 seeds | no |" in markdown
+    assert "| random | 100 | -0.3000 | [" in markdown and "| 3 of 3 seeds | 0.0183 | yes |" in markdown
+    assert "| dsir | 100 | -0.0167 | [" in markdown and "| 2 of 3 seeds |" in markdown
+    assert "Holm-adjusted over the 2 comparisons" in markdown
+
+
+def test_a_difference_that_never_varies_is_not_called_significant() -> None:
+    """Every seed 0.1 lower: a zero-width interval 'excludes' zero, but there is no evidence of a spread to test."""
+    runs = [
+        _run(m, 100, seed, loss + (0.1 if m == "random" else 0.0))
+        for m in ("zipfit", "random")
+        for seed, loss in enumerate([2.0, 2.2, 2.4])
+    ]
+    (row,) = summarize("m on t", BASE, runs, {}).paired
+    assert row.difference.mean == pytest.approx(-0.1) and math.isnan(row.p_value) and not row.significant
+    assert "| n/a | n/a |" in render_markdown(summarize("m on t", BASE, runs, {}))
+
+
+def test_tokens_to_the_best_baseline_need_measured_curve_points() -> None:
+    runs = [_run("zipfit", 100, 0, 2.0), _run("random", 100, 0, 2.5)]
+    report = summarize("m on t", BASE, runs, {})
+    row = next(r for r in report.rows if r.method == "zipfit")
+    assert row.tokens_to_best_baseline is None and not row.curve_measured
+    assert "not measured (no curve points)" in render_markdown(report)
 
 
 def test_tokens_to_the_best_baseline_follow_the_mean_curve_over_seeds() -> None:
@@ -112,8 +142,22 @@ def test_alignment_fit_uses_every_seed_of_the_equal_size_training_sets() -> None
     assert (slope, intercept, r2) == (pytest.approx(-2.0), pytest.approx(3.0), pytest.approx(1.0))
 
 
-def _stored_run(store: Store, key: RunKey, run_id: str, version: str | None, loss: float) -> None:
+INPUTS = CurrentInputs(training_version="train-v", base_version="base-v", eval_version="eval-v")
+
+
+def _stored_run(
+    store: Store,
+    key: RunKey,
+    run_id: str,
+    version: str | None,
+    loss: float,
+    trained_with: str | None = None,
+    measured_on: str | None = None,
+) -> None:
+    """A run recorded with the project's current inputs (unless told otherwise) and its eval; the store holds no
+    target, so the current test split is None."""
     row = {
+        "settings_version": trained_with or ("base-v" if key.is_base else "train-v"),
         "run_id": run_id,
         "selection_version": version,
         "checkpoint": f"/ckpt/{run_id}",
@@ -124,7 +168,7 @@ def _stored_run(store: Store, key: RunKey, run_id: str, version: str | None, los
         "device": "cpu",
     }
     TrainTables(store).record_training(key, row, {"test": [(key.budget // 2, loss + 0.1)]} if not key.is_base else {})
-    EvalTables(store).record_eval(key, run_id, version, loss, 10)
+    EvalTables(store).record_eval(key, run_id, version, loss, 10, Measured(measured_on, "eval-v"))
 
 
 def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str]) -> None:
@@ -170,22 +214,28 @@ def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str
 def test_the_report_reads_only_current_evals_of_configured_runs(tmp_path: Path) -> None:
     store = Store(tmp_path / "store.duckdb")
     base = RunKey("m", "t", "base")
-    current, retrained, reselected, removed = (
+    current, retrained, reselected, removed, other_settings, other_split = (
         RunKey("m", "t", "zipfit", 100, 0),
         RunKey("m", "t", "zipfit", 100, 1),
         RunKey("m", "t", "random", 100, 0),
         RunKey("m", "t", "dsir", 100, 0),
+        RunKey("m", "t", "zipfit", 100, 2),
+        RunKey("m", "t", "zipfit", 100, 3),
     )
-    trained = [current, retrained, reselected, removed]
+    trained = [current, retrained, reselected, removed, other_settings, other_split]
     _selection_sets(store, trained, {k: "v1" for k in trained})
     _stored_run(store, base, "run-base", None, 3.0)
-    for key in trained:
+    for key in trained[:4]:
         _stored_run(store, key, f"run-{key.label()}", "v1", 2.0)
+    # Trained at another learning rate (a partial retrain left it behind), and measured on an earlier test split.
+    _stored_run(store, other_settings, "run-old-lr", "v1", 1.0, trained_with="train-old")
+    _stored_run(store, other_split, "run-old-split", "v1", 1.0, measured_on="old-split")
     # A second fine-tune of seed 1 replaced the checkpoint its eval measured, and it has not been evaluated yet.
     TrainTables(store).record_training(
         retrained,
         {
             "run_id": "run-new",
+            "settings_version": "train-v",
             "selection_version": "v1",
             "checkpoint": "/ckpt/new",
             "train_tokens": 100,
@@ -199,13 +249,22 @@ def test_the_report_reads_only_current_evals_of_configured_runs(tmp_path: Path) 
     # The random selection was made again and chose other texts; its fine-tune trained on the earlier version.
     _selection_sets(store, trained, {**{k: "v1" for k in trained}, reselected: "v2"})
 
-    base_result, runs, excluded = load_results(store, "m", "t", [base, current, retrained, reselected])
+    configured = [base, current, retrained, reselected, other_settings, other_split]
+    base_result, runs, excluded = load_results(store, "m", "t", configured, INPUTS)
     assert base_result.test_loss == 3.0
     assert [r.key for r in runs] == [current]
     assert runs[0].curve == [(0, 3.0), (50, 2.1), (100, 2.0)]
     assert any(line.startswith("zipfit.100.s1: its eval measured the checkpoint of run run-zipf") for line in excluded)
     assert "random.100.s0: trained on an earlier version of its selection: materialize finetuned_model" in excluded
     assert "1 evals of methods, budgets or seeds no longer configured" in excluded  # dsir, removed from the project
+    assert (
+        "zipfit.100.s2: trained with other training settings or model weights than the project's now: "
+        "materialize finetuned_model" in excluded
+    )
+    assert any(line.startswith("zipfit.100.s3: measured on another test split of t") for line in excluded)
+    # New base weights: every comparison with the base model would mix models, so it is not current either.
+    with pytest.raises(LookupError, match="no current eval of the base model"):
+        load_results(store, "m", "t", configured, CurrentInputs("train-v", "new-base", "eval-v"))
 
     with pytest.raises(LookupError, match="no current eval of the base model m on t"):
-        load_results(store, "m", "t", [current])  # `base` is never optional
+        load_results(store, "m", "t", [current], INPUTS)  # `base` is never optional

@@ -15,6 +15,7 @@ from zipfit_pipeline.engine.ingest.records import Record
 from zipfit_pipeline.engine.score import ScoreTables, pool_scores, target_set_hash
 from zipfit_pipeline.engine.score.alignment import alignment_scores, golden_mismatches
 from zipfit_pipeline.engine.score.compression import compressor_build
+from zipfit_pipeline.engine.score.native import score_build
 from zipfit_pipeline.engine.score.scorer import AlignmentScorer
 from zipfit_pipeline.engine.select import SelectTables
 
@@ -63,8 +64,12 @@ def test_other_compressor_is_a_separate_score_set(tmp_path: Path) -> None:
     assert report.scored == 2
     sets = store.query("SELECT compressor, level, build FROM score_sets ORDER BY compressor").to_pylist()
     assert [(s["compressor"], s["level"], s["build"]) for s in sets] == [
-        ("gzip", 9, f"zlib-{zlib.ZLIB_RUNTIME_VERSION}"),
-        ("lz4", 0, compressor_build("lz4")),
+        ("gzip", 9, score_build("gzip", 9)),  # the build and, where the extension computed them, its own
+        ("lz4", 0, score_build("lz4", 0)),
+    ]
+    assert [s["build"].split("+")[0] for s in sets] == [
+        f"zlib-{zlib.ZLIB_RUNTIME_VERSION}",
+        compressor_build("lz4"),
     ]
 
 
