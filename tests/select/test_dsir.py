@@ -60,7 +60,7 @@ def test_weights_from_stored_counts_are_the_packages_and_top_k_is_what_it_resamp
     pool, targets = pool_and_targets
     settings = DsirSettings(min_example_length=60)
     store, hashes = _store_of(tmp_path / "store.duckdb", pool)
-    weights = dsir_weights(store, hashes, targets, settings, log=lambda _: None)
+    weights, _ = dsir_weights(store, hashes, targets, settings, log=lambda _: None)
 
     dsir = _package_run(pool, targets, settings, tmp_path)
     theirs = np.load(Path(dsir.log_importance_weights_dir) / "0.npy")
@@ -90,11 +90,15 @@ def test_a_reselection_featurizes_only_new_texts_and_refits_on_the_whole_pool(
     pool, targets = pool_and_targets
     settings = DsirSettings(min_example_length=0)
     store, hashes = _store_of(tmp_path / "store.duckdb", pool[:200])
-    dsir_weights(store, hashes, targets, settings, log=lambda _: None)
+    _, first_seconds = dsir_weights(store, hashes, targets, settings, log=lambda _: None)
     store, hashes = _store_of(tmp_path / "store.duckdb", pool)
     lines: list[str] = []
-    weights = dsir_weights(store, hashes, targets, settings, log=lines.append)
+    weights, seconds = dsir_weights(store, hashes, targets, settings, log=lines.append)
     assert lines == [f"DSIR n-gram counts (1 process): 200 stored, {len(pool) - 200} computed now"]
+    # The cost charged is the counting of the whole pool, whenever it was done (as ZIP-FIT's stored scoring is):
+    # asking again computes nothing and is charged the same.
+    assert seconds > first_seconds > 0
+    assert dsir_weights(store, hashes, targets, settings, log=lambda _: None)[1] == seconds
     theirs = np.load(Path(_package_run(pool, targets, settings, tmp_path).log_importance_weights_dir) / "0.npy")
     np.testing.assert_allclose(weights, theirs, rtol=1e-12, atol=1e-12)
 
@@ -117,12 +121,12 @@ def test_featurizing_on_several_processes_stores_what_one_process_does(
 
     pool, targets = pool_and_targets
     one, hashes = _store_of(tmp_path / "one.duckdb", pool)
-    first = dsir_weights(one, hashes, targets, log=lambda _: None)
+    first, _ = dsir_weights(one, hashes, targets, log=lambda _: None)
     monkeypatch.setattr(dsir, "PARALLEL_FROM", 4)  # this small pool on every core
     monkeypatch.setattr(dsir.os, "sched_getaffinity", lambda _: {0, 1})
     several, hashes = _store_of(tmp_path / "several.duckdb", pool)
     lines: list[str] = []
-    assert dsir_weights(several, hashes, targets, log=lines.append).tolist() == first.tolist()
+    assert dsir_weights(several, hashes, targets, log=lines.append)[0].tolist() == first.tolist()
     assert lines == [f"DSIR n-gram counts (2 processes): 0 stored, {len(pool)} computed now"]
-    query = "SELECT content_hash, buckets, counts FROM dsir_features ORDER BY content_hash"
+    query = "SELECT content_hash, buckets, counts FROM dsir_features ORDER BY content_hash"  # not the seconds
     assert several.query(query).to_pylist() == one.query(query).to_pylist()

@@ -106,6 +106,18 @@ def test_heldout_loss_does_not_depend_on_the_batch_size(tiny_model) -> None:
     assert max(loss for loss, _ in losses.values()) - min(loss for loss, _ in losses.values()) < 1e-5
 
 
+def test_weights_held_in_bf16_are_measured_in_float32_and_kept_in_bf16(tiny_model) -> None:
+    """A LoRA base frozen in bf16 during training: its curve points are the measurement the final eval makes (the
+    same weights, loaded in float32), and training goes on with the bf16 weights untouched."""
+    model, tokenizer = load_model_and_tokenizer(str(tiny_model))
+    low = model.to(torch.bfloat16)
+    before = {name: p.detach().clone() for name, p in low.named_parameters()}
+    during = heldout_loss(low, tokenizer, HELDOUT, max_length=128)
+    assert all(p.dtype == torch.bfloat16 and torch.equal(p, before[name]) for name, p in low.named_parameters())
+    final = heldout_loss(low.float(), tokenizer, HELDOUT, max_length=128)  # the bf16 values, loaded as float32
+    assert during == final
+
+
 def test_finetune_lowers_test_loss_and_records_curves(tiny_model) -> None:
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))
     before, n_tokens = heldout_loss(model, tokenizer, TEXTS[:5], max_length=64)

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
@@ -81,7 +82,8 @@ def store_features(store: Store, hashes: pa.Array, settings: DsirSettings, log: 
     # This process takes one share of each batch and cores - 1 workers the others: all cores, one worker fewer.
     with ProcessPoolExecutor(cores - 1, mp_context=spawn) if cores > 1 else nullcontext() as pool:
 
-        def compute(texts: list[str]) -> tuple[pa.Array, pa.Array]:
+        def compute(texts: list[str]) -> tuple[pa.Array, pa.Array, float]:
+            started = time.perf_counter()
             step = -(-len(texts) // cores)
             pieces = [texts[i : i + step] for i in range(0, len(texts), step)]
             elsewhere = (
@@ -90,7 +92,8 @@ def store_features(store: Store, hashes: pa.Array, settings: DsirSettings, log: 
                 else []
             )
             parts = [ngram_counts(pieces[0], settings.ngrams, settings.num_buckets), *elsewhere]
-            return pa.concat_arrays([b for b, _ in parts]), pa.concat_arrays([c for _, c in parts])
+            seconds_each = (time.perf_counter() - started) / max(1, len(texts))
+            return pa.concat_arrays([b for b, _ in parts]), pa.concat_arrays([c for _, c in parts]), seconds_each
 
         return fill_missing(
             store,
@@ -117,8 +120,10 @@ def dsir_weights(
     targets: Sequence[str],
     settings: DsirSettings | None = None,
     log: Callable[[str], None] = print,
-) -> np.ndarray:
-    """Log importance weight of every given pool text (-inf for texts DSIR filters out as too short), in order."""
+) -> tuple[np.ndarray, float]:
+    """Log importance weight of every given pool text (-inf for texts DSIR filters out as too short), in order; and
+    the seconds the stored n-gram counts of those texts took (the per-text work DSIR ranks by, like ZIP-FIT's
+    scoring: charged on every selection, whenever it was done)."""
     settings = settings or DsirSettings()
     store_features(store, hashes, settings, log)
     key = featurizer_identity(settings)
@@ -144,7 +149,8 @@ def dsir_weights(
         raise LookupError(f"{row_of.null_count} pool texts have no stored DSIR counts in {store.path}: select again")
     rows = row_of.to_numpy()
     keep = np.concatenate(words)[rows] >= settings.min_example_length
-    return np.where(keep, np.concatenate(weights)[rows], -np.inf)
+    seconds = SelectTables(store).dsir_seconds(key, hashes)
+    return np.where(keep, np.concatenate(weights)[rows], -np.inf), seconds
 
 
 def _weights_and_words(

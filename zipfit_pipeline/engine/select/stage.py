@@ -158,7 +158,7 @@ def select_for_model(
         if method == "embedding":
             return target_similarity(vectors, targets, settings.embedding), embedding_seconds
         if method == "dsir":
-            return dsir_weights(store, hashes, targets, settings.dsir, log), 0.0
+            return dsir_weights(store, hashes, targets, settings.dsir, log)
         if method == "bm25":
             return bm25_scores(documents.texts_of(hashes), targets, settings.bm25), 0.0
         return scores, 0.0  # random orders and `all` take any array of the pool's length

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS dsir_features (
 CREATE TABLE IF NOT EXISTS embeddings (
     content_hash VARCHAR, embedder VARCHAR, vector FLOAT[], seconds DOUBLE, PRIMARY KEY (content_hash, embedder));
 """
-    ADDED_COLUMNS = "ALTER TABLE selection_runs ADD COLUMN IF NOT EXISTS prepare_seconds DOUBLE DEFAULT 0;"
+    ADDED_COLUMNS = """ALTER TABLE selection_runs ADD COLUMN IF NOT EXISTS prepare_seconds DOUBLE DEFAULT 0;
+ALTER TABLE dsir_features ADD COLUMN IF NOT EXISTS seconds DOUBLE DEFAULT 0;"""
 
     # work done once per text -------------------------------------------------------------------------------
 
@@ -84,14 +85,17 @@ CREATE TABLE IF NOT EXISTS embeddings (
             )
             connection.unregister("counted")
 
-    def insert_dsir_features(self, featurizer: str, hashes: pa.Array, buckets: pa.Array, counts: pa.Array) -> None:
-        """Each text's hashed n-gram counts as two aligned lists: the buckets it hits and how often."""
+    def insert_dsir_features(
+        self, featurizer: str, hashes: pa.Array, buckets: pa.Array, counts: pa.Array, seconds_each: float
+    ) -> None:
+        """Each text's hashed n-gram counts as two aligned lists: the buckets it hits and how often; and the seconds
+        each took to count (its batch's time per text), charged to every selection that ranks by them."""
         with self.transaction() as connection:
             connection.register("featurized", pa.table({"content_hash": hashes, "buckets": buckets, "counts": counts}))
             connection.execute(
-                "INSERT INTO dsir_features SELECT content_hash, ?, buckets, counts FROM featurized "
-                "ON CONFLICT DO NOTHING",
-                [featurizer],
+                "INSERT INTO dsir_features (content_hash, featurizer, buckets, counts, seconds) "
+                "SELECT content_hash, ?, buckets, counts, ? FROM featurized ON CONFLICT DO NOTHING",
+                [featurizer, seconds_each],
             )
             connection.unregister("featurized")
 
@@ -136,6 +140,16 @@ CREATE TABLE IF NOT EXISTS embeddings (
             [featurizer],
             wanted=hashes,
         )
+
+    def dsir_seconds(self, featurizer: str, hashes: pa.Array) -> float:
+        """The seconds that counting the given texts' n-grams took, whenever it was done."""
+        rows = self.query(
+            "SELECT coalesce(sum(seconds), 0) AS s FROM dsir_features WHERE featurizer = ? "
+            "AND content_hash IN (SELECT content_hash FROM wanted)",
+            [featurizer],
+            wanted=hashes,
+        )
+        return float(rows.column("s")[0].as_py())
 
     def dsir_features(self, featurizer: str, hashes: pa.Array, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """(content_hash, buckets, counts) of the given texts, `batch_rows` at a time, in no particular order. One

@@ -3,11 +3,16 @@
 Each text is scored on its own, after the token every training document starts with (BOS, or EOS for
 tokenizers without one), so every text token is predicted and the loss is comparable across models that share
 a tokenizer. The forward pass runs without autocast: bf16 logits are spaced 0.125 apart near |16|, while the
-differences between selection methods are ~1e-3, so CPU and GPU losses must come from float32 logits.
+differences between selection methods are ~1e-3, so CPU and GPU losses must come from float32 logits. Weights held
+in a lower dtype (a LoRA base frozen in bf16 while its adapter trains) are measured in float32 too, so that the
+curve points taken during training and the final eval (which loads the base in float32) are the same measurement;
+4-bit weights (QLoRA) stay as they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -26,6 +31,20 @@ def encode_documents(tokenizer: Any, texts: list[str], max_length: int) -> list[
     return [([start] + ids)[:max_length] for ids in encoded]
 
 
+@contextmanager
+def float32_weights(model: Any) -> Iterator[None]:
+    """The model's floating-point weights in float32 for the duration, then back in their own dtypes (exact: every
+    bf16 and fp16 value is a float32 value). Costs a float32 copy of those weights while it lasts."""
+    lowered = {p: p.dtype for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32}
+    for parameter in lowered:
+        parameter.data = parameter.data.float()
+    try:
+        yield
+    finally:
+        for parameter, dtype in lowered.items():
+            parameter.data = parameter.data.to(dtype)
+
+
 @torch.no_grad()
 def heldout_loss(
     model: Any, tokenizer: Any, texts: list[str], max_length: int = 1024, batch_size: int = 8
@@ -38,6 +57,15 @@ def heldout_loss(
     model.eval()
     documents = sorted(encode_documents(tokenizer, texts, max_length), key=len)
     check_context(model.config, len(documents[-1]), "eval_max_length (the longest test text's tokens, cut there)")
+    with float32_weights(model):
+        total_loss, total_tokens = _summed_loss(model, tokenizer, documents, batch_size, device)
+    model.train(was_training)
+    return total_loss / total_tokens, total_tokens
+
+
+def _summed_loss(
+    model: Any, tokenizer: Any, documents: list[list[int]], batch_size: int, device: torch.device
+) -> tuple[float, int]:
     total_loss, total_tokens = 0.0, 0
     for start in range(0, len(documents), batch_size):
         batch = documents[start : start + batch_size]
@@ -53,5 +81,4 @@ def heldout_loss(
         targets = labels[:, 1:].reshape(-1)
         total_loss += torch.nn.functional.cross_entropy(shifted, targets, ignore_index=-100, reduction="sum").item()
         total_tokens += int((targets != -100).sum())
-    model.train(was_training)
-    return total_loss / total_tokens, total_tokens
+    return total_loss, total_tokens

@@ -127,14 +127,17 @@ def save_trained(model: Any, tokenizer: Any, output: Path, settings: TrainingSet
 
 def load_trained(checkpoint: str, base_model: str, device: torch.device) -> tuple[Any, Any]:
     """A fine-tune as its eval measures it, on `device`: the whole model in float32, or the base model (float32, or
-    4-bit again for QLoRA) with the saved adapter on it."""
+    4-bit again for QLoRA, computing in the dtype it trained with) with the saved adapter on it."""
     if not is_adapter(checkpoint):
         model, tokenizer = load_model_and_tokenizer(checkpoint)
         return model.to(device), tokenizer
     from peft import PeftModel
 
-    if trained_with(checkpoint).get("qlora"):
-        base, _ = _four_bit_base(base_model, device, torch.bfloat16)
+    how = trained_with(checkpoint)
+    if how.get("qlora"):
+        # The 4-bit base computes in the dtype it trained with (`training.dtype`, recorded with the adapter).
+        dtype = getattr(torch, str(how.get("dtype", "torch.bfloat16")).removeprefix("torch."))
+        base, _ = _four_bit_base(base_model, device, dtype)
         with _peft_quietly():
             return PeftModel.from_pretrained(base, checkpoint), load_tokenizer(checkpoint)
     base, _ = load_model_and_tokenizer(base_model)
