@@ -158,8 +158,9 @@ def build_matrix_project(root: Path, demo_files: dict[str, Path], tiny_model: Pa
             "models": [{"name": MODEL, "pretrained": "models/tiny-gpt2"}],
             "targets": [humaneval_target("task_b", "inputs/task_b.jsonl", [8, 16], [86, 90])],
             "selection": {
-                "methods": ["zipfit", "random", "dsir", "bm25", "embedding", "d4"],
+                "methods": ["zipfit", "random", "dsir", "bm25", "embedding", "d4", "all"],
                 "budgets": [300],
+                "all_max_tokens": 300,
                 "embedding": {"model": "models/embedder", "max_length": 32},
                 "d4": {"clusters": 4},
             },

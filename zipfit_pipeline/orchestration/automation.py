@@ -48,10 +48,18 @@ from zipfit_pipeline.orchestration.store_state import LostPartition, to_recomput
 ANY_DEP_HAS_NEW_DATA = dg.AutomationCondition.any_deps_match(
     dg.AutomationCondition.data_version_changed() & ~dg.AutomationCondition.executed_with_root_target()
 ).with_label("any_deps_have_new_data")
+# Dagster's `all_deps_blocking_checks_passed()` is false where a dependency maps to no partition at all (the base
+# model's fine-tune reads no selection), which would keep those partitions from ever being requested again: ours is
+# "no partition read has a blocking check that has not passed" (or will not be requested in this tick).
+NO_DEP_BLOCKING_CHECK_FAILED = ~dg.AutomationCondition.any_deps_match(
+    dg.AutomationCondition.any_checks_match(
+        ~dg.AutomationCondition.check_passed() & ~dg.AutomationCondition.will_be_requested(), blocking_only=True
+    ).with_label("a_blocking_check_not_passed")
+).with_label("no_dep_blocking_check_failed")
 ON_NEW_DATA_OR_CODE = (
     dg.AutomationCondition.eager().replace("any_deps_updated", ANY_DEP_HAS_NEW_DATA)
     | dg.AutomationCondition.code_version_changed()
-) & dg.AutomationCondition.all_deps_blocking_checks_passed()
+) & NO_DEP_BLOCKING_CHECK_FAILED
 NIGHTLY = "0 3 * * *"
 INCOMING_POLL_SECONDS = 30
 RECOVERY_POLL_SECONDS = 60

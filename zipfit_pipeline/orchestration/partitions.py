@@ -135,12 +135,6 @@ def selection_of_finetune(partitions: ProjectPartitions) -> dg.MultiPartitionMap
         )
 
 
-def target_of_finetune() -> dg.MultiToSingleDimensionPartitionMapping:
-    """finetuned_model(finetune, target), `base` included, reads its target's test split."""
-    with known_beta_apis():
-        return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="target")
-
-
 def finetunes_of_model(partitions: ProjectPartitions) -> dg.MultiPartitionMapping:
     """comparison_report(model, target) reads eval_loss of every finetune of that model (base included) on it."""
     with known_beta_apis():

@@ -17,14 +17,16 @@ from pathlib import Path
 import dagster as dg
 
 from zipfit_pipeline.config import ProjectConfig
+from zipfit_pipeline.engine.core.hashing import digest
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.train import TrainTables
 from zipfit_pipeline.orchestration.asset_keys import FINETUNED_MODEL
-from zipfit_pipeline.orchestration.assets.versions import declared_inputs
+from zipfit_pipeline.orchestration.assets.versions import code_version, declared_inputs
 from zipfit_pipeline.orchestration.partitions import finetune_target_key, partition_dimensions
 
 STORE_ID = "store_id"  # metadata key of every materialization: the store it wrote to
 DECLARED_INPUTS = "declared_inputs"  # and the inputs it read, by content
+PROVENANCE = "provenance"  # the digest of those and of its code version, also stored with the partition's run
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,10 @@ def record_partition_run(
     """Record in the store that this run wrote this asset partition; returns the metadata naming the store and the
     inputs the partition declares it read (`versions.INPUTS`), by content."""
     asset = context.asset_key.to_user_string()
-    store.record_partition_run(asset, str(context.partition_key), context.run.run_id)
     inputs = declared_inputs(asset, config, partition_dimensions(context.partition_key), store)
-    return {STORE_ID: store.store_id(), DECLARED_INPUTS: dg.MetadataValue.json(inputs)}
+    provenance = digest(code_version(asset, config), inputs)
+    store.record_partition_run(asset, str(context.partition_key), context.run.run_id, provenance)
+    return {STORE_ID: store.store_id(), DECLARED_INPUTS: dg.MetadataValue.json(inputs), PROVENANCE: provenance}
 
 
 def to_recompute(

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS store_info (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS partition_runs (
     asset VARCHAR, partition VARCHAR, run_id VARCHAR, written TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (asset, partition));
+ALTER TABLE partition_runs ADD COLUMN IF NOT EXISTS provenance VARCHAR;
 """
 LOCK_RETRY_SECONDS = 300.0
 # A fine-tune's row in the tables of the stages after selection; parameters from `run_key_params`.
@@ -168,12 +169,13 @@ class Store:
         """Made once when the file is created: a copy keeps it, a new or another project's store has another."""
         return str(self.query("SELECT value FROM store_info WHERE key = 'store_id'").to_pylist()[0]["value"])
 
-    def record_partition_run(self, asset: str, partition: str, run_id: str) -> None:
-        """That run `run_id` wrote (or rewrote) the rows of this asset partition."""
+    def record_partition_run(self, asset: str, partition: str, run_id: str, provenance: str = "") -> None:
+        """That run `run_id` wrote (or rewrote) the rows of this asset partition, from inputs whose digest is
+        `provenance` (its code version and declared inputs)."""
         with self.transaction() as connection:
             connection.execute(
-                "INSERT OR REPLACE INTO partition_runs (asset, partition, run_id) VALUES (?, ?, ?)",
-                [asset, partition, run_id],
+                "INSERT OR REPLACE INTO partition_runs (asset, partition, run_id, provenance) VALUES (?, ?, ?, ?)",
+                [asset, partition, run_id, provenance],
             )
 
     def partition_runs(self) -> dict[tuple[str, str], str]:

@@ -90,15 +90,15 @@ def finetune_selection(
             "materialize selections first (an empty threshold keeps nothing: lower it or add sources)"
         )
     version = training_version(settings, pretrained)
-    reusable = _reusable_run(runs, key, selection, version) if reuse else None
-    if reusable is not None:
-        log(f"{key}: the current fine-tune {reusable.run_id} trained on this selection with these settings; reusing it")
-        return reusable
-    texts = selected_texts(store, key)
     # A budget is a token count; a threshold trains on everything it kept, `all` on all of it up to its cap.
     budget = key.budget if is_budgeted(key.method) else selection["tokens"]
     if key.method == WHOLE_POOL and all_max_tokens is not None:
         budget = min(budget, all_max_tokens)
+    reusable = _reusable_run(runs, key, selection, version, budget) if reuse else None
+    if reusable is not None:
+        log(f"{key}: the current fine-tune {reusable.run_id} trained on this selection with these settings; reusing it")
+        return reusable
+    texts = selected_texts(store, key)
     test_split = IngestTables(store)
     test_texts, test_hash = test_split.target_texts(key.target, "test"), test_split.split_hash(key.target, "test")
     # torch is imported where a model runs: loading the definitions, ingestion and scoring never pay for it (~250 MB).
@@ -142,7 +142,7 @@ def finetune_selection(
     )
     runs.record_training(
         key,
-        {**_row(result), "settings_version": version, "curve_test_hash": test_hash},
+        {**_row(result), "settings_version": version, "curve_test_hash": test_hash, "token_budget": budget},
         {"train": trained.train_curve, "test": trained.test_curve},
     )
     remove_other_checkpoints(folder, keep=output)
@@ -162,14 +162,17 @@ def _record_base(
     return result
 
 
-def _reusable_run(runs: TrainTables, key: RunKey, selection: dict[str, Any], version: str) -> FinetuneResult | None:
-    """The store's current fine-tune of `key`, if it trained on these texts with these settings and its checkpoint
-    is complete on disk (a released one is not: an eval that needs it again must retrain)."""
+def _reusable_run(
+    runs: TrainTables, key: RunKey, selection: dict[str, Any], version: str, budget: int
+) -> FinetuneResult | None:
+    """The store's current fine-tune of `key`, if it trained on these texts with these settings and token budget and
+    its checkpoint is complete on disk (a released one is not: an eval that needs it again must retrain)."""
     row = runs.training_run(key)
     if (
         row is None
         or row["selection_version"] != selection["version"]
         or row.get("settings_version") != version
+        or row.get("token_budget") != budget
         or row.get("released")
         or not Path(row["checkpoint"]).is_dir()
     ):

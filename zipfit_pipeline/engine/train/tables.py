@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS loss_curves (
 """
     ADDED_COLUMNS = """ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS released BOOLEAN DEFAULT false;
 ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS settings_version VARCHAR;
-ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS curve_test_hash VARCHAR;"""
+ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS curve_test_hash VARCHAR;
+ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS token_budget BIGINT;"""
 
     def record_training(self, key: RunKey, row: dict[str, Any], curves: dict[str, list[tuple[int, float]]]) -> None:
         """Make `row` (its run id, selection version, checkpoint and figures) the current fine-tune of `key`."""
@@ -37,8 +38,8 @@ ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS curve_test_hash VARCHAR;"""
             connection.execute(
                 """INSERT INTO training_runs (model, target, method, budget, seed, run_id, selection_version,
                    checkpoint, train_tokens, steps, final_train_loss, seconds, device, settings_version,
-                   curve_test_hash)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   curve_test_hash, token_budget)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [
                     *run_key_params(key),
                     row["run_id"],
@@ -51,6 +52,7 @@ ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS curve_test_hash VARCHAR;"""
                     row["device"],
                     row.get("settings_version"),
                     row.get("curve_test_hash"),  # the test split the mid-training curve points measured
+                    row.get("token_budget"),  # the tokens it was to train on (a budget, or `all` up to its cap)
                 ],
             )
             connection.execute("DELETE FROM loss_curves WHERE run_id = ?", [row["run_id"]])

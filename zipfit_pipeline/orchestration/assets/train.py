@@ -12,7 +12,7 @@ import dagster as dg
 
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine.train import FinetuneResult, finetune_selection
-from zipfit_pipeline.orchestration.asset_keys import FINETUNED_MODEL, SELECTIONS, TARGET_DOCUMENTS
+from zipfit_pipeline.orchestration.asset_keys import FINETUNED_MODEL, SELECTIONS
 from zipfit_pipeline.orchestration.assets.checks import partition_check
 from zipfit_pipeline.orchestration.assets.versions import code_version
 from zipfit_pipeline.orchestration.automation import ON_NEW_DATA_OR_CODE
@@ -21,7 +21,6 @@ from zipfit_pipeline.orchestration.partitions import (
     configured_runs,
     run_key,
     selection_of_finetune,
-    target_of_finetune,
 )
 from zipfit_pipeline.orchestration.resources import StoreResource
 from zipfit_pipeline.orchestration.store_state import record_partition_run
@@ -53,10 +52,9 @@ def build_training_assets(config: ProjectConfig, partitions: ProjectPartitions) 
     @dg.asset(
         name=FINETUNED_MODEL,
         partitions_def=partitions.finetune_target,
-        deps=[
-            dg.AssetDep(SELECTIONS, partition_mapping=selection_of_finetune(partitions)),
-            dg.AssetDep(TARGET_DOCUMENTS, partition_mapping=target_of_finetune()),
-        ],
+        # The selection it trains on; the base model reads none. The pretrained model is a declared input (by
+        # content), and the test split its curve points measure is recorded with them (`curve_test_hash`).
+        deps=[dg.AssetDep(SELECTIONS, partition_mapping=selection_of_finetune(partitions))],
         group_name=GROUP,
         # Each partition trains with its own seed: adding a seed adds partitions, it does not retrain the others. Where
         # a step runs and whether its weights are kept after its evals change no result.

@@ -28,6 +28,7 @@ from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine import ENGINE_VERSION
 from zipfit_pipeline.engine.core.artifacts import artifact_identity, interpreter_identity
 from zipfit_pipeline.engine.core.hashing import digest
+from zipfit_pipeline.engine.core.runs import WHOLE_POOL
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.ingest import DatasetSpec, IngestTables
 from zipfit_pipeline.engine.report import CurrentInputs
@@ -140,9 +141,11 @@ def _selection(config: ProjectConfig, keys: dict[str, str], store: Store) -> dic
 
 
 def _model(config: ProjectConfig, keys: dict[str, str], store: Store) -> dict[str, str]:
-    """A fine-tune (and the base model's record) reads the pretrained model's weights and tokenizer files."""
-    model = keys["finetune"].split(".")[0]
-    return {"model": artifact_identity(config.model_path(config.model(model)))}
+    """A fine-tune (and the base model's record) reads the pretrained model's weights and tokenizer files; `all`
+    trains up to its cap, which may change while its selection (the seeded order's prefix) does not."""
+    model, method = keys["finetune"].split(".")[:2]
+    cap = {"all_max_tokens": str(config.selection.all_max_tokens)} if method == WHOLE_POOL else {}
+    return {"model": artifact_identity(config.model_path(config.model(model))), **cap}
 
 
 def _measured(config: ProjectConfig, keys: dict[str, str], store: Store) -> dict[str, str]:
