@@ -11,7 +11,8 @@ from pathlib import Path
 import dagster as dg
 import psutil
 import pytest
-from projects import write_project
+import yaml
+from projects import ingest, write_project
 
 from zipfit_pipeline.engine.core.models import load_model_and_tokenizer
 from zipfit_pipeline.engine.evaluate import sandbox
@@ -25,7 +26,8 @@ from zipfit_pipeline.engine.evaluate.pass_at_k import (
 from zipfit_pipeline.engine.evaluate.sandbox import Limits, SandboxUnavailable, run_program
 from zipfit_pipeline.engine.evaluate.settings import PassAtKSettings
 from zipfit_pipeline.engine.ingest.records import RecordReader
-from zipfit_pipeline.orchestration.asset_keys import PASS_AT_K
+from zipfit_pipeline.orchestration.asset_keys import COMPARISON_REPORT, PASS_AT_K
+from zipfit_pipeline.orchestration.lineage import out_of_date
 
 needs_sandbox = pytest.mark.skipif(
     sandbox.sandbox_python() is None, reason=f"no sandbox here: {sandbox.sandbox_problem()}"
@@ -197,5 +199,21 @@ def test_pass_at_k_asset_reports_and_drops_checkpoints_once_measured(
         runs = store.query("SELECT method, checkpoint, released FROM training_runs WHERE method <> 'base'").to_pylist()
         assert len(runs) == 4 and all(r["released"] and not Path(r["checkpoint"]).exists() for r in runs)
         assert lost_partitions(defs.resources["store"].path, defs.assets, instance) == []  # dropped on purpose
-    markdown = (project.parent / "data" / "artifacts" / "reports" / "tiny-gpt2" / "humaneval" / "report.md").read_text()
-    assert "Pass@k on the held-out problems" in markdown and "| zipfit | 300 | 2 | 2 |" in markdown
+        report = project.parent / "data" / "artifacts" / "reports" / "tiny-gpt2" / "humaneval" / "report.md"
+        markdown = report.read_text()
+        assert "Pass@k on the held-out problems" in markdown and "| zipfit | 300 | 2 | 2 |" in markdown
+
+        # Other sampling settings: every Pass@k is out of date (and nothing else but the report), and a report
+        # rebuilt before they are measured again leaves the old rows out instead of mixing them in.
+        config = yaml.safe_load(project.read_text())
+        config["pass_at_k"]["temperature"] = 0.5
+        project.write_text(yaml.safe_dump(config))
+        defs = build_definitions(str(project))
+        stale = out_of_date(defs, instance)
+        assert set(stale) == {PASS_AT_K, COMPARISON_REPORT} and len(stale[PASS_AT_K]) == 5
+        ingest(defs, instance, COMPARISON_REPORT, "tiny-gpt2|humaneval")
+        assert "Pass@k on the held-out problems" not in report.read_text()
+        assert (
+            "- pass@k of zipfit.300.s0: measured with other evaluation settings than the project's now: "
+            "materialize pass_at_k" in report.read_text()
+        )

@@ -8,8 +8,7 @@ import pytest
 
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
-from zipfit_pipeline.engine.evaluate import EvalTables
-from zipfit_pipeline.engine.evaluate.tables import Measured
+from zipfit_pipeline.engine.evaluate import EvalTables, Measured
 from zipfit_pipeline.engine.report import render_markdown
 from zipfit_pipeline.engine.report.results import CurrentInputs, load_results
 from zipfit_pipeline.engine.report.statistics import (

@@ -9,6 +9,15 @@ Pass@k: `pass_at_k.py`, `sandbox.py`, `sandbox_launcher.py`. Tables: `tables.py`
 from zipfit_pipeline.engine.evaluate.pass_at_k import PassAtK, measure_run, read_problems
 from zipfit_pipeline.engine.evaluate.settings import PassAtKSettings
 from zipfit_pipeline.engine.evaluate.stage import EvalResult, evaluate_run
-from zipfit_pipeline.engine.evaluate.tables import EvalTables
+from zipfit_pipeline.engine.evaluate.tables import EvalTables, Measured
 
-__all__ = ["EvalResult", "EvalTables", "PassAtK", "PassAtKSettings", "evaluate_run", "measure_run", "read_problems"]
+__all__ = [
+    "EvalResult",
+    "EvalTables",
+    "Measured",
+    "PassAtK",
+    "PassAtKSettings",
+    "evaluate_run",
+    "measure_run",
+    "read_problems",
+]
