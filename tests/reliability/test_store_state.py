@@ -157,7 +157,12 @@ def test_the_sensors_rebuild_a_deleted_store_upstream_first_once_per_partition(s
         requested += tick
         for asset, partition in tick:
             assert small_project.materialize(asset, partition).success
-    assert sorted(ticks[0]) == [(SOURCE_DOCUMENTS, "src"), (TARGET_DOCUMENTS, "task")]
+    # First what reads nothing upstream: the inputs, and the base model's record (it reads no selection).
+    assert sorted(ticks[0]) == [
+        (FINETUNED_MODEL, "tiny-gpt2.base|task"),
+        (SOURCE_DOCUMENTS, "src"),
+        (TARGET_DOCUMENTS, "task"),
+    ]
     assert set(requested) == everything and len(restored) == len(set(restored))
     assert _lost(small_project, defs) == {}
     assert all(_counts(store).values())
