@@ -269,7 +269,7 @@ CORE = {
     "model weights, in place",
     "the model's path (same files)",
 }
-STALE_CORE = {"a target's test split (rows)", "model weights, in place", "selection: methods (one removed)"}
+STALE_CORE = {"a target's test split (rows)", "a source's path (same content)", "selection: methods (one removed)"}
 FULL = os.environ.get("ZIPFIT_FULL_MATRIX") == "1"
 
 
