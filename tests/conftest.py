@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,9 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 from projects import (  # noqa: E402
     SmallProject,
     build_lineage_project,
+    copy_workspace,
+    materialized,
     new_dagster_home,
-    project_defs,
     write_project,
     write_small_project,
 )
@@ -49,19 +49,13 @@ def materialized_project(
     tmp_path_factory: pytest.TempPathFactory, demo_files: dict[str, Path], tiny_model: Path
 ) -> Path:
     """The lineage project, materialized once: the starting point of every lineage and automation test."""
-    from zipfit_pipeline.orchestration.materialize_all import materialize_all
-
-    root = build_lineage_project(tmp_path_factory.mktemp("lineage"), demo_files, tiny_model)
-    with dg.DagsterInstance.from_config(str(root / "dagster_home")) as instance:
-        materialize_all(project_defs(root), instance, log=lambda _: None)
-    return root
+    return materialized(build_lineage_project(tmp_path_factory.mktemp("lineage"), demo_files, tiny_model))
 
 
 @pytest.fixture
 def workspace(materialized_project: Path, tmp_path: Path) -> Iterator[tuple[Path, dg.DagsterInstance]]:
     """A private copy of the materialized project and its Dagster home, opened as a persistent instance."""
-    root = tmp_path / "copy"
-    shutil.copytree(materialized_project, root)
+    root = copy_workspace(materialized_project, tmp_path / "copy")
     with dg.DagsterInstance.from_config(str(root / "dagster_home")) as instance:
         yield root, instance
 

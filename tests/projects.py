@@ -173,6 +173,26 @@ def build_matrix_project(root: Path, demo_files: dict[str, Path], tiny_model: Pa
     return root
 
 
+def materialized(root: Path) -> Path:
+    """The project under `root`, every partition materialized into its Dagster home."""
+    from zipfit_pipeline.orchestration.materialize_all import materialize_all
+
+    with dg.DagsterInstance.from_config(str(root / "dagster_home")) as instance:
+        materialize_all(project_defs(root), instance, log=lambda _: None)
+    return root
+
+
+def copy_workspace(source: Path, destination: Path) -> Path:
+    """A private copy of a materialized project and its Dagster home. The store records checkpoints by absolute
+    path, and eval loads them only from the project's own folder: the copy's store points at the copy's."""
+    shutil.copytree(source, destination, symlinks=True)
+    with Store(destination / "project" / "data" / "zipfit.duckdb").transaction() as connection:
+        connection.execute(
+            "UPDATE training_runs SET checkpoint = replace(checkpoint, ?, ?)", [str(source), str(destination)]
+        )
+    return destination
+
+
 def project_defs(root: Path) -> dg.Definitions:
     return build_definitions(str(root / "project" / "zipfit.yaml"))
 

@@ -26,11 +26,10 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from projects import MODEL, REPO, build_matrix_project, edit_jsonl, project_defs
+from projects import MODEL, REPO, build_matrix_project, copy_workspace, edit_jsonl, materialized, project_defs
 from safetensors.torch import load_file, save_file
 
 from zipfit_pipeline.config import load_project
-from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.orchestration.asset_keys import (
     ALIGNMENT_SCORES,
     COMPARISON_REPORT,
@@ -75,40 +74,16 @@ def _config(root: Path, change: Callable[[dict], None]) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
-def _set(section: str, field: str, value: object) -> Callable[[Path], None]:
+def _setting(path: str, value: object) -> Callable[[Path], None]:
+    """Set one entry of the project file: `scoring.level`, `selection.d4.seed`, `sources.0.chunk_chars`."""
+    *parents, last = path.split(".")
+
     def change(root: Path) -> None:
         def edit(config: dict) -> None:
-            config[section][field] = value
-
-        _config(root, edit)
-
-    return change
-
-
-def _selection_setting(name: str, field: str, value: object) -> Callable[[Path], None]:
-    def change(root: Path) -> None:
-        def edit(config: dict) -> None:
-            config["selection"].setdefault(name, {})[field] = value
-
-        _config(root, edit)
-
-    return change
-
-
-def _source_entry(field: str, value: object) -> Callable[[Path], None]:
-    def change(root: Path) -> None:
-        def edit(config: dict) -> None:
-            config["sources"][0][field] = value
-
-        _config(root, edit)
-
-    return change
-
-
-def _target_entry(field: str, value: object) -> Callable[[Path], None]:
-    def change(root: Path) -> None:
-        def edit(config: dict) -> None:
-            config["targets"][0][field] = value
+            node = config
+            for name in parents:
+                node = node[int(name)] if name.isdigit() else node.setdefault(name, {})
+            node[last] = value
 
         _config(root, edit)
 
@@ -118,7 +93,7 @@ def _target_entry(field: str, value: object) -> Callable[[Path], None]:
 def _moved_source(root: Path) -> None:
     inputs = _project(root) / "inputs"
     shutil.copy(inputs / "python_stdlib.jsonl", inputs / "moved.jsonl")
-    _source_entry("path", "inputs/moved.jsonl")(root)
+    _setting("sources.0.path", "inputs/moved.jsonl")(root)
 
 
 def _edited_source(root: Path) -> None:
@@ -186,17 +161,19 @@ CASES = [
     Case("a source file's row order", _reordered_source, _of_source("c_headers")),
     Case("a source's path (same content)", _moved_source, {SOURCE_DOCUMENTS: {"python_stdlib"}}),
     Case(
-        "a source's template (same texts)", _source_entry("template", "{text}"), {SOURCE_DOCUMENTS: {"python_stdlib"}}
+        "a source's template (same texts)",
+        _setting("sources.0.template", "{text}"),
+        {SOURCE_DOCUMENTS: {"python_stdlib"}},
     ),
-    Case("a source's chunk_chars", _source_entry("chunk_chars", 200), _of_source("python_stdlib")),
+    Case("a source's chunk_chars", _setting("sources.0.chunk_chars", 200), _of_source("python_stdlib")),
     Case(
         "a target's alignment split",
-        _target_entry("alignment_rows", [8, 15]),
+        _setting("targets.0.alignment_rows", [8, 15]),
         {TARGET_DOCUMENTS: {"task_b"}, ALIGNMENT_SCORES: _scores("task_b"), SELECTIONS: _selections("task_b")},
     ),
     Case(
         "a target's test split (rows)",
-        _target_entry("test_rows", [86, 89]),
+        _setting("targets.0.test_rows", [86, 89]),
         {TARGET_DOCUMENTS: {"task_b"}, SELECTIONS: _selections("task_b")},
         evals_of=("task_b",),
     ),
@@ -208,48 +185,48 @@ CASES = [
     ),
     Case(
         "scoring: compressor level",
-        _set("scoring", "level", 6),
+        _setting("scoring.level", 6),
         {ALIGNMENT_SCORES: _scores(*TARGETS), **ALL_SELECTIONS},
     ),
     Case(
         "scoring: compressor variants",
-        _set("scoring", "variants", ["lz4-0"]),
+        _setting("scoring.variants", ["lz4-0"]),
         {ALIGNMENT_SCORES: _scores(*TARGETS), **ALL_SELECTIONS},
         listed=True,
     ),
     Case(
         "selection: target subsets",
-        _set("selection", "target_subsets", [4]),
+        _setting("selection.target_subsets", [4]),
         {ALIGNMENT_SCORES: _scores(*TARGETS), **ALL_SELECTIONS},
         listed=True,
     ),
     Case(
         "selection: methods (one removed)",
-        _set("selection", "methods", [m for m in METHODS if m != "d4"]),
+        _setting("selection.methods", [m for m in METHODS if m != "d4"]),
         ALL_SELECTIONS,
         listed=True,
     ),
-    Case("selection: budgets", _set("selection", "budgets", [250]), ALL_SELECTIONS, listed=True),
+    Case("selection: budgets", _setting("selection.budgets", [250]), ALL_SELECTIONS, listed=True),
     Case(
         "selection: all_max_tokens",
-        _set("selection", "all_max_tokens", 280),
+        _setting("selection.all_max_tokens", 280),
         ALL_SELECTIONS,
         trains=frozenset({"all"}),  # its seeded prefix may be the same texts: the cap is its token budget
         listed=True,
     ),
     Case(
         "selection: decontamination",
-        _selection_setting("decontamination", "ngram_words", 8),
+        _setting("selection.decontamination.ngram_words", 8),
         ALL_SELECTIONS,
         listed=True,
     ),
-    Case("selection: embedding", _selection_setting("embedding", "max_length", 24), ALL_SELECTIONS),
-    Case("selection: D4", _selection_setting("d4", "seed", 1), ALL_SELECTIONS),
-    Case("selection: BM25", _selection_setting("bm25", "k1", 1.2), ALL_SELECTIONS),
-    Case("selection: DSIR", _selection_setting("dsir", "num_buckets", 5000), ALL_SELECTIONS),
-    Case("training: a result setting", _set("training", "learning_rate", 5e-4), {}),
-    Case("training: seeds (one added)", _set("training", "seeds", [0, 1]), ALL_SELECTIONS, listed=True),
-    Case("training: eval settings", _set("training", "eval_max_length", 96), {}, evals_of=TARGETS),
+    Case("selection: embedding", _setting("selection.embedding.max_length", 24), ALL_SELECTIONS),
+    Case("selection: D4", _setting("selection.d4.seed", 1), ALL_SELECTIONS),
+    Case("selection: BM25", _setting("selection.bm25.k1", 1.2), ALL_SELECTIONS),
+    Case("selection: DSIR", _setting("selection.dsir.num_buckets", 5000), ALL_SELECTIONS),
+    Case("training: a result setting", _setting("training.learning_rate", 5e-4), {}),
+    Case("training: seeds (one added)", _setting("training.seeds", [0, 1]), ALL_SELECTIONS, listed=True),
+    Case("training: eval settings", _setting("training.eval_max_length", 96), {}, evals_of=TARGETS),
     Case("model weights, in place", _new_weights("tiny-gpt2", 0.5), {}),
     Case("tokenizer files, in place", _new_tokenizer, ALL_SELECTIONS),
     Case("the model's path (same files)", _moved_model, {}),
@@ -275,21 +252,12 @@ FULL = os.environ.get("ZIPFIT_FULL_MATRIX") == "1"
 
 @pytest.fixture(scope="module")
 def matrix_project(tmp_path_factory: pytest.TempPathFactory, demo_files: dict[str, Path], tiny_model: Path) -> Path:
-    root = build_matrix_project(tmp_path_factory.mktemp("matrix"), demo_files, tiny_model)
-    with dg.DagsterInstance.from_config(str(root / "dagster_home")) as instance:
-        materialize_all(project_defs(root), instance, log=lambda _: None)
-    return root
+    return materialized(build_matrix_project(tmp_path_factory.mktemp("matrix"), demo_files, tiny_model))
 
 
 @pytest.fixture
 def matrix_copy(matrix_project: Path, tmp_path: Path) -> Iterator[tuple[Path, dg.DagsterInstance]]:
-    root = tmp_path / "copy"
-    shutil.copytree(matrix_project, root, symlinks=True)
-    # The store records checkpoints by absolute path, and eval loads them only from the project's own folder.
-    with Store(_project(root) / "data" / "zipfit.duckdb").transaction() as connection:
-        connection.execute(
-            "UPDATE training_runs SET checkpoint = replace(checkpoint, ?, ?)", [str(matrix_project), str(root)]
-        )
+    root = copy_workspace(matrix_project, tmp_path / "copy")
     with dg.DagsterInstance.from_config(str(root / "dagster_home")) as instance:
         yield root, instance
 
