@@ -67,6 +67,30 @@ def test_lora_trains_only_the_adapter_and_eval_measures_base_plus_adapter(tiny_m
     assert abs(heldout_loss(base, tokenizer, texts, 64)[0] - trained_loss) > 0.05  # the adapter is on it
 
 
+def test_an_adapter_is_not_evaluated_on_other_weights_than_it_trained_on(tiny_model: Path, tmp_path: Path) -> None:
+    """New weights in the base model's folder: the adapter trained on the old ones is refused, not measured."""
+    from zipfit_pipeline.engine.core.runs import RunKey
+    from zipfit_pipeline.engine.core.store import Store
+    from zipfit_pipeline.engine.evaluate import evaluate_run
+    from zipfit_pipeline.engine.train import TrainTables, training_version
+
+    settings = TrainingSettings(lora={"rank": 4}, curve_points=0)
+    models_dir = tmp_path / "artifacts" / "models"
+    model, tokenizer = trainable_model(str(tiny_model), settings, CPU)
+    checkpoint = save_trained(model, tokenizer, models_dir / "run-1", settings, CPU)
+    store, key = Store(tmp_path / "store.duckdb"), RunKey("tiny", "task", "zipfit", 100, 0)
+    row = {"run_id": "run-1", "selection_version": "v", "checkpoint": str(checkpoint), "train_tokens": 100}
+    row |= {"steps": 1, "final_train_loss": 1.0, "seconds": 1.0, "device": "cpu"}
+    TrainTables(store).record_training(key, {**row, "settings_version": "trained-on-other-weights"}, {})
+    with pytest.raises(RuntimeError, match="its adapter was trained on another base model"):
+        evaluate_run(store, key, str(tiny_model), models_dir, settings, log=lambda _: None)
+    TrainTables(store).record_training(
+        key, {**row, "settings_version": training_version(settings, str(tiny_model))}, {}
+    )
+    with pytest.raises(ValueError, match="the test split is empty"):  # past the check: no target in this store
+        evaluate_run(store, key, str(tiny_model), models_dir, settings, log=lambda _: None)
+
+
 def test_a_lora_run_repeats_exactly_with_its_seed(tiny_model: Path) -> None:
     """The adapter's random initialisation is part of the run: drawn from the seed, not from whatever came before."""
     lora = TrainingSettings(lora={"rank": 4})

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zipfit_pipeline.engine.core.models import is_adapter
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.evaluate.tables import EvalTables, Measured
 from zipfit_pipeline.engine.ingest import IngestTables
-from zipfit_pipeline.engine.train import TrainingSettings, TrainTables, release_checkpoint
+from zipfit_pipeline.engine.train import TrainingSettings, TrainTables, release_checkpoint, training_version
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,16 @@ def measured_model(
     from zipfit_pipeline.engine.train import load_trained
 
     checkpoint = checkpoint_to_load(key, run, base_model, models_dir)
+    if (
+        not key.is_base
+        and is_adapter(checkpoint)
+        and run.get("settings_version") != training_version(settings, base_model)
+    ):
+        # An adapter is a difference from the weights it trained on: on other weights it measures nothing.
+        raise RuntimeError(
+            f"{key}: its adapter was trained on another base model (or with other settings) than {base_model} holds "
+            "now: materialize finetuned_model to train it on this one"
+        )
     with claimed_device(settings.device, models_dir.parent / "devices", log) as device:
         yield load_trained(checkpoint, base_model, device)
 
