@@ -23,7 +23,7 @@ from projects import materialize_command
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
-from zipfit_pipeline.engine.evaluate import EvalTables
+from zipfit_pipeline.engine.evaluate import EvalTables, Measured
 from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.ingest.records import Record
 from zipfit_pipeline.engine.train import TrainTables
@@ -196,7 +196,7 @@ def _record_a_fine_tune_and_its_eval(store: Store) -> float:
         },
         {"train": [(1000, 2.5)]},
     )
-    EvalTables(store).record_eval(KEY, "r1", "v1", 2.4, 500)
+    EvalTables(store).record_eval(KEY, "r1", "v1", 2.4, 500, Measured("test-split", "eval-settings"))
     return time.monotonic() - started
 
 
