@@ -62,9 +62,8 @@ def load_results(
         excluded.append(f"{unconfigured} evals of methods, budgets or seeds no longer configured")
     base_key = RunKey(model, target, BASE)
     if base_key not in current:
-        raise LookupError(
-            f"no current eval of the base model {model} on {target}: materialize eval_loss for {model}.base"
-        )
+        why = _not_current(found.get(base_key), base_key, inputs, test_hash, inputs.eval_version)
+        raise LookupError(f"no current eval of the base model {model} on {target} ({model}.base: {why})")
     curves = TrainTables(store).test_curves([found[k]["train_run"] for k in current])
     base_loss = found[base_key]["test_loss"]
     results = []
