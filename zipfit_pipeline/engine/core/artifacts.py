@@ -72,8 +72,7 @@ def _cached_snapshot(hub_id: str) -> Path | None:
         return None
 
 
-def interpreter_identity() -> str:
-    """The Python that runs generated code in the sandbox: its path and version."""
-    import sys
-
-    return f"{os.path.realpath(sys.executable)} {sys.version.split()[0]}"
+def interpreter_identity(python: str) -> str:
+    """An interpreter by its path and the content of its executable (another build at the same path is another)."""
+    path = os.path.realpath(python)
+    return f"{path} {file_digest(Path(path))}"

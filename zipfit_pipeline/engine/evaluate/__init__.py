@@ -7,6 +7,7 @@ Pass@k: `pass_at_k.py`, `sandbox.py`, `sandbox_launcher.py`. Tables: `tables.py`
 """
 
 from zipfit_pipeline.engine.evaluate.pass_at_k import PassAtK, measure_run, read_problems
+from zipfit_pipeline.engine.evaluate.sandbox import sandbox_interpreter
 from zipfit_pipeline.engine.evaluate.settings import PassAtKSettings
 from zipfit_pipeline.engine.evaluate.stage import EvalResult, evaluate_run
 from zipfit_pipeline.engine.evaluate.tables import EvalTables, Measured
@@ -20,4 +21,5 @@ __all__ = [
     "evaluate_run",
     "measure_run",
     "read_problems",
+    "sandbox_interpreter",
 ]

@@ -24,6 +24,8 @@ from functools import cache
 from pathlib import Path
 from typing import BinaryIO
 
+from zipfit_pipeline.engine.core.artifacts import interpreter_identity
+
 LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
 MB = 1 << 20
 
@@ -173,6 +175,12 @@ def sandbox_python() -> str | None:
         if _launch("print(1)", Limits(wall_seconds=30), True, python).passed:
             return python
     return None
+
+
+def sandbox_interpreter() -> str:
+    """The Python that runs generated code here (the sandbox's, else this one), by path and content: a declared
+    input of Pass@k."""
+    return interpreter_identity(sandbox_python() or sys.executable)
 
 
 def sandbox_problem() -> str:

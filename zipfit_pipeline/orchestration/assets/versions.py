@@ -26,10 +26,11 @@ from pydantic import BaseModel
 
 from zipfit_pipeline.config import ProjectConfig
 from zipfit_pipeline.engine import ENGINE_VERSION
-from zipfit_pipeline.engine.core.artifacts import artifact_identity, interpreter_identity
+from zipfit_pipeline.engine.core.artifacts import artifact_identity
 from zipfit_pipeline.engine.core.hashing import digest
 from zipfit_pipeline.engine.core.runs import WHOLE_POOL
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.engine.evaluate import sandbox_interpreter
 from zipfit_pipeline.engine.ingest import DatasetSpec, IngestTables
 from zipfit_pipeline.engine.report import CurrentInputs
 from zipfit_pipeline.engine.score import score_build
@@ -154,7 +155,7 @@ def _measured(config: ProjectConfig, keys: dict[str, str], store: Store) -> dict
 
 
 def _sampled(config: ProjectConfig, keys: dict[str, str], store: Store) -> dict[str, str]:
-    return {**_measured(config, keys, store), "sandbox interpreter": interpreter_identity()}
+    return {**_measured(config, keys, store), "sandbox interpreter": sandbox_interpreter()}
 
 
 INPUTS: dict[str, Inputs] = {
