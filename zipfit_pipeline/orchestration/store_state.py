@@ -6,6 +6,10 @@ data version changes, so neither `--stale` nor automation would ever recompute. 
 in the store, the run that wrote each of its partitions (and, in the materialization's metadata, the store's
 id); a partition whose latest materializing run is not the one the store holds has lost its results here. A
 fine-tune whose checkpoint folder is gone (the artifacts deleted or moved) has lost its results too.
+
+What Dagster cannot see either: the inputs a partition reads from outside the graph (a source's file and entry,
+model weights, a test split; `assets/versions.py`). Each materialization records them; a partition whose inputs
+differ now is out of date as well (`changed_inputs`), and both kinds are recomputed the same way (`to_recompute`).
 """
 
 from __future__ import annotations
@@ -57,10 +61,9 @@ def to_recompute(
 ) -> list[LostPartition]:
     """What Dagster's own staleness cannot see: partitions whose results the store lost, then those whose declared
     inputs changed (each partition once, the first reason)."""
-    assets = list(assets)
-    lost = lost_partitions(config.resolve(config.store), assets, instance, lock_wait)
+    assets, path = list(assets), config.resolve(config.store)
+    lost = lost_partitions(path, assets, instance, lock_wait)
     seen = {(p.asset, p.partition) for p in lost}
-    path = config.resolve(config.store)
     changed = changed_inputs(
         config, Store(path) if lock_wait is None else Store(path, lock_wait=lock_wait), assets, instance
     )
