@@ -1,11 +1,13 @@
 """Score chunks on a Ray cluster: one actor per worker holds the target set, chunks stream through them.
 
 Ray is an optional extra (`pip install 'zipfit-pipeline[ray]'`). With no address, Ray starts a local
-cluster on this machine; `address="auto"` or `"ray://head:10001"` joins an existing one.
+cluster on this machine, every one of its servers listening on 127.0.0.1 only; `address="auto"` or
+`"ray://head:10001"` joins an existing one.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -16,13 +18,30 @@ from zipfit_pipeline.engine.score.allocator import keep_freed_memory
 from zipfit_pipeline.engine.score.compression import compressor_build
 from zipfit_pipeline.engine.score.scorer import AlignmentScorer
 
+# Read by Ray when it is imported: "0" makes a local node's address 127.0.0.1 (as on macOS and Windows), and Ray's
+# servers (GCS, raylet, workers, object store) then listen on loopback only instead of on every interface.
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
-def _ray() -> Any:
+
+def _ray(local: bool) -> Any:
+    if local:
+        os.environ.setdefault(LOOPBACK_ONLY, "0")
     try:
         import ray
     except ImportError as error:  # pragma: no cover - depends on the optional extra
         raise ImportError("the ray backend needs the optional extra: pip install 'zipfit-pipeline[ray]'") from error
     return ray
+
+
+def _start_local(ray: Any, workers: int) -> None:
+    """A local Ray cluster bound to 127.0.0.1, or an error where it would listen on the machine's address."""
+    address = ray.util.get_node_ip_address()
+    if not address.startswith("127."):
+        raise RuntimeError(
+            f"a local Ray cluster would listen on {address}, not on 127.0.0.1: ray was imported before "
+            f"{LOOPBACK_ONLY}=0 was set; set it in the environment, or give scoring.ray_address"
+        )
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
 
 
 class _ScorerActor:
@@ -47,10 +66,12 @@ def ray_score_chunks(
     code_path: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Like `alignment.score_chunks`, on Ray actors; results in input order, at most 2 chunks per actor in flight."""
-    ray = _ray()
+    ray = _ray(local=not address)
     if not ray.is_initialized():
-        options: dict[str, Any] = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
-        ray.init(log_to_driver=False, **options)
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            _start_local(ray, workers)
     actor_class = ray.remote(num_cpus=1)(_ScorerActor)
     build = compressor_build(compressor)
     actors = [actor_class.remote(list(targets), compressor, level, build, code_path) for _ in range(workers)]
