@@ -155,7 +155,14 @@ def _stored_run(
 ) -> None:
     """A run recorded with the project's current inputs (unless told otherwise) and its eval; the store holds no
     target, so the current test split is None."""
-    row = {
+    row = _run_row(key, run_id, version, trained_with)
+    TrainTables(store).record_training(key, row, {"test": [(key.budget // 2, loss + 0.1)]} if not key.is_base else {})
+    EvalTables(store).record_eval(key, run_id, version, loss, 10, Measured(measured_on, "eval-v"))
+
+
+def _run_row(key: RunKey, run_id: str, version: str | None, trained_with: str | None = None) -> dict[str, object]:
+    """A training run's row, trained with the project's current settings unless `trained_with` says otherwise."""
+    return {
         "settings_version": trained_with or ("base-v" if key.is_base else "train-v"),
         "run_id": run_id,
         "selection_version": version,
@@ -166,8 +173,6 @@ def _stored_run(
         "seconds": 1.0,
         "device": "cpu",
     }
-    TrainTables(store).record_training(key, row, {"test": [(key.budget // 2, loss + 0.1)]} if not key.is_base else {})
-    EvalTables(store).record_eval(key, run_id, version, loss, 10, Measured(measured_on, "eval-v"))
 
 
 def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str]) -> None:
@@ -230,21 +235,7 @@ def test_the_report_reads_only_current_evals_of_configured_runs(tmp_path: Path) 
     _stored_run(store, other_settings, "run-old-lr", "v1", 1.0, trained_with="train-old")
     _stored_run(store, other_split, "run-old-split", "v1", 1.0, measured_on="old-split")
     # A second fine-tune of seed 1 replaced the checkpoint its eval measured, and it has not been evaluated yet.
-    TrainTables(store).record_training(
-        retrained,
-        {
-            "run_id": "run-new",
-            "settings_version": "train-v",
-            "selection_version": "v1",
-            "checkpoint": "/ckpt/new",
-            "train_tokens": 100,
-            "steps": 1,
-            "final_train_loss": 1.0,
-            "seconds": 1.0,
-            "device": "cpu",
-        },
-        {},
-    )
+    TrainTables(store).record_training(retrained, _run_row(retrained, "run-new", "v1"), {})
     # The random selection was made again and chose other texts; its fine-tune trained on the earlier version.
     _selection_sets(store, trained, {**{k: "v1" for k in trained}, reselected: "v2"})
 
