@@ -22,9 +22,9 @@ from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.evaluate.sandbox import Limits, Outcome, run_program
 from zipfit_pipeline.engine.evaluate.settings import PassAtKSettings
-from zipfit_pipeline.engine.evaluate.stage import current_run, measured_model, release_if_measured
+from zipfit_pipeline.engine.evaluate.stage import current_run, measured_model, measured_now, release_if_measured
 from zipfit_pipeline.engine.evaluate.tables import EvalTables, Measured
-from zipfit_pipeline.engine.ingest import IngestTables, RecordReader
+from zipfit_pipeline.engine.ingest import RecordReader
 from zipfit_pipeline.engine.train import TrainingSettings
 
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # HumanEval's: the next top-level statement
@@ -178,7 +178,7 @@ def measure_run(
         log(f"{key}: generating {settings.samples} completion(s) of {len(problems)} problems")
         completions = generate_completions(model, tokenizer, [p.prompt for p in problems], settings, key.seed)
     result = score_completions(problems, completions, settings)
-    measured_with = Measured(IngestTables(store).split_hash(key.target, "test"), settings_version)
+    measured_with = measured_now(store, key, settings_version)
     EvalTables(store).record_pass_at_k(
         key, run["run_id"], run["selection_version"], result.values, settings.samples, len(problems), measured_with
     )

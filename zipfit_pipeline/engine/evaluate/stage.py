@@ -104,7 +104,7 @@ def evaluate_run(
     texts = IngestTables(store).target_texts(key.target, "test")
     with measured_model(key, run, settings, base_model, models_dir, log) as (model, tokenizer):
         loss, tokens = heldout_loss(model, tokenizer, texts, settings.eval_max_length, settings.eval_batch_size)
-    measured_with = Measured(IngestTables(store).split_hash(key.target, "test"), settings_version)
+    measured_with = measured_now(store, key, settings_version)
     EvalTables(store).record_eval(key, run["run_id"], run["selection_version"], loss, tokens, measured_with)
     log(f"{key}: test loss {loss:.4f} over {tokens} tokens")
     if not settings.keep_checkpoints:
@@ -112,6 +112,11 @@ def evaluate_run(
     return EvalResult(
         key, run["run_id"], run["selection_version"], loss, tokens, len(texts), run["train_tokens"], measured_with
     )
+
+
+def measured_now(store: Store, key: RunKey, settings_version: str) -> Measured:
+    """What a measurement of `key` made now reads besides its checkpoint: the test split as stored, the settings."""
+    return Measured(IngestTables(store).split_hash(key.target, "test"), settings_version)
 
 
 def release_if_measured(store: Store, key: RunKey, with_pass_at_k: bool, log: Callable[[str], None]) -> None:
