@@ -14,8 +14,6 @@ the other selections).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 
 from zipfit_pipeline.engine import ENGINE_VERSION
 from zipfit_pipeline.engine.core.artifacts import artifact_identity
-from zipfit_pipeline.engine.core.hashing import content_hash, set_hash
+from zipfit_pipeline.engine.core.hashing import content_hash, digest, set_hash
 from zipfit_pipeline.engine.core.runs import WHOLE_POOL, RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.ingest import IngestTables
@@ -59,8 +57,7 @@ def training_version(settings: TrainingSettings, pretrained: str, base: bool = F
     (weights and tokenizer files, not the path that names them) and the settings that change the result (not the
     seeds list, where it runs, or whether weights are kept). The base model's is its content alone."""
     settings_read = None if base else settings.result_settings()
-    payload = json.dumps([ENGINE_VERSION, artifact_identity(pretrained), settings_read], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return digest(ENGINE_VERSION, artifact_identity(pretrained), settings_read)[:16]
 
 
 def finetune_selection(

@@ -16,8 +16,6 @@ Upstream data arrives through Dagster's data versions (the asset graph's edges);
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -94,10 +92,7 @@ READS: dict[str, tuple[Read, ...]] = {
 
 def code_version(asset: str, config: ProjectConfig) -> str:
     """Engine version plus a short digest of the settings `asset` declares it reads, stable across processes."""
-    payload = json.dumps(
-        [ENGINE_VERSION, asset, *(_value(config, read) for read in READS[asset])], sort_keys=True, default=str
-    )
-    return f"{ENGINE_VERSION}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+    return f"{ENGINE_VERSION}-{digest(ENGINE_VERSION, asset, *(_value(config, read) for read in READS[asset]))[:12]}"
 
 
 # Inputs of one partition, by name: (project, the partition's keys by dimension, the store) -> {input: digest}.
