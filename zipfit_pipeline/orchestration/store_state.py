@@ -31,6 +31,7 @@ from zipfit_pipeline.orchestration.partitions import finetune_target_key, partit
 STORE_ID = "store_id"  # metadata key of every materialization: the store it wrote to
 DECLARED_INPUTS = "declared_inputs"  # and the inputs it read, by content
 PROVENANCE = "provenance"  # the digest of those and of its code version, also stored with the partition's run
+Materialized = tuple[str, str, dg.EventLogRecord]  # (asset, partition, its latest materialization record)
 
 
 @dataclass(frozen=True)
@@ -61,25 +62,22 @@ def to_recompute(
 ) -> list[LostPartition]:
     """What Dagster's own staleness cannot see: partitions whose results the store lost, then those whose declared
     inputs changed (each partition once, the first reason)."""
-    assets, path = list(assets), config.resolve(config.store)
-    lost = lost_partitions(path, assets, instance, lock_wait)
+    path = config.resolve(config.store)
+    store = Store(path) if lock_wait is None else Store(path, lock_wait=lock_wait)
+    latest = list(_latest_materializations(assets, instance))  # read once: both checks walk the same history
+    lost = _lost(store, latest)
     seen = {(p.asset, p.partition) for p in lost}
-    changed = changed_inputs(
-        config, Store(path) if lock_wait is None else Store(path, lock_wait=lock_wait), assets, instance
-    )
-    return lost + [p for p in changed if (p.asset, p.partition) not in seen]
+    return lost + [p for p in changed_inputs(config, store, latest) if (p.asset, p.partition) not in seen]
 
 
-def changed_inputs(
-    config: ProjectConfig, store: Store, assets: Iterable[dg.AssetsDefinition], instance: dg.DagsterInstance
-) -> list[LostPartition]:
+def changed_inputs(config: ProjectConfig, store: Store, latest: Iterable[Materialized]) -> list[LostPartition]:
     """Materialized partitions whose declared inputs (a source's settings or file, model weights, the test split,
     the embedder, the compressor build) differ now from what their latest materialization recorded. A partition
     materialized before inputs were recorded is recomputed once."""
     if not store.path.exists():
         return []  # everything is lost anyway (`lost_partitions`)
     changed = []
-    for asset, partition, record in _latest_materializations(assets, instance):
+    for asset, partition, record in latest:
         metadata = record.asset_materialization.metadata if record.asset_materialization else {}
         recorded = metadata[DECLARED_INPUTS].value if DECLARED_INPUTS in metadata else None
         try:
@@ -107,12 +105,17 @@ def lost_partitions(
 
     `lock_wait` bounds the wait for another process's write lock (a sensor must not block); `StoreLocked` then."""
     store = Store(store_path) if lock_wait is None else Store(store_path, lock_wait=lock_wait)
+    return _lost(store, _latest_materializations(assets, instance))
+
+
+def _lost(store: Store, latest: Iterable[Materialized]) -> list[LostPartition]:
+    """Of the latest materializations, those whose results the store does not hold (see `lost_partitions`)."""
     exists = store.path.exists()
     held = store.partition_runs() if exists else {}
     store_id = store.store_id() if exists else None
     gone_checkpoints = _gone_checkpoints(store) if exists else {}
     lost = []
-    for asset, partition, record in _latest_materializations(assets, instance):
+    for asset, partition, record in latest:
         run_id = record.run_id
         if held.get((asset, partition)) == run_id:
             if (asset, partition) in gone_checkpoints:
@@ -169,7 +172,7 @@ def _reason(
 def _latest_materializations(
     assets: Iterable[dg.AssetsDefinition],
     instance: dg.DagsterInstance,
-) -> Iterator[tuple[str, str, dg.EventLogRecord]]:
+) -> Iterator[Materialized]:
     """(asset, partition, latest materialization record) of every current partition materialized so far."""
     for assets_def in assets:
         if not isinstance(assets_def, dg.AssetsDefinition) or assets_def.partitions_def is None:
