@@ -97,13 +97,13 @@ def _launch(program: str, limits: Limits, isolated: bool, python: str, finished_
             return Outcome(True, "passed")
         if process.returncode == 0:
             return Outcome(False, "failed: exited before its tests finished")
-        stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 2000))
-        lines = stderr.read().decode("utf-8", "replace").strip().splitlines()
-    return Outcome(False, f"failed: {lines[-1][:200] if lines else f'exit status {process.returncode}'}")
+        error = _last_line(stderr, 2000)
+    return Outcome(False, f"failed: {error[:200] if error else f'exit status {process.returncode}'}")
 
 
-def _last_line(stream: BinaryIO) -> str:
-    stream.seek(max(0, stream.seek(0, os.SEEK_END) - 200))
+def _last_line(stream: BinaryIO, tail: int = 200) -> str:
+    """The last non-empty line within the last `tail` bytes a program wrote to `stream` ('' if none)."""
+    stream.seek(max(0, stream.seek(0, os.SEEK_END) - tail))
     lines = stream.read().decode("utf-8", "replace").strip().splitlines()
     return lines[-1] if lines else ""
 

@@ -96,8 +96,8 @@ def finetune_selection(
         log(f"{key}: the current fine-tune {reusable.run_id} trained on this selection with these settings; reusing it")
         return reusable
     texts = selected_texts(store, key)
-    test_split = IngestTables(store)
-    test_texts, test_hash = test_split.target_texts(key.target, "test"), test_split.split_hash(key.target, "test")
+    ingested = IngestTables(store)
+    test_texts, test_hash = ingested.target_texts(key.target, "test"), ingested.split_hash(key.target, "test")
     # torch is imported where a model runs: loading the definitions, ingestion and scoring never pay for it (~250 MB).
     from zipfit_pipeline.engine.core.devices import claimed_device, gpu_count
     from zipfit_pipeline.engine.train.heldout import heldout_loss
