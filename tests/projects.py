@@ -164,10 +164,7 @@ def build_matrix_project(root: Path, demo_files: dict[str, Path], tiny_model: Pa
                 "embedding": {"model": "models/embedder", "max_length": 32},
                 "d4": {"clusters": 4},
             },
-            "training": {
-                **yaml.safe_load((root / "project" / "zipfit.yaml").read_text())["training"],
-                "curve_points": 0,
-            },
+            "training.curve_points": 0,
         },
     )
     return root
@@ -198,9 +195,16 @@ def project_defs(root: Path) -> dg.Definitions:
 
 
 def edit_config(root: Path, change: dict[str, object]) -> None:
+    """Set entries of the project file, each a top-level key or a dotted path (`selection.d4.seed`,
+    `sources.0.chunk_chars`; a number indexes a list)."""
     path = root / "project" / "zipfit.yaml"
     config = yaml.safe_load(path.read_text())
-    config.update(change)
+    for key, value in change.items():
+        *parents, last = key.split(".")
+        node = config
+        for name in parents:
+            node = node[int(name)] if name.isdigit() else node.setdefault(name, {})
+        node[last] = value
     path.write_text(yaml.safe_dump(config))
 
 

@@ -25,8 +25,16 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-import yaml
-from projects import MODEL, REPO, build_matrix_project, copy_workspace, edit_jsonl, materialized, project_defs
+from projects import (
+    MODEL,
+    REPO,
+    build_matrix_project,
+    copy_workspace,
+    edit_config,
+    edit_jsonl,
+    materialized,
+    project_defs,
+)
 from safetensors.torch import load_file, save_file
 
 from zipfit_pipeline.config import load_project
@@ -67,27 +75,9 @@ def _project(root: Path) -> Path:
     return root / "project"
 
 
-def _config(root: Path, change: Callable[[dict], None]) -> None:
-    path = _project(root) / "zipfit.yaml"
-    config = yaml.safe_load(path.read_text())
-    change(config)
-    path.write_text(yaml.safe_dump(config))
-
-
 def _setting(path: str, value: object) -> Callable[[Path], None]:
     """Set one entry of the project file: `scoring.level`, `selection.d4.seed`, `sources.0.chunk_chars`."""
-    *parents, last = path.split(".")
-
-    def change(root: Path) -> None:
-        def edit(config: dict) -> None:
-            node = config
-            for name in parents:
-                node = node[int(name)] if name.isdigit() else node.setdefault(name, {})
-            node[last] = value
-
-        _config(root, edit)
-
-    return change
+    return lambda root: edit_config(root, {path: value})
 
 
 def _moved_source(root: Path) -> None:
@@ -134,7 +124,7 @@ def _new_tokenizer(root: Path) -> None:
 
 def _moved_model(root: Path) -> None:
     shutil.copytree(_project(root) / "models" / "tiny-gpt2", _project(root) / "models" / "moved")
-    _config(root, lambda c: c["models"][0].update(pretrained="models/moved"))
+    edit_config(root, {"models.0.pretrained": "models/moved"})
 
 
 def _scores(*targets: str) -> set[str]:
