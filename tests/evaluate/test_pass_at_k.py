@@ -4,6 +4,7 @@ import math
 import os
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,61 @@ def test_harmful_completions_fail_without_harming_the_host(name: str, tmp_path: 
     )  # nothing it started outlives it
 
 
+def _writable_by_nobody() -> list[str]:
+    """Every folder and file on this machine's file systems that `nobody` may write to, found now (not a list of
+    known places): world-writable, or owned by `nobody`."""
+    found = subprocess.run(
+        ["find", "/", "(", "-path", "/proc", "-o", "-path", "/sys", ")", "-prune", "-o", "(", "-type", "d", "-o",
+         "-type", "f", ")", "(", "-perm", "-0002", "-o", "-user", "65534", ")", "-print"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return [path for path in found.stdout.splitlines() if path]
+
+
+@needs_sandbox
+def test_the_program_can_write_nowhere_on_the_host(tmp_path: Path) -> None:
+    """Its root is read-only but for its own tmpfs folders: a write to each host path `nobody` could write to
+    either fails or lands in the sandbox's own /tmp, /var/tmp or /dev/shm, and nothing on the host changes."""
+    (tmp_path / "open").mkdir(mode=0o777)
+    (tmp_path / "open").chmod(0o777)
+    targets = _writable_by_nobody()
+    assert str(tmp_path / "open") in targets and "/tmp" in targets
+    before = {path: os.stat(path).st_mtime_ns for path in targets if os.path.exists(path)}
+    name = f"zipfit-escape-{os.getpid()}"
+    program = (
+        f"import os\nwritten = []\nfor path in {targets!r}:\n"
+        f"    try:\n"
+        f"        target = os.path.join(path, {name!r}) if os.path.isdir(path) else path\n"
+        f"        with open(target, 'a') as file:\n            file.write('x')\n        written.append(path)\n"
+        f"    except OSError:\n        pass\n"
+        "inside = lambda p: any(p == s or p.startswith(s + '/') for s in ('/tmp', '/var/tmp', '/dev/shm'))\n"
+        "assert all(map(inside, written)), written\nprint('done')\n"
+    )
+    outcome = run_program(program, Limits(wall_seconds=30, cpu_seconds=30), finished_line="done")
+    assert outcome.passed, outcome.reason
+    assert not [path for path in targets if os.path.isdir(path) and os.path.exists(os.path.join(path, name))]
+    assert all(os.stat(path).st_mtime_ns == mtime for path, mtime in before.items() if os.path.isfile(path))
+
+
+@needs_sandbox
+def test_the_program_sees_its_own_processes_and_no_host_files(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("project data")
+    (tmp_path / "secret").chmod(0o644)
+    program = (
+        "import os, subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(5)'])\n"
+        "pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+        "assert pids == [1, child.pid], pids\n"
+        "assert os.getpid() == 1\n"
+        f"assert not os.path.exists({str(tmp_path / 'secret')!r})\n"
+        "assert not any(os.path.exists(p) for p in ('/home', '/root/.ssh', '/etc/passwd', '/run', '/sys'))\n"
+        "assert set(os.listdir('/dev')) == {'null', 'zero', 'random', 'urandom', 'shm'}\n"
+        "child.kill()\nprint('done')\n"
+    )
+    outcome = run_program(program, finished_line="done")
+    assert outcome.passed, outcome.reason
+
+
 @pytest.fixture
 def listener() -> Iterator[int]:
     """A port listening on this machine's loopback: reachable from any process here, but not from the sandbox."""
@@ -132,7 +188,7 @@ def test_without_a_sandbox_generated_code_is_refused_unless_allowed(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, listener: int
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no `unshare`: as on a machine without util-linux
-    sandbox.sandbox_python.cache_clear()
+    sandbox._probe.cache_clear()
     try:
         with pytest.raises(SandboxUnavailable, match="`unshare` command .* is not installed.*allow_unsandboxed: true"):
             run_program("print(1)")
@@ -141,7 +197,7 @@ def test_without_a_sandbox_generated_code_is_refused_unless_allowed(
         # What the sandbox's network namespace prevents (the harmful-completion test): reaching this machine's ports
         assert run_program(HARMFUL["network"].replace("PORT", str(listener)), allow_unsandboxed=True).passed
     finally:
-        sandbox.sandbox_python.cache_clear()
+        sandbox._probe.cache_clear()
 
 
 def test_generation_gives_n_samples_per_problem_greedy_is_repeatable(

@@ -2,11 +2,13 @@
 
 Each program runs in new Linux namespaces (`unshare`): a network namespace with no interface up (no network), a
 PID namespace (when its first process ends, every process it started is killed, so nothing outlives the wall
-timeout), and a mount namespace in which /tmp, /var/tmp and /dev/shm are fresh tmpfs mounts of a few megabytes (the
-program's working folder is one: filling it fills nothing of the host). Inside, `sandbox_launcher.py` sets limits on
-CPU time, address space, file size, open files and processes, drops root to `nobody` and execs Python in isolated
-mode. Where namespaces cannot be made (no `unshare`, a kernel or container that forbids them) the sandbox refuses,
-unless the user explicitly allowed unsandboxed runs (then only the limits, a temporary folder and the timeout hold).
+timeout; its fresh /proc shows only its own processes), and a mount namespace in which `sandbox_launcher.py` pivots
+into a root of its own: read-only binds of /usr, the system folders and the interpreter, and nothing writable but
+fresh tmpfs mounts of a few megabytes at /tmp, /var/tmp and /dev/shm (the program's working folder is one: filling
+it fills nothing of the host). The launcher then sets limits on CPU time, address space, file size, open files and
+processes, drops root to `nobody` and execs Python in isolated mode. Where namespaces cannot be made (no `unshare`,
+a kernel or container that forbids them) the sandbox refuses, unless the user explicitly allowed unsandboxed runs
+(then only the limits, a temporary folder and the timeout hold).
 """
 
 from __future__ import annotations
@@ -160,21 +162,28 @@ def _owner(entry: Path) -> int | None:
         return None
 
 
-@cache
 def sandbox_python() -> str | None:
-    """An interpreter that runs a program inside the sandbox here (as `nobody`, it must be readable by everyone:
-    a Python under /root is not), or None where no sandbox can be made. Probed once per process."""
-    if _namespaces_problem():
-        return None
+    """An interpreter that runs a program inside the sandbox here, or None where no sandbox can be made."""
+    return _probe()[0]
+
+
+@cache
+def _probe() -> tuple[str | None, str]:
+    """The sandbox's interpreter, or None and why there is none. Probed once per process."""
+    if problem := _namespaces_problem():
+        return None, problem
     candidates = [
         os.path.realpath(sys.executable),
         *(shutil.which(name) for name in ("python3", "python")),
         "/usr/bin/python3",
     ]
+    failures = []
     for python in dict.fromkeys(c for c in candidates if c):
-        if _launch("print(1)", Limits(wall_seconds=30), True, python).passed:
-            return python
-    return None
+        outcome = _launch("print(1)", Limits(wall_seconds=30), True, python)
+        if outcome.passed:
+            return python, ""
+        failures.append(f"{python}: {outcome.reason}")
+    return None, "no Python interpreter here runs in the sandbox (" + "; ".join(failures) + ")"
 
 
 def sandbox_interpreter() -> str:
@@ -185,7 +194,7 @@ def sandbox_interpreter() -> str:
 
 def sandbox_problem() -> str:
     """Why no sandbox can be made here, for the error message."""
-    return _namespaces_problem() or "no Python interpreter on this machine runs as `nobody` in the sandbox"
+    return _probe()[1]
 
 
 def _namespaces_problem() -> str:
