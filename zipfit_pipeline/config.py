@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from zipfit_pipeline.engine.core.models import locate_pretrained
 from zipfit_pipeline.engine.core.owned_folders import check_owned, claim
@@ -28,6 +28,7 @@ from zipfit_pipeline.engine.ingest import (
 from zipfit_pipeline.engine.score import ScoringSettings
 from zipfit_pipeline.engine.select import SelectionSettings
 from zipfit_pipeline.engine.train import TrainingSettings
+from zipfit_pipeline.ownership import check_ownership
 
 CONFIG_ENV = "ZIPFIT_CONFIG"
 MAX_PROJECT_FILE_BYTES = (
@@ -54,6 +55,11 @@ class ProjectConfig(Settings):
     selection: SelectionSettings = SelectionSettings()
     training: TrainingSettings = TrainingSettings()
     pass_at_k: PassAtKSettings = PassAtKSettings()
+    _file: Path | None = PrivateAttr(None)  # the project file it was read from: the owner of its store and artifacts
+
+    @property
+    def file(self) -> Path | None:
+        return self._file
 
     @model_validator(mode="after")
     def _unique_names(self) -> ProjectConfig:
@@ -167,7 +173,7 @@ class ProjectConfig(Settings):
 
     def artifacts_dir(self) -> Path:
         """Checkpoints and reports: a folder of the pipeline's own (see `owned_folders`)."""
-        return claim(self.resolve(self.artifacts), "artifacts")
+        return claim(self.resolve(self.artifacts), "artifacts", owner=self.file)
 
     def cache_dir(self) -> Path:
         return claim(self.resolve(self.cache), "cache")
@@ -197,9 +203,24 @@ def config_path() -> Path:
     return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)).resolve()
 
 
-def load_project(path: str | Path | None = None) -> ProjectConfig:
-    """Read and validate the project file; errors name the file and the offending field."""
+def load_project(path: str | Path | None = None, check_owner: bool = True) -> ProjectConfig:
+    """Read and validate the project file; errors name the file and the offending field. Refuses a store or
+    artifacts folder that another project still uses (`ownership.py`), unless told not to check."""
     file = Path(path).resolve() if path else config_path()
+    raw = read_project_file(file)
+    raw["root"] = file.parent / raw.get("root", ".")
+    try:
+        config = ProjectConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ValueError(f"{file}: {validation_message(error)}") from error
+    config._file = file
+    if check_owner:
+        check_ownership(file, config.resolve(config.store), config.resolve(config.artifacts))
+    return config
+
+
+def read_project_file(file: Path) -> dict:
+    """The project file's settings as YAML gives them, unvalidated; errors name the file."""
     if not file.is_file():
         raise FileNotFoundError(f"project file {file} not found (set {CONFIG_ENV} or run from the project folder)")
     if file.stat().st_size > MAX_PROJECT_FILE_BYTES:
@@ -212,11 +233,7 @@ def load_project(path: str | Path | None = None) -> ProjectConfig:
         raise ValueError(f"{file}: not a readable YAML file: {' '.join(str(error).split())}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{file}: the project file must be a mapping of settings (sources:, targets:, models:, ...)")
-    raw["root"] = file.parent / raw.get("root", ".")
-    try:
-        return ProjectConfig.model_validate(raw)
-    except ValidationError as error:
-        raise ValueError(f"{file}: {validation_message(error)}") from error
+    return raw
 
 
 def validation_message(error: ValidationError, option_names: bool = False) -> str:

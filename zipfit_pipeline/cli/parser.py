@@ -14,6 +14,7 @@ from zipfit_pipeline.cli.pipeline_commands import (
     cmd_recover,
     cmd_register_sources,
     cmd_size_pools,
+    cmd_take_over,
 )
 from zipfit_pipeline.engine.score.alignment import BACKENDS
 from zipfit_pipeline.engine.score.compression import COMPRESSORS
@@ -198,6 +199,13 @@ def parser() -> argparse.ArgumentParser:
     )
     config_option(recover)
     recover.set_defaults(run=cmd_recover)
+    take_over = command(
+        "take-over",
+        help="make the project file's store and artifacts folder its own, even where another project that still "
+        "uses them owns them (that project is then refused)",
+    )
+    config_option(take_over)
+    take_over.set_defaults(run=cmd_take_over)
     return p
 
 
@@ -209,6 +217,3 @@ def config_option(command: argparse.ArgumentParser) -> None:
         help="project file (default: $ZIPFIT_CONFIG, else ./zipfit.yaml); the Dagster instance is DAGSTER_HOME, "
         "or .dagster_home/ beside this file when that is unset",
     )
-
-
-# What a user can act on from its message alone; anything else is a bug, and says how to see its traceback.

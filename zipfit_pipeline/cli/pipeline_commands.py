@@ -1,5 +1,5 @@
-"""`zipfit prepare-demo | materialize | register-sources | size-pools | recover`: the pipeline's runs and its
-Dagster instance, from the project file."""
+"""`zipfit prepare-demo | materialize | register-sources | size-pools | recover | take-over`: the pipeline's runs,
+its Dagster instance and what the project owns, from the project file."""
 
 from __future__ import annotations
 
@@ -89,3 +89,14 @@ def headline(store: Store) -> str:
         for key in [r["key"]]
     ]
     return "\n".join(lines)
+
+
+def cmd_take_over(args: argparse.Namespace) -> int:
+    from zipfit_pipeline.config import load_project
+    from zipfit_pipeline.ownership import check_ownership
+
+    config = load_project(args.config, check_owner=False)
+    file = Path(args.config).resolve()
+    changed = check_ownership(file, config.resolve(config.store), config.resolve(config.artifacts), take_over=True)
+    print("\n".join(changed) or f"{file} already owns its store and artifacts folder")
+    return 0

@@ -31,7 +31,7 @@ def build_assets(config: ProjectConfig, partitions: ProjectPartitions) -> list[d
 def build_resources(config: ProjectConfig, config_file: str) -> dict[str, dg.ConfigurableResource]:
     return {
         "project": ProjectResource(config_path=config_file),
-        "store": StoreResource(path=str(config.resolve(config.store))),
+        "store": StoreResource(path=str(config.resolve(config.store)), owner=str(config.file or "")),
     }
 
 

@@ -18,6 +18,7 @@ class StoreResource(dg.ConfigurableResource):
     """The DuckDB file that holds documents, scores, selections, runs and eval losses."""
 
     path: str
+    owner: str = ""  # the project file, recorded in a store this resource creates (see `ownership.py`)
 
     def open(self) -> Store:
-        return Store(self.path)
+        return Store(self.path, owner=self.owner or None)

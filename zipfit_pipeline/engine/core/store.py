@@ -62,8 +62,10 @@ class Store:
         path: str | Path,
         memory_limit: str = DEFAULT_MEMORY_LIMIT,
         lock_wait: float = LOCK_RETRY_SECONDS,
+        owner: str | Path | None = None,
     ) -> None:
         self.path = Path(path)
+        self.owner_file = owner  # the project file recorded as the owner of a store this object creates
         self.memory_limit = memory_limit
         self.lock_wait = lock_wait  # how long to wait for another process's write lock before failing
         self._schema_ready = False
@@ -132,6 +134,10 @@ class Store:
             "INSERT INTO store_info VALUES ('schema_version', ?), ('store_id', ?) ON CONFLICT DO NOTHING",
             [str(STORE_SCHEMA_VERSION), uuid.uuid4().hex],
         )
+        if self.owner_file is not None:
+            connection.execute(
+                "INSERT INTO store_info VALUES ('project', ?) ON CONFLICT DO NOTHING", [str(self.owner_file)]
+            )
 
     @contextmanager
     def transaction(self, tables: type[Tables] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -168,6 +174,15 @@ class Store:
     def store_id(self) -> str:
         """Made once when the file is created: a copy keeps it, a new or another project's store has another."""
         return str(self.query("SELECT value FROM store_info WHERE key = 'store_id'").to_pylist()[0]["value"])
+
+    def owner(self) -> Path | None:
+        """The project file this store belongs to (see `ownership.py`), None if none is recorded."""
+        rows = self.query("SELECT value FROM store_info WHERE key = 'project'").to_pylist()
+        return Path(rows[0]["value"]) if rows else None
+
+    def set_owner(self, project_file: Path) -> None:
+        with self.transaction() as connection:
+            connection.execute("INSERT OR REPLACE INTO store_info VALUES ('project', ?)", [str(project_file)])
 
     def record_partition_run(self, asset: str, partition: str, run_id: str, provenance: str = "") -> None:
         """That run `run_id` wrote (or rewrote) the rows of this asset partition, from inputs whose digest is

@@ -24,12 +24,16 @@ def checkpoint_dir(models_dir: Path, key: RunKey) -> Path:
     return models_dir / key.model / key.target / key.label()
 
 
-def remove_other_checkpoints(folder: Path, keep: Path) -> None:
-    """Older runs' checkpoints and a killed run's partial one, once the store points at `keep`: the run folders the
-    pipeline saved, never a file or a link that something else put there."""
+def remove_other_checkpoints(runs: TrainTables, folder: Path, keep: Path) -> None:
+    """Older runs' checkpoints and a killed run's partial one, once the store points at `keep`: only run folders this
+    store recorded as its own before writing them, never a file, a link or another project's folder."""
+    own = runs.owned_checkpoint_folders()
+    removed = []
     for path in folder.iterdir():
-        if path != keep and path.is_dir() and not path.is_symlink():
+        if path != keep and path.name in own and path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
+            removed.append(path.name)
+    runs.forget_checkpoint_folders(removed)
 
 
 def checkpoints_to_write(store: Store, sweep: Sequence[RunKey]) -> int:

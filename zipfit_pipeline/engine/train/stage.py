@@ -123,6 +123,7 @@ def finetune_selection(
         )
         trained = finetune(model, tokenizer, texts, budget, settings, key.seed, device, evaluate, log)
         folder = checkpoint_dir(models_dir, key)
+        runs.own_checkpoint_folder(key, run_id)
         output = save_trained(model, tokenizer, folder / run_id, settings, device)
     result = FinetuneResult(
         key,
@@ -142,7 +143,7 @@ def finetune_selection(
         {**_row(result), "settings_version": version, "curve_test_hash": test_hash, "token_budget": budget},
         {"train": trained.train_curve, "test": trained.test_curve},
     )
-    remove_other_checkpoints(folder, keep=output)
+    remove_other_checkpoints(runs, folder, keep=output)
     return result
 
 

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS training_runs (
     PRIMARY KEY (model, target, method, budget, seed));
 CREATE TABLE IF NOT EXISTS loss_curves (
     run_id VARCHAR, kind VARCHAR, tokens BIGINT, loss DOUBLE, PRIMARY KEY (run_id, kind, tokens));
+CREATE TABLE IF NOT EXISTS checkpoint_folders (run_id VARCHAR PRIMARY KEY, started TIMESTAMP DEFAULT current_timestamp);
 """
     ADDED_COLUMNS = """ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS released BOOLEAN DEFAULT false;
 ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS settings_version VARCHAR;
@@ -72,6 +73,25 @@ ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS token_budget BIGINT;"""
             "SELECT tokens, loss FROM loss_curves WHERE run_id = ? AND kind = ? ORDER BY tokens", [run_id, kind]
         )
         return list(zip(rows.column("tokens").to_pylist(), rows.column("loss").to_pylist()))
+
+    def own_checkpoint_folder(self, key: RunKey, run_id: str) -> None:
+        """That this store's fine-tune `run_id` of `key` is about to write its run folder (named by the run id), and
+        that the folder of `key`'s current run is its own too (a store from before this table): clean-up deletes
+        only folders recorded here, never another project's."""
+        with self.transaction() as connection:
+            connection.execute("INSERT OR IGNORE INTO checkpoint_folders (run_id) VALUES (?)", [run_id])
+            connection.execute(
+                "INSERT OR IGNORE INTO checkpoint_folders (run_id) "
+                f"SELECT run_id FROM training_runs WHERE {RUN_KEY_COLUMNS}",
+                run_key_params(key),
+            )
+
+    def owned_checkpoint_folders(self) -> set[str]:
+        return set(self.query("SELECT run_id FROM checkpoint_folders").column("run_id").to_pylist())
+
+    def forget_checkpoint_folders(self, run_ids: list[str]) -> None:
+        with self.transaction() as connection:
+            connection.executemany("DELETE FROM checkpoint_folders WHERE run_id = ?", [[r] for r in run_ids])
 
     def release_checkpoint(self, key: RunKey, run_id: str) -> None:
         """Mark the checkpoint of run `run_id` deleted on purpose (`keep_checkpoints: false`): its figures stay

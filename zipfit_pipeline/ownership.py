@@ -1,0 +1,60 @@
+"""A store and an artifacts folder belong to one project file.
+
+Two project files that name the same store or artifacts folder would overwrite each other's results and delete each
+other's checkpoints. So the store records the project file that made it (`store_info.project`) and the artifacts
+folder's mark names it too, and every load of a project checks both: one that another project still uses (that
+project's file exists and still names this store or folder) is refused, naming the owner. A project that was moved or
+copied takes over what its old file no longer uses, silently. `zipfit take-over` hands them over on purpose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zipfit_pipeline.engine.core import owned_folders
+from zipfit_pipeline.engine.core.store import Store
+
+
+class OwnedByAnotherProject(ValueError):
+    """The store or artifacts folder of this project is another project's, and that project still uses it."""
+
+
+def check_ownership(project_file: Path, store: Path, artifacts: Path, take_over: bool = False) -> list[str]:
+    """Refuse a store or artifacts folder that another live project owns (unless `take_over`), then record
+    `project_file` as their owner. Returns what changed hands, for the log. Creates nothing that does not exist."""
+    owners = {
+        "store": (store, Store(store).owner() if store.is_file() else None),
+        "artifacts": (artifacts, owned_folders.owner(artifacts)),
+    }
+    for setting, (path, owner) in owners.items():
+        if owner and owner != project_file and not take_over and still_uses(owner, setting, path):
+            raise OwnedByAnotherProject(
+                f"{project_file}: {setting}: {path} belongs to the project {owner}, which still uses it; give this "
+                f"project a {setting} of its own, or run `zipfit take-over --config {project_file}` to make it this "
+                "project's (the other project is then refused)"
+            )
+    changed = []
+    for setting, (path, owner) in owners.items():
+        if owner != project_file and (path.is_file() if setting == "store" else owned_folders.is_marked(path)):
+            if setting == "store":
+                Store(store).set_owner(project_file)
+            else:
+                owned_folders.set_owner(artifacts, project_file)
+            changed.append(f"{setting} {path}: now this project's" + (f" (was {owner}'s)" if owner else ""))
+    return changed
+
+
+def still_uses(project_file: Path, setting: str, path: Path) -> bool:
+    """Whether `project_file` exists and its `setting` names `path`. Read without validating it (a project that no
+    longer loads still says where its results are)."""
+    from zipfit_pipeline.config import ProjectConfig, read_project_file  # config.py calls this module
+
+    try:
+        raw = read_project_file(project_file)
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # there but unreadable: assume it still uses them
+    named = raw.get(setting, ProjectConfig.model_fields[setting].default)
+    root = project_file.parent / str(raw.get("root", "."))
+    return (root / Path(str(named)).expanduser()).resolve() == path
