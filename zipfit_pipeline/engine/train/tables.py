@@ -91,7 +91,7 @@ ALTER TABLE training_runs ADD COLUMN IF NOT EXISTS token_budget BIGINT;"""
 
     def forget_checkpoint_folders(self, run_ids: list[str]) -> None:
         with self.transaction() as connection:
-            connection.executemany("DELETE FROM checkpoint_folders WHERE run_id = ?", [[r] for r in run_ids])
+            connection.execute("DELETE FROM checkpoint_folders WHERE list_contains(?, run_id)", [run_ids])
 
     def release_checkpoint(self, key: RunKey, run_id: str) -> None:
         """Mark the checkpoint of run `run_id` deleted on purpose (`keep_checkpoints: false`): its figures stay
