@@ -10,7 +10,6 @@ import os
 import time
 from pathlib import Path
 
-import yaml
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from zipfit_pipeline.engine.core.models import locate_pretrained
@@ -29,11 +28,8 @@ from zipfit_pipeline.engine.score import ScoringSettings
 from zipfit_pipeline.engine.select import SelectionSettings
 from zipfit_pipeline.engine.train import TrainingSettings
 from zipfit_pipeline.ownership import check_ownership
+from zipfit_pipeline.project_file import CONFIG_ENV, DEFAULT_ARTIFACTS, DEFAULT_STORE, read_project_file
 
-CONFIG_ENV = "ZIPFIT_CONFIG"
-MAX_PROJECT_FILE_BYTES = (
-    1_000_000  # a project file is a page of settings; anything far larger is a mistake or an attack
-)
 DEFAULT_CONFIG = "zipfit.yaml"
 
 
@@ -44,8 +40,8 @@ class ModelSpec(Settings):
 
 class ProjectConfig(Settings):
     root: Path = Field(Path("."), description="folder that relative paths are resolved against")
-    store: str = "data/zipfit.duckdb"
-    artifacts: str = "data/artifacts"
+    store: str = DEFAULT_STORE
+    artifacts: str = DEFAULT_ARTIFACTS
     cache: str = "data/cache"
     sources: list[DatasetSpec] = Field(default_factory=list)
     incoming: IncomingSettings | None = None
@@ -219,23 +215,6 @@ def load_project(path: str | Path | None = None, check_owner: bool = True) -> Pr
     return config
 
 
-def read_project_file(file: Path) -> dict:
-    """The project file's settings as YAML gives them, unvalidated; errors name the file."""
-    if not file.is_file():
-        raise FileNotFoundError(f"project file {file} not found (set {CONFIG_ENV} or run from the project folder)")
-    if file.stat().st_size > MAX_PROJECT_FILE_BYTES:
-        raise ValueError(
-            f"{file}: {file.stat().st_size:,} bytes; a project file may have at most {MAX_PROJECT_FILE_BYTES:,}"
-        )
-    try:
-        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_NoAliasLoader) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"{file}: not a readable YAML file: {' '.join(str(error).split())}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{file}: the project file must be a mapping of settings (sources:, targets:, models:, ...)")
-    return raw
-
-
 def validation_message(error: ValidationError, option_names: bool = False) -> str:
     """Pydantic's errors as `field: what is wrong; ...` (`--field-name` for the CLI), without its URLs and input
     dumps."""
@@ -247,14 +226,3 @@ def validation_message(error: ValidationError, option_names: bool = False) -> st
         message = item["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML's safe loader without aliases (`*name`): nested aliases expand exponentially ("billion laughs"), and a
-    project file never needs them."""
-
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a project file", mark)
-        return super().compose_node(parent, index)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from zipfit_pipeline.engine.core import owned_folders
 from zipfit_pipeline.engine.core.store import Store
+from zipfit_pipeline.project_file import DEFAULT_ARTIFACTS, DEFAULT_STORE, read_project_file
 
 
 class OwnedByAnotherProject(ValueError):
@@ -47,14 +48,12 @@ def check_ownership(project_file: Path, store: Path, artifacts: Path, take_over:
 def still_uses(project_file: Path, setting: str, path: Path) -> bool:
     """Whether `project_file` exists and its `setting` names `path`. Read without validating it (a project that no
     longer loads still says where its results are)."""
-    from zipfit_pipeline.config import ProjectConfig, read_project_file  # config.py calls this module
-
     try:
         raw = read_project_file(project_file)
     except FileNotFoundError:
         return False
     except (OSError, ValueError):
         return True  # there but unreadable: assume it still uses them
-    named = raw.get(setting, ProjectConfig.model_fields[setting].default)
+    named = raw.get(setting, {"store": DEFAULT_STORE, "artifacts": DEFAULT_ARTIFACTS}[setting])
     root = project_file.parent / str(raw.get("root", "."))
     return (root / Path(str(named)).expanduser()).resolve() == path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -34,7 +35,7 @@ TEST_TEXT = (
 
 
 def test_thirteen_shared_words_are_found_whatever_the_spacing_and_case() -> None:
-    index = HeldoutIndex([TEST_TEXT, "unrelated words only here"], [82, 83], n=13)
+    index = HeldoutIndex([TEST_TEXT, "unrelated words only here"], [82, 83], ngram_words=13, code_tokens=None)
     copy = (
         "# copied from a benchmark\nDEF ADD(a:int,b:int)->INT:\n  '''add two numbers X and Y\n  >>> add( 2, 3 )\n  5'''"
     )
@@ -43,16 +44,53 @@ def test_thirteen_shared_words_are_found_whatever_the_spacing_and_case() -> None
     assert overlap.ngram == "def add a int b int int add two numbers x and y"
     assert index.first_overlap("def add(a: int, b: int) -> int: return a + b") is None  # 8 shared words
     twelve = "add a int b int int add two numbers x and y"
-    assert HeldoutIndex([TEST_TEXT], [82], n=13).first_overlap(twelve) is None  # 12 words: not enough
-    assert HeldoutIndex([TEST_TEXT], [82], n=12).first_overlap(twelve) is not None
+    assert HeldoutIndex([TEST_TEXT], [82], 13, None).first_overlap(twelve) is None  # 12 words: not enough
+    assert HeldoutIndex([TEST_TEXT], [82], 12, None).first_overlap(twelve) is not None
 
 
-def _plant_test_problem(project: SmallProject) -> str:
-    """A copy of a held-out test problem in the source, as HumanEval is copied all over public code."""
+ROLLING_MAX = (  # HumanEval/9, as the small project's test split holds it
+    "from typing import List, Tuple\n\n\ndef rolling_max(numbers: List[int]) -> List[int]:\n"
+    '    """ From a given list of integers, generate a list of rolling maximum element found until given moment\n'
+    '    in the sequence.\n    >>> rolling_max([1, 2, 3, 2, 3, 4, 2])\n    [1, 2, 3, 3, 3, 4, 4]\n    """\n'
+    "    running_max = None\n    result = []\n\n    for n in numbers:\n        if running_max is None:\n"
+    "            running_max = n\n        else:\n            running_max = max(running_max, n)\n\n"
+    "        result.append(running_max)\n\n    return result\n"
+)
+
+
+def disguised(code: str) -> str:
+    """`code` with every identifier renamed (its mentions in the docstring too), the docstring stripped, indented
+    by two spaces and wrapped after a comma: no run of 13 words is left of it."""
+    renamed = {"rolling_max": "peak_so_far", "numbers": "vals", "running_max": "best", "result": "out", "n": "v"}
+    code = re.sub(r"\b(" + "|".join(renamed) + r")\b", lambda m: renamed[m.group(1)], code)
+    code = re.sub(r'\n    """[\s\S]*?"""', "", code).replace("List, Tuple", "List,\n    Tuple")
+    return "\n".join(line[: (len(line) - len(line.lstrip())) // 2] + line.lstrip() for line in code.split("\n"))
+
+
+def test_a_copy_with_renamed_identifiers_is_found_by_its_code_shape() -> None:
+    index = HeldoutIndex([ROLLING_MAX, TEST_TEXT], [9, 10], ngram_words=13, code_tokens=20)
+    copy = disguised(ROLLING_MAX)
+    assert index.word_match(copy) is None and HeldoutIndex([ROLLING_MAX], [9], 13, None).first_overlap(copy) is None
+    found = index.first_overlap(copy)
+    assert found is not None and (found.test_row, found.rule) == (9, "code")
+    assert found.ngram == "from V import V , V def V ( V : V [ int ] ) -> V [ int"
+    other = "def total(xs):\n    acc = 0\n    for x in xs:\n        acc = acc + x\n    return acc\n"
+    assert index.first_overlap(other) is None  # the same kind of loop, another program
+    table = "NAMES = [" + ", ".join(f"'w{i}'" for i in range(40)) + "]"
+    listed = HeldoutIndex([table], [1], 13, 20)
+    assert listed.first_overlap("OTHER = [" + ", ".join(f"'z{i}'" for i in range(40)) + "]") is None  # no evidence
+
+
+def _plant_test_problem(project: SmallProject, disguise: bool = False) -> str:
+    """A copy of a held-out test problem in the source, as HumanEval is copied all over public code; `disguise`:
+    also a copy with renamed identifiers."""
     problem = json.loads(project.target_file.read_text(encoding="utf-8").splitlines()[PROBLEM_ROW])
     planted = problem["prompt"] + problem["canonical_solution"]
+    assert planted == ROLLING_MAX
     with project.source_file.open("a", encoding="utf-8") as file:
         file.write(json.dumps({"id": "copied_problem", "text": planted}) + "\n")
+        if disguise:
+            file.write(json.dumps({"id": "renamed_copy", "text": disguised(planted)}) + "\n")
     return planted
 
 
@@ -66,18 +104,26 @@ def _selected(project: SmallProject) -> list[str]:
     return selected_texts(project.store(), RunKey("tiny-gpt2", "task", "zipfit", 200, 0))
 
 
-def test_a_planted_test_problem_that_zipfit_ranks_first_is_removed(small_project: SmallProject) -> None:
-    planted = _plant_test_problem(small_project)
+def test_planted_test_problems_that_zipfit_ranks_first_are_removed(small_project: SmallProject) -> None:
+    """A verbatim copy and one with renamed identifiers: ZIP-FIT ranks both at the top; the first shares 13 words
+    with the test problem, the second only its code shape. Both are removed and listed with their rule."""
+    planted = _plant_test_problem(small_project, disguise=True)
     assert _select(small_project).success
     metadata = small_project.instance.get_latest_materialization_event(
         dg.AssetKey(SELECTIONS)
     ).asset_materialization.metadata
-    assert metadata["decontamination"].value == {"enabled": True, "ngram_words": 13, "contaminated": 1, "removed": 1}
-    assert "| 1 | src | copied_problem | 9 |" in metadata["contaminated_texts"].value  # ZIP-FIT's first, test row 9
-    assert planted not in _selected(small_project)
+    assert metadata["decontamination"].value == {
+        **{"enabled": True, "ngram_words": 13, "code_tokens": 20},
+        **{"contaminated": 2, "removed": 2},
+    }
+    assert "| 1 | src | copied_problem | 9 | words |" in metadata["contaminated_texts"].value  # ZIP-FIT's first
+    assert planted not in _selected(small_project) and disguised(planted) not in _selected(small_project)
     assert check_results(small_project.instance)[(SELECTIONS, "decontaminated")] == {True}
-    stored = small_project.store().query("SELECT doc_id, zipfit_rank, removed FROM contaminated_texts").to_pylist()
-    assert stored == [{"doc_id": "copied_problem", "zipfit_rank": 1, "removed": True}]
+    stored = small_project.store().query("SELECT doc_id, zipfit_rank, rule, removed FROM contaminated_texts")
+    assert stored.to_pylist() == [
+        {"doc_id": "copied_problem", "zipfit_rank": 1, "rule": "words", "removed": True},
+        {"doc_id": "renamed_copy", "zipfit_rank": 2, "rule": "code", "removed": True},
+    ]
 
 
 def test_with_decontamination_off_it_is_kept_and_the_check_warns(small_project: SmallProject) -> None:
@@ -114,7 +160,9 @@ def test_the_check_blocks_fine_tunes_when_a_contaminated_text_slips_into_a_selec
     store = small_project.store()
     test_hash = set_hash(IngestTables(store).target_rows("task", "test").column("content_hash").to_pylist())
     with store.transaction() as connection:
-        connection.execute("UPDATE test_overlaps SET test_row = NULL, ngram = NULL WHERE test_hash = ?", [test_hash])
+        connection.execute(
+            "UPDATE test_matches SET test_row = NULL, ngram = NULL, rule = NULL WHERE test_hash = ?", [test_hash]
+        )
 
     result = small_project.materialize(SELECTIONS, "tiny-gpt2|task")
     assert "1 blocking asset check failed with ERROR severity:\nselections: decontaminated" in failure_message(result)

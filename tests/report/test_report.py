@@ -209,6 +209,7 @@ def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str
             "zipfit_rank": pa.array([], pa.int64()),
             "test_row": pa.array([], pa.int64()),
             "ngram": pa.array([], pa.string()),
+            "rule": pa.array([], pa.string()),
             "removed": pa.array([], pa.bool_()),
         }
     )

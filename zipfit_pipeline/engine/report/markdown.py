@@ -133,16 +133,18 @@ def _composition_table(report: Report) -> list[str]:
 def _decontamination_line(report: Report) -> str:
     found = report.contaminated
     if not found:
-        return f"Decontamination: no pool text shares {report.ngram_words} words with a held-out test text."
+        return f"Decontamination: no pool text shares {report.decontamination} with a held-out test text."
     ranks = ", ".join(str(r["zipfit_rank"]) for r in found[:10]) + (", …" if len(found) > 10 else "")
+    rules = {rule: sum(r["rule"] == rule for r in found) for rule in ("words", "code")}
+    by_rule = ", ".join(f"{n} by {'words' if rule == 'words' else 'code shape'}" for rule, n in rules.items() if n)
     fate = (
         "removed before ranking"
         if found[0]["removed"]
         else "KEPT: decontamination is off, so the test gain may be inflated"
     )
     return (
-        f"Decontamination: {len(found)} pool texts share {report.ngram_words} words with a held-out test text, "
-        f"{fate}; ZIP-FIT had ranked them {ranks}."
+        f"Decontamination: {len(found)} pool texts share {report.decontamination} with a held-out test text "
+        f"({by_rule}), {fate}; ZIP-FIT had ranked them {ranks}."
     )
 
 

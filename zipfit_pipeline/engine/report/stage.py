@@ -45,7 +45,7 @@ def build_report(
             selection.all_max_tokens,
         ),
         contaminated=selections.contaminated_texts(model, target),
-        ngram_words=selection.decontamination.ngram_words,
+        decontamination=selection.decontamination.describe(),
         pass_at_k=pass_at_k,
         composition=load_composition(store, model, target, runs),
     )

@@ -113,7 +113,7 @@ class Report:
     excluded: list[str]
     all_max_tokens: int | None = None
     contaminated: list[dict[str, Any]] = field(default_factory=list)  # pool texts overlapping the test split
-    ngram_words: int = NGRAM_WORDS
+    decontamination: str = f"{NGRAM_WORDS} words"  # the rules, as `DecontaminationSettings.describe` says them
     pass_at_k: list[PassAtKRow] = field(default_factory=list)
     # (method, budget) -> each source's share of the selection's tokens, averaged over seeds
     composition: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)

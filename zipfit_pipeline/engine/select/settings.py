@@ -13,6 +13,7 @@ from zipfit_pipeline.engine.score import ScoringSettings, zipfit_methods
 from zipfit_pipeline.engine.select.methods import METHODS, threshold_key
 
 NGRAM_WORDS = 13  # decontamination: lower-cased word tokens shared with a test text, as GPT-3's contamination study
+CODE_TOKENS = 20  # decontamination: code-shape tokens shared with a test text (bench/decontamination.py chose it)
 
 
 class DsirSettings(Settings):
@@ -24,12 +25,27 @@ class DsirSettings(Settings):
 
 
 class DecontaminationSettings(Settings):
-    """Pool texts sharing `ngram_words` consecutive words with a held-out test text are removed before ranking."""
+    """Pool texts sharing `ngram_words` consecutive words, or `code_tokens` consecutive code-shape tokens (names
+    that a copy could rename made alike), with a held-out test text are removed before ranking."""
 
     enabled: bool = Field(True, description="false keeps contaminated texts (they are still counted and listed)")
     ngram_words: int = Field(
         NGRAM_WORDS, ge=1, description="13 lower-cased word tokens, as GPT-3's contamination study"
     )
+    code_tokens: int | None = Field(
+        CODE_TOKENS,
+        ge=8,
+        description="code-shape tokens (identifiers renamed alike, strings and comments dropped) a pool text may "
+        "share with a test text; catches copies with renamed identifiers; null turns this rule off",
+    )
+
+    def rules(self) -> str:
+        """The rules as a key of stored checks: `words13+code20`."""
+        return f"words{self.ngram_words}" + (f"+code{self.code_tokens}" if self.code_tokens else "")
+
+    def describe(self) -> str:
+        """The rules for a reader: `13 words or 20 code-shape tokens`."""
+        return f"{self.ngram_words} words" + (f" or {self.code_tokens} code-shape tokens" if self.code_tokens else "")
 
 
 class EmbeddingSettings(Settings):

@@ -48,13 +48,14 @@ from zipfit_pipeline.engine.select.ranking import (
     select_by_threshold,
     select_whole_pool,
 )
-from zipfit_pipeline.engine.select.settings import SelectionSettings
+from zipfit_pipeline.engine.select.settings import DecontaminationSettings, SelectionSettings
 from zipfit_pipeline.engine.select.tables import SelectTables
 
 
 @dataclass(frozen=True)
 class RemovedText:
-    """A pool text that shares words with a held-out test text, and where ZIP-FIT ranked it before removal."""
+    """A pool text that shares a run with a held-out test text (by `rule`), and where ZIP-FIT ranked it before
+    removal."""
 
     dataset: str
     doc_id: str | None
@@ -62,6 +63,7 @@ class RemovedText:
     zipfit_rank: int  # 1 = best of the pool
     test_row: int
     ngram: str
+    rule: str  # "words" or "code" (shape): see `decontamination.py`
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,10 @@ def select_for_model(
         s.method: s for s in score_sets(targets, scoring, settings.target_subsets, settings.target_subset_seed)
     }
     pool = _scored_pool(store, sources, target, score_set_of[ZIPFIT])
-    contaminated = _contaminated(store, pool, target, settings.decontamination.ngram_words, log)
+    contaminated = _contaminated(store, pool, target, settings.decontamination, log)
     if contaminated:
         log(
-            f"{len(contaminated)} pool texts share {settings.decontamination.ngram_words} words with {target}'s "
+            f"{len(contaminated)} pool texts share {settings.decontamination.describe()} with {target}'s "
             f"test split; ZIP-FIT ranked them {', '.join(str(r.zipfit_rank) for r in contaminated[:10])}"
             + ("; removed" if settings.decontamination.enabled else "; kept, because decontamination is off")
         )
@@ -256,11 +258,11 @@ def _embeddings(
 
 
 def _contaminated(
-    store: Store, pool: pa.Table, target: str, ngram_words: int, log: Callable[[str], None]
+    store: Store, pool: pa.Table, target: str, settings: DecontaminationSettings, log: Callable[[str], None]
 ) -> list[RemovedText]:
-    """Pool texts sharing `ngram_words` words with the test split, best ZIP-FIT rank first."""
+    """Pool texts sharing a run with the test split by the rules of `settings`, best ZIP-FIT rank first."""
     hashes = pool.column("content_hash").combine_chunks()
-    overlaps = find_overlaps(store, target, hashes, ngram_words, log)
+    overlaps = find_overlaps(store, target, hashes, settings, log)
     if not overlaps:
         return []
     rank = np.empty(len(hashes), dtype=np.int64)
@@ -275,6 +277,7 @@ def _contaminated(
             int(rank[i]),
             overlaps[r["content_hash"]].test_row,
             overlaps[r["content_hash"]].ngram,
+            overlaps[r["content_hash"]].rule,
         )
         for i, r in zip(at, rows)
     ]
@@ -350,6 +353,7 @@ def _contaminated_table(contaminated: list[RemovedText], removed: bool) -> pa.Ta
             "zipfit_rank": pa.array([r.zipfit_rank for r in contaminated], pa.int64()),
             "test_row": pa.array([r.test_row for r in contaminated], pa.int64()),
             "ngram": pa.array([r.ngram for r in contaminated], pa.string()),
+            "rule": pa.array([r.rule for r in contaminated], pa.string()),
             "removed": pa.array([removed] * len(contaminated), pa.bool_()),
         }
     )

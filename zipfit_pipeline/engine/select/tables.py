@@ -18,7 +18,7 @@ from zipfit_pipeline.engine.core.store import RUN_KEY_COLUMNS, Tables, rows_by_r
 # (the tokenizer that counted, the test split checked against, DSIR's featurizer): see `SelectTables.unstored`.
 PER_TEXT_TABLES = {
     "token_counts": ("tokenizer",),
-    "test_overlaps": ("test_hash", "ngram_words"),
+    "test_matches": ("test_hash", "rules"),
     "dsir_features": ("featurizer",),
     "embeddings": ("embedder",),
 }
@@ -32,9 +32,9 @@ UNSTORED_SQL = {
 
 class SelectTables(Tables):
     SCHEMA = """
-CREATE TABLE IF NOT EXISTS test_overlaps (
-    content_hash VARCHAR, test_hash VARCHAR, ngram_words INTEGER, test_row BIGINT, ngram VARCHAR,
-    PRIMARY KEY (content_hash, test_hash, ngram_words));
+CREATE TABLE IF NOT EXISTS test_matches (
+    content_hash VARCHAR, test_hash VARCHAR, rules VARCHAR, test_row BIGINT, ngram VARCHAR, rule VARCHAR,
+    PRIMARY KEY (content_hash, test_hash, rules));
 CREATE TABLE IF NOT EXISTS selections (
     model VARCHAR, target VARCHAR, method VARCHAR, budget BIGINT, seed INTEGER, rank BIGINT, dataset VARCHAR,
     doc_id VARCHAR, content_hash VARCHAR, score DOUBLE, tokens BIGINT, cumulative_tokens BIGINT,
@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS embeddings (
     content_hash VARCHAR, embedder VARCHAR, vector FLOAT[], seconds DOUBLE, PRIMARY KEY (content_hash, embedder));
 """
     ADDED_COLUMNS = """ALTER TABLE selection_runs ADD COLUMN IF NOT EXISTS prepare_seconds DOUBLE DEFAULT 0;
-ALTER TABLE dsir_features ADD COLUMN IF NOT EXISTS seconds DOUBLE DEFAULT 0;"""
+ALTER TABLE dsir_features ADD COLUMN IF NOT EXISTS seconds DOUBLE DEFAULT 0;
+ALTER TABLE contaminated_texts ADD COLUMN IF NOT EXISTS rule VARCHAR;"""
 
     # work done once per text -------------------------------------------------------------------------------
 
@@ -167,23 +168,25 @@ ALTER TABLE dsir_features ADD COLUMN IF NOT EXISTS seconds DOUBLE DEFAULT 0;"""
 
     # decontamination -------------------------------------------------------------------------------------
 
-    def test_overlaps(self, test_hash: str, ngram_words: int, hashes: pa.Array) -> pa.Table:
-        """(content_hash, test_row, ngram) of the given texts found to share words with this test split."""
+    def test_matches(self, test_hash: str, rules: str, hashes: pa.Array) -> pa.Table:
+        """(content_hash, test_row, ngram, rule) of the given texts found to share a run with this test split by
+        `rules` (`DecontaminationSettings.rules`)."""
         return self.query(
-            "SELECT o.content_hash, o.test_row, o.ngram FROM test_overlaps o JOIN wanted w USING "
-            "(content_hash) WHERE o.test_hash = ? AND o.ngram_words = ? AND o.ngram IS NOT NULL",
-            [test_hash, ngram_words],
+            "SELECT o.content_hash, o.test_row, o.ngram, o.rule FROM test_matches o JOIN wanted w USING "
+            "(content_hash) WHERE o.test_hash = ? AND o.rules = ? AND o.ngram IS NOT NULL",
+            [test_hash, rules],
             wanted=hashes,
         )
 
-    def insert_test_overlaps(self, test_hash: str, ngram_words: int, checked: pa.Table) -> None:
-        """Results of checking texts against a test split: (content_hash, test_row, ngram), nulls where clean."""
+    def insert_test_matches(self, test_hash: str, rules: str, checked: pa.Table) -> None:
+        """Results of checking texts against a test split: (content_hash, test_row, ngram, rule), nulls where
+        clean."""
         with self.transaction() as connection:
             connection.register("checked", checked)
             connection.execute(
-                "INSERT INTO test_overlaps SELECT content_hash, ?, ?, test_row, ngram FROM checked "
+                "INSERT INTO test_matches SELECT content_hash, ?, ?, test_row, ngram, rule FROM checked "
                 "ON CONFLICT DO NOTHING",
-                [test_hash, ngram_words],
+                [test_hash, rules],
             )
             connection.unregister("checked")
 
@@ -208,8 +211,9 @@ ALTER TABLE dsir_features ADD COLUMN IF NOT EXISTS seconds DOUBLE DEFAULT 0;"""
             connection.execute("DELETE FROM contaminated_texts WHERE model = ? AND target = ?", [model, target])
             connection.register("new_contaminated", contaminated)
             connection.execute(
-                "INSERT INTO contaminated_texts SELECT ?, ?, dataset, doc_id, content_hash, zipfit_rank, "
-                "test_row, ngram, removed FROM new_contaminated",
+                "INSERT INTO contaminated_texts (model, target, dataset, doc_id, content_hash, zipfit_rank, test_row, "
+                "ngram, removed, rule) SELECT ?, ?, dataset, doc_id, content_hash, zipfit_rank, test_row, ngram, "
+                "removed, rule FROM new_contaminated",
                 [model, target],
             )
             connection.unregister("new_contaminated")
@@ -278,7 +282,7 @@ ALTER TABLE dsir_features ADD COLUMN IF NOT EXISTS seconds DOUBLE DEFAULT 0;"""
     def contaminated_texts(self, model: str, target: str) -> list[dict[str, Any]]:
         """The pool texts the last selection found to overlap the test split, best ZIP-FIT rank first."""
         return self.query(
-            "SELECT dataset, doc_id, zipfit_rank, test_row, ngram, removed FROM contaminated_texts "
+            "SELECT dataset, doc_id, zipfit_rank, test_row, ngram, rule, removed FROM contaminated_texts "
             "WHERE model = ? AND target = ? ORDER BY zipfit_rank",
             [model, target],
         ).to_pylist()

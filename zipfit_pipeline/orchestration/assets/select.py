@@ -33,10 +33,14 @@ BUDGETS_REACHED = "budgets_reached"
 
 
 def contaminated_table(result: SelectionResult, limit: int = 20) -> str:
-    """Markdown: the pool texts that share words with a test text, and where ZIP-FIT ranked them."""
-    lines = ["| ZIP-FIT rank before removal | dataset | id | test row | shared words |", "|---:|---|---|---:|---|"]
+    """Markdown: the pool texts that share a run with a test text, the rule that found it, and where ZIP-FIT ranked
+    them."""
+    lines = [
+        "| ZIP-FIT rank before removal | dataset | id | test row | rule | shared run |",
+        "|---:|---|---|---:|---|---|",
+    ]
     lines += [
-        f"| {r.zipfit_rank} | {r.dataset} | {r.doc_id} | {r.test_row} | `{r.ngram}` |"
+        f"| {r.zipfit_rank} | {r.dataset} | {r.doc_id} | {r.test_row} | {r.rule} | `{r.ngram}` |"
         for r in result.contaminated[:limit]
     ]
     return "\n".join(lines) if result.contaminated else "none"
@@ -81,7 +85,7 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
                 partitions.model_target,
                 blocking=True,
                 description=(
-                    f"No selected text shares {decontamination.ngram_words} words with the target's held-out "
+                    f"No selected text shares {decontamination.describe()} with the target's held-out "
                     "test split (fine-tunes do not start otherwise; a warning only where decontamination "
                     "is turned off)."
                 ),
@@ -147,9 +151,9 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
         )
 
     def _decontaminated(db: Store, model: str, target: str) -> dg.AssetCheckResult:
-        found = contaminated_selections(db, model, target, decontamination.ngram_words)
+        found = contaminated_selections(db, model, target, decontamination)
         examples = [
-            {"content_hash": h, "test_row": o.test_row, "shared_words": o.ngram, "selections": labels[:5]}
+            {"content_hash": h, "test_row": o.test_row, "rule": o.rule, "shared_run": o.ngram, "selections": labels[:5]}
             for h, (o, labels) in list(found.items())[:10]
         ]
         return dg.AssetCheckResult(
@@ -159,7 +163,7 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
             metadata={"contaminated_texts": len(found), "examples": dg.MetadataValue.json(examples)},
             description=None
             if not found
-            else f"{len(found)} selected texts share {decontamination.ngram_words} words with "
+            else f"{len(found)} selected texts share {decontamination.describe()} with "
             f"a test text of {target}" + ("" if decontamination.enabled else " (decontamination is turned off)"),
         )
 

@@ -84,6 +84,7 @@ READS: dict[str, tuple[Read, ...]] = {
         Read("selection.all_max_tokens"),
         Read("selection.target_subsets"),
         Read("selection.decontamination.ngram_words"),
+        Read("selection.decontamination.code_tokens"),
         Read("scoring.variants"),
         Read("training.seeds"),
     ),
