@@ -117,26 +117,25 @@ def test_train_then_eval_on_files_without_dagster(demo_files: dict, tmp_path: Pa
     ]
     selected.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     test = _targets(demo_files, tmp_path)
-    trained = json.loads(
-        zipfit(
-            "train",
-            str(selected),
-            "--model",
-            str(tiny_model),
-            "--output",
-            str(tmp_path / "ckpt"),
-            "--budget-tokens",
-            "1500",
-            "--seed",
-            "3",
-            "--block-size",
-            "64",
-            "--batch-size",
-            "2",
-            "--learning-rate",
-            "3e-3",
-        ).stdout
+    training = zipfit(
+        "train",
+        str(selected),
+        "--model",
+        str(tiny_model),
+        "--output",
+        str(tmp_path / "ckpt"),
+        "--budget-tokens",
+        "1500",
+        "--seed",
+        "3",
+        "--block-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--learning-rate",
+        "3e-3",
     )
+    trained = json.loads(training.stdout)
     assert (trained["train_tokens"], trained["documents"], trained["seed"]) == (1500, 30, 3)
 
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))
@@ -144,8 +143,10 @@ def test_train_then_eval_on_files_without_dagster(demo_files: dict, tmp_path: Pa
     same = finetune(model, tokenizer, texts, 1500, settings, 3, torch.device("cpu"), log=lambda _: None)
     assert trained["final_train_loss"] == same.final_train_loss
 
-    before = json.loads(zipfit("eval", str(tiny_model), str(test), "--max-length", "128").stdout)
-    after = json.loads(zipfit("eval", str(tmp_path / "ckpt"), str(test), "--max-length", "128").stdout)
+    measured = [zipfit("eval", str(m), str(test), "--max-length", "128") for m in (tiny_model, tmp_path / "ckpt")]
+    before, after = (json.loads(done.stdout) for done in measured)
+    for done in (training, *measured):  # the commands' own output only: no progress bars or notices of transformers'
+        assert not any(noise in done.stderr for noise in ("Loading weights", "Writing model shards", "loss_type="))
     assert after["test_tokens"] == before["test_tokens"] and after["test_documents"] == 8
     assert (
         after["test_loss"]

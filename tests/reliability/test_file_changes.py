@@ -14,11 +14,12 @@ import dagster as dg
 import pytest
 from projects import SmallProject
 
+from zipfit_pipeline.cli import main
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.core.store import Store
-from zipfit_pipeline.engine.ingest import DatasetSpec, ingest_source, stage
+from zipfit_pipeline.engine.ingest import DatasetSpec, file_state, ingest_source
+from zipfit_pipeline.engine.ingest.file_state import read_unchanged
 from zipfit_pipeline.engine.ingest.records import InputError, RecordReader
-from zipfit_pipeline.engine.ingest.stage import read_unchanged
 from zipfit_pipeline.orchestration.asset_keys import SOURCE_DOCUMENTS
 from zipfit_pipeline.orchestration.definitions import build_definitions
 
@@ -66,7 +67,7 @@ def test_a_source_that_keeps_changing_fails_and_the_stored_documents_stay(
     path.write_text(json.dumps({"id": "kept", "text": "the stored version"}) + "\n")
     store = Store(tmp_path / "store.duckdb")
     ingest_source(store, DatasetSpec(name="src", path=str(path)), RecordReader(str(path), id_field="id"))
-    monkeypatch.setattr(stage, "SECONDS_BETWEEN_ATTEMPTS", 0.05)
+    monkeypatch.setattr(file_state, "SECONDS_BETWEEN_ATTEMPTS", 0.05)
     writer = _writer(path, forever=True)
     try:
         with pytest.raises(
@@ -138,3 +139,22 @@ def test_a_symbolic_link_in_the_incoming_folder_is_never_read(small_project: Sma
     assert small_project.instance.get_dynamic_partitions("sources") == ["src"]
     with pytest.raises(KeyError, match="no source dataset named 'leak'"):
         load_project(small_project.config_file).source("leak")
+
+
+def test_the_cli_refuses_a_file_that_keeps_changing_as_the_pipeline_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`zipfit score` reads with the pipeline's changed-while-read check: a file still being written is read again,
+    and one that never stops changing fails (it used to score a torn prefix and exit 0)."""
+    source, target = tmp_path / "copying.jsonl", tmp_path / "target.jsonl"
+    target.write_text(json.dumps({"text": "def f(): pass"}) + "\n")
+    monkeypatch.setattr(file_state, "SECONDS_BETWEEN_ATTEMPTS", 0.05)
+    writer = _writer(source, forever=True)
+    try:
+        code = main(["score", str(source), str(target), "--output", str(tmp_path / "out.jsonl")])
+    finally:
+        writer.kill()
+    error = capsys.readouterr().err
+    assert code == 1 and "copying.jsonl changed while it was read (attempt 1 of 3)" in error
+    assert "copying.jsonl: changed while it was read, 3 times in a row" in error
+    assert not (tmp_path / "out.jsonl").exists()

@@ -14,7 +14,9 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from zipfit_pipeline.cli.files import UsageError, output_file, read_scores, refuse_overwriting_inputs, write_table
+from zipfit_pipeline.engine.core.input_files import MAX_TEXT_CHARS
 from zipfit_pipeline.engine.core.models import ADAPTER_FILE, count_tokens, is_adapter, load_tokenizer, locate_pretrained
+from zipfit_pipeline.engine.ingest.file_state import read_unchanged
 from zipfit_pipeline.engine.ingest.records import Record, RecordReader
 from zipfit_pipeline.engine.score.alignment import alignment_scores
 from zipfit_pipeline.engine.score.compression import check_compressor
@@ -24,9 +26,12 @@ from zipfit_pipeline.engine.train.settings import TrainingSettings
 
 
 def read_texts(kind: str, path: str, text_field: str, template: str | None) -> list[Record]:
-    """The records of a file; skipped rows are reported on stderr by reason."""
-    reader = RecordReader(path, text_field=text_field, template=template, id_field="id", require_id=False)
-    records = list(reader)
+    """The records of a file, read while it stayed unchanged (as ingestion reads); skipped rows are reported on
+    stderr by reason."""
+    reader = RecordReader(
+        path, text_field=text_field, template=template, id_field="id", require_id=False, max_chars=MAX_TEXT_CHARS
+    )
+    records, reader, _ = read_unchanged(reader, list, log=lambda line: print(line, file=sys.stderr))
     if reader.skipped:
         print(f"{kind}: skipped rows of {path}: {reader.skip_summary()}", file=sys.stderr)
     if not records:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
+
+from zipfit_pipeline.engine.core.input_files import check_input_file, column_names
 
 TABLE_FORMATS = (".jsonl", ".parquet", ".csv")
 
@@ -73,8 +76,7 @@ def read_scores(path: str) -> pa.Table:
     """A scores file that `zipfit score` wrote: `row_index` and a finite `score` on every row (and maybe `id`)."""
     file = Path(path)
     suffix = file.suffix.lower()
-    if not file.is_file():
-        raise UsageError(f"{path}: file not found")
+    check_input_file(file)
     if suffix not in TABLE_FORMATS:
         raise UsageError(
             f"{path}: the extension must be one of {', '.join(TABLE_FORMATS)} (a file `zipfit score` wrote)"
@@ -85,12 +87,12 @@ def read_scores(path: str) -> pa.Table:
         read = {".parquet": pq.read_table, ".csv": pa_csv.read_csv, ".jsonl": pa_json.read_json}[suffix]
         table = read(file)
     except (pa.ArrowException, OSError) as error:
-        raise UsageError(f"{path}: cannot be read as {suffix[1:]}: {' '.join(str(error).split())}") from error
+        raise UsageError(f"{path}: cannot be read as {suffix[1:]}: {_without_content(error)}") from error
     numeric = {"row_index": pa.types.is_integer, "score": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t)}
     for name, check in numeric.items():
         if name not in table.column_names:
             raise UsageError(
-                f"{path}: field {name!r} not found (columns: {', '.join(table.column_names)}); "
+                f"{path}: field {name!r} not found (columns: {column_names(table.column_names)}); "
                 "give the file `zipfit score` wrote"
             )
         if not check(table.schema.field(name).type):
@@ -102,3 +104,8 @@ def read_scores(path: str) -> pa.Table:
                 f"{path} row {row}: field {field!r} is {'empty' if score is None or index is None else score}"
             )
     return table
+
+
+def _without_content(error: Exception) -> str:
+    """Arrow's reason in one line, without the row it quotes (`Expected 2 columns, got 1: <the row>`)."""
+    return re.sub(r"(got \d+)\s*:.*", r"\1", " ".join(str(error).split()))[:300]

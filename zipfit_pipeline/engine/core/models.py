@@ -10,9 +10,11 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+TOKENIZE_CHARS = 1_000_000  # characters tokenized per call (~190 MB at a fast tokenizer's peak on one text)
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # `gpt2`, `HuggingFaceTB/SmolLM2-135M`
 
 
@@ -49,12 +51,29 @@ def load_model_and_tokenizer(name_or_path: str, dtype: Any = None) -> tuple[Any,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     name_or_path = locate_pretrained(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(
         name_or_path, dtype=dtype or torch.float32, trust_remote_code=False, use_safetensors=True
     )
-    return model, tokenizer
+    return with_causal_lm_loss(model), tokenizer
+
+
+def quiet_transformers() -> None:
+    """No progress bars of transformers' own (`Loading weights`, `Writing model shards`): carriage-return output
+    that fills run logs and `make demo`'s; the pipeline logs its own progress as log lines."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
+def with_causal_lm_loss(model: Any) -> Any:
+    """GPT-2-style classes name no loss type, and transformers says so at the first forward pass (`loss_type=None
+    ... Using the default loss: ForCausalLMLoss`) before using that loss; naming it does the same, silently."""
+    if getattr(model, "loss_type", "") is None:
+        model.loss_type = "ForCausalLM"
+    return model
 
 
 ADAPTER_FILE = "adapter_config.json"  # PEFT's: a folder holding it is an adapter, loaded onto its base
@@ -87,6 +106,7 @@ def check_context(config: Any, length: int, setting: str) -> None:
 def load_tokenizer(name_or_path: str) -> Any:
     from transformers import AutoTokenizer
 
+    quiet_transformers()
     return AutoTokenizer.from_pretrained(locate_pretrained(name_or_path, needs=""), trust_remote_code=False)
 
 
@@ -103,18 +123,30 @@ def document_start_id(tokenizer: Any) -> int:
 DOCUMENT_START_TOKENS = 1  # every document is preceded by `document_start_id` in training and evaluation
 
 
-def count_tokens(tokenizer: Any, texts: list[str], batch_size: int = 256) -> list[int]:
+def count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
     """Tokens each text costs in training: its own tokens plus the token that starts each document."""
-    return [n + DOCUMENT_START_TOKENS for n in text_token_lengths(tokenizer, texts, batch_size)]
+    return [n + DOCUMENT_START_TOKENS for n in text_token_lengths(tokenizer, texts)]
 
 
-def text_token_lengths(tokenizer: Any, texts: list[str], batch_size: int = 256) -> list[int]:
+def text_token_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
     """The tokenizer's token count of each text alone, without special tokens."""
-    lengths: list[int] = []
-    for start in range(0, len(texts), batch_size):
-        encoded = tokenizer(texts[start : start + batch_size], add_special_tokens=False)["input_ids"]
-        lengths.extend(len(ids) for ids in encoded)
-    return lengths
+    return [len(ids) for ids in encode_texts(tokenizer, texts)]
+
+
+def encode_texts(tokenizer: Any, texts: Iterable[str]) -> Iterator[list[int]]:
+    """Each text's token ids (no special tokens), in order. Texts are tokenized a batch of at most TOKENIZE_CHARS
+    characters at a time (a longer text alone): a fast tokenizer peaks at about 190 bytes a character, so memory
+    is bounded by the batch, never by how many texts there are (and a text by MAX_TEXT_CHARS)."""
+    batch: list[str] = []
+    chars = 0
+    for text in texts:
+        if batch and chars + len(text) > TOKENIZE_CHARS:
+            yield from tokenizer(batch, add_special_tokens=False)["input_ids"]
+            batch, chars = [], 0
+        batch.append(text)
+        chars += len(text)
+    if batch:
+        yield from tokenizer(batch, add_special_tokens=False)["input_ids"]
 
 
 def tokenizer_identity(tokenizer: Any) -> str:
@@ -140,6 +172,7 @@ def tokenizer_identity(tokenizer: Any) -> str:
 def save_checkpoint(model: Any, tokenizer: Any, output: Path, dtype: Any = None) -> Path:
     """save_pretrained into `<output>.partial`, then rename: a killed save never looks complete. `dtype` casts the
     weights first (a bf16 checkpoint is half a float32 one)."""
+    quiet_transformers()
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     if dtype is not None:

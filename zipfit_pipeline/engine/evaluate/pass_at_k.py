@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from zipfit_pipeline.engine.core.input_files import MAX_TEXT_CHARS
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.evaluate.sandbox import Limits, Outcome, run_program
@@ -68,7 +69,7 @@ def read_problems(reader: RecordReader, rows: tuple[int, int], settings: PassAtK
     values: dict[str, dict[int, str]] = {
         name: {
             r.row_index: r.text
-            for r in replace(reader, text_field=field, template=None, max_chars=None)
+            for r in replace(reader, text_field=field, template=None, max_chars=MAX_TEXT_CHARS)
             if rows[0] <= r.row_index < rows[1]
         }
         for name, field in fields.items()

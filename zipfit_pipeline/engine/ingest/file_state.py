@@ -2,17 +2,28 @@
 
 A file that another process is still writing (a copy in progress, an editor saving) reads as a shorter file
 with perhaps one broken last row: a plausible success. Comparing the state before and after the read tells the
-two apart; the incoming-folder sensor uses the cheap part (size and time) to wait until a file is still.
+two apart (`read_unchanged`, used by ingestion and the CLI alike); the incoming-folder sensor uses the cheap part
+(size and time) to wait until a file is still.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
+
+from zipfit_pipeline.engine.core.input_files import InputError, input_files
+from zipfit_pipeline.engine.ingest.records import Record, RecordReader
 
 HASH_BLOCK = 1 << 20
+READ_ATTEMPTS = 3
+SECONDS_BETWEEN_ATTEMPTS = 2.0
+Read = TypeVar("Read")
 
 
 @dataclass(frozen=True)
@@ -37,10 +48,11 @@ def _signature(size: int, mtime_ns: int) -> str:
 
 
 def file_state(path: Path) -> FileState | None:
-    """The state of a local file or folder (every file under it), or None for what is not on this disk (a hub id)."""
-    if not path.exists():
+    """The state of a local file or folder (every file under it), or None for what is not on this disk (a hub id).
+    Anything but a regular file or a folder of them is refused (`input_files`) before a byte is read."""
+    if not path.exists() and not path.is_symlink():
         return None
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = input_files(path)
     content = hashlib.blake2b(digest_size=16)
     size = mtime = 0
     for file in files:
@@ -54,3 +66,31 @@ def file_state(path: Path) -> FileState | None:
     if path.is_dir():
         mtime = max(mtime, os.stat(path).st_mtime_ns)  # a file added or removed
     return FileState(size, mtime, content.hexdigest())
+
+
+def read_unchanged(
+    reader: RecordReader,
+    consume: Callable[[Iterator[Record]], Read],
+    attempts: int = READ_ATTEMPTS,
+    wait: float = SECONDS_BETWEEN_ATTEMPTS,
+    log: Callable[[str], None] = print,
+) -> tuple[Read, RecordReader, FileState | None]:
+    """`consume` of every record of the input (`list` keeps them all), read while the input's size,
+    modification time and content hash stayed the same.
+
+    Returns what `consume` returned, the reader that read them (its skip counts) and the input's state. A file that
+    keeps changing fails naming it, and nothing is stored."""
+    path = Path(reader.path)
+    for attempt in range(1, attempts + 1):
+        reader = replace(reader, skipped=Counter(), first_skipped={})
+        before = file_state(path)
+        result = consume(iter(reader))
+        after = file_state(path)
+        if before == after:
+            return result, reader, before
+        log(f"{reader.path} changed while it was read (attempt {attempt} of {attempts}): reading it again")
+        time.sleep(wait)
+    raise InputError(
+        f"{reader.path}: changed while it was read, {attempts} times in a row (is a copy or an editor still "
+        "writing it?); nothing was stored, read it again once it is complete"
+    )

@@ -22,6 +22,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from zipfit_pipeline.engine.core.input_files import InputError, input_files
+
 BATCH_ROWS = 1024
 # Longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
 BYTE_ORDER_MARKS = (
@@ -32,10 +34,6 @@ BYTE_ORDER_MARKS = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 CSV_DELIMITERS = ",;\t|"
-
-
-class InputError(ValueError):
-    """An input that cannot be used at all; the message names the file, row and field."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +47,7 @@ Rows = tuple[Iterator[Row], set[str] | None]
 
 def json_rows(path: Path) -> Rows:
     """JSON lines (optionally gzipped), or in a `.json` (`.json.gz`) file one JSON array of objects; blank lines are
-    not rows.
-
-    A `.jsonl` file is never read whole, so it may be a pipe that another process is still writing."""
+    not rows. A `.jsonl` file is read a line at a time, never whole."""
     if _content_suffix(path) == ".json" and _first_char(path) == "[":
         return _json_array_rows(path), None
 
@@ -178,8 +174,9 @@ def _is_binary(kind: pa.DataType) -> bool:
 
 
 def text_folder_rows(folder: Path) -> Rows:
-    """One example per file, its id the path relative to the folder; bytes that are not UTF-8 are replaced."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    """One example per file, its id the path relative to the folder; bytes that are not UTF-8 are replaced. Only
+    regular files, within the bounds of `input_files`."""
+    files = input_files(folder)
     rows = ({"id": str(p.relative_to(folder)), "text": p.read_bytes().decode("utf-8", errors="replace")} for p in files)
     return rows, {"id", "text"}
 

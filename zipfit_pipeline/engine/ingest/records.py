@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zipfit_pipeline.engine.core.input_files import column_names, input_files
 from zipfit_pipeline.engine.ingest.readers import (
     BadRow,
     InputError,
@@ -96,6 +97,7 @@ class RecordReader:
     cache_dir: str | None = None
     require_id: bool = True  # False: an absent id field gives records without ids instead of an error
     max_chars: int | None = None
+    rows_seen: int = 0  # rows of the input read so far, bad ones included: after a whole read, its row count
     skipped: Counter[str] = field(default_factory=Counter)
     first_skipped: dict[str, int] = field(default_factory=dict)
 
@@ -107,11 +109,12 @@ class RecordReader:
         if columns is not None:
             absent = [name for name in needed if name not in columns]
             if absent:
-                raise InputError(f"{self.path}: field {absent[0]!r} not found (columns: {', '.join(sorted(columns))})")
+                raise InputError(f"{self.path}: field {absent[0]!r} not found (columns: {column_names(columns)})")
         found: Counter[str] = Counter()
         seen_ids: set[str] = set()
-        objects = 0
+        objects = self.rows_seen = 0
         for row_index, row in enumerate(rows):
+            self.rows_seen = row_index + 1
             if isinstance(row, BadRow):
                 self._skip(row.reason, row_index)
                 continue
@@ -171,8 +174,8 @@ class RecordReader:
     def _open(self, text_fields: list[str]) -> Rows:
         fmt = self.format or detect_format(self.path)
         path = Path(self.path)
-        if fmt in LOCAL_FORMATS and not path.exists():
-            raise InputError(f"{self.path}: file not found")
+        if fmt in LOCAL_FORMATS:
+            input_files(path)  # a regular file, or a folder of them: never a FIFO, a device or a system file
         if fmt == "json":
             return json_rows(path)
         if fmt == "csv":

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from zipfit_pipeline.engine.core.input_files import MAX_TEXT_CHARS
 from zipfit_pipeline.engine.core.settings import NAME_PATTERN, Settings
 from zipfit_pipeline.engine.ingest.records import FILE_FORMATS, template_fields
 
@@ -27,15 +28,27 @@ class DatasetSpec(Settings):
     chunk_chars: int | None = Field(
         None,
         ge=1,
+        le=MAX_TEXT_CHARS,
         description="split longer texts into equal chunks of at most this many "
         "characters, each its own document (a remedy for the length bias); off by default",
     )
     max_chars: int | None = Field(
         1_000_000,
         ge=1,
-        description="skip longer texts (counted as too_long): gzip sees only "
-        "32 KiB at a time, so a huge text's score means little; null keeps everything",
+        le=MAX_TEXT_CHARS,
+        description="skip longer texts (counted as too_long): gzip sees only 32 KiB at a time, so a huge text's "
+        f"score means little; at most {MAX_TEXT_CHARS:,}; null keeps every text, and needs chunk_chars",
     )
+
+    @model_validator(mode="after")
+    def _bounded_texts(self) -> DatasetSpec:
+        if self.max_chars is None and self.chunk_chars is None:
+            raise ValueError(
+                f"{self.name}: max_chars: null keeps texts of any length, and no stage can hold one of "
+                f"more than {MAX_TEXT_CHARS:,} characters at once; set chunk_chars too (long texts are then cut "
+                f"into documents), or a max_chars of at most {MAX_TEXT_CHARS:,}"
+            )
+        return self
 
     @field_validator("template")
     @classmethod
@@ -50,6 +63,11 @@ class TargetSpec(DatasetSpec):
 
     alignment_rows: tuple[int, int]
     test_rows: tuple[int, int]
+    clip_rows: bool = Field(
+        False,
+        description="a row range past the end of the file fails the target's ingestion, naming the file and its row "
+        "count; true uses the rows there are (logged)",
+    )
 
     @model_validator(mode="after")
     def _disjoint(self) -> TargetSpec:

@@ -10,26 +10,19 @@ counted by reason (see `RecordReader`).
 
 from __future__ import annotations
 
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import islice
-from pathlib import Path
-from typing import TypeVar
 
 from zipfit_pipeline.engine.core.hashing import content_hash, digest, set_hash
 from zipfit_pipeline.engine.core.store import Store, StoreError
-from zipfit_pipeline.engine.ingest.file_state import FileState, file_state
+from zipfit_pipeline.engine.ingest.file_state import FileState, read_unchanged
 from zipfit_pipeline.engine.ingest.records import InputError, Record, RecordReader, chunk_records
 from zipfit_pipeline.engine.ingest.settings import DatasetSpec, TargetSpec
 from zipfit_pipeline.engine.ingest.tables import IngestTables
 
 STAGE_ROWS = 10_000  # documents read and staged at a time
-READ_ATTEMPTS = 3
-SECONDS_BETWEEN_ATTEMPTS = 2.0
-Read = TypeVar("Read")
 
 
 @dataclass(frozen=True)
@@ -49,34 +42,6 @@ class IngestResult:
     split_sizes: dict[str, int] = field(default_factory=dict)  # targets: the texts of each split
     split_hashes: dict[str, str] = field(default_factory=dict)  # targets: the set hash of each split
     input_state: FileState | None = None  # the local input as it was read; None for a hub dataset
-
-
-def read_unchanged(
-    reader: RecordReader,
-    consume: Callable[[Iterator[Record]], Read],
-    attempts: int = READ_ATTEMPTS,
-    wait: float = SECONDS_BETWEEN_ATTEMPTS,
-    log: Callable[[str], None] = print,
-) -> tuple[Read, RecordReader, FileState | None]:
-    """`consume` of every record of the input (`list` keeps them all), read while the input's size,
-    modification time and content hash stayed the same.
-
-    Returns what `consume` returned, the reader that read them (its skip counts) and the input's state. A file that
-    keeps changing fails naming it, and nothing is stored."""
-    path = Path(reader.path)
-    for attempt in range(1, attempts + 1):
-        reader = replace(reader, skipped=Counter(), first_skipped={})
-        before = file_state(path)
-        result = consume(iter(reader))
-        after = file_state(path)
-        if before == after:
-            return result, reader, before
-        log(f"{reader.path} changed while it was read (attempt {attempt} of {attempts}): reading it again")
-        time.sleep(wait)
-    raise InputError(
-        f"{reader.path}: changed while it was read, {attempts} times in a row (is a copy or an editor still "
-        "writing it?); nothing was stored, ingest it again once it is complete"
-    )
 
 
 def ingest_source(
@@ -134,10 +99,11 @@ def ingest_target(
 ) -> IngestResult:
     """Replace `task`'s alignment split (rows [start, end) scored against) and its held-out test split.
 
-    A test text that is also in the alignment split would be scored against and then tested on: refused.
+    A test text that is also in the alignment split would be scored against and then tested on: refused. So is a
+    range past the end of the file, unless the target says `clip_rows: true`.
     """
     records, reader, state = read_unchanged(reader, list, log=log)
-    ranges = {"alignment": spec.alignment_rows, "test": spec.test_rows}
+    ranges = _within_file(spec, reader, log)
     splits = {split: [r for r in records if start <= r.row_index < end] for split, (start, end) in ranges.items()}
     for split, rows in splits.items():
         if not rows:
@@ -165,6 +131,22 @@ def ingest_target(
         split_hashes={split: set_hash(h) for split, h in hashes.items()},
         input_state=state,
     )
+
+
+def _within_file(spec: TargetSpec, reader: RecordReader, log: Callable[[str], None]) -> dict[str, tuple[int, int]]:
+    """The target's row ranges, checked against the rows the file has (clipped to them if the project says so)."""
+    ranges, total = {"alignment": spec.alignment_rows, "test": spec.test_rows}, reader.rows_seen
+    for split, (start, end) in ranges.items():
+        if end <= total:
+            continue
+        if not spec.clip_rows:
+            raise InputError(
+                f"{reader.path}: {split}_rows [{start}, {end}) of target {spec.name} go past the end of the file, "
+                f"which has {total} rows; fix the range, or set clip_rows: true to use rows [{start}, {total})"
+            )
+        log(f"{reader.path}: {split}_rows [{start}, {end}) clipped to [{start}, {total}) (clip_rows: true)")
+        ranges[split] = (start, total)
+    return ranges
 
 
 def _refuse_shared_texts(path: str, splits: dict[str, list[Record]], hashes: dict[str, list[str]]) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from zipfit_pipeline.engine.core.artifacts import artifact_identity
-from zipfit_pipeline.engine.core.models import locate_pretrained
+from zipfit_pipeline.engine.core.models import locate_pretrained, quiet_transformers
 from zipfit_pipeline.engine.select.per_text import fill_missing
 from zipfit_pipeline.engine.select.settings import EmbeddingSettings
 
@@ -75,6 +75,7 @@ def load_embedder(settings: EmbeddingSettings) -> Embedder:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    quiet_transformers()
     path = model_path(settings)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path, dtype=torch.float32)

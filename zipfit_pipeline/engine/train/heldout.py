@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from zipfit_pipeline.engine.core.models import check_context, document_start_id
+from zipfit_pipeline.engine.core.models import check_context, document_start_id, encode_texts
 
 
 def device_for_run() -> torch.device:
@@ -27,8 +27,7 @@ def device_for_run() -> torch.device:
 
 def encode_documents(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
     start = document_start_id(tokenizer)
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return [([start] + ids)[:max_length] for ids in encoded]
+    return [([start] + ids)[:max_length] for ids in encode_texts(tokenizer, texts)]
 
 
 @contextmanager

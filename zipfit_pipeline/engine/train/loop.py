@@ -23,7 +23,7 @@ import torch
 
 from zipfit_pipeline.engine.core.devices import compute_dtype, fast_matmuls
 from zipfit_pipeline.engine.core.hashing import content_hash
-from zipfit_pipeline.engine.core.models import check_context, document_start_id
+from zipfit_pipeline.engine.core.models import check_context, document_start_id, encode_texts
 from zipfit_pipeline.engine.train.settings import TrainingSettings
 
 PROGRESS_LINES = 20
@@ -50,18 +50,17 @@ def shuffled(texts: list[str], seed: int) -> list[str]:
     return [canonical[i] for i in np.random.default_rng(seed).permutation(len(canonical))]
 
 
-def pack_tokens(tokenizer: Any, texts: list[str], budget: int, batch_size: int = 256) -> np.ndarray:
+def pack_tokens(tokenizer: Any, texts: list[str], budget: int) -> np.ndarray:
     """Documents' tokens in order, each after the document-start token, cut at exactly `budget` tokens: one int32
-    array (4 bytes a token, where a list of ints takes ~36), tokenized a batch of texts at a time."""
+    array (4 bytes a token, where a list of ints takes ~36), tokenized a bounded batch of texts at a time."""
     start = document_start_id(tokenizer)
     pieces: list[np.ndarray] = []
     total = 0
-    for first in range(0, len(texts), batch_size):
-        for ids in tokenizer(texts[first : first + batch_size], add_special_tokens=False)["input_ids"]:
-            pieces.append(np.asarray([start, *ids], dtype=np.int32))
-            total += len(pieces[-1])
-            if total >= budget:
-                return np.concatenate(pieces)[:budget]
+    for ids in encode_texts(tokenizer, texts):
+        pieces.append(np.asarray([start, *ids], dtype=np.int32))
+        total += len(pieces[-1])
+        if total >= budget:
+            break
     return np.concatenate(pieces)[:budget] if pieces else np.zeros(0, dtype=np.int32)
 
 

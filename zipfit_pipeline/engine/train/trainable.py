@@ -25,7 +25,9 @@ from zipfit_pipeline.engine.core.models import (
     load_model_and_tokenizer,
     load_tokenizer,
     locate_pretrained,
+    quiet_transformers,
     save_checkpoint,
+    with_causal_lm_loss,
 )
 from zipfit_pipeline.engine.train.settings import LoraSettings, TrainingSettings
 
@@ -86,6 +88,7 @@ def _four_bit_base(pretrained: str, device: torch.device, dtype: torch.dtype) ->
         raise RuntimeError("qlora needs bitsandbytes: pip install 'zipfit-pipeline[gpu]' (or bitsandbytes)")
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
+    quiet_transformers()
     path = locate_pretrained(pretrained)
     quantization = BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
@@ -98,7 +101,7 @@ def _four_bit_base(pretrained: str, device: torch.device, dtype: torch.dtype) ->
         trust_remote_code=False,
         use_safetensors=True,
     )
-    return model, AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    return with_causal_lm_loss(model), AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
 
 def checkpoint_bytes(model: Any, settings: TrainingSettings, device: torch.device) -> int:
