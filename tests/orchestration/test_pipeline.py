@@ -158,6 +158,7 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         assert selected["decontamination"].value == {
             "enabled": True,
             "ngram_words": 13,
+            "code_tokens": 20,
             "contaminated": 0,
             "removed": 0,
         }

@@ -103,7 +103,7 @@ def test_parquet_with_an_unexpected_schema_fails_naming_the_field(tmp_path: Path
     with pytest.raises(InputError, match=r"numbers\.parquet: field 'text' is int64, not a string column"):
         _read(tmp_path / "numbers.parquet")
     pq.write_table(pa.table({"id": ["a"], "content": ["x"]}), tmp_path / "renamed.parquet")
-    with pytest.raises(InputError, match=r"renamed\.parquet: field 'text' not found \(columns: content, id\)"):
+    with pytest.raises(InputError, match=r"renamed\.parquet: field 'text' not found \(columns: 'content', 'id'\)"):
         _read(tmp_path / "renamed.parquet")
     (tmp_path / "fake.parquet").write_text('{"id": "a", "text": "not parquet"}\n')
     with pytest.raises(InputError, match=r"fake\.parquet: cannot be read as parquet"):

@@ -1,7 +1,6 @@
 """SIGKILL half-way through ingestion, scoring and fine-tuning: the rerun completes with the result of a run
 never interrupted, with no duplicate rows, and no half-written checkpoint is ever taken as complete."""
 
-import errno
 import hashlib
 import json
 import os
@@ -102,18 +101,14 @@ def _kill_group(process: subprocess.Popen[str]) -> None:
     process.wait(timeout=30)
 
 
-def _open_for_writing(fifo: Path, reader: subprocess.Popen[str], timeout: float = 120.0) -> int:
-    """Open a named pipe once the run has opened it for reading, i.e. once ingestion is under way."""
+def _wait_for_staged_rows(project: SmallProject, run: subprocess.Popen[str], timeout: float = 120.0) -> None:
+    """Until the run has staged rows of the source (it reads in chunks, each staged in a short transaction)."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as error:
-            if error.errno != errno.ENXIO:
-                raise
-        assert reader.poll() is None, reader.communicate()[0][-3000:]
-        assert time.monotonic() < deadline, "the run never opened its input"
-        time.sleep(0.05)
+    store = project.store()
+    while not store.query("SELECT count(*) AS n FROM staged_documents WHERE dataset = 'src'").column("n")[0].as_py():
+        assert run.poll() is None, run.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the run never staged a row"
+        time.sleep(0.02)
 
 
 def _recover_the_killed_run(project: SmallProject, through_sensor: bool = False) -> None:
@@ -143,21 +138,16 @@ def test_sigkill_mid_ingestion_keeps_the_old_documents_and_the_rerun_stores_the_
     new_file = small_project.root / "new.jsonl"
     new_file.write_text("".join(json.dumps(r) + "\n" for r in new_rows))
 
-    # The input becomes a pipe: the run reads half of the new rows, then waits for the rest, and is killed.
-    small_project.source_file.unlink()
-    os.mkfifo(small_project.source_file)
+    # The run is killed once it has staged its first chunk of the new file (10,000 of its 50,000 rows), mid-read.
+    new_rows += [{"id": f"more{i}", "text": f"x = {i}"} for i in range(50_000 - len(new_rows))]
+    new_file.write_text("".join(json.dumps(r) + "\n" for r in new_rows))
+    new_file.replace(small_project.source_file)
     run = small_project.cli(SOURCE_DOCUMENTS, "src")
-    pipe = _open_for_writing(small_project.source_file, run)
-    half = "".join(json.dumps(r) + "\n" for r in new_rows[: len(new_rows) // 2]).encode()
-    os.write(pipe, half[:60_000])  # within a pipe's buffer
-    time.sleep(1.0)
+    _wait_for_staged_rows(small_project, run)
     _kill_group(run)
-    os.close(pipe)
     assert small_project.stored("documents") == before
     _recover_the_killed_run(small_project)
 
-    small_project.source_file.unlink()
-    new_file.rename(small_project.source_file)
     _complete(small_project.cli(SOURCE_DOCUMENTS, "src"))
     stored = (
         small_project.store()
