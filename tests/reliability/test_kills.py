@@ -138,16 +138,16 @@ def test_sigkill_mid_ingestion_keeps_the_old_documents_and_the_rerun_stores_the_
     new_file = small_project.root / "new.jsonl"
     new_file.write_text("".join(json.dumps(r) + "\n" for r in new_rows))
 
-    # The run is killed once it has staged its first chunk of the new file (10,000 of its 50,000 rows), mid-read.
-    new_rows += [{"id": f"more{i}", "text": f"x = {i}"} for i in range(50_000 - len(new_rows))]
-    new_file.write_text("".join(json.dumps(r) + "\n" for r in new_rows))
-    new_file.replace(small_project.source_file)
+    # The run reads a 500,000-row file and is killed once it has staged its first chunk (10,000 rows), mid-read.
+    rows = "".join(json.dumps({"id": f"r{i}", "text": f"x = {i}"}) + "\n" for i in range(500_000))
+    small_project.source_file.write_text(rows)
     run = small_project.cli(SOURCE_DOCUMENTS, "src")
     _wait_for_staged_rows(small_project, run)
     _kill_group(run)
     assert small_project.stored("documents") == before
     _recover_the_killed_run(small_project)
 
+    new_file.replace(small_project.source_file)
     _complete(small_project.cli(SOURCE_DOCUMENTS, "src"))
     stored = (
         small_project.store()

@@ -83,9 +83,10 @@ def build_root(root: str, python: str, scratch_bytes: int) -> None:
             os.symlink(os.readlink(host), root + host)
         elif os.path.isdir(host):
             _bind_read_only(host, _place(host, root, folder=True))
-    prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
-    if not any(os.path.realpath(prefix + "/").startswith(os.path.realpath("/" + n) + "/") for n in SYSTEM):
-        _bind_read_only(prefix, _place(prefix, root, folder=True))
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))  # /usr for /usr/bin/python3
+    system = [os.path.realpath("/" + name) for name in SYSTEM]
+    if prefix != "/" and not any(f"{prefix}/".startswith(f"{folder}/") for folder in system):
+        _bind_read_only(prefix, _place(prefix, root, folder=True))  # an interpreter of its own (pyenv, conda, /opt)
     if os.path.isfile("/etc/ld.so.cache"):
         _bind_read_only("/etc/ld.so.cache", _place("/etc/ld.so.cache", root, folder=False))
     for device in DEVICES:

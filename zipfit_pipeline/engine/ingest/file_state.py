@@ -72,14 +72,15 @@ def read_unchanged(
     reader: RecordReader,
     consume: Callable[[Iterator[Record]], Read],
     attempts: int = READ_ATTEMPTS,
-    wait: float = SECONDS_BETWEEN_ATTEMPTS,
+    wait: float | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[Read, RecordReader, FileState | None]:
     """`consume` of every record of the input (`list` keeps them all), read while the input's size,
     modification time and content hash stayed the same.
 
     Returns what `consume` returned, the reader that read them (its skip counts) and the input's state. A file that
-    keeps changing fails naming it, and nothing is stored."""
+    keeps changing fails naming it, and nothing is stored. `wait`: seconds between attempts (SECONDS_BETWEEN_ATTEMPTS
+    when not given, read at the call)."""
     path = Path(reader.path)
     for attempt in range(1, attempts + 1):
         reader = replace(reader, skipped=Counter(), first_skipped={})
@@ -89,7 +90,7 @@ def read_unchanged(
         if before == after:
             return result, reader, before
         log(f"{reader.path} changed while it was read (attempt {attempt} of {attempts}): reading it again")
-        time.sleep(wait)
+        time.sleep(SECONDS_BETWEEN_ATTEMPTS if wait is None else wait)
     raise InputError(
         f"{reader.path}: changed while it was read, {attempts} times in a row (is a copy or an editor still "
         "writing it?); nothing was stored, read it again once it is complete"
