@@ -2,8 +2,9 @@
 
 Recall: each of HumanEval's 164 problems (its prompt and canonical solution, as code, without the project's
 template) is disguised five ways: identifiers renamed (function, arguments, locals, and those names where the
-docstring mentions them), re-indented (two spaces), re-wrapped (docstrings at 40 columns, a line break after every
-comma inside brackets), comments and docstrings stripped, and all four at once. Each disguised copy is checked
+docstring mentions them), re-indented (two spaces), re-wrapped (lines over 40 columns other than `def`, `return`,
+`for`, `if` and `while` lines wrapped at 40, docstrings included, and a line break after every comma inside
+brackets), comments and docstrings stripped, and all four at once. Each disguised copy is checked
 against a test split of all 164 problems (as the project's template writes them), by the 13-word rule, by the
 code-shape rule at several lengths, and by both together, which is what the pipeline runs.
 
@@ -70,7 +71,8 @@ def reindented(code: str) -> str:
 
 
 def rewrapped(code: str) -> str:
-    """Docstring lines wrapped at 40 columns, and a line break after every comma inside brackets."""
+    """Long lines wrapped at 40 columns (not `def`, `return`, `for`, `if` or `while` lines), and a line break after
+    every comma inside brackets."""
     lines = []
     for line in code.split("\n"):
         indent = line[: len(line) - len(line.lstrip())]

@@ -47,7 +47,6 @@ KEPT_NAMES = frozenset(keyword.kwlist) | frozenset(dir(builtins))  # renaming th
 # A run of code shape is evidence of a copy only if it holds this many kinds of token besides names, strings, numbers
 # and commas: a list or table of literals (`V = [ S , S , S , ...`) is in thousands of unrelated files.
 MIN_SHAPE_KINDS = 5
-RULES = ("words", "code")
 
 
 @dataclass(frozen=True)
@@ -95,18 +94,18 @@ class RunIndex:
     def __init__(
         self, n: int, tokenized: Iterable[tuple[list[str], int]], telling: Callable[[list[str]], bool] | None = None
     ) -> None:
-        self.n = n
+        self.n, self._prefix = n, min(2, n)
         self._first_row: dict[str, int] = {}
         for tokens, row in tokenized:
             for i in range(len(tokens) - n + 1):
                 if telling is None or telling(tokens[i : i + n]):
                     self._first_row.setdefault(" ".join(tokens[i : i + n]), row)
-        self._starts = {tuple(gram.split(" ", 2)[:2]) for gram in self._first_row}
+        self._starts = {tuple(gram.split(" ")[: self._prefix]) for gram in self._first_row}
 
     def first_run(self, tokens: list[str]) -> tuple[int, str] | None:
         """The test row and the first run of `tokens` that a test text also has, or None."""
         for i in range(len(tokens) - self.n + 1):
-            if (tokens[i], tokens[i + 1] if self.n > 1 else "") in self._starts or self.n == 1:
+            if tuple(tokens[i : i + self._prefix]) in self._starts:  # most runs start as no test run does
                 gram = " ".join(tokens[i : i + self.n])
                 if gram in self._first_row:
                     return self._first_row[gram], gram
