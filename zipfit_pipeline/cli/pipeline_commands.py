@@ -96,7 +96,7 @@ def cmd_take_over(args: argparse.Namespace) -> int:
     from zipfit_pipeline.ownership import check_ownership
 
     config = load_project(args.config, check_owner=False)
-    file = Path(args.config).resolve()
+    file = Path(args.config).resolve()  # as `load_project` resolves it: the owner recorded
     changed = check_ownership(file, config.resolve(config.store), config.resolve(config.artifacts), take_over=True)
     print("\n".join(changed) or f"{file} already owns its store and artifacts folder")
     return 0
