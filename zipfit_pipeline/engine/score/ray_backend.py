@@ -21,6 +21,7 @@ from zipfit_pipeline.engine.score.scorer import AlignmentScorer
 # Read by Ray when it is imported: "0" makes a local node's address 127.0.0.1 (as on macOS and Windows), and Ray's
 # servers (GCS, raylet, workers, object store) then listen on loopback only instead of on every interface.
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK = "127.0.0.1"
 
 
 def _ray(local: bool) -> Any:
@@ -36,12 +37,18 @@ def _ray(local: bool) -> Any:
 def _start_local(ray: Any, workers: int) -> None:
     """A local Ray cluster bound to 127.0.0.1, or an error where it would listen on the machine's address."""
     address = ray.util.get_node_ip_address()
-    if not address.startswith("127."):
+    if address != LOOPBACK:
         raise RuntimeError(
-            f"a local Ray cluster would listen on {address}, not on 127.0.0.1: ray was imported before "
+            f"a local Ray cluster would listen on {address}, not on {LOOPBACK}: ray was imported before "
             f"{LOOPBACK_ONLY}=0 was set; set it in the environment, or give scoring.ray_address"
         )
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        _node_ip_address=LOOPBACK,  # the node, and so every server of it, on loopback
+        dashboard_host=LOOPBACK,
+        include_dashboard=False,
+        num_cpus=workers,
+        log_to_driver=False,
+    )
 
 
 class _ScorerActor:
