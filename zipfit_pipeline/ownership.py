@@ -23,11 +23,9 @@ class OwnedByAnotherProject(ValueError):
 def check_ownership(project_file: Path, store: Path, artifacts: Path, take_over: bool = False) -> list[str]:
     """Refuse a store or artifacts folder that another live project owns (unless `take_over`), then record
     `project_file` as their owner. Returns what changed hands, for the log. Creates nothing that does not exist."""
-    owners = {
-        "store": (store, Store(store).owner() if store.is_file() else None),
-        "artifacts": (artifacts, owned_folders.owner(artifacts)),
-    }
-    for setting, (path, owner) in owners.items():
+    store_owner = Store(store).owner() if store.is_file() else None
+    folder_owner = owned_folders.owner(artifacts)
+    for setting, path, owner in (("store", store, store_owner), ("artifacts", artifacts, folder_owner)):
         if owner and owner != project_file and not take_over and still_uses(owner, setting, path):
             raise OwnedByAnotherProject(
                 f"{project_file}: {setting}: {path} belongs to the project {owner}, which still uses it; give this "
@@ -35,14 +33,17 @@ def check_ownership(project_file: Path, store: Path, artifacts: Path, take_over:
                 "project's (the other project is then refused)"
             )
     changed = []
-    for setting, (path, owner) in owners.items():
-        if owner != project_file and (path.is_file() if setting == "store" else owned_folders.is_marked(path)):
-            if setting == "store":
-                Store(store).set_owner(project_file)
-            else:
-                owned_folders.set_owner(artifacts, project_file)
-            changed.append(f"{setting} {path}: now this project's" + (f" (was {owner}'s)" if owner else ""))
+    if store.is_file() and store_owner != project_file:
+        Store(store).set_owner(project_file)
+        changed.append(_handed_over("store", store, store_owner))
+    if owned_folders.is_marked(artifacts) and folder_owner != project_file:
+        owned_folders.set_owner(artifacts, project_file)
+        changed.append(_handed_over("artifacts", artifacts, folder_owner))
     return changed
+
+
+def _handed_over(setting: str, path: Path, owner: Path | None) -> str:
+    return f"{setting} {path}: now this project's" + (f" (was {owner}'s)" if owner else "")
 
 
 def still_uses(project_file: Path, setting: str, path: Path) -> bool:

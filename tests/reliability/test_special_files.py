@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from projects import SmallProject, failure_message
 
 from zipfit_pipeline.engine.core import input_files
@@ -102,8 +103,6 @@ def test_a_test_range_past_the_end_of_the_file_fails_naming_it(small_project: Sm
 
 
 def _target(project: SmallProject) -> dict:
-    import yaml
-
     return yaml.safe_load(project.config_file.read_text())["targets"][0]
 
 

@@ -48,9 +48,9 @@ def input_files(path: Path, what: str | None = None) -> list[Path]:
 
 def check_input_file(path: Path, what: str | None = None) -> None:
     """Raise InputError unless `path` (links followed) is a regular file outside the system's virtual folders."""
-    files = input_files(path, what)
-    if files != [path]:
+    if stat.S_ISDIR(_status(path, what or str(path)).st_mode):
         raise InputError(f"{what or path}: {path} is a folder; give a file")
+    input_files(path, what)
 
 
 def column_names(columns: Collection[str]) -> str:

@@ -30,16 +30,8 @@ SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 DEVICES = ("null", "zero", "random", "urandom")
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
-    1,
-    2,
-    4,
-    8,
-    32,
-    4096,
-    16384,
-    1 << 18,
-)
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME, ST_RELATIME = 1024, 2048, 1 << 21, 4096
 MNT_DETACH, PR_SET_NO_NEW_PRIVS, CLONE_NEWUSER = 2, 38, 0x10000000
 LIBC = ctypes.CDLL(None, use_errno=True)

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from zipfit_pipeline.engine.core.input_files import InputError, input_files
+from zipfit_pipeline.engine.core.input_files import InputError
 
 BATCH_ROWS = 1024
 # Longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
@@ -173,10 +173,9 @@ def _is_binary(kind: pa.DataType) -> bool:
     return pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind)
 
 
-def text_folder_rows(folder: Path) -> Rows:
-    """One example per file, its id the path relative to the folder; bytes that are not UTF-8 are replaced. Only
-    regular files, within the bounds of `input_files`."""
-    files = input_files(folder)
+def text_folder_rows(folder: Path, files: list[Path]) -> Rows:
+    """One example per file of `files` (the folder's, as `input_files` lists them: regular files only, within its
+    bounds), its id the path relative to the folder; bytes that are not UTF-8 are replaced."""
     rows = ({"id": str(p.relative_to(folder)), "text": p.read_bytes().decode("utf-8", errors="replace")} for p in files)
     return rows, {"id", "text"}
 

@@ -174,8 +174,8 @@ class RecordReader:
     def _open(self, text_fields: list[str]) -> Rows:
         fmt = self.format or detect_format(self.path)
         path = Path(self.path)
-        if fmt in LOCAL_FORMATS:
-            input_files(path)  # a regular file, or a folder of them: never a FIFO, a device or a system file
+        # A regular file, or a folder of them (never a FIFO, a device or a system file), checked before it is opened.
+        files = input_files(path) if fmt in LOCAL_FORMATS else []
         if fmt == "json":
             return json_rows(path)
         if fmt == "csv":
@@ -185,7 +185,7 @@ class RecordReader:
         if fmt == "duckdb":
             return duckdb_rows(path, self.query)
         if fmt == "text_folder":
-            return text_folder_rows(path)
+            return text_folder_rows(path, files)
         return hf_rows(self.path, fmt, self.split, self.cache_dir)
 
 
