@@ -59,7 +59,7 @@ def write_project(folder: Path, pool: dict[str, list[dict[str, str]]]) -> Path:
             }
         ],
         "models": [{"name": "smollm2-135m", "pretrained": str(MODEL)}],
-        "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 128, "workers": 0},
+        "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 128},
         "selection": {
             "methods": ["zipfit", "dsir", "random"],
             "budgets": [100_000, 1_000_000],

@@ -211,11 +211,19 @@ def rss_child(corpus: str, db: str) -> None:
     if not db:
         reference_scores(json.loads(Path(corpus).read_text()), tgt, "lz4", 0)
         return
+    from zipfit_pipeline.engine.core.compute import ComputeSettings
     from zipfit_pipeline.engine.core.store import Store
     from zipfit_pipeline.engine.score import ScoringSettings, score_dataset, score_sets
 
-    settings = ScoringSettings(compressor="lz4", level=0, chunk_size=128, workers=WORKERS)
-    score_dataset(Store(db), "bench", score_sets(tgt, settings)[0], settings, progress=lambda _: None)
+    settings = ScoringSettings(compressor="lz4", level=0, chunk_size=128)
+    score_dataset(
+        Store(db),
+        "bench",
+        score_sets(tgt, settings)[0],
+        settings,
+        progress=lambda _: None,
+        compute=ComputeSettings(workers=WORKERS),
+    )
 
 
 def memory(rss_docs: list[int]) -> list[dict[str, object]]:

@@ -60,7 +60,8 @@ def write_project(root: Path, demo_files: dict[str, Path], tiny_model: Path, **o
         ],
         "targets": [humaneval_target("humaneval", str(demo_files["humaneval"]), [0, 10], [82, 88])],
         "models": [{"name": MODEL, "pretrained": str(tiny_model)}],
-        "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 16, "workers": 1},
+        "compute": {"workers": 1},
+        "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 16},
         "selection": {"methods": ["zipfit", "random"], "budgets": [300, 600]},
         "training": {
             "block_size": 64,
@@ -229,7 +230,8 @@ def write_small_project(root: Path, demo_files: dict[str, Path], tiny_model: Pat
         tiny_model,
         sources=[{"name": "src", "path": "inputs/src.jsonl", "id_field": "id"}],
         targets=[humaneval_target("task", "inputs/task.jsonl", [0, 8], [8, 12])],
-        scoring={"chunk_size": 8, "workers": 1},
+        compute={"workers": 1},
+        scoring={"chunk_size": 8},
         selection={"methods": ["zipfit"], "budgets": [200]},
         training={"block_size": 32, "batch_size": 2, "curve_points": 0, "eval_max_length": 64, "seeds": [0]},
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
+from zipfit_pipeline.engine.core.compute import ComputeSettings
 from zipfit_pipeline.engine.core.models import locate_pretrained
 from zipfit_pipeline.engine.core.owned_folders import check_owned, claim
 from zipfit_pipeline.engine.core.settings import NAME_PATTERN, Settings
@@ -47,6 +48,7 @@ class ProjectConfig(Settings):
     incoming: IncomingSettings | None = None
     targets: list[TargetSpec] = Field(min_length=1)
     models: list[ModelSpec] = Field(min_length=1)
+    compute: ComputeSettings = ComputeSettings()
     scoring: ScoringSettings = ScoringSettings()
     selection: SelectionSettings = SelectionSettings()
     training: TrainingSettings = TrainingSettings()

@@ -104,7 +104,7 @@ def test_identical_reingest_requests_nothing(workspace: tuple[Path, dg.DagsterIn
 def test_a_new_code_version_requests_the_changed_assets(workspace: tuple[Path, dg.DagsterInstance]) -> None:
     root, instance = workspace
     tick = dg.evaluate_automation_conditions(defs=project_defs(root), instance=instance)
-    edit_config(root, {"scoring": {"compressor": "gzip", "level": 6, "chunk_size": 16, "workers": 1}})
+    edit_config(root, {"scoring": {"compressor": "gzip", "level": 6, "chunk_size": 16}})
     tick = dg.evaluate_automation_conditions(defs=project_defs(root), instance=instance, cursor=tick.cursor)
     # Scores read the compressor; selections record it, so both have a new code version. Training waits for
     # new selections (a later tick), the report for new evals.

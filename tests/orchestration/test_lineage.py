@@ -135,7 +135,7 @@ def test_c_reingesting_identical_data_leaves_everything_fresh(workspace: tuple[P
 
 def test_d_changing_the_compressor_level_makes_the_scores_stale(workspace: tuple[Path, dg.DagsterInstance]) -> None:
     root, instance = workspace
-    edit_config(root, {"scoring": {"compressor": "gzip", "level": 6, "chunk_size": 16, "workers": 1}})
+    edit_config(root, {"scoring": {"compressor": "gzip", "level": 6, "chunk_size": 16}})
     defs = project_defs(root)
     status = partition_status(defs, instance)
     assert set(status[ALIGNMENT_SCORES].values()) == {"STALE"}
@@ -190,9 +190,7 @@ def test_g_adding_a_compressor_variant_scores_and_trains_only_it(workspace: tupl
         r["method"] + r["target"]: r["run_id"] for r in store.query("SELECT * FROM training_runs").to_pylist()
     }
     gzip_before = store.query("SELECT content_hash, target_hash, score FROM scores ORDER BY ALL")
-    edit_config(
-        root, {"scoring": {"compressor": "gzip", "level": 9, "chunk_size": 16, "workers": 1, "variants": ["lz4-0"]}}
-    )
+    edit_config(root, {"scoring": {"compressor": "gzip", "level": 9, "chunk_size": 16, "variants": ["lz4-0"]}})
     defs = project_defs(root)
     done = materialize_all(defs, instance, log=lambda _: None, only_out_of_date=True)
 

@@ -259,7 +259,7 @@ def test_every_baseline_and_ablation_flows_into_the_report(
         tmp_path / "project",
         demo_files,
         tiny_model,
-        scoring={"compressor": "gzip", "level": 9, "chunk_size": 64, "workers": 1, "variants": ["lz4-0"]},
+        scoring={"compressor": "gzip", "level": 9, "chunk_size": 64, "variants": ["lz4-0"]},
         selection={"methods": methods, "budgets": [400], "target_subsets": [4], "d4": {"duplicate_similarity": 0.9}},
     )
     defs = build_definitions(str(project_file))

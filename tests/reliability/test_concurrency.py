@@ -125,6 +125,7 @@ def test_two_processes_writing_the_same_store_at_once_both_succeed_and_the_store
 # A scoring run made long: each chunk of 8 texts takes 0.25 s more; it prints one line when under way.
 SLOW_SCORING = """
 import json, sys, time
+from zipfit_pipeline.engine.core.compute import ComputeSettings
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.score import ScoringSettings, score_dataset, score_sets, scorer
 score_many = scorer.AlignmentScorer.score_many
@@ -135,8 +136,9 @@ scorer.AlignmentScorer.score_many = slow
 store = Store(sys.argv[1])
 targets = json.loads(sys.argv[2])
 print("scoring", flush=True)
-settings = ScoringSettings(chunk_size=8, workers=1)
-report = score_dataset(store, "code", score_sets(targets, settings)[0], settings, progress=lambda _: None)
+settings = ScoringSettings(chunk_size=8)
+one_core = ComputeSettings(workers=1)
+report = score_dataset(store, "code", score_sets(targets, settings)[0], settings, lambda _: None, compute=one_core)
 print("scored", report.scored, flush=True)
 """
 

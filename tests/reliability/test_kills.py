@@ -51,6 +51,7 @@ def test_sigkill_mid_scoring_then_rerun_gives_uninterrupted_result(demo_files: d
 
     script = textwrap.dedent(f"""
         import json, time
+        from zipfit_pipeline.engine.core.compute import ComputeSettings
         from zipfit_pipeline.engine.core.store import Store
         from zipfit_pipeline.engine.score import ScoreTables, ScoringSettings, score_dataset, score_sets
         targets = json.load(open({str(tmp_path / "targets.json")!r}))
@@ -60,9 +61,9 @@ def test_sigkill_mid_scoring_then_rerun_gives_uninterrupted_result(demo_files: d
             print("committed", flush=True)
             time.sleep(0.05)
         ScoreTables.insert = paced
-        settings = ScoringSettings(chunk_size={CHUNK}, workers=1)
+        settings = ScoringSettings(chunk_size={CHUNK})
         score_dataset(Store({str(killed_db.path)!r}), "code", score_sets(targets, settings)[0], settings,
-                      progress=lambda _: None, commit_seconds=0)
+                      progress=lambda _: None, commit_seconds=0, compute=ComputeSettings(workers=1))
     """)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None

@@ -21,7 +21,7 @@ from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.ingest.records import Record, RecordReader
 from zipfit_pipeline.engine.score.score_set import score_sets, target_set_hash, target_subset
 from zipfit_pipeline.engine.score.settings import ScoringSettings
-from zipfit_pipeline.engine.select.bm25 import bm25_scores
+from zipfit_pipeline.engine.select.bm25 import bm25_scores, pool_bm25_scores
 from zipfit_pipeline.engine.select.d4 import d4_scores
 from zipfit_pipeline.engine.select.embeddings import embed_texts, load_embedder, pool_embeddings, target_similarity
 from zipfit_pipeline.engine.select.ranking import rank_by_score, select_by_budget
@@ -194,6 +194,43 @@ def test_bm25_gives_nothing_for_a_target_with_no_word_of_the_pool() -> None:
     scores = bm25_scores(pool, ["zzyzx qwvk", "add"], Bm25Settings())
     assert scores[1] == 0 and scores[2] == 0 and scores[0] > 0
     np.testing.assert_array_equal(bm25_scores(pool, ["zzyzx qwvk"], Bm25Settings()), np.zeros(3))
+
+
+def _bm25s_index_scores(pool: list[str], targets: list[str], settings: Bm25Settings) -> np.ndarray:
+    """The mean over targets of the scores of a bm25s index of the whole pool (the package's own float32 index)."""
+    import bm25s
+
+    tokenizer = bm25s.tokenization.Tokenizer(stopwords=settings.stopwords or [])
+    retriever = bm25s.BM25(k1=settings.k1, b=settings.b, method="lucene")
+    retriever.index(tokenizer.tokenize(pool, show_progress=False, return_as="tuple"), show_progress=False)
+    empty = tokenizer.word_to_id.get("")
+    total = np.zeros(len(pool))
+    for query in tokenizer.tokenize(targets, update_vocab=False, show_progress=False, return_as="ids"):
+        words = [i for i in query if i != empty]
+        total += retriever.get_scores_from_ids(words) if words else 0
+    return total / len(targets)
+
+
+def test_bm25_from_stored_word_counts_equals_a_bm25s_index_and_counts_only_new_texts(
+    code_texts: tuple[list[str], list[str]], tmp_path: Path
+) -> None:
+    """Word counts are stored per text; the pool's statistics come from the store. A re-selection over a grown pool
+    counts only the new texts, and its scores are those of a bm25s index built over the grown pool."""
+    pool, targets = code_texts
+    pool = [*pool, "= + ( ) 1 2", "the of and"]  # no word at all (one empty token to bm25s), and stopwords only
+    settings = Bm25Settings()
+    store = Store(tmp_path / "store.duckdb")
+    IngestTables(store).replace_documents("pool", [Record(i, None, t) for i, t in enumerate(pool)], {})
+    hashes = pa.array([content_hash(t) for t in pool])
+    lines: list[str] = []
+    first = pool_bm25_scores(store, hashes[:40], targets[:8], settings, log=lines.append)
+    grown = pool_bm25_scores(store, hashes, targets[:8], settings, log=lines.append)
+
+    assert lines[-1].endswith(f"40 stored, {len(pool) - 40} computed now")
+    np.testing.assert_allclose(first, _bm25s_index_scores(pool[:40], targets[:8], settings), rtol=1e-5)
+    np.testing.assert_allclose(grown, _bm25s_index_scores(pool, targets[:8], settings), rtol=1e-5)
+    np.testing.assert_array_equal(grown, bm25_scores(pool, targets[:8], settings))  # the CLI's path, to the bit
+    assert not np.allclose(first, grown[:40])  # the grown pool's statistics moved every score
 
 
 def test_a_target_subset_is_seeded_nested_and_independent_of_the_files_order() -> None:

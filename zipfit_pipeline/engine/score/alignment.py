@@ -1,6 +1,6 @@
 """ZIP-FIT alignment for streams of source texts: chunks go to the scorer (`scorer.py`) on threads (the native path
-releases the GIL), in a process pool whose workers receive the target texts once, at start-up, or on Ray actors
-(`ray_backend.py`).
+releases the GIL), in a process pool, or as Ray tasks (`core/ray_cluster.py`); the pool's and Ray's workers get a
+`ScoreWork`, which carries the targets and builds its scorer once per process.
 """
 
 from __future__ import annotations
@@ -9,16 +9,18 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import get_args
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal, get_args
 
 import numpy as np
 
+from zipfit_pipeline.engine.core.compute import ComputeSettings
 from zipfit_pipeline.engine.score import native
 from zipfit_pipeline.engine.score.allocator import keep_freed_memory
 from zipfit_pipeline.engine.score.compression import compressor_build, size_function
-from zipfit_pipeline.engine.score.ray_backend import ray_score_chunks
 from zipfit_pipeline.engine.score.scorer import AlignmentScorer
-from zipfit_pipeline.engine.score.settings import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSOR, DEFAULT_LEVEL, Backend
+from zipfit_pipeline.engine.score.settings import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSOR, DEFAULT_LEVEL
 
 # SPEC.md's golden values (stock zlib 1.2.13): sizes at gzip level 1, and similarities (compressor, level, x, t, sim).
 GOLDEN_A = "def add(a, b):\n    return a + b\n"
@@ -31,22 +33,32 @@ GOLDEN_SIMILARITIES = [
     ("lz4", 0, GOLDEN_A, GOLDEN_B1, 0.6909090909090909),
 ]
 
+# local: threads on the native path, processes on the pure-Python path; ray: tasks, on a cluster or started here
+Backend = Literal["local", "processes", "threads", "ray"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 THREAD_PIECE = 16  # texts per task on the threads backend
 
 
-_worker_scorer: AlignmentScorer | None = None
+@dataclass(frozen=True)
+class ScoreWork:
+    """Scores of a chunk against the target set, wherever it runs (a process of the pool, a Ray task): the targets
+    travel with it, and each process builds its scorer once. It refuses to score on a worker whose compressor build
+    or code path differs from the caller's, since the scores are recorded under the caller's."""
+
+    targets: tuple[str, ...]
+    compressor: str
+    level: int
+    build: str
+    code_path: str
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        return _scorer(self).score_many(texts)
 
 
-def _init_worker(targets: Sequence[str], compressor: str, level: int, build: str, code_path: str) -> None:
-    global _worker_scorer
+@lru_cache(maxsize=2)
+def _scorer(work: ScoreWork) -> AlignmentScorer:
     keep_freed_memory()
-    _worker_scorer = AlignmentScorer(targets, compressor, level, build, code_path)
-
-
-def _score_chunk(texts: Sequence[str]) -> np.ndarray:
-    assert _worker_scorer is not None, "worker was not initialised"
-    return _worker_scorer.score_many(texts)
+    return AlignmentScorer(work.targets, work.compressor, work.level, work.build, work.code_path)
 
 
 def score_chunks(
@@ -63,29 +75,28 @@ def score_chunks(
     At most `2 * workers` chunks are in flight, so memory is bounded by the chunk size, not the corpus.
     `backend` is `processes` (a pool on this machine), `threads` (in this process: the native path releases the GIL
     while it compresses), `local` (threads on the native path, processes on the pure-Python path) or `ray` (Ray
-    actors, local or on a cluster). Workers score on this process's code path (`native.code_path`) or refuse to start.
+    tasks, on a cluster or a local one). Workers score on this process's code path (`native.code_path`) or refuse.
     """
     path = native.code_path(compressor, level)
+    work = ScoreWork(tuple(targets), compressor, level, compressor_build(compressor), path)
     if backend == "ray":
-        yield from ray_score_chunks(chunks, targets, compressor, level, workers, ray_address, path)
+        ray = ComputeSettings(backend="ray", workers=workers, ray_address=ray_address)
+        yield from ray.map(work, (list(chunk) for chunk in chunks))
         return
     if backend not in BACKENDS:
         raise ValueError(f"unknown scoring backend {backend!r}; choose {', '.join(BACKENDS)}")
     if backend == "local":
         backend = "threads" if path == native.NATIVE else "processes"
     if workers <= 1 or backend == "threads":
-        keep_freed_memory()
-        scorer = AlignmentScorer(targets, compressor, level)
+        scorer = _scorer(work)
         if workers <= 1:
             yield from map(scorer.score_many, chunks)
         else:
             with ThreadPoolExecutor(workers) as threads:
                 yield from _in_order(threads, scorer.score_many, chunks, 2 * workers, THREAD_PIECE)
         return
-    context = multiprocessing.get_context("spawn")
-    initargs = (list(targets), compressor, level, compressor_build(compressor), path)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as processes:
-        yield from _in_order(processes, _score_chunk, chunks, 2 * workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as processes:
+        yield from _in_order(processes, work, chunks, 2 * workers)
 
 
 def _in_order(

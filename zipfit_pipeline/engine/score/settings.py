@@ -1,19 +1,16 @@
-"""The score stage's section of the project file (`scoring`): compressor, level, chunks, workers, the compressor
-ablation. Its defaults are stated here once; the engine's functions take the section whole."""
+"""The score stage's section of the project file (`scoring`): compressor, level, chunks, the compressor ablation.
+Its defaults are stated here once; the engine's functions take the section whole. Where scoring runs (cores, a Ray
+cluster) is the `compute` section's, shared with every other per-text stage."""
 
 from __future__ import annotations
 
-import os
 import re
-from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from zipfit_pipeline.engine.core.settings import Settings
 from zipfit_pipeline.engine.score.compression import Compressor, check_compressor
 
-# local: threads on the native path, processes on the pure-Python path; ray: actors, on a cluster or started here
-Backend = Literal["local", "processes", "threads", "ray"]
 DEFAULT_COMPRESSOR: Compressor = "gzip"
 DEFAULT_LEVEL = 9  # Python's gzip.compress default (the reference's own default, level 0, does not compress)
 DEFAULT_CHUNK_SIZE = 256
@@ -23,19 +20,21 @@ class ScoringSettings(Settings):
     compressor: Compressor = DEFAULT_COMPRESSOR
     level: int = DEFAULT_LEVEL
     chunk_size: int = Field(DEFAULT_CHUNK_SIZE, ge=1)
-    workers: int = Field(0, ge=0, description="processes (threads, Ray actors); 0 means one per core")
-    backend: Backend = Field(
-        "local",
-        description="local: threads on the native path (it releases the GIL), processes on the pure-Python path",
-    )
-    ray_address: str | None = Field(
-        None, description="Ray cluster to join (`auto`, `ray://head:10001`); none starts a local one"
-    )
     variants: list[str] = Field(
         [],
         description="the compressor ablation: each `<compressor>-<level>` (gzip-1, lz4-0, "
         "zstd-3) also scores the pool and adds the selection method `zipfit-<compressor>-<level>`",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_compute(cls, data: object) -> object:
+        moved = sorted(set(data) & {"backend", "workers", "ray_address"}) if isinstance(data, dict) else []
+        if moved:
+            raise ValueError(
+                f"scoring.{', scoring.'.join(moved)} moved to the `compute` section, shared by every stage"
+            )
+        return data
 
     @model_validator(mode="after")
     def _valid_level(self) -> ScoringSettings:
@@ -58,6 +57,3 @@ class ScoringSettings(Settings):
 
     def variant_pairs(self) -> list[tuple[str, int]]:
         return [(name, int(level)) for name, level in (v.rsplit("-", 1) for v in self.variants)]
-
-    def worker_count(self) -> int:
-        return self.workers or os.cpu_count() or 1

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from zipfit_pipeline.engine.core.compute import LOCAL, ComputeSettings
 from zipfit_pipeline.engine.core.progress import ProgressLog
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.ingest import IngestTables
@@ -58,6 +59,7 @@ def score_dataset(
     settings: ScoringSettings,
     progress: Callable[[str], None] = print,
     commit_seconds: float = COMMIT_SECONDS,
+    compute: ComputeSettings = LOCAL,
 ) -> ScoringReport:
     """Score the texts of a stored dataset that have no score in this score set yet."""
     scores = ScoreTables(store)
@@ -106,12 +108,14 @@ def score_dataset(
 
     # A pool costs a second or so to start: never start more workers than there are chunks to score, and none for
     # a to-do list that one process scores in about that time (a refresh after a few new documents).
-    workers = max(1, min(settings.worker_count(), math.ceil(len(todo) / settings.chunk_size)))
-    if settings.backend in ("local", "processes") and len(todo) * len(targets) < IN_PROCESS_PAIRS:
+    workers = max(1, min(compute.local_workers(), math.ceil(len(todo) / settings.chunk_size)))
+    if compute.backend == "local" and len(todo) * len(targets) < IN_PROCESS_PAIRS:
         workers = 1
+    if compute.backend == "ray":
+        workers = compute.workers  # 0: as many tasks in flight as the cluster has CPUs
     compressor, level = score_set.compressor, score_set.level
     for chunk_scores in score_chunks(
-        chunks(), targets, compressor, level, workers, settings.backend, settings.ray_address
+        chunks(), targets, compressor, level, workers, compute.backend, compute.ray_address
     ):
         finished_hashes += in_flight.popleft().to_pylist()
         finished_scores += chunk_scores.tolist()

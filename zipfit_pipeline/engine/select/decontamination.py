@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from zipfit_pipeline.engine.core.compute import LOCAL, ComputeSettings
 from zipfit_pipeline.engine.core.hashing import set_hash
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
@@ -138,6 +139,10 @@ class HeldoutIndex:
         """The first run `text` shares with a test text: by words, else by code shape; or None."""
         return self.word_match(text) or self.code_match(text)
 
+    def first_overlaps(self, texts: list[str]) -> list[Overlap | None]:
+        """`first_overlap` of each text: a batch's work, on this machine or a Ray worker (the index travels)."""
+        return [self.first_overlap(text) for text in texts]
+
 
 def heldout_index(test: pa.Table, settings: DecontaminationSettings) -> HeldoutIndex:
     """The index of a test split as stored (`IngestTables.target_rows`)."""
@@ -150,7 +155,12 @@ def heldout_index(test: pa.Table, settings: DecontaminationSettings) -> HeldoutI
 
 
 def find_overlaps(
-    store: Store, target: str, hashes: pa.Array, settings: DecontaminationSettings, log: Callable[[str], None] = print
+    store: Store,
+    target: str,
+    hashes: pa.Array,
+    settings: DecontaminationSettings,
+    log: Callable[[str], None] = print,
+    compute: ComputeSettings = LOCAL,
 ) -> dict[str, Overlap]:
     """The texts (by content hash) that share a run with `target`'s test split by the rules of `settings`; only
     texts not yet checked against this test split with these rules are read, a batch at a time, and their results
@@ -178,10 +188,11 @@ def find_overlaps(
         "test_matches",
         [test_hash, settings.rules()],
         hashes,
-        lambda texts: [index.first_overlap(t) for t in texts],
+        index.first_overlaps,
         insert,
         "test-split overlap checks",
         log,
+        compute,
     )
     found = SelectTables(store).test_matches(test_hash, settings.rules(), hashes).to_pylist()
     return {r["content_hash"]: Overlap(r["test_row"], r["ngram"], r["rule"]) for r in found}

@@ -14,18 +14,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
+from dataclasses import dataclass
 from importlib.metadata import version
-from itertools import repeat
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from zipfit_pipeline.engine.core.compute import LOCAL, ComputeSettings
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.select.per_text import fill_missing
 from zipfit_pipeline.engine.select.settings import DsirSettings
@@ -73,37 +73,55 @@ def ngram_counts(texts: Sequence[str], ngrams: int, num_buckets: int) -> tuple[p
     return _lists(buckets), _lists(counts)
 
 
-def store_features(store: Store, hashes: pa.Array, settings: DsirSettings, log: Callable[[str], None] = print) -> int:
-    """Featurize and store every given text that has no stored counts yet, on all cores; returns how many."""
+@dataclass(frozen=True)
+class NgramCounts:
+    """A batch's hashed n-gram counts and the seconds they took per text, wherever it runs."""
+
+    ngrams: int
+    num_buckets: int
+
+    def __call__(self, texts: list[str]) -> tuple[pa.Array, pa.Array, float]:
+        started = time.perf_counter()
+        buckets, counts = ngram_counts(texts, self.ngrams, self.num_buckets)
+        return buckets, counts, (time.perf_counter() - started) / max(1, len(texts))
+
+
+def store_features(
+    store: Store,
+    hashes: pa.Array,
+    settings: DsirSettings,
+    log: Callable[[str], None] = print,
+    compute: ComputeSettings = LOCAL,
+) -> int:
+    """Featurize and store every given text that has no stored counts yet, on all cores (or on Ray); returns how
+    many."""
     key = featurizer_identity(settings)
+    work = NgramCounts(settings.ngrams, settings.num_buckets)
     todo = len(SelectTables(store).unstored("dsir_features", [key], hashes))
-    cores = len(os.sched_getaffinity(0)) if todo >= PARALLEL_FROM else 1
+    cores = compute.local_workers() if todo >= PARALLEL_FROM and compute.backend == "local" else 1
     spawn = multiprocessing.get_context("spawn")
     # This process takes one share of each batch and cores - 1 workers the others: all cores, one worker fewer.
     with ProcessPoolExecutor(cores - 1, mp_context=spawn) if cores > 1 else nullcontext() as pool:
 
-        def compute(texts: list[str]) -> tuple[pa.Array, pa.Array, float]:
+        def on_all_cores(texts: list[str]) -> tuple[pa.Array, pa.Array, float]:
             started = time.perf_counter()
             step = -(-len(texts) // cores)
             pieces = [texts[i : i + step] for i in range(0, len(texts), step)]
-            elsewhere = (
-                pool.map(ngram_counts, pieces[1:], repeat(settings.ngrams), repeat(settings.num_buckets))
-                if pool
-                else []
-            )
-            parts = [ngram_counts(pieces[0], settings.ngrams, settings.num_buckets), *elsewhere]
+            parts = [work(pieces[0]), *(pool.map(work, pieces[1:]) if pool else [])]
             seconds_each = (time.perf_counter() - started) / max(1, len(texts))
-            return pa.concat_arrays([b for b, _ in parts]), pa.concat_arrays([c for _, c in parts]), seconds_each
+            return pa.concat_arrays([b for b, _, _ in parts]), pa.concat_arrays([c for _, c, _ in parts]), seconds_each
 
         return fill_missing(
             store,
             "dsir_features",
             [key],
             hashes,
-            compute,
+            work,
             lambda batch, found: SelectTables(store).insert_dsir_features(key, batch, *found),
             f"DSIR n-gram counts ({cores} process{'es' if cores > 1 else ''})",
             log,
+            compute,
+            on_all_cores,
         )
 
 
@@ -120,12 +138,13 @@ def dsir_weights(
     targets: Sequence[str],
     settings: DsirSettings | None = None,
     log: Callable[[str], None] = print,
+    compute: ComputeSettings = LOCAL,
 ) -> tuple[np.ndarray, float]:
     """Log importance weight of every given pool text (-inf for texts DSIR filters out as too short), in order; and
     the seconds the stored n-gram counts of those texts took (the per-text work DSIR ranks by, like ZIP-FIT's
     scoring: charged on every selection, whenever it was done)."""
     settings = settings or DsirSettings()
-    store_features(store, hashes, settings, log)
+    store_features(store, hashes, settings, log, compute)
     key = featurizer_identity(settings)
     totals = SelectTables(store).dsir_feature_totals(key, hashes)
     pool_counts = np.zeros(settings.num_buckets, dtype=np.int64)

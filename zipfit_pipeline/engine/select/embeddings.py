@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
 from zipfit_pipeline.engine.core.artifacts import artifact_identity
+from zipfit_pipeline.engine.core.compute import LOCAL, ComputeSettings
 from zipfit_pipeline.engine.core.models import locate_pretrained, quiet_transformers
 from zipfit_pipeline.engine.select.per_text import fill_missing
 from zipfit_pipeline.engine.select.settings import EmbeddingSettings
@@ -119,36 +120,42 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], settings: EmbeddingSet
     return vectors
 
 
+@dataclass(frozen=True)
+class EmbedWork:
+    """A batch's vectors and the seconds they took per text, wherever it runs; each process loads the model once,
+    and a Ray task asks for a GPU where the cluster has one."""
+
+    settings: EmbeddingSettings
+    wants_gpu: ClassVar[bool] = True
+
+    def __call__(self, texts: list[str]) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        vectors = embed_texts(load_embedder(self.settings), texts, self.settings)
+        return vectors, (time.perf_counter() - started) / max(1, len(texts))
+
+
 def pool_embeddings(
     store: Store,
     hashes: pa.Array,
     settings: EmbeddingSettings,
     log: Callable[[str], None] = print,
+    compute: ComputeSettings = LOCAL,
 ) -> tuple[np.ndarray, float]:
     """Each given text's stored vector, in order (embedding only texts that have none), and the seconds that
     embedding all of them cost when they were embedded."""
     from zipfit_pipeline.engine.select.tables import SelectTables
 
     key, vectors = embedder_identity(settings), SelectTables(store)
-    embedder: Embedder | None = None
-
-    def compute(texts: list[str]) -> tuple[np.ndarray, float]:
-        nonlocal embedder
-        started = time.perf_counter()
-        if embedder is None:
-            embedder = load_embedder(settings)
-        vectors = embed_texts(embedder, texts, settings)
-        return vectors, (time.perf_counter() - started) / max(1, len(texts))
-
     fill_missing(
         store,
         "embeddings",
         [key],
         hashes,
-        compute,
+        EmbedWork(settings),
         lambda batch, found: vectors.insert_embeddings(key, batch, *found),
         f"embeddings ({model_name(settings)})",
         log,
+        compute,
     )
     return vectors.embeddings(key, hashes)
 

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from zipfit_pipeline.engine.core.compute import LOCAL, ComputeSettings
 from zipfit_pipeline.engine.core.hashing import digest, set_hash
 from zipfit_pipeline.engine.core.models import DOCUMENT_START_TOKENS, text_token_lengths, tokenizer_identity
 from zipfit_pipeline.engine.core.runs import THRESHOLD, WHOLE_POOL
@@ -35,7 +36,7 @@ from zipfit_pipeline.engine.score import (
     pool_scores,
     score_sets,
 )
-from zipfit_pipeline.engine.select.bm25 import bm25_scores
+from zipfit_pipeline.engine.select.bm25 import pool_bm25_scores
 from zipfit_pipeline.engine.select.d4 import d4_scores
 from zipfit_pipeline.engine.select.decontamination import find_overlaps
 from zipfit_pipeline.engine.select.dsir import dsir_weights
@@ -110,6 +111,7 @@ def select_for_model(
     settings: SelectionSettings,
     seeds: Sequence[int],
     log: Callable[[str], None] = print,
+    compute: ComputeSettings = LOCAL,
 ) -> SelectionResult:
     """Rank the decontaminated pool with every configured method and store the selections, per budget and seed.
 
@@ -122,7 +124,7 @@ def select_for_model(
         s.method: s for s in score_sets(targets, scoring, settings.target_subsets, settings.target_subset_seed)
     }
     pool = _scored_pool(store, sources, target, score_set_of[ZIPFIT])
-    contaminated = _contaminated(store, pool, target, settings.decontamination, log)
+    contaminated = _contaminated(store, pool, target, settings.decontamination, log, compute)
     if contaminated:
         log(
             f"{len(contaminated)} pool texts share {settings.decontamination.describe()} with {target}'s "
@@ -134,12 +136,12 @@ def select_for_model(
         pool = pool.filter(pc.invert(pc.is_in(pool.column("content_hash"), gone)))
     hashes = pool.column("content_hash").combine_chunks()
     scores = pool.column("score").to_numpy().astype(np.float64)
-    tokens = pool_tokens(store, tokenizer, hashes, log)
+    tokens = pool_tokens(store, tokenizer, hashes, log, compute)
 
     methods = settings.method_names(scoring)
     # Embedded (or read) before any method is timed: its cost is charged from the seconds stored with each vector.
     vectors, embedding_seconds = (
-        _embeddings(store, hashes, settings, log)
+        _embeddings(store, hashes, settings, log, compute)
         if any(m in EMBEDDING_METHODS for m in methods)
         else (np.empty((0, 0)), 0.0)
     )
@@ -160,9 +162,9 @@ def select_for_model(
         if method == "embedding":
             return target_similarity(vectors, targets, settings.embedding), embedding_seconds
         if method == "dsir":
-            return dsir_weights(store, hashes, targets, settings.dsir, log)
+            return dsir_weights(store, hashes, targets, settings.dsir, log, compute)
         if method == "bm25":
-            return bm25_scores(documents.texts_of(hashes), targets, settings.bm25), 0.0
+            return pool_bm25_scores(store, hashes, targets, settings.bm25, log, compute), 0.0
         return scores, 0.0  # random orders and `all` take any array of the pool's length
 
     rows: list[dict[str, Any]] = []
@@ -204,7 +206,9 @@ def select_for_model(
     )
 
 
-def pool_tokens(store: Store, tokenizer: Any, hashes: pa.Array, log: Callable[[str], None]) -> np.ndarray:
+def pool_tokens(
+    store: Store, tokenizer: Any, hashes: pa.Array, log: Callable[[str], None], compute: ComputeSettings = LOCAL
+) -> np.ndarray:
     """Tokens each pool text costs in training (its own plus the document's start token). A text is tokenized once
     per tokenizer: counts are stored by content hash, so a re-selection after new documents counts only those."""
     identity, counts = tokenizer_identity(tokenizer), SelectTables(store)
@@ -213,12 +217,23 @@ def pool_tokens(store: Store, tokenizer: Any, hashes: pa.Array, log: Callable[[s
         "token_counts",
         [identity],
         hashes,
-        lambda texts: text_token_lengths(tokenizer, texts),
+        TokenCounts(tokenizer),
         lambda batch, lengths: counts.insert_token_counts(identity, batch, lengths),
         "token counts",
         log,
+        compute,
     )
     return counts.token_counts(identity, hashes).to_numpy().astype(np.int64) + DOCUMENT_START_TOKENS
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """A batch's token counts with the model's tokenizer, wherever it runs (the tokenizer travels with it)."""
+
+    tokenizer: Any
+
+    def __call__(self, texts: list[str]) -> list[int]:
+        return text_token_lengths(self.tokenizer, texts)
 
 
 def _scored_pool(store: Store, sources: Sequence[str], target: str, score_set: ScoreSet) -> pa.Table:
@@ -246,10 +261,14 @@ def _pool_scores(
 
 
 def _embeddings(
-    store: Store, hashes: pa.Array, settings: SelectionSettings, log: Callable[[str], None]
+    store: Store,
+    hashes: pa.Array,
+    settings: SelectionSettings,
+    log: Callable[[str], None],
+    compute: ComputeSettings,
 ) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
-    vectors, seconds = pool_embeddings(store, hashes, settings.embedding, log)
+    vectors, seconds = pool_embeddings(store, hashes, settings.embedding, log, compute)
     log(
         f"embeddings of {len(hashes):,} pool texts ready in {time.perf_counter() - started:.2f}s (embedding them took "
         f"{seconds:.2f}s, whenever it was done)"
@@ -258,11 +277,16 @@ def _embeddings(
 
 
 def _contaminated(
-    store: Store, pool: pa.Table, target: str, settings: DecontaminationSettings, log: Callable[[str], None]
+    store: Store,
+    pool: pa.Table,
+    target: str,
+    settings: DecontaminationSettings,
+    log: Callable[[str], None],
+    compute: ComputeSettings,
 ) -> list[RemovedText]:
     """Pool texts sharing a run with the test split by the rules of `settings`, best ZIP-FIT rank first."""
     hashes = pool.column("content_hash").combine_chunks()
-    overlaps = find_overlaps(store, target, hashes, settings, log)
+    overlaps = find_overlaps(store, target, hashes, settings, log, compute)
     if not overlaps:
         return []
     rank = np.empty(len(hashes), dtype=np.int64)

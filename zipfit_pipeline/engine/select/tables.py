@@ -1,6 +1,6 @@
 """The select stage's tables: the selections (ranked content hashes per method, budget and seed), their versions,
 each method's cost, the contaminated pool texts, and the work done once per text and stored by content hash
-(token counts, test-split overlaps, DSIR features, embeddings).
+(token counts, test-split overlaps, DSIR features, BM25 word counts, embeddings).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ PER_TEXT_TABLES = {
     "test_matches": ("test_hash", "rules"),
     "dsir_features": ("featurizer",),
     "embeddings": ("embedder",),
+    "bm25_terms": ("counter",),
 }
 # Of the registered `wanted` hashes, those with no row in a per-text table under its key columns, in `wanted` order.
 UNSTORED_SQL = {
@@ -52,6 +53,9 @@ CREATE TABLE IF NOT EXISTS token_counts (
 CREATE TABLE IF NOT EXISTS dsir_features (
     content_hash VARCHAR, featurizer VARCHAR, buckets INTEGER[], counts INTEGER[],
     PRIMARY KEY (content_hash, featurizer));
+CREATE TABLE IF NOT EXISTS bm25_terms (
+    content_hash VARCHAR, counter VARCHAR, terms VARCHAR[], counts INTEGER[], length INTEGER,
+    PRIMARY KEY (content_hash, counter));
 CREATE TABLE IF NOT EXISTS embeddings (
     content_hash VARCHAR, embedder VARCHAR, vector FLOAT[], seconds DOUBLE, PRIMARY KEY (content_hash, embedder));
 """
@@ -162,6 +166,53 @@ ALTER TABLE contaminated_texts ADD COLUMN IF NOT EXISTS rule VARCHAR;"""
                 "SELECT content_hash, buckets, counts FROM dsir_features WHERE featurizer = ? "
                 "AND content_hash IN (SELECT content_hash FROM wanted)",
                 params=[featurizer],
+            ).to_arrow_reader(batch_rows)
+            yield from reader
+            connection.unregister("wanted")
+
+    def insert_bm25_terms(
+        self, counter: str, hashes: pa.Array, terms: pa.Array, counts: pa.Array, lengths: pa.Array
+    ) -> None:
+        """Each text's distinct words with their counts, and its length, as BM25 counts them (`bm25.TermCounts`)."""
+        with self.transaction() as connection:
+            connection.register(
+                "counted", pa.table({"content_hash": hashes, "terms": terms, "counts": counts, "length": lengths})
+            )
+            connection.execute(
+                "INSERT INTO bm25_terms SELECT content_hash, ?, terms, counts, length FROM counted "
+                "ON CONFLICT DO NOTHING",
+                [counter],
+            )
+            connection.unregister("counted")
+
+    def bm25_statistics(self, counter: str, hashes: pa.Array, terms: list[str]) -> tuple[int, dict[str, int]]:
+        """The given texts' summed length, and in how many of them each of `terms` occurs (terms in none are
+        left out)."""
+        with self.connect() as connection:
+            connection.register("wanted", wanted_table(hashes))
+            connection.register("query_terms", pa.table({"term": pa.array(terms, pa.string())}))
+            stored = "FROM bm25_terms WHERE counter = ? AND content_hash IN (SELECT content_hash FROM wanted)"
+            total = connection.execute(f"SELECT coalesce(sum(length), 0)::BIGINT {stored}", [counter]).fetchone()
+            frequencies = connection.execute(
+                f"SELECT term, count(*) FROM (SELECT unnest(terms) AS term {stored}) "
+                "WHERE term IN (SELECT term FROM query_terms) GROUP BY term",
+                [counter],
+            ).fetchall()
+        return int(total[0]) if total else 0, dict(frequencies)
+
+    def bm25_hits(self, counter: str, hashes: pa.Array, factors: pa.Table, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """(position, factor, tf, length): each given text's occurrences of the words of `factors` (term, factor),
+        the text by its position in `hashes`, ordered by position and word; `batch_rows` at a time, in one
+        streaming read (DuckDB sorts on disk what does not fit in its memory)."""
+        with self.connect() as connection:
+            connection.register("wanted", wanted_table(hashes))
+            connection.register("factors", factors)
+            reader = connection.sql(
+                """SELECT h.position, f.factor, h.tf, h.length FROM (
+                       SELECT w.position, unnest(b.terms) AS term, unnest(b.counts) AS tf, b.length
+                       FROM bm25_terms b JOIN wanted w ON b.content_hash = w.content_hash WHERE b.counter = ?) h
+                   JOIN factors f ON f.term = h.term ORDER BY h.position, h.term""",
+                params=[counter],
             ).to_arrow_reader(batch_rows)
             yield from reader
             connection.unregister("wanted")

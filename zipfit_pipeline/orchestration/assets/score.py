@@ -101,7 +101,9 @@ def build_scoring_assets(config: ProjectConfig, partitions: ProjectPartitions) -
         for score_set in sets:
             if reports:
                 context.log.info(score_set.describe())
-            reports[score_set.method] = score_dataset(db, source, score_set, scoring, progress=context.log.info)
+            reports[score_set.method] = score_dataset(
+                db, source, score_set, scoring, progress=context.log.info, compute=config.compute
+            )
             summaries[score_set.method] = summarize_scores(
                 db, source, score_set, QUANTILES, top_n=0 if summaries else 5
             )

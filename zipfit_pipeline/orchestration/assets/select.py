@@ -119,6 +119,7 @@ def build_selection_assets(config: ProjectConfig, partitions: ProjectPartitions)
             config.selection_settings(),
             config.training.seeds,
             log=context.log.info,
+            compute=config.compute,
         )
         return dg.MaterializeResult(
             metadata={
