@@ -2,7 +2,7 @@
 
 The pool is real text found on the machine (Python, C, JavaScript, prose; `corpus.real_pool`) of `--docs`
 documents in four JSONL sources, scored with gzip-9 against HumanEval problems 0-81 and selected by ZIP-FIT,
-DSIR and random at 100k and 1M tokens of the demo model's tokenizer, all through the project's own
+DSIR, BM25 and random at 100k and 1M tokens of the demo model's tokenizer, all through the project's own
 `materialize_all` (real Dagster runs on a real DuckDB store). Then 1% more documents are appended to every
 source and the same runs repeat. Last, the `data-selection` package itself fits DSIR and computes its weights on
 the same pool files with every core, for the cost comparison. Each stage prints its wall time and the peak RSS of
@@ -61,7 +61,7 @@ def write_project(folder: Path, pool: dict[str, list[dict[str, str]]]) -> Path:
         "models": [{"name": "smollm2-135m", "pretrained": str(MODEL)}],
         "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 128},
         "selection": {
-            "methods": ["zipfit", "dsir", "random"],
+            "methods": ["zipfit", "dsir", "bm25", "random"],
             "budgets": [100_000, 1_000_000],
             "dsir": {"min_example_length": 10},
         },
@@ -173,9 +173,12 @@ def main() -> None:
 
     full = run_stages(config)
     full_methods = selection_seconds(config)
+    full_store = (folder / "zipfit.duckdb").stat().st_size / 1e6
     append(folder, extra)
     refresh = run_stages(config)
     refresh_methods = selection_seconds(config)
+    refresh_store = (folder / "zipfit.duckdb").stat().st_size / 1e6
+    print(f"store on disk: {full_store:,.0f} MB after the full run, {refresh_store:,.0f} MB after +1%")
 
     print(f"| stage | full run s | RSS at start MB | full peak RSS MB | +1% ({new:,} docs) s | +1% peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|")

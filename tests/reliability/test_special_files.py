@@ -140,6 +140,8 @@ def test_texts_are_tokenized_in_bounded_batches_with_the_same_ids(
     monkeypatch.setattr(models, "TOKENIZE_CHARS", 300)
     assert list(models.encode_texts(recording, texts)) == whole  # the same ids as one call
     assert len(batches) > 5 and all(sum(map(len, b)) <= 300 or len(b) == 1 for b in batches)
+    # Counting goes through the fast tokenizer's backend, in the same batches, to the same counts.
+    assert models.text_token_lengths(tokenizer, texts) == [len(ids) for ids in whole]
 
 
 def test_an_error_never_echoes_the_files_content(tmp_path: Path) -> None:

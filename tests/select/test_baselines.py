@@ -223,14 +223,15 @@ def test_bm25_from_stored_word_counts_equals_a_bm25s_index_and_counts_only_new_t
     IngestTables(store).replace_documents("pool", [Record(i, None, t) for i, t in enumerate(pool)], {})
     hashes = pa.array([content_hash(t) for t in pool])
     lines: list[str] = []
-    first = pool_bm25_scores(store, hashes[:40], targets[:8], settings, log=lines.append)
-    grown = pool_bm25_scores(store, hashes, targets[:8], settings, log=lines.append)
+    first, first_seconds = pool_bm25_scores(store, hashes[:40], targets[:8], settings, log=lines.append)
+    grown, grown_seconds = pool_bm25_scores(store, hashes, targets[:8], settings, log=lines.append)
 
     assert lines[-1].endswith(f"40 stored, {len(pool) - 40} computed now")
     np.testing.assert_allclose(first, _bm25s_index_scores(pool[:40], targets[:8], settings), rtol=1e-5)
     np.testing.assert_allclose(grown, _bm25s_index_scores(pool, targets[:8], settings), rtol=1e-5)
     np.testing.assert_array_equal(grown, bm25_scores(pool, targets[:8], settings))  # the CLI's path, to the bit
     assert not np.allclose(first, grown[:40])  # the grown pool's statistics moved every score
+    assert 0 < first_seconds < grown_seconds  # each selection is charged its whole pool's counting
 
 
 def test_a_target_subset_is_seeded_nested_and_independent_of_the_files_order() -> None:

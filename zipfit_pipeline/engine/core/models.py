@@ -129,24 +129,37 @@ def count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
 
 
 def text_token_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
-    """The tokenizer's token count of each text alone, without special tokens."""
-    return [len(ids) for ids in encode_texts(tokenizer, texts)]
+    """The tokenizer's token count of each text alone, without special tokens. A fast tokenizer counts through
+    its Rust backend's `encode_batch_fast` on all cores, without offsets or Python lists of ids (about 1.3 times
+    the rate of `tokenizer(texts)`, the same counts); a slow one through `encode_texts`."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return [len(ids) for ids in encode_texts(tokenizer, texts)]
+    return [
+        len(e) for batch in _char_batches(texts) for e in backend.encode_batch_fast(batch, add_special_tokens=False)
+    ]
 
 
 def encode_texts(tokenizer: Any, texts: Iterable[str]) -> Iterator[list[int]]:
-    """Each text's token ids (no special tokens), in order. Texts are tokenized a batch of at most TOKENIZE_CHARS
-    characters at a time (a longer text alone): a fast tokenizer peaks at about 190 bytes a character, so memory
-    is bounded by the batch, never by how many texts there are (and a text by MAX_TEXT_CHARS)."""
+    """Each text's token ids (no special tokens), in order, tokenized a batch of `_char_batches` at a time."""
+    for batch in _char_batches(texts):
+        yield from tokenizer(batch, add_special_tokens=False)["input_ids"]
+
+
+def _char_batches(texts: Iterable[str]) -> Iterator[list[str]]:
+    """Texts in batches of at most TOKENIZE_CHARS characters (a longer text alone): a fast tokenizer peaks at about
+    190 bytes a character, so memory is bounded by the batch, never by how many texts there are (and a text by
+    MAX_TEXT_CHARS)."""
     batch: list[str] = []
     chars = 0
     for text in texts:
         if batch and chars + len(text) > TOKENIZE_CHARS:
-            yield from tokenizer(batch, add_special_tokens=False)["input_ids"]
+            yield batch
             batch, chars = [], 0
         batch.append(text)
         chars += len(text)
     if batch:
-        yield from tokenizer(batch, add_special_tokens=False)["input_ids"]
+        yield batch
 
 
 def tokenizer_identity(tokenizer: Any) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -44,7 +45,9 @@ class TermCounts:
 
     stopwords: tuple[str, ...]
 
-    def __call__(self, texts: list[str]) -> tuple[pa.Array, pa.Array, pa.Array]:
+    def __call__(self, texts: list[str]) -> tuple[pa.Array, pa.Array, pa.Array, float]:
+        """(terms, counts, lengths, the seconds the batch took per text)."""
+        started = time.perf_counter()
         stop = set(self.stopwords)
         terms, counts, lengths = [], [], []
         for text in texts:
@@ -57,6 +60,7 @@ class TermCounts:
             pa.array(terms, pa.list_(pa.string())),
             pa.array(counts, pa.list_(pa.int32())),
             pa.array(lengths, pa.int32()),
+            (time.perf_counter() - started) / max(1, len(texts)),
         )
 
 
@@ -68,7 +72,7 @@ def counter_identity(settings: Bm25Settings) -> str:
 
 def query_weights(targets: Sequence[str], settings: Bm25Settings) -> dict[str, int]:
     """Each target word and how often it occurs over all targets: a word twice in a query counts twice."""
-    terms, counts, _ = TermCounts(stopwords(settings))(list(targets))
+    terms, counts, _, _ = TermCounts(stopwords(settings))(list(targets))
     weights: Counter[str] = Counter()
     for words, n in zip(terms.to_pylist(), counts.to_pylist()):
         weights.update(dict(zip(words, n)))
@@ -82,9 +86,10 @@ def pool_bm25_scores(
     settings: Bm25Settings,
     log: Callable[[str], None] = print,
     compute: ComputeSettings = LOCAL,
-) -> np.ndarray:
+) -> tuple[np.ndarray, float]:
     """Mean over targets of each pool text's BM25 score, in pool order, from stored word counts (counting only
-    texts that have none)."""
+    texts that have none); and the seconds counting the pool's words took, whenever it was done (charged to every
+    selection, as DSIR's n-gram counts are)."""
     key = counter_identity(settings)
     tables = SelectTables(store)
     fill_missing(
@@ -102,12 +107,13 @@ def pool_bm25_scores(
     total_length, frequencies = tables.bm25_statistics(key, hashes, list(weights))
     factors = _factors(frequencies, weights, len(hashes))
     hits = tables.bm25_hits(key, hashes, factors, HIT_BATCH_ROWS)
-    return _scores(hits, len(hashes), total_length, settings) / max(1, len(targets))
+    scores = _scores(hits, len(hashes), total_length, settings) / max(1, len(targets))
+    return scores, tables.bm25_seconds(key, hashes)
 
 
 def bm25_scores(pool: Sequence[str], targets: Sequence[str], settings: Bm25Settings) -> np.ndarray:
     """The same scores for texts in memory (the CLI's `zipfit score --method bm25`), without a store."""
-    terms, counts, lengths = TermCounts(stopwords(settings))(list(pool))
+    terms, counts, lengths, _ = TermCounts(stopwords(settings))(list(pool))
     weights = query_weights(targets, settings)
     rows = [
         (i, term, n, length)

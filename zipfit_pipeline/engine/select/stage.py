@@ -164,7 +164,7 @@ def select_for_model(
         if method == "dsir":
             return dsir_weights(store, hashes, targets, settings.dsir, log, compute)
         if method == "bm25":
-            return pool_bm25_scores(store, hashes, targets, settings.bm25, log, compute), 0.0
+            return pool_bm25_scores(store, hashes, targets, settings.bm25, log, compute)
         return scores, 0.0  # random orders and `all` take any array of the pool's length
 
     rows: list[dict[str, Any]] = []

@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS dsir_features (
     content_hash VARCHAR, featurizer VARCHAR, buckets INTEGER[], counts INTEGER[],
     PRIMARY KEY (content_hash, featurizer));
 CREATE TABLE IF NOT EXISTS bm25_terms (
-    content_hash VARCHAR, counter VARCHAR, terms VARCHAR[], counts INTEGER[], length INTEGER,
+    content_hash VARCHAR, counter VARCHAR, terms VARCHAR[], counts INTEGER[], length INTEGER, seconds DOUBLE,
     PRIMARY KEY (content_hash, counter));
 CREATE TABLE IF NOT EXISTS embeddings (
     content_hash VARCHAR, embedder VARCHAR, vector FLOAT[], seconds DOUBLE, PRIMARY KEY (content_hash, embedder));
@@ -148,10 +148,17 @@ ALTER TABLE contaminated_texts ADD COLUMN IF NOT EXISTS rule VARCHAR;"""
 
     def dsir_seconds(self, featurizer: str, hashes: pa.Array) -> float:
         """The seconds that counting the given texts' n-grams took, whenever it was done."""
+        return self._seconds("dsir_features", "featurizer", featurizer, hashes)
+
+    def bm25_seconds(self, counter: str, hashes: pa.Array) -> float:
+        """The seconds that counting the given texts' words took, whenever it was done."""
+        return self._seconds("bm25_terms", "counter", counter, hashes)
+
+    def _seconds(self, table: str, key_column: str, key: str, hashes: pa.Array) -> float:
         rows = self.query(
-            "SELECT coalesce(sum(seconds), 0) AS s FROM dsir_features WHERE featurizer = ? "
+            f"SELECT coalesce(sum(seconds), 0) AS s FROM {table} WHERE {key_column} = ? "
             "AND content_hash IN (SELECT content_hash FROM wanted)",
-            [featurizer],
+            [key],
             wanted=hashes,
         )
         return float(rows.column("s")[0].as_py())
@@ -171,17 +178,18 @@ ALTER TABLE contaminated_texts ADD COLUMN IF NOT EXISTS rule VARCHAR;"""
             connection.unregister("wanted")
 
     def insert_bm25_terms(
-        self, counter: str, hashes: pa.Array, terms: pa.Array, counts: pa.Array, lengths: pa.Array
+        self, counter: str, hashes: pa.Array, terms: pa.Array, counts: pa.Array, lengths: pa.Array, seconds_each: float
     ) -> None:
-        """Each text's distinct words with their counts, and its length, as BM25 counts them (`bm25.TermCounts`)."""
+        """Each text's distinct words with their counts, and its length, as BM25 counts them (`bm25.TermCounts`);
+        and the seconds each took to count."""
         with self.transaction() as connection:
             connection.register(
                 "counted", pa.table({"content_hash": hashes, "terms": terms, "counts": counts, "length": lengths})
             )
             connection.execute(
-                "INSERT INTO bm25_terms SELECT content_hash, ?, terms, counts, length FROM counted "
+                "INSERT INTO bm25_terms SELECT content_hash, ?, terms, counts, length, ? FROM counted "
                 "ON CONFLICT DO NOTHING",
-                [counter],
+                [counter, seconds_each],
             )
             connection.unregister("counted")
 
