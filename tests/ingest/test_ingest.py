@@ -31,11 +31,11 @@ def test_a_grown_or_edited_file_writes_only_its_new_rows(tmp_path: Path, monkeyp
     written: list[int] = []
     commit = IngestTables.commit_staged
 
-    def counting(self: IngestTables, dataset: str, skipped: dict[str, int]) -> None:
+    def counting(self: IngestTables, dataset: str, skipped: dict[str, int], file: object = None) -> None:
         written.append(
             self.query("SELECT count(*) AS n FROM staged_documents WHERE text IS NOT NULL").to_pylist()[0]["n"]
         )
-        commit(self, dataset, skipped)
+        commit(self, dataset, skipped, file)  # type: ignore[arg-type]
 
     monkeypatch.setattr(IngestTables, "commit_staged", counting)
     texts = [f"def f{i}(): return {i}" for i in range(30)]
@@ -57,6 +57,37 @@ def test_a_grown_or_edited_file_writes_only_its_new_rows(tmp_path: Path, monkeyp
     ingest_source(store, SOURCE, _write(tmp_path / "src.jsonl", grown[10:]), log=lambda _: None)  # rows move up
     assert _stored(store) == [(i, f"d{i}", t) for i, t in enumerate(grown[10:])]
     assert store.query("SELECT count(*) AS n FROM staged_documents").to_pylist()[0]["n"] == 0
+
+
+def test_a_file_that_only_grew_is_read_from_where_the_last_ingestion_ended(tmp_path: Path) -> None:
+    """Only the appended rows are read; what is stored (rows, skip counts and their first rows, the version) is
+    what a whole read gives. A change anywhere before the end reads the whole file again."""
+    path = tmp_path / "src.jsonl"
+    rows = [json.dumps({"id": f"d{i}", "text": f"def f{i}(): return {i}"}) for i in range(30)]
+    rows[7] = '{"id": "d7", "text": '  # malformed
+    path.write_text("\n".join(rows) + "\n")
+    store, lines = Store(tmp_path / "store.duckdb"), []
+    ingest_source(store, SOURCE, RecordReader(str(path), id_field="id"), log=lines.append)
+
+    appended = ['{"id": "d3", "text": "a repeated id"}', "{broken", "", '{"id": "n1", "text": "new one"}']
+    with path.open("a") as file:
+        file.write("\n".join(appended) + "\n")
+    grown = ingest_source(store, SOURCE, RecordReader(str(path), id_field="id"), log=lines.append)
+    whole_store = Store(tmp_path / "whole.duckdb")
+    whole = ingest_source(whole_store, SOURCE, RecordReader(str(path), id_field="id"), log=lambda _: None)
+
+    assert lines[-1].endswith("read only its 3 new rows")  # the blank line is not a row
+    assert _stored(store) == _stored(whole_store) and len(_stored(store)) == 30
+    for field in ("rows", "documents", "skipped", "first_skipped", "skip_summary", "digest"):
+        assert getattr(grown, field) == getattr(whole, field), field
+    assert grown.skipped == {"malformed_json": 2, "duplicate_id": 1}
+
+    path.write_text(path.read_text().replace("return 5", "return 55"))  # an edit in the stored part
+    with path.open("a") as file:
+        file.write('{"id": "n2", "text": "newer"}\n')
+    edited = ingest_source(store, SOURCE, RecordReader(str(path), id_field="id"), log=lines.append)
+    assert sum("new rows" in line for line in lines) == 1  # read whole this time
+    assert edited.documents == 31 and (5, "d5", "def f5(): return 55") in _stored(store)
 
 
 def test_a_failure_midway_leaves_the_stored_documents_and_no_staged_rows(

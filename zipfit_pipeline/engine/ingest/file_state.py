@@ -59,13 +59,27 @@ def file_state(path: Path) -> FileState | None:
         status = file.stat()
         size += status.st_size
         mtime = max(mtime, status.st_mtime_ns)
-        content.update(f"{file.relative_to(path) if path.is_dir() else ''}\0{status.st_size}\0".encode())
-        with file.open("rb") as stream:
-            while block := stream.read(HASH_BLOCK):
-                content.update(block)
+        _hash_bytes(content, file, f"{file.relative_to(path) if path.is_dir() else ''}", status.st_size)
     if path.is_dir():
         mtime = max(mtime, os.stat(path).st_mtime_ns)  # a file added or removed
     return FileState(size, mtime, content.hexdigest())
+
+
+def prefix_digest(path: Path, size: int) -> str:
+    """`file_state(path).content` of the file as it was when it held only its first `size` bytes: whether a grown
+    file still begins with what an earlier read saw, by one read of that prefix."""
+    content = hashlib.blake2b(digest_size=16)
+    _hash_bytes(content, path, "", size)
+    return content.hexdigest()
+
+
+def _hash_bytes(content: hashlib.blake2b, file: Path, name: str, size: int) -> None:
+    """The file's name in its folder and size, then its first `size` bytes."""
+    content.update(f"{name}\0{size}\0".encode())
+    with file.open("rb") as stream:
+        while size > 0 and (block := stream.read(min(HASH_BLOCK, size))):
+            content.update(block)
+            size -= len(block)
 
 
 def read_unchanged(

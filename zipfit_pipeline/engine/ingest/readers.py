@@ -45,14 +45,15 @@ Row = dict[str, Any] | BadRow
 Rows = tuple[Iterator[Row], set[str] | None]
 
 
-def json_rows(path: Path) -> Rows:
+def json_rows(path: Path, start_byte: int = 0) -> Rows:
     """JSON lines (optionally gzipped), or in a `.json` (`.json.gz`) file one JSON array of objects; blank lines are
-    not rows. A `.jsonl` file is read a line at a time, never whole."""
+    not rows. A `.jsonl` file is read a line at a time, never whole; from `start_byte` on, if given (a plain UTF-8
+    file's row boundary: the rows appended since it was last read)."""
     if _content_suffix(path) == ".json" and _first_char(path) == "[":
         return _json_array_rows(path), None
 
     def rows() -> Iterator[Row]:
-        with _open_text(path, newline="\n") as file:
+        with _open_text(path, newline="\n", start_byte=start_byte) as file:
             try:
                 for line in file:
                     if line.strip():
@@ -63,8 +64,13 @@ def json_rows(path: Path) -> Rows:
     return rows(), None
 
 
-def _open_text(path: Path, newline: str) -> io.TextIOWrapper:
-    """A text file (gunzipped for `.gz`) in the encoding its byte-order mark names, UTF-8 without one, mark skipped."""
+def _open_text(path: Path, newline: str, start_byte: int = 0) -> io.TextIOWrapper:
+    """A text file (gunzipped for `.gz`) in the encoding its byte-order mark names, UTF-8 without one, mark skipped;
+    or a plain UTF-8 file from `start_byte` on."""
+    if start_byte:
+        plain = path.open("rb")
+        plain.seek(start_byte)
+        return io.TextIOWrapper(plain, encoding="utf-8", errors="surrogateescape", newline=newline)
     binary = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb")
     try:
         head = binary.peek(4)[:4]

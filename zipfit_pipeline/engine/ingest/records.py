@@ -97,6 +97,8 @@ class RecordReader:
     cache_dir: str | None = None
     require_id: bool = True  # False: an absent id field gives records without ids instead of an error
     max_chars: int | None = None
+    start_byte: int = 0  # a plain JSON-lines file only: read from this row boundary on (its rows appended since)
+    first_row: int = 0  # the row index of the first row read (the rows before start_byte)
     rows_seen: int = 0  # rows of the input read so far, bad ones included: after a whole read, its row count
     skipped: Counter[str] = field(default_factory=Counter)
     first_skipped: dict[str, int] = field(default_factory=dict)
@@ -112,8 +114,8 @@ class RecordReader:
                 raise InputError(f"{self.path}: field {absent[0]!r} not found (columns: {column_names(columns)})")
         found: Counter[str] = Counter()
         seen_ids: set[str] = set()
-        objects = self.rows_seen = 0
-        for row_index, row in enumerate(rows):
+        objects, self.rows_seen = 0, self.first_row
+        for row_index, row in enumerate(rows, start=self.first_row):
             self.rows_seen = row_index + 1
             if isinstance(row, BadRow):
                 self._skip(row.reason, row_index)
@@ -177,7 +179,7 @@ class RecordReader:
         # A regular file, or a folder of them (never a FIFO, a device or a system file), checked before it is opened.
         files = input_files(path) if fmt in LOCAL_FORMATS else []
         if fmt == "json":
-            return json_rows(path)
+            return json_rows(path, self.start_byte)
         if fmt == "csv":
             return csv_rows(path)
         if fmt == "parquet":

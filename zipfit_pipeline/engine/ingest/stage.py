@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 
 from zipfit_pipeline.engine.core.hashing import content_hash, digest, set_hash
 from zipfit_pipeline.engine.core.store import Store, StoreError
 from zipfit_pipeline.engine.ingest.file_state import FileState, read_unchanged
+from zipfit_pipeline.engine.ingest.grown_files import GrownFrom, file_record, grown_from
 from zipfit_pipeline.engine.ingest.records import InputError, Record, RecordReader, chunk_records
 from zipfit_pipeline.engine.ingest.settings import DatasetSpec, TargetSpec
 from zipfit_pipeline.engine.ingest.tables import IngestTables
@@ -47,11 +48,17 @@ class IngestResult:
 def ingest_source(
     store: Store, spec: DatasetSpec, reader: RecordReader, log: Callable[[str], None] = print
 ) -> IngestResult:
-    """Replace the source's documents with the usable records of `reader` (long texts cut into chunks if asked)."""
+    """Replace the source's documents with the usable records of `reader` (long texts cut into chunks if asked). A
+    JSON-lines file that only grew since its last ingestion is read from where that one ended (`grown_files`)."""
     dataset, chunk_chars, tables = spec.name, spec.chunk_chars, IngestTables(store)
+    grown = grown_from(tables, dataset, reader, bool(chunk_chars))
+    if grown:
+        reader = replace(reader, start_byte=grown.size, first_row=grown.rows)
 
     def stage(records: Iterator[Record]) -> tuple[int, list[str]]:
         tables.start_staging(dataset)
+        if grown:
+            tables.stage_stored(dataset)
         rows = 0
 
         def counted() -> Iterator[Record]:
@@ -69,11 +76,19 @@ def ingest_source(
 
     try:
         (rows, preview), reader, state = read_unchanged(reader, stage, log=log)
-        if not preview:
+        if grown:
+            log(
+                f"{reader.path} only grew since its {grown.size:,} bytes were stored: read only its "
+                f"{reader.rows_seen - grown.rows:,} new rows"
+            )
+            repeated = tables.unstage_repeated_ids(dataset, grown.rows)
+            rows += grown.rows - sum(grown.skipped.values()) - len(repeated)  # the stored part's usable rows
+            _add_earlier_skips(reader, grown, repeated)
+        if not preview and not grown:
             raise InputError(
                 f"{reader.path}: no usable rows (skipped: {reader.skip_summary()}); the stored documents are kept"
             )
-        tables.commit_staged(dataset, dict(reader.skipped))
+        tables.commit_staged(dataset, dict(reader.skipped), file_record(reader, state, bool(chunk_chars)))
     except BaseException:
         with suppress(StoreError):
             tables.start_staging(dataset)  # leave nothing staged behind (the next ingestion would clear it anyway)
@@ -92,6 +107,17 @@ def ingest_source(
         digest=stored["digest"],
         input_state=state,
     )
+
+
+def _add_earlier_skips(reader: RecordReader, grown: GrownFrom, repeated_ids: list[int]) -> None:
+    """The reader's skip counts as a whole read would give them: the stored part's, the new rows', and the new rows
+    whose id a stored row already has."""
+    reader.skipped.update(grown.skipped)
+    reader.skipped.update({"duplicate_id": len(repeated_ids)} if repeated_ids else {})
+    firsts = [grown.first_skipped, {"duplicate_id": repeated_ids[0]} if repeated_ids else {}]
+    for earlier in firsts:
+        for reason, row in earlier.items():
+            reader.first_skipped[reason] = min(row, reader.first_skipped.get(reason, row))
 
 
 def ingest_target(

@@ -15,6 +15,8 @@ from zipfit_pipeline.engine.core.hashing import content_hash, set_hash
 from zipfit_pipeline.engine.core.store import StoreError, Tables
 from zipfit_pipeline.engine.ingest.records import Record
 
+INGESTED_FILE_FIELDS = ("path", "reader", "size", "content", "rows", "skipped", "first_skipped")
+
 
 class IngestTables(Tables):
     SCHEMA = """
@@ -24,6 +26,9 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE TABLE IF NOT EXISTS staged_documents (
     dataset VARCHAR, row_index BIGINT, doc_id VARCHAR, content_hash VARCHAR, n_bytes BIGINT, text VARCHAR);
 CREATE TABLE IF NOT EXISTS ingest_skips (dataset VARCHAR, reason VARCHAR, n BIGINT, PRIMARY KEY (dataset, reason));
+CREATE TABLE IF NOT EXISTS ingested_files (
+    dataset VARCHAR PRIMARY KEY, path VARCHAR, reader VARCHAR, size BIGINT, content VARCHAR, rows BIGINT,
+    skipped VARCHAR, first_skipped VARCHAR);
 CREATE TABLE IF NOT EXISTS targets (
     task VARCHAR, split VARCHAR, row_index BIGINT, doc_id VARCHAR, content_hash VARCHAR, text VARCHAR,
     PRIMARY KEY (task, split, row_index));
@@ -55,9 +60,39 @@ CREATE TABLE IF NOT EXISTS targets (
             )
             connection.unregister("chunk")
 
-    def commit_staged(self, dataset: str, skipped: dict[str, int]) -> None:
+    def stage_stored(self, dataset: str) -> None:
+        """Stage every stored document of the dataset as unchanged (without its text): what a grown file's first
+        rows still are."""
+        with self.transaction() as connection:
+            connection.execute(
+                "INSERT INTO staged_documents SELECT dataset, row_index, doc_id, content_hash, n_bytes, NULL "
+                "FROM documents WHERE dataset = ?",
+                [dataset],
+            )
+
+    def unstage_repeated_ids(self, dataset: str, first_row: int) -> list[int]:
+        """Drop the staged rows from `first_row` on whose id a stored row before it already has (the first row with
+        an id keeps it, as in a whole read); returns their row indexes, in order."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                """DELETE FROM staged_documents s WHERE s.dataset = ? AND s.row_index >= ? AND s.doc_id IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM documents d WHERE d.dataset = s.dataset AND d.doc_id = s.doc_id
+                               AND d.row_index < ?)
+                   RETURNING s.row_index""",
+                [dataset, first_row, first_row],
+            ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def ingested_file(self, dataset: str) -> dict[str, Any] | None:
+        """What the dataset's last ingestion read: (path, reader, size, content, rows, skipped, first_skipped)."""
+        rows = self.query("SELECT * FROM ingested_files WHERE dataset = ?", [dataset]).to_pylist()
+        return rows[0] if rows else None
+
+    def commit_staged(self, dataset: str, skipped: dict[str, int], file: dict[str, Any] | None = None) -> None:
         """Replace the dataset's documents with what was staged, in one short transaction that touches only the rows
-        that changed. Fails, keeping the stored documents, if a row staged as unchanged has changed meanwhile."""
+        that changed, and record the file they were read from (`file`: a grown file's next ingestion reads only
+        its new rows; None: it reads the whole input). Fails, keeping the stored documents, if a row staged as
+        unchanged has changed meanwhile."""
         with self.transaction() as connection:
             moved = connection.execute(
                 """SELECT count(*) FROM staged_documents s WHERE s.dataset = ? AND s.text IS NULL AND NOT EXISTS (
@@ -85,6 +120,12 @@ CREATE TABLE IF NOT EXISTS targets (
             connection.execute("DELETE FROM ingest_skips WHERE dataset = ?", [dataset])
             for reason, n in sorted(skipped.items()):
                 connection.execute("INSERT INTO ingest_skips VALUES (?, ?, ?)", [dataset, reason, n])
+            connection.execute("DELETE FROM ingested_files WHERE dataset = ?", [dataset])
+            if file is not None:
+                connection.execute(
+                    "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [dataset, *(file[k] for k in INGESTED_FILE_FIELDS)],
+                )
 
     def dataset_summary(self, dataset: str) -> dict[str, Any]:
         """Documents, distinct texts, bytes and a digest of every (row, content hash) of a stored dataset."""
