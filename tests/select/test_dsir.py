@@ -12,6 +12,7 @@ import pytest
 from data_selection import HashedNgramDSIR
 from nltk.tokenize import WordPunctTokenizer
 
+from zipfit_pipeline.engine.core.compute import ComputeSettings
 from zipfit_pipeline.engine.core.hashing import content_hash
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.ingest import IngestTables
@@ -123,10 +124,10 @@ def test_featurizing_on_several_processes_stores_what_one_process_does(
     one, hashes = _store_of(tmp_path / "one.duckdb", pool)
     first, _ = dsir_weights(one, hashes, targets, log=lambda _: None)
     monkeypatch.setattr(dsir, "PARALLEL_FROM", 4)  # this small pool on every core
-    monkeypatch.setattr(dsir.os, "sched_getaffinity", lambda _: {0, 1})
     several, hashes = _store_of(tmp_path / "several.duckdb", pool)
     lines: list[str] = []
-    assert dsir_weights(several, hashes, targets, log=lines.append)[0].tolist() == first.tolist()
+    two_cores = ComputeSettings(workers=2)
+    assert dsir_weights(several, hashes, targets, log=lines.append, compute=two_cores)[0].tolist() == first.tolist()
     assert lines == [f"DSIR n-gram counts (2 processes): 0 stored, {len(pool)} computed now"]
     query = "SELECT content_hash, buckets, counts FROM dsir_features ORDER BY content_hash"  # not the seconds
     assert several.query(query).to_pylist() == one.query(query).to_pylist()

@@ -30,6 +30,14 @@ UNSTORED_SQL = {
     for table, columns in PER_TEXT_TABLES.items()
 }
 
+# The seconds a per-text table's stored results took, summed over the registered `wanted` hashes, under one key.
+SECONDS_SQL = {
+    table: f"""SELECT coalesce(sum(seconds), 0) AS s FROM {table} WHERE {PER_TEXT_TABLES[table][0]} = ?
+               AND content_hash IN (SELECT content_hash FROM wanted)"""
+    for table in ("dsir_features", "bm25_terms")
+}
+BM25_WANTED_ROWS = "FROM bm25_terms WHERE counter = ? AND content_hash IN (SELECT content_hash FROM wanted)"
+
 
 class SelectTables(Tables):
     SCHEMA = """
@@ -148,19 +156,14 @@ ALTER TABLE contaminated_texts ADD COLUMN IF NOT EXISTS rule VARCHAR;"""
 
     def dsir_seconds(self, featurizer: str, hashes: pa.Array) -> float:
         """The seconds that counting the given texts' n-grams took, whenever it was done."""
-        return self._seconds("dsir_features", "featurizer", featurizer, hashes)
+        return self._seconds("dsir_features", featurizer, hashes)
 
     def bm25_seconds(self, counter: str, hashes: pa.Array) -> float:
         """The seconds that counting the given texts' words took, whenever it was done."""
-        return self._seconds("bm25_terms", "counter", counter, hashes)
+        return self._seconds("bm25_terms", counter, hashes)
 
-    def _seconds(self, table: str, key_column: str, key: str, hashes: pa.Array) -> float:
-        rows = self.query(
-            f"SELECT coalesce(sum(seconds), 0) AS s FROM {table} WHERE {key_column} = ? "
-            "AND content_hash IN (SELECT content_hash FROM wanted)",
-            [key],
-            wanted=hashes,
-        )
+    def _seconds(self, table: str, key: str, hashes: pa.Array) -> float:
+        rows = self.query(SECONDS_SQL[table], [key], wanted=hashes)
         return float(rows.column("s")[0].as_py())
 
     def dsir_features(self, featurizer: str, hashes: pa.Array, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -199,10 +202,11 @@ ALTER TABLE contaminated_texts ADD COLUMN IF NOT EXISTS rule VARCHAR;"""
         with self.connect() as connection:
             connection.register("wanted", wanted_table(hashes))
             connection.register("query_terms", pa.table({"term": pa.array(terms, pa.string())}))
-            stored = "FROM bm25_terms WHERE counter = ? AND content_hash IN (SELECT content_hash FROM wanted)"
-            total = connection.execute(f"SELECT coalesce(sum(length), 0)::BIGINT {stored}", [counter]).fetchone()
+            total = connection.execute(
+                f"SELECT coalesce(sum(length), 0)::BIGINT {BM25_WANTED_ROWS}", [counter]
+            ).fetchone()
             frequencies = connection.execute(
-                f"SELECT term, count(*) FROM (SELECT unnest(terms) AS term {stored}) "
+                f"SELECT term, count(*) FROM (SELECT unnest(terms) AS term {BM25_WANTED_ROWS}) "
                 "WHERE term IN (SELECT term FROM query_terms) GROUP BY term",
                 [counter],
             ).fetchall()
