@@ -1,14 +1,16 @@
 """Paper scale on this machine: ingest → score → select of a real pool, a +1% refresh, and DSIR's own cost.
 
 The pool is real text found on the machine (Python, C, JavaScript, prose; `corpus.real_pool`) of `--docs`
-documents in four JSONL sources, scored with gzip-9 against HumanEval problems 0-81 and selected by ZIP-FIT,
-DSIR, BM25 and random at 100k and 1M tokens of the demo model's tokenizer, all through the project's own
+documents in four JSONL sources, scored with gzip-9 against HumanEval problems 0-81 (`--targets`) and selected by
+ZIP-FIT, DSIR, BM25 and random (`--methods`) at 100k and 1M tokens of the demo model's tokenizer, all through the project's own
 `materialize_all` (real Dagster runs on a real DuckDB store). Then 1% more documents are appended to every
 source and the same runs repeat. Last, the `data-selection` package itself fits DSIR and computes its weights on
 the same pool files with every core, for the cost comparison. Each stage prints its wall time and the peak RSS of
-its process tree (workers included).
+its process tree (workers included), and the store's size on disk; the `summary` line is one row of the README's
+table by pool size.
 
-Run: .venv/bin/python bench/scale.py [--docs 185000] [--keep FOLDER]   (needs the demo model: `make demo` builds it)
+Run: .venv/bin/python bench/scale.py [--docs 185000] [--targets 82] [--methods zipfit,random] [--keep FOLDER]
+(needs the demo model: `make demo` builds it)
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ TEMPLATE = "Problem description: {prompt} \nCanonical solution: {canonical_solut
 REFRESH = 0.01
 
 
-def write_project(folder: Path, pool: dict[str, list[dict[str, str]]]) -> Path:
+def write_project(folder: Path, pool: dict[str, list[dict[str, str]]], targets: int, methods: list[str]) -> Path:
     from zipfit_pipeline.demo.inputs import humaneval_rows, write_jsonl
 
     inputs = folder / "inputs"
@@ -54,14 +56,14 @@ def write_project(folder: Path, pool: dict[str, list[dict[str, str]]]) -> Path:
                 "path": "inputs/humaneval.jsonl",
                 "template": TEMPLATE,
                 "id_field": "task_id",
-                "alignment_rows": [0, 82],
+                "alignment_rows": [0, targets],
                 "test_rows": [82, 164],
             }
         ],
         "models": [{"name": "smollm2-135m", "pretrained": str(MODEL)}],
         "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 128},
         "selection": {
-            "methods": ["zipfit", "dsir", "bm25", "random"],
+            "methods": methods,
             "budgets": [100_000, 1_000_000],
             "dsir": {"min_example_length": 10},
         },
@@ -146,6 +148,8 @@ def package_dsir_child(folder: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=185_000)
+    parser.add_argument("--targets", type=int, default=82, help="HumanEval problems 0..n-1 as the alignment set")
+    parser.add_argument("--methods", default="zipfit,dsir,bm25,random", help="selection methods, comma-separated")
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary one)")
     parser.add_argument("--skip-package", action="store_true", help="leave out the data-selection package's run")
     parser.add_argument("--stages-child", help=argparse.SUPPRESS)
@@ -163,12 +167,13 @@ def main() -> None:
     full_pool = real_pool(round(args.docs * (1 + REFRESH)))
     first = {name: rows[: round(len(rows) / (1 + REFRESH))] for name, rows in full_pool.items()}
     extra = {name: rows[len(first[name]) :] for name, rows in full_pool.items()}
-    config = write_project(folder, first)
+    config = write_project(folder, first, args.targets, args.methods.split(","))
     docs, new = sum(map(len, first.values())), sum(map(len, extra.values()))
     mb = sum(len(r["text"].encode()) for rows in first.values() for r in rows) / 1e6
     print(
         f"pool: {docs:,} documents ({', '.join(f'{k} {len(v):,}' for k, v in first.items())}), {mb:.0f} MB of text, "
-        f"× 82 HumanEval targets; built in {time.perf_counter() - started:.0f}s in {folder}\n"
+        f"× {args.targets} HumanEval targets, methods {args.methods}; "
+        f"built in {time.perf_counter() - started:.0f}s in {folder}\n"
     )
 
     full = run_stages(config)
@@ -199,6 +204,11 @@ def main() -> None:
     )
     zipfit = full[1]["seconds"] + full[2]["seconds"] - full_methods.get("dsir", 0.0)
     print(f"ZIP-FIT end to end (score + select without DSIR's share), full run: {zipfit:.1f}s")
+    print(
+        f"\nsummary | {docs:,} | "
+        + " | ".join(f"{r['seconds']:.0f} s, {r['peak_mb']:,.0f} MB" for r in full)
+        + f" | {full_store:,.0f} MB | {100 * total_refresh / total_full:.1f}% |"
+    )
     if not args.skip_package:
         seconds, peak = peak_rss_of([sys.executable, __file__, "--package-child", str(folder)])
         print(

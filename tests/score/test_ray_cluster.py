@@ -9,6 +9,7 @@ machine's address by default, and there it has none but 127.0.0.1.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,16 +21,19 @@ from projects import humaneval_target, write_project
 
 from zipfit_pipeline.config import load_project
 from zipfit_pipeline.engine.core.models import load_tokenizer
+from zipfit_pipeline.engine.core.ray_cluster import LOOPBACK_ONLY
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.ingest import IngestTables
 from zipfit_pipeline.engine.ingest.records import RecordReader
 from zipfit_pipeline.engine.score import ScoringSettings, score_dataset, score_sets
+from zipfit_pipeline.engine.score.alignment import alignment_scores, score_chunks
 from zipfit_pipeline.engine.select.bm25 import pool_bm25_scores
 from zipfit_pipeline.engine.select.decontamination import find_overlaps
 from zipfit_pipeline.engine.select.dsir import store_features
 from zipfit_pipeline.engine.select.embeddings import pool_embeddings
 from zipfit_pipeline.engine.select.stage import pool_tokens
 
+os.environ.setdefault(LOOPBACK_ONLY, "0")  # before ray is imported here (the backend sets it when it imports ray)
 pytest.importorskip("ray", reason="the ray extra is not installed (make test installs it)")
 NAMESPACES = ["unshare", "-rnpf", "--mount-proc"]
 DRIVER = Path(__file__).with_name("ray_cluster_run.py")
@@ -114,3 +118,20 @@ def test_a_ray_cluster_that_loses_its_worker_node_gives_the_local_results(
         np.array(local.query(vectors).column("vector").to_pylist()),
         atol=1e-6,
     )
+
+
+def test_a_ray_started_here_listens_on_loopback_and_scores_as_this_machine(demo_files: dict[str, Path]) -> None:
+    """`backend: ray` without an address starts Ray on this machine, its node (and so every server) on 127.0.0.1
+    although the machine has another address, with a token of its own."""
+    import ray
+
+    texts = [r.text for r in RecordReader(path=str(demo_files["english_prose"]), id_field="id")][:60]
+    targets = [r.text for r in RecordReader(path=str(demo_files["humaneval"]), template="{prompt}")][:5]
+    chunks = [texts[i : i + 20] for i in range(0, len(texts), 20)]
+    try:
+        on_ray = np.concatenate(list(score_chunks(chunks, targets, "gzip", 9, workers=1, backend="ray")))
+        assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
+        assert os.environ["RAY_AUTH_MODE"] == "token" and len(os.environ["RAY_AUTH_TOKEN"]) == 64
+    finally:
+        ray.shutdown()
+    np.testing.assert_array_equal(on_ray, alignment_scores(texts, targets, "gzip", 9))

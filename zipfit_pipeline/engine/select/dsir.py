@@ -107,7 +107,8 @@ def store_features(
             started = time.perf_counter()
             step = -(-len(texts) // cores)
             pieces = [texts[i : i + step] for i in range(0, len(texts), step)]
-            parts = [work(pieces[0]), *(pool.map(work, pieces[1:]) if pool else [])]
+            elsewhere = pool.map(work, pieces[1:]) if pool else []  # submitted before this process takes its share
+            parts = [work(pieces[0]), *elsewhere]
             seconds_each = (time.perf_counter() - started) / max(1, len(texts))
             return pa.concat_arrays([b for b, _, _ in parts]), pa.concat_arrays([c for _, c, _ in parts]), seconds_each
 
