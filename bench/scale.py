@@ -2,8 +2,8 @@
 
 The pool is real text found on the machine (Python, C, JavaScript, prose; `corpus.real_pool`) of `--docs`
 documents in four JSONL sources, scored with gzip-9 against HumanEval problems 0-81 (`--targets`) and selected by
-ZIP-FIT, DSIR, BM25 and random (`--methods`) at 100k and 1M tokens of the demo model's tokenizer, all through the project's own
-`materialize_all` (real Dagster runs on a real DuckDB store). Then 1% more documents are appended to every
+ZIP-FIT, DSIR, BM25 and random (`--methods`) at 100k and 1M tokens of the demo model's tokenizer, all through the
+project's own `materialize_all` (real Dagster runs on a real DuckDB store). Then 1% more documents are appended to every
 source and the same runs repeat. Last, the `data-selection` package itself fits DSIR and computes its weights on
 the same pool files with every core, for the cost comparison. Each stage prints its wall time and the peak RSS of
 its process tree (workers included), and the store's size on disk; the `summary` line is one row of the README's
