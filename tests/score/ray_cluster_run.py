@@ -5,7 +5,7 @@ send to, anything but 127.0.0.1; and every process started here dies with this o
 It starts a Ray head and a worker node as separate processes (`ray start`, one CPU each, token authentication on),
 scores a stored dataset and runs the selection's per-text work through the project file's `compute` section,
 kills the worker node's processes once scoring is under way, and writes what it saw to a JSON file.
-Usage: ray_cluster_run.py <project file> <store> <report.json>
+Usage: ray_cluster_run.py <project file> <store> <report.json> <folder for Ray's files>
 """
 
 from __future__ import annotations
@@ -25,22 +25,28 @@ PORT = 46379
 FAST_HEALTH_CHECKS = {"RAY_health_check_period_ms": "300", "RAY_health_check_failure_threshold": "3"}
 
 
-def main(project: str, store_path: str, report_path: str) -> None:
+def main(project: str, store_path: str, report_path: str, temp: str) -> None:
+    """`temp`: Ray's files (sessions, sockets, the note of the current cluster that a later `ray.init()` would
+    join), in a folder of this run's own, short enough for socket paths."""
     began = time.monotonic()
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    ray_files = Path(report_path).parent / "ray-files"
+    ray_files.mkdir()
     token = secrets.token_hex(32)
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0", **FAST_HEALTH_CHECKS)
+    os.environ.update(
+        RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=temp, **FAST_HEALTH_CHECKS
+    )
     node = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
     subprocess.run(
-        [RAY, "start", "--head", "--port", str(PORT), "--include-dashboard", "false", "--temp-dir", "/tmp/ray", *node],
+        [RAY, "start", "--head", "--port", str(PORT), "--include-dashboard", "false", "--temp-dir", temp, *node],
         check=True,
         capture_output=True,
     )
     worker = subprocess.Popen(  # its own process group: the raylet and every worker process it starts
         [RAY, "start", "--address", f"127.0.0.1:{PORT}", "--block", *node],
         start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=(ray_files / "worker-node.log").open("w"),
+        stderr=subprocess.STDOUT,
     )
     report: dict[str, object] = {"refused_without_token": refused_without_token()}
 
@@ -61,7 +67,7 @@ def main(project: str, store_path: str, report_path: str) -> None:
 
     config = load_project(project, check_owner=False)
     compute, store = config.compute, Store(store_path)
-    _wait_for_nodes(ray, compute.ray_address, 2)
+    _wait_for_nodes(ray, compute.ray_address, 2, ray_files / "worker-node.log")
     report["nodes_before"] = [(n["NodeManagerAddress"], n["Alive"]) for n in ray.nodes()]
 
     def kill_worker_node(line: str) -> None:
@@ -93,7 +99,7 @@ def main(project: str, store_path: str, report_path: str) -> None:
     report["listening"] = sorted(  # IPv4 addresses, some written IPv4-mapped (::ffff:127.0.0.1)
         {c.laddr.ip.removeprefix("::ffff:") for c in psutil.net_connections(kind="inet") if c.status == "LISTEN"}
     )
-    report["seconds"] = timings
+    report["seconds"] = timings  # where the test's time goes, for whoever reads the JSON
     ray.shutdown()
     Path(report_path).write_text(json.dumps(report))
 
@@ -111,14 +117,14 @@ def refused_without_token() -> str:
     return "" if client.returncode == 0 else client.stderr.strip().splitlines()[-1]
 
 
-def _wait_for_nodes(ray: object, address: str | None, count: int) -> None:
+def _wait_for_nodes(ray: object, address: str | None, count: int, worker_log: Path) -> None:
     ray.init(address=address, log_to_driver=False)  # type: ignore[attr-defined]
     deadline = time.monotonic() + 60
     while sum(n["Alive"] for n in ray.nodes()) < count:  # type: ignore[attr-defined]
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the worker node did not join in 60s: {ray.nodes()}")  # type: ignore[attr-defined]
+            raise TimeoutError(f"the worker node did not join in 60s; its output:\n{worker_log.read_text()[-3000:]}")
         time.sleep(0.2)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

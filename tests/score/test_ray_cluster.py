@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -92,16 +93,19 @@ def test_a_ray_cluster_that_loses_its_worker_node_gives_the_local_results(
         IngestTables(store).replace_targets("humaneval", {"alignment": problems[:10], "test": problems[10:16]})
     _per_text_work(local, project)
 
-    report_file = tmp_path / "report.json"
-    run = subprocess.run(
-        [*NAMESPACES, sys.executable, str(DRIVER), str(project), str(on_ray.path), str(report_file)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report_file, ray_files = tmp_path / "report.json", tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    try:
+        run = subprocess.run(
+            [*NAMESPACES, sys.executable, str(DRIVER), str(project), str(on_ray.path), str(report_file), ray_files],
+            env={k: v for k, v in os.environ.items() if k != LOOPBACK_ONLY},  # it would refuse a second node
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        shutil.rmtree(ray_files, ignore_errors=True)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(report_file.read_text())
-    print(report["seconds"])
 
     assert "AuthenticationError" in report["refused_without_token"] or "token" in report["refused_without_token"]
     assert report["nodes_before"] == [["127.0.0.1", True], ["127.0.0.1", True]]

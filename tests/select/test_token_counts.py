@@ -17,10 +17,11 @@ TEXTS = [f"def f{i}(x):\n    return x * {i} + {'y' * i}\n" for i in range(12)]
 
 
 class RecordingTokenizer:
-    """The real tokenizer, recording every text it is asked to tokenize."""
+    """The real tokenizer, recording every text it is asked to tokenize (counting goes through its Rust backend)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner, self.seen = inner, []
+        self.backend_tokenizer = RecordingBackend(self)
 
     def __call__(self, texts: list[str], **options: Any) -> Any:
         self.seen += texts
@@ -28,6 +29,18 @@ class RecordingTokenizer:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class RecordingBackend:
+    def __init__(self, owner: RecordingTokenizer) -> None:
+        self.owner = owner
+
+    def encode_batch_fast(self, texts: list[str], **options: Any) -> Any:
+        self.owner.seen += texts
+        return self.owner.inner.backend_tokenizer.encode_batch_fast(texts, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.owner.inner.backend_tokenizer, name)
 
 
 def _counts(store: Store, tokenizer: Any, texts: list[str]) -> np.ndarray:

@@ -48,7 +48,7 @@ class ComputeSettings(Settings):
         if self.backend == "ray":
             from zipfit_pipeline.engine.core.ray_cluster import ray_map
 
-            yield from ray_map(work, batches, self)
+            yield from ray_map(work, batches, self.ray_address, self.workers, self.retries)
         else:
             yield from map(local or work, batches)
 

@@ -16,16 +16,14 @@ import os
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
-
-if TYPE_CHECKING:  # only a type here
-    from zipfit_pipeline.engine.core.compute import ComputeSettings
+from typing import Any, TypeVar
 
 # Read by Ray when it is imported: "0" makes a local node's address 127.0.0.1 (as on macOS and Windows), and Ray's
 # servers (GCS, raylet, workers, object store) then listen on loopback only instead of on every interface.
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 LOOPBACK = "127.0.0.1"
-AUTH_MODE, AUTH_TOKEN = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"  # Ray's token authentication, read from the environment
+# Ray's token authentication, read from the environment
+AUTH_MODE, AUTH_TOKEN, AUTH_TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 IN_FLIGHT_PER_SLOT = 2  # batches submitted per CPU the work may use: one running, one waiting
 CAPACITY_CHECK_SECONDS = 5.0  # how often a wait for a result checks that the cluster still has a CPU
 NO_CAPACITY_CHECKS = 6  # a cluster with no CPU this many checks in a row (30 s) fails the step
@@ -42,14 +40,15 @@ def _ray(local: bool) -> Any:
     return ray
 
 
-def connect(settings: ComputeSettings) -> Any:
-    """The `ray` module, joined to the project's cluster (or to a local one started here, on loopback)."""
-    ray = _ray(local=not settings.ray_address)
+def connect(address: str | None, workers: int) -> Any:
+    """The `ray` module, joined to the cluster at `address`, or to a new one started here on loopback with
+    `workers` CPUs (0: one per core)."""
+    ray = _ray(local=not address)
     if not ray.is_initialized():
-        if settings.ray_address:
-            ray.init(address=settings.ray_address, log_to_driver=False)
+        if address:
+            ray.init(address=address, log_to_driver=False)
         else:
-            _start_local(ray, settings.local_workers())
+            _start_local(ray, workers or len(os.sched_getaffinity(0)))
     return ray
 
 
@@ -63,10 +62,10 @@ def _start_local(ray: Any, workers: int) -> None:
             f"a local Ray cluster would listen on {address}, not on {LOOPBACK}: ray was imported before "
             f"{LOOPBACK_ONLY}=0 was set; set it in the environment, or give compute.ray_address"
         )
-    if AUTH_MODE not in os.environ:
-        os.environ[AUTH_MODE] = "token"
-        os.environ.setdefault(AUTH_TOKEN, secrets.token_hex(32))
+    if not {AUTH_MODE, AUTH_TOKEN, AUTH_TOKEN_PATH} & set(os.environ):
+        os.environ[AUTH_TOKEN] = secrets.token_hex(32)  # Ray turns token authentication on for a new local cluster
     ray.init(
+        address="local",  # a new cluster, never one found on this machine (another project's, or a dead one's)
         _node_ip_address=LOOPBACK,  # the node, and so every server of it, on loopback
         dashboard_host=LOOPBACK,
         include_dashboard=False,
@@ -80,30 +79,35 @@ def _run(work: Callable[[list[str]], Result], texts: list[str]) -> Result:
 
 
 def ray_map(
-    work: Callable[[list[str]], Result], batches: Iterable[list[str]], settings: ComputeSettings
+    work: Callable[[list[str]], Result],
+    batches: Iterable[list[str]],
+    address: str | None,
+    workers: int,
+    retries: int,
 ) -> Iterator[Result]:
-    """`work(batch)` of each batch as a Ray task, in input order; at most IN_FLIGHT_PER_SLOT batches per CPU of the
-    cluster (or per `compute.workers`) in flight. Work that says it wants an accelerator (`wants_gpu`) asks for one
-    GPU per task where the cluster has GPUs."""
-    ray = connect(settings)
+    """`work(batch)` of each batch as a Ray task on the cluster at `address` (none: one started here), in input
+    order; at most IN_FLIGHT_PER_SLOT batches per CPU of the cluster (or per `workers`) in flight, each run again
+    up to `retries` times if its worker or node is lost. Work that says it wants an accelerator (`wants_gpu`) asks
+    for one GPU per task where the cluster has GPUs."""
+    ray = connect(address, workers)
     gpus = 1 if getattr(work, "wants_gpu", False) and ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    task = ray.remote(_run).options(num_cpus=1, num_gpus=gpus, max_retries=settings.retries, retry_exceptions=False)
-    slots = settings.workers or max(1, int(ray.cluster_resources().get("GPU" if gpus else "CPU", 1)))
+    task = ray.remote(_run).options(num_cpus=1, num_gpus=gpus, max_retries=retries, retry_exceptions=False)
+    slots = workers or max(1, int(ray.cluster_resources().get("GPU" if gpus else "CPU", 1)))
     shared = ray.put(work)  # the work (targets, a tokenizer, an index) crosses the network once per node
     pending: deque[Any] = deque()
     try:
         for batch in batches:
             pending.append(task.remote(shared, batch))
             if len(pending) >= IN_FLIGHT_PER_SLOT * slots:
-                yield _result(ray, pending.popleft(), settings)
+                yield _result(ray, pending.popleft(), address)
         while pending:
-            yield _result(ray, pending.popleft(), settings)
+            yield _result(ray, pending.popleft(), address)
     finally:
         for ref in pending:
             ray.cancel(ref)
 
 
-def _result(ray: Any, ref: Any, settings: ComputeSettings) -> Any:
+def _result(ray: Any, ref: Any, address: str | None) -> Any:
     """The task's result; while it waits, a cluster that has had no CPU for NO_CAPACITY_CHECKS checks in a row
     fails the step (Ray would wait for a node forever)."""
     without_cpu = 0
@@ -111,7 +115,7 @@ def _result(ray: Any, ref: Any, settings: ComputeSettings) -> Any:
         alive = sum(n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"])
         without_cpu = without_cpu + 1 if alive == 0 else 0
         if without_cpu >= NO_CAPACITY_CHECKS:
-            where = settings.ray_address or "started here"
+            where = address or "started here"
             raise RuntimeError(
                 f"the Ray cluster ({where}) has had no CPU for {NO_CAPACITY_CHECKS * CAPACITY_CHECK_SECONDS:.0f}s "
                 "(its worker nodes were lost): the batches finished so far are stored; add a node and run again "

@@ -24,9 +24,9 @@ import pyarrow as pa
 
 from zipfit_pipeline.engine.core.compute import LOCAL, ComputeSettings
 from zipfit_pipeline.engine.core.store import Store
-from zipfit_pipeline.engine.select.per_text import fill_missing
+from zipfit_pipeline.engine.select.per_text import fill_missing, seconds_each
 from zipfit_pipeline.engine.select.settings import Bm25Settings
-from zipfit_pipeline.engine.select.tables import SelectTables
+from zipfit_pipeline.engine.select.tables import Bm25Tables
 
 WORDS = re.compile(r"(?u)\b\w\w+\b")  # bm25s's default splitter
 HIT_BATCH_ROWS = 1 << 20  # (text, word) rows of the pool read at a time when scoring
@@ -60,7 +60,7 @@ class TermCounts:
             pa.array(terms, pa.list_(pa.string())),
             pa.array(counts, pa.list_(pa.int32())),
             pa.array(lengths, pa.int32()),
-            (time.perf_counter() - started) / max(1, len(texts)),
+            seconds_each(started, len(texts)),
         )
 
 
@@ -91,7 +91,7 @@ def pool_bm25_scores(
     texts that have none); and the seconds counting the pool's words took, whenever it was done (charged to every
     selection, as DSIR's n-gram counts are)."""
     key = counter_identity(settings)
-    tables = SelectTables(store)
+    tables = Bm25Tables(store)
     fill_missing(
         store,
         "bm25_terms",
@@ -108,7 +108,7 @@ def pool_bm25_scores(
     factors = _factors(frequencies, weights, len(hashes))
     hits = tables.bm25_hits(key, hashes, factors, HIT_BATCH_ROWS)
     scores = _scores(hits, len(hashes), total_length, settings) / max(1, len(targets))
-    return scores, tables.bm25_seconds(key, hashes)
+    return scores, tables.work_seconds("bm25_terms", key, hashes)
 
 
 def bm25_scores(pool: Sequence[str], targets: Sequence[str], settings: Bm25Settings) -> np.ndarray:

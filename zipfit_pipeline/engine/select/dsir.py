@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from zipfit_pipeline.engine.core.compute import LOCAL, ComputeSettings
 from zipfit_pipeline.engine.core.store import Store
-from zipfit_pipeline.engine.select.per_text import fill_missing
+from zipfit_pipeline.engine.select.per_text import fill_missing, seconds_each
 from zipfit_pipeline.engine.select.settings import DsirSettings
 from zipfit_pipeline.engine.select.tables import SelectTables
 
@@ -82,8 +82,7 @@ class NgramCounts:
 
     def __call__(self, texts: list[str]) -> tuple[pa.Array, pa.Array, float]:
         started = time.perf_counter()
-        buckets, counts = ngram_counts(texts, self.ngrams, self.num_buckets)
-        return buckets, counts, (time.perf_counter() - started) / max(1, len(texts))
+        return (*ngram_counts(texts, self.ngrams, self.num_buckets), seconds_each(started, len(texts)))
 
 
 def store_features(
@@ -109,8 +108,8 @@ def store_features(
             pieces = [texts[i : i + step] for i in range(0, len(texts), step)]
             elsewhere = pool.map(work, pieces[1:]) if pool else []  # submitted before this process takes its share
             parts = [work(pieces[0]), *elsewhere]
-            seconds_each = (time.perf_counter() - started) / max(1, len(texts))
-            return pa.concat_arrays([b for b, _, _ in parts]), pa.concat_arrays([c for _, c, _ in parts]), seconds_each
+            buckets, counts = pa.concat_arrays([p[0] for p in parts]), pa.concat_arrays([p[1] for p in parts])
+            return buckets, counts, seconds_each(started, len(texts))
 
         return fill_missing(
             store,
@@ -169,7 +168,7 @@ def dsir_weights(
         raise LookupError(f"{row_of.null_count} pool texts have no stored DSIR counts in {store.path}: select again")
     rows = row_of.to_numpy()
     keep = np.concatenate(words)[rows] >= settings.min_example_length
-    seconds = SelectTables(store).dsir_seconds(key, hashes)
+    seconds = SelectTables(store).work_seconds("dsir_features", key, hashes)
     return np.where(keep, np.concatenate(weights)[rows], -np.inf), seconds
 
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 from zipfit_pipeline.engine.core.artifacts import artifact_identity
 from zipfit_pipeline.engine.core.compute import LOCAL, ComputeSettings
 from zipfit_pipeline.engine.core.models import locate_pretrained, quiet_transformers
-from zipfit_pipeline.engine.select.per_text import fill_missing
+from zipfit_pipeline.engine.select.per_text import fill_missing, seconds_each
 from zipfit_pipeline.engine.select.settings import EmbeddingSettings
 
 if TYPE_CHECKING:  # only a type here: embedding texts needs no DuckDB
@@ -130,8 +130,7 @@ class EmbedWork:
 
     def __call__(self, texts: list[str]) -> tuple[np.ndarray, float]:
         started = time.perf_counter()
-        vectors = embed_texts(load_embedder(self.settings), texts, self.settings)
-        return vectors, (time.perf_counter() - started) / max(1, len(texts))
+        return embed_texts(load_embedder(self.settings), texts, self.settings), seconds_each(started, len(texts))
 
 
 def pool_embeddings(

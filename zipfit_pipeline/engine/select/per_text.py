@@ -9,6 +9,7 @@ finished batches; a re-selection after new documents pays only for the new texts
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +27,12 @@ if TYPE_CHECKING:  # only a type here
 READ_BATCH = 4096  # texts read, computed and stored at a time
 PROGRESS_LINES = 10
 Result = TypeVar("Result")
+
+
+def seconds_each(started: float, texts: int) -> float:
+    """The seconds per text of a batch begun at `started` (`time.perf_counter()`): what a stored result records of
+    its cost, so that a selection can charge its whole pool's per-text work, whenever it was done."""
+    return (time.perf_counter() - started) / max(1, texts)
 
 
 def fill_missing(

@@ -154,17 +154,10 @@ ALTER TABLE contaminated_texts ADD COLUMN IF NOT EXISTS rule VARCHAR;"""
             wanted=hashes,
         )
 
-    def dsir_seconds(self, featurizer: str, hashes: pa.Array) -> float:
-        """The seconds that counting the given texts' n-grams took, whenever it was done."""
-        return self._seconds("dsir_features", featurizer, hashes)
-
-    def bm25_seconds(self, counter: str, hashes: pa.Array) -> float:
-        """The seconds that counting the given texts' words took, whenever it was done."""
-        return self._seconds("bm25_terms", counter, hashes)
-
-    def _seconds(self, table: str, key: str, hashes: pa.Array) -> float:
-        rows = self.query(SECONDS_SQL[table], [key], wanted=hashes)
-        return float(rows.column("s")[0].as_py())
+    def work_seconds(self, table: str, key: str, hashes: pa.Array) -> float:
+        """The seconds that the given texts' stored results in a per-text table (`dsir_features`, `bm25_terms`) took
+        under `key`, whenever they were computed."""
+        return float(self.query(SECONDS_SQL[table], [key], wanted=hashes).column("s")[0].as_py())
 
     def dsir_features(self, featurizer: str, hashes: pa.Array, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """(content_hash, buckets, counts) of the given texts, `batch_rows` at a time, in no particular order. One
@@ -176,55 +169,6 @@ ALTER TABLE contaminated_texts ADD COLUMN IF NOT EXISTS rule VARCHAR;"""
                 "SELECT content_hash, buckets, counts FROM dsir_features WHERE featurizer = ? "
                 "AND content_hash IN (SELECT content_hash FROM wanted)",
                 params=[featurizer],
-            ).to_arrow_reader(batch_rows)
-            yield from reader
-            connection.unregister("wanted")
-
-    def insert_bm25_terms(
-        self, counter: str, hashes: pa.Array, terms: pa.Array, counts: pa.Array, lengths: pa.Array, seconds_each: float
-    ) -> None:
-        """Each text's distinct words with their counts, and its length, as BM25 counts them (`bm25.TermCounts`);
-        and the seconds each took to count."""
-        with self.transaction() as connection:
-            connection.register(
-                "counted", pa.table({"content_hash": hashes, "terms": terms, "counts": counts, "length": lengths})
-            )
-            connection.execute(
-                "INSERT INTO bm25_terms SELECT content_hash, ?, terms, counts, length, ? FROM counted "
-                "ON CONFLICT DO NOTHING",
-                [counter, seconds_each],
-            )
-            connection.unregister("counted")
-
-    def bm25_statistics(self, counter: str, hashes: pa.Array, terms: list[str]) -> tuple[int, dict[str, int]]:
-        """The given texts' summed length, and in how many of them each of `terms` occurs (terms in none are
-        left out)."""
-        with self.connect() as connection:
-            connection.register("wanted", wanted_table(hashes))
-            connection.register("query_terms", pa.table({"term": pa.array(terms, pa.string())}))
-            total = connection.execute(
-                f"SELECT coalesce(sum(length), 0)::BIGINT {BM25_WANTED_ROWS}", [counter]
-            ).fetchone()
-            frequencies = connection.execute(
-                f"SELECT term, count(*) FROM (SELECT unnest(terms) AS term {BM25_WANTED_ROWS}) "
-                "WHERE term IN (SELECT term FROM query_terms) GROUP BY term",
-                [counter],
-            ).fetchall()
-        return int(total[0]) if total else 0, dict(frequencies)
-
-    def bm25_hits(self, counter: str, hashes: pa.Array, factors: pa.Table, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """(position, factor, tf, length): each given text's occurrences of the words of `factors` (term, factor),
-        the text by its position in `hashes`, ordered by position and word; `batch_rows` at a time, in one
-        streaming read (DuckDB sorts on disk what does not fit in its memory)."""
-        with self.connect() as connection:
-            connection.register("wanted", wanted_table(hashes))
-            connection.register("factors", factors)
-            reader = connection.sql(
-                """SELECT h.position, f.factor, h.tf, h.length FROM (
-                       SELECT w.position, unnest(b.terms) AS term, unnest(b.counts) AS tf, b.length
-                       FROM bm25_terms b JOIN wanted w ON b.content_hash = w.content_hash WHERE b.counter = ?) h
-                   JOIN factors f ON f.term = h.term ORDER BY h.position, h.term""",
-                params=[counter],
             ).to_arrow_reader(batch_rows)
             yield from reader
             connection.unregister("wanted")
@@ -360,3 +304,56 @@ ALTER TABLE contaminated_texts ADD COLUMN IF NOT EXISTS rule VARCHAR;"""
                 [model, target],
             ).to_pylist()
         }
+
+
+class Bm25Tables(SelectTables):
+    """BM25's queries of the select stage's tables: each text's stored word counts, and the pool's statistics."""
+
+    def insert_bm25_terms(
+        self, counter: str, hashes: pa.Array, terms: pa.Array, counts: pa.Array, lengths: pa.Array, seconds_each: float
+    ) -> None:
+        """Each text's distinct words with their counts, and its length, as BM25 counts them (`bm25.TermCounts`);
+        and the seconds each took to count."""
+        with self.transaction() as connection:
+            connection.register(
+                "counted", pa.table({"content_hash": hashes, "terms": terms, "counts": counts, "length": lengths})
+            )
+            connection.execute(
+                "INSERT INTO bm25_terms SELECT content_hash, ?, terms, counts, length, ? FROM counted "
+                "ON CONFLICT DO NOTHING",
+                [counter, seconds_each],
+            )
+            connection.unregister("counted")
+
+    def bm25_statistics(self, counter: str, hashes: pa.Array, terms: list[str]) -> tuple[int, dict[str, int]]:
+        """The given texts' summed length, and in how many of them each of `terms` occurs (terms in none are
+        left out)."""
+        with self.connect() as connection:
+            connection.register("wanted", wanted_table(hashes))
+            connection.register("query_terms", pa.table({"term": pa.array(terms, pa.string())}))
+            total = connection.execute(
+                f"SELECT coalesce(sum(length), 0)::BIGINT {BM25_WANTED_ROWS}", [counter]
+            ).fetchone()
+            frequencies = connection.execute(
+                f"SELECT term, count(*) FROM (SELECT unnest(terms) AS term {BM25_WANTED_ROWS}) "
+                "WHERE term IN (SELECT term FROM query_terms) GROUP BY term",
+                [counter],
+            ).fetchall()
+        return int(total[0]) if total else 0, dict(frequencies)
+
+    def bm25_hits(self, counter: str, hashes: pa.Array, factors: pa.Table, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """(position, factor, tf, length): each given text's occurrences of the words of `factors` (term, factor),
+        the text by its position in `hashes`, ordered by position and word; `batch_rows` at a time, in one
+        streaming read (DuckDB sorts on disk what does not fit in its memory)."""
+        with self.connect() as connection:
+            connection.register("wanted", wanted_table(hashes))
+            connection.register("factors", factors)
+            reader = connection.sql(
+                """SELECT h.position, f.factor, h.tf, h.length FROM (
+                       SELECT w.position, unnest(b.terms) AS term, unnest(b.counts) AS tf, b.length
+                       FROM bm25_terms b JOIN wanted w ON b.content_hash = w.content_hash WHERE b.counter = ?) h
+                   JOIN factors f ON f.term = h.term ORDER BY h.position, h.term""",
+                params=[counter],
+            ).to_arrow_reader(batch_rows)
+            yield from reader
+            connection.unregister("wanted")
