@@ -22,7 +22,11 @@ from pathlib import Path
 RAY = str(Path(sys.executable).with_name("ray"))
 PORT = 46379
 # A lost node is noticed within about a second (Ray's default is tens of seconds), so the test does not wait.
-FAST_HEALTH_CHECKS = {"RAY_health_check_period_ms": "300", "RAY_health_check_failure_threshold": "3"}
+FAST_HEALTH_CHECKS = {
+    "RAY_health_check_period_ms": "300",
+    "RAY_health_check_timeout_ms": "300",
+    "RAY_health_check_failure_threshold": "3",
+}
 
 
 def main(project: str, store_path: str, report_path: str, temp: str) -> None:
@@ -83,6 +87,9 @@ def main(project: str, store_path: str, report_path: str, temp: str) -> None:
         store, "code", score_sets(targets, settings)[0], settings, kill_worker_node, commit_seconds=0, compute=compute
     )
     report["scored"] = scoring.scored
+    deadline = time.monotonic() + 30  # scoring may end before the cluster has noticed the loss
+    while sum(n["Alive"] for n in ray.nodes()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
     report["nodes_after"] = [(n["NodeManagerAddress"], n["Alive"]) for n in ray.nodes()]
 
     timings["scoring"] = time.monotonic() - started
@@ -93,7 +100,7 @@ def main(project: str, store_path: str, report_path: str, temp: str) -> None:
     store_features(store, hashes, config.selection.dsir, log.append, compute)
     find_overlaps(store, "humaneval", hashes, config.selection.decontamination, log.append, compute)
     pool_bm25_scores(store, hashes, targets, config.selection.bm25, log.append, compute)
-    pool_embeddings(store, pa.array(hashes[:48]), config.selection.embedding, log.append, compute)
+    pool_embeddings(store, pa.array(hashes[:16]), config.selection.embedding, log.append, compute)
     timings["per_text"] = time.monotonic() - started - timings["scoring"]
     report["per_text"] = [line for line in log if "computed now" in line]
     report["listening"] = sorted(  # IPv4 addresses, some written IPv4-mapped (::ffff:127.0.0.1)

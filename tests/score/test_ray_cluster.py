@@ -38,7 +38,7 @@ os.environ.setdefault(LOOPBACK_ONLY, "0")  # before ray is imported here (the ba
 pytest.importorskip("ray", reason="the ray extra is not installed (make test installs it)")
 NAMESPACES = ["unshare", "-rnpf", "--mount-proc"]
 DRIVER = Path(__file__).with_name("ray_cluster_run.py")
-TEXTS = 240
+TEXTS = 120
 # Stored per-text results, without the seconds they took, in a fixed order.
 TABLES = {
     "scores": "SELECT content_hash, target_hash, score FROM scores",
@@ -69,7 +69,7 @@ def _per_text_work(store: Store, project: Path) -> None:
     store_features(store, hashes, config.selection.dsir, quiet)
     find_overlaps(store, "humaneval", hashes, config.selection.decontamination, quiet)
     pool_bm25_scores(store, hashes, targets, config.selection.bm25, quiet)
-    pool_embeddings(store, hashes[:48], config.selection.embedding, quiet)
+    pool_embeddings(store, hashes[:16], config.selection.embedding, quiet)
 
 
 @pytest.mark.skipif(not shutil.which("unshare") or not shutil.which("ip"), reason="needs unshare and ip (util-linux)")
