@@ -90,6 +90,30 @@ def test_a_file_that_only_grew_is_read_from_where_the_last_ingestion_ended(tmp_p
     assert edited.documents == 31 and (5, "d5", "def f5(): return 55") in _stored(store)
 
 
+def test_an_edit_between_the_prefix_check_and_the_read_makes_a_whole_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stored part was checked, then edited before the new rows were read: the edit is not missed."""
+    path = tmp_path / "src.jsonl"
+    texts = [f"def f{i}(): return {i}" for i in range(10)]
+    reader = _write(path, texts)
+    store, lines = Store(tmp_path / "store.duckdb"), []
+    ingest_source(store, SOURCE, reader, log=lines.append)
+    with path.open("a") as file:
+        file.write(json.dumps({"id": "d10", "text": "new"}) + "\n")
+    checked = stage.grown_from
+
+    def then_edited(*args: object) -> object:
+        found = checked(*args)  # type: ignore[arg-type]
+        path.write_text(path.read_text().replace('return 3"', 'return 33"'))  # once: the whole read checks again
+        return found
+
+    monkeypatch.setattr(stage, "grown_from", then_edited)
+    ingest_source(store, SOURCE, RecordReader(str(path), id_field="id"), log=lines.append)
+    assert any("changed before its new rows were read: reading it whole" in line for line in lines)
+    assert (3, "d3", "def f3(): return 33") in _stored(store) and len(_stored(store)) == 11
+
+
 def test_a_failure_midway_leaves_the_stored_documents_and_no_staged_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from zipfit_pipeline.engine.core.hashing import digest
-from zipfit_pipeline.engine.ingest.file_state import FileState, prefix_digest
+from zipfit_pipeline.engine.ingest.file_state import FileState, prefix_digest, stat_signature
 from zipfit_pipeline.engine.ingest.records import RecordReader, detect_format
 from zipfit_pipeline.engine.ingest.tables import IngestTables
 
@@ -28,6 +28,7 @@ class GrownFrom:
     """The part of a grown file that an earlier ingestion read and stored."""
 
     size: int
+    content: str  # `file_state(path).content` of those `size` bytes
     rows: int
     skipped: dict[str, int]
     first_skipped: dict[str, int]
@@ -55,7 +56,19 @@ def grown_from(tables: IngestTables, dataset: str, reader: RecordReader, chunked
             return None
     if prefix_digest(path, stored["size"]) != stored["content"]:
         return None
-    return GrownFrom(stored["size"], stored["rows"], json.loads(stored["skipped"]), json.loads(stored["first_skipped"]))
+    skipped, first_skipped = json.loads(stored["skipped"]), json.loads(stored["first_skipped"])
+    return GrownFrom(stored["size"], stored["content"], stored["rows"], skipped, first_skipped)
+
+
+def still_grown_from(grown: GrownFrom, path: str, state: FileState | None) -> bool:
+    """Whether the file read from `grown.size` on still begins with the stored bytes and has not changed since the
+    read took `state`: so its new rows were read after those bytes, not after an edit made in between."""
+    file = Path(path)
+    return (
+        state is not None
+        and stat_signature(file) == state.signature()
+        and prefix_digest(file, grown.size) == grown.content
+    )
 
 
 def file_record(reader: RecordReader, state: FileState | None, chunked: bool) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from itertools import islice
 from zipfit_pipeline.engine.core.hashing import content_hash, digest, set_hash
 from zipfit_pipeline.engine.core.store import Store, StoreError
 from zipfit_pipeline.engine.ingest.file_state import FileState, read_unchanged
-from zipfit_pipeline.engine.ingest.grown_files import GrownFrom, file_record, grown_from
+from zipfit_pipeline.engine.ingest.grown_files import GrownFrom, file_record, grown_from, still_grown_from
 from zipfit_pipeline.engine.ingest.records import InputError, Record, RecordReader, chunk_records
 from zipfit_pipeline.engine.ingest.settings import DatasetSpec, TargetSpec
 from zipfit_pipeline.engine.ingest.tables import IngestTables
@@ -50,7 +50,7 @@ def ingest_source(
 ) -> IngestResult:
     """Replace the source's documents with the usable records of `reader` (long texts cut into chunks if asked). A
     JSON-lines file that only grew since its last ingestion is read from where that one ended (`grown_files`)."""
-    dataset, chunk_chars, tables = spec.name, spec.chunk_chars, IngestTables(store)
+    dataset, chunk_chars, tables, whole_reader = spec.name, spec.chunk_chars, IngestTables(store), reader
     grown = grown_from(tables, dataset, reader, bool(chunk_chars))
     if grown:
         reader = replace(reader, start_byte=grown.size, first_row=grown.rows)
@@ -76,6 +76,10 @@ def ingest_source(
 
     try:
         (rows, preview), reader, state = read_unchanged(reader, stage, log=log)
+        if grown and not still_grown_from(grown, reader.path, state):
+            log(f"{reader.path} changed before its new rows were read: reading it whole")
+            tables.forget_ingested_file(dataset)
+            return ingest_source(store, spec, whole_reader, log)
         if grown:
             log(
                 f"{reader.path} only grew since its {grown.size:,} bytes were stored: read only its "

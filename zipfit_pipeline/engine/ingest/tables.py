@@ -83,6 +83,11 @@ CREATE TABLE IF NOT EXISTS targets (
             ).fetchall()
         return sorted(r[0] for r in rows)
 
+    def forget_ingested_file(self, dataset: str) -> None:
+        """The next ingestion of the dataset reads its whole input."""
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM ingested_files WHERE dataset = ?", [dataset])
+
     def ingested_file(self, dataset: str) -> dict[str, Any] | None:
         """What the dataset's last ingestion read: (path, reader, size, content, rows, skipped, first_skipped)."""
         rows = self.query("SELECT * FROM ingested_files WHERE dataset = ?", [dataset]).to_pylist()
