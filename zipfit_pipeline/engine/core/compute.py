@@ -2,7 +2,7 @@
 decides it for every stage that works text by text: scoring, token counts, DSIR's n-gram counts, BM25's term
 counts, test-split checks and embeddings.
 
-A stage hands `Compute.map` a picklable callable over a batch of texts (its "work") and a stream of batches; it
+A stage hands `ComputeSettings.map` a picklable callable over a batch of texts (its "work") and a stream of batches; it
 gets the results back in input order, a few batches in flight at a time, and stores each as it arrives. On this
 machine the stage may pass its own local way of running the work (threads, a process pool); on Ray every batch is
 a task, retried elsewhere when its worker or node is lost (`ray_cluster.py`). Where the work runs never changes
