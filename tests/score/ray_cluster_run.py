@@ -21,6 +21,7 @@ from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
 PORT = 46379
+LOOPBACK = "127.0.0.1"
 # A lost node is noticed within about a second (Ray's default is tens of seconds), so the test does not wait.
 FAST_HEALTH_CHECKS = {
     "RAY_health_check_period_ms": "300",
@@ -40,14 +41,16 @@ def main(project: str, store_path: str, report_path: str, temp: str) -> None:
     os.environ.update(
         RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=temp, **FAST_HEALTH_CHECKS
     )
-    node = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
+    # Every node, its servers and the dashboard bound to loopback (the namespace has no other address anyway).
+    node = ["--node-ip-address", LOOPBACK, "--num-cpus", "1", "--disable-usage-stats"]
+    head = ["--head", "--port", str(PORT), "--dashboard-host", LOOPBACK, "--include-dashboard", "false"]
     subprocess.run(
-        [RAY, "start", "--head", "--port", str(PORT), "--include-dashboard", "false", "--temp-dir", temp, *node],
+        [RAY, "start", *head, "--temp-dir", temp, *node],
         check=True,
         capture_output=True,
     )
     worker = subprocess.Popen(  # its own process group: the raylet and every worker process it starts
-        [RAY, "start", "--address", f"127.0.0.1:{PORT}", "--block", *node],
+        [RAY, "start", "--address", f"{LOOPBACK}:{PORT}", "--block", *node],
         start_new_session=True,
         stdout=(ray_files / "worker-node.log").open("w"),
         stderr=subprocess.STDOUT,
@@ -115,7 +118,7 @@ def refused_without_token() -> str:
     """What a client without the token gets from the cluster (HOME empty, so no ~/.ray/auth_token either)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"} | {"HOME": "/tmp/no-token-home"}
     client = subprocess.run(
-        [sys.executable, "-c", f"import ray; ray.init(address='127.0.0.1:{PORT}')"],
+        [sys.executable, "-c", f"import ray; ray.init(address='{LOOPBACK}:{PORT}')"],
         env=env,
         capture_output=True,
         text=True,
