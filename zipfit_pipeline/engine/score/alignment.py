@@ -68,19 +68,20 @@ def score_chunks(
     level: int = DEFAULT_LEVEL,
     workers: int = 1,
     backend: str = "local",
-    ray_address: str | None = None,
+    cluster: ComputeSettings | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield one array of scores per chunk of source texts, in input order.
 
     At most `2 * workers` chunks are in flight, so memory is bounded by the chunk size, not the corpus.
     `backend` is `processes` (a pool on this machine), `threads` (in this process: the native path releases the GIL
     while it compresses), `local` (threads on the native path, processes on the pure-Python path) or `ray` (Ray
-    tasks, on a cluster or a local one). Workers score on this process's code path (`native.code_path`) or refuse.
+    tasks on `cluster`, the project's `compute` section with its address, workers and retries, or else on a Ray
+    started here with `workers` CPUs). Workers score on this process's code path (`native.code_path`) or refuse.
     """
     path = native.code_path(compressor, level)
     work = ScoreWork(tuple(targets), compressor, level, compressor_build(compressor), path)
     if backend == "ray":
-        ray = ComputeSettings(backend="ray", workers=workers, ray_address=ray_address)
+        ray = cluster or ComputeSettings(backend="ray", workers=workers)
         yield from ray.map(work, (list(chunk) for chunk in chunks))
         return
     if backend not in BACKENDS:

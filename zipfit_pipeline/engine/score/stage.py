@@ -111,12 +111,9 @@ def score_dataset(
     workers = max(1, min(compute.local_workers(), math.ceil(len(todo) / settings.chunk_size)))
     if compute.backend == "local" and len(todo) * len(targets) < IN_PROCESS_PAIRS:
         workers = 1
-    if compute.backend == "ray":
-        workers = compute.workers  # 0: as many tasks in flight as the cluster has CPUs
     compressor, level = score_set.compressor, score_set.level
-    for chunk_scores in score_chunks(
-        chunks(), targets, compressor, level, workers, compute.backend, compute.ray_address
-    ):
+    cluster = compute if compute.backend == "ray" else None  # its own workers and retries
+    for chunk_scores in score_chunks(chunks(), targets, compressor, level, workers, compute.backend, cluster):
         finished_hashes += in_flight.popleft().to_pylist()
         finished_scores += chunk_scores.tolist()
         if time.monotonic() - last_commit >= commit_seconds:
