@@ -1,6 +1,7 @@
 """The comparison's arithmetic (means over seeds, t-intervals, paired differences) and what it reads from the store."""
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,8 +11,9 @@ from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.evaluate import EvalTables, Measured
 from zipfit_pipeline.engine.report import render_markdown
-from zipfit_pipeline.engine.report.results import CurrentInputs, load_results
+from zipfit_pipeline.engine.report.results import CurrentInputs, load_lengths, load_results
 from zipfit_pipeline.engine.report.statistics import (
+    LengthProfile,
     RunResult,
     alignment_fit,
     equal_budget_runs,
@@ -141,6 +143,49 @@ def test_alignment_fit_uses_every_seed_of_the_equal_size_training_sets() -> None
     assert (slope, intercept, r2) == (pytest.approx(-2.0), pytest.approx(3.0), pytest.approx(1.0))
 
 
+def test_alignment_is_fitted_at_each_budget_and_over_all_of_them() -> None:
+    """Within a budget, better-aligned data gives a lower loss here (slope -2, exact); across budgets the larger
+    budget's lower losses at lower alignment turn the pooled slope around, which is why each budget has its own."""
+    runs = [
+        _run(m, budget, seed, start - 2 * a, a)
+        for budget, start, aligned in ((100, 3.0, (0.5, 0.8)), (400, 1.0, (0.1, 0.4)))
+        for m, a in zip(("random", "zipfit"), aligned)
+        for seed in (0, 1)
+    ]
+    runs += [_run("all", 0, 0, 0.5, 0.05)]  # `all` has no budget: not a point of any fit
+    report = summarize("m on t", BASE, runs, {})
+    fits = {f.budget: f for f in report.alignment_fits()}
+    assert set(fits) == {100, 400, None}
+    for budget in (100, 400):
+        assert (fits[budget].runs, fits[budget].slope, fits[budget].r2) == (4, pytest.approx(-2.0), pytest.approx(1.0))
+    assert fits[None].runs == 8 and fits[None].slope > 0 and 0 < fits[None].r2 < 1
+    markdown = render_markdown(report)
+    assert "| 100 tokens | 4 | -2.000 | 1.00 |" in markdown and "| every budget | 8 | +" in markdown
+    assert report.as_metadata()["alignment_fits"][0] == {
+        "budget": 100,
+        "runs": 4,
+        "slope": pytest.approx(-2.0),
+        "r2": pytest.approx(1.0),
+    }
+
+
+def test_test_loss_is_tabled_by_budget_for_the_budgeted_methods() -> None:
+    runs = [
+        _run(m, b, seed, loss + seed * 0.1)
+        for m, b, loss in (("zipfit", 100, 2.0), ("zipfit", 400, 1.5), ("random", 400, 1.7))
+        for seed in (0, 1)
+    ]
+    runs += [_run("all", 0, seed, 1.2) for seed in (0, 1)]
+    markdown = render_markdown(summarize("m on t", BASE, runs, {}))
+    assert "| method | 100 tokens | 400 tokens |" in markdown
+    assert "| zipfit | 2.0500 [1.4147, 2.6853] | 1.5500 [0.9147, 2.1853] |" in markdown
+    assert (
+        "| random | - | 1.7500 [" in markdown
+        and "| all | " not in markdown.split("Test CE by budget")[1].split("\n\n")[1]
+    )
+    assert "Test CE by budget" not in render_markdown(summarize("m on t", BASE, runs[:2], {}))  # one budget: no table
+
+
 INPUTS = CurrentInputs(training_version="train-v", base_version="base-v", eval_version="eval-v")
 
 
@@ -175,7 +220,11 @@ def _run_row(key: RunKey, run_id: str, version: str | None, trained_with: str | 
     }
 
 
-def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str]) -> None:
+def _selection_sets(
+    store: Store, keys: list[RunKey], versions: dict[RunKey, str], lengths: dict[RunKey, list[int]] | None = None
+) -> None:
+    """The selection sets of `keys`, each of the texts whose token lengths `lengths` gives (none by default)."""
+    texts = [(k, i, n) for k, found in (lengths or {}).items() for i, n in enumerate(found)]
     sets = pa.table(
         {
             "method": [k.method for k in keys],
@@ -187,18 +236,18 @@ def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str
             "mean_alignment": pa.array([0.2] * len(keys), pa.float64()),
         }
     )
-    empty = pa.table(
+    selected = pa.table(
         {
-            "method": pa.array([], pa.string()),
-            "budget": pa.array([], pa.int64()),
-            "seed": pa.array([], pa.int32()),
-            "rank": pa.array([], pa.int64()),
-            "dataset": pa.array([], pa.string()),
-            "doc_id": pa.array([], pa.string()),
-            "content_hash": pa.array([], pa.string()),
-            "score": pa.array([], pa.float64()),
-            "tokens": pa.array([], pa.int64()),
-            "cumulative_tokens": pa.array([], pa.int64()),
+            "method": pa.array([k.method for k, _, _ in texts], pa.string()),
+            "budget": pa.array([k.budget for k, _, _ in texts], pa.int64()),
+            "seed": pa.array([k.seed for k, _, _ in texts], pa.int32()),
+            "rank": pa.array([i for _, i, _ in texts], pa.int64()),
+            "dataset": pa.array(["pool"] * len(texts), pa.string()),
+            "doc_id": pa.array([str(i) for _, i, _ in texts], pa.string()),
+            "content_hash": pa.array([f"h{i}" for _, i, _ in texts], pa.string()),
+            "score": pa.array([0.5] * len(texts), pa.float64()),
+            "tokens": pa.array([n for _, _, n in texts], pa.int64()),
+            "cumulative_tokens": pa.array([0] * len(texts), pa.int64()),
         }
     )
     clean = pa.table(
@@ -213,7 +262,7 @@ def _selection_sets(store: Store, keys: list[RunKey], versions: dict[RunKey, str
             "removed": pa.array([], pa.bool_()),
         }
     )
-    SelectTables(store).replace_selections("m", "t", empty, sets, {}, clean)
+    SelectTables(store).replace_selections("m", "t", selected, sets, {}, clean)
 
 
 def test_the_report_reads_only_current_evals_of_configured_runs(tmp_path: Path) -> None:
@@ -259,3 +308,20 @@ def test_the_report_reads_only_current_evals_of_configured_runs(tmp_path: Path) 
 
     with pytest.raises(LookupError, match="no current eval of the base model m on t"):
         load_results(store, "m", "t", [current], INPUTS)  # `base` is never optional
+
+
+def test_the_length_profile_averages_the_reported_seeds_of_each_selection(tmp_path: Path) -> None:
+    """ZIP-FIT's short texts against random's long ones; a seed left out of the report is left out of its profile."""
+    store = Store(tmp_path / "store.duckdb")
+    zipfit = [RunKey("m", "t", "zipfit", 100, seed) for seed in (0, 1)]
+    lengths = {zipfit[0]: [10, 20, 30, 40, 50], zipfit[1]: [30, 30, 30], RunKey("m", "t", "random", 100, 0): [90, 110]}
+    lengths[RunKey("m", "t", "zipfit", 100, 2)] = [1000]  # a seed the report does not hold (its eval is not current)
+    _selection_sets(store, list(lengths), {k: "v1" for k in lengths}, lengths)
+    reported = [_run(k.method, k.budget, k.seed, 2.0) for k in lengths if k.seed < 2]
+    found = load_lengths(store, "m", "t", reported)
+    assert found[("zipfit", 100)] == LengthProfile(
+        texts=4.0, median=30.0, p10=(14 + 30) / 2, p90=(46 + 30) / 2, mean=30.0
+    )
+    assert found[("random", 100)].median == 100.0 and found[("random", 100)].texts == 2
+    report = replace(summarize("m on t", BASE, reported, {}), lengths=found)
+    assert "| zipfit | 100 | 4 | 30 | 22 | 38 | 30 |" in render_markdown(report)

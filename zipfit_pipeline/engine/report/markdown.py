@@ -1,5 +1,6 @@
-"""The report as Markdown: the results table, the paired comparisons, pass@k, where each selection's tokens came
-from, what decontamination removed, and what was left out and why."""
+"""The report as Markdown: the results table and test CE by budget, the paired comparisons, pass@k, where each
+selection's tokens came from and how long its texts are, alignment against loss, what decontamination removed, and
+what was left out and why."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import math
 
 from zipfit_pipeline.engine.core.runs import BASE, THRESHOLD, WHOLE_POOL
 from zipfit_pipeline.engine.report.statistics import CONFIDENCE, Interval, MethodRow, Report
+from zipfit_pipeline.engine.select import is_budgeted
 
 
 def render_markdown(report: Report) -> str:
     return "\n".join(
         [
             *_results_table(report),
+            *_budget_table(report),
             "",
             *_paired_table(report),
             *_pass_at_k_table(report),
             *_composition_table(report),
+            *_length_table(report),
+            *_alignment_table(report),
             "",
             _decontamination_line(report),
             *_excluded_lines(report),
@@ -64,6 +69,27 @@ def _results_table(report: Report) -> list[str]:
             f"| {row.method} | {_budget_label(row, report)} | {row.test_loss.n} | {row.test_loss.mean:.4f} | "
             f"{_bounds(row.test_loss)} | {row.change_from_base:+.4f} | {reach} | {row.mean_alignment:.4f} | "
             f"{row.selection_seconds:.2f} |"
+        )
+    return lines
+
+
+def _budget_table(report: Report) -> list[str]:
+    """Test CE per method (rows) and budget (columns): how each method's loss falls as its budget grows."""
+    budgets = sorted({r.budget for r in report.rows if is_budgeted(r.method)})
+    if len(budgets) < 2:
+        return []
+    cells = {(r.method, r.budget): r.test_loss for r in report.rows}
+    lines = [
+        "",
+        f"Test CE by budget (mean over seeds, {CONFIDENCE:.0%} interval):",
+        "",
+        "| method | " + " | ".join(f"{b:,} tokens" for b in budgets) + " |",
+        "|---|" + "---:|" * len(budgets),
+    ]
+    for method in sorted({m for m, b in cells if b in budgets and is_budgeted(m)}):
+        row = [cells.get((method, b)) for b in budgets]
+        lines.append(
+            f"| {method} | " + " | ".join("-" if i is None else f"{i.mean:.4f} {_bounds(i)}" for i in row) + " |"
         )
     return lines
 
@@ -127,6 +153,46 @@ def _composition_table(report: Report) -> list[str]:
             + " | ".join(f"{shares.get(d, 0.0):.0%}" for d in sources)
             + " |"
         )
+    return lines
+
+
+def _length_table(report: Report) -> list[str]:
+    """How long each selection's texts are (ZIP-FIT favours short ones); random's are the pool's, in expectation."""
+    if not report.lengths:
+        return []
+    lines = [
+        "",
+        "How long each selection's texts are, in tokens (mean over seeds; random's profile is the pool's):",
+        "",
+        "| method | budget | texts | median | 10th percentile | 90th percentile | mean |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report.rows:
+        p = report.lengths.get((row.method, row.budget))
+        if p:
+            lines.append(
+                f"| {row.method} | {_budget_label(row, report)} | {p.texts:,.0f} | {p.median:,.0f} | {p.p10:,.0f} "
+                f"| {p.p90:,.0f} | {p.mean:,.0f} |"
+            )
+    return lines
+
+
+def _alignment_table(report: Report) -> list[str]:
+    """The paper's Figure 3 as numbers: does a better-aligned training set give a lower test loss?"""
+    fits = [f for f in report.alignment_fits() if not math.isnan(f.slope)]
+    if not fits:
+        return []
+    lines = [
+        "",
+        "Test CE against the training set's mean ZIP-FIT alignment, one point per run (negative slope: better-aligned "
+        "data gives a lower loss; across budgets, a larger budget also lowers the loss whatever the alignment):",
+        "",
+        "| runs of | points | slope | R² |",
+        "|---|---:|---:|---:|",
+    ]
+    for f in fits:
+        what = "every budget" if f.budget is None else f"{f.budget:,} tokens"
+        lines.append(f"| {what} | {f.runs} | {f.slope:+.3f} | {f.r2:.2f} |")
     return lines
 
 

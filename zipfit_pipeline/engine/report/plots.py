@@ -1,5 +1,6 @@
-"""The report's two plots as PNG files (Agg backend: no display needed): test CE against training tokens per
-method (the paper's Figures 2 and 5), and the training set's alignment against test CE (Figure 3)."""
+"""The report's plots as PNG files (Agg backend: no display needed): test CE against training tokens per method
+(the paper's Figures 2 and 5), final test CE against the budget, and the training set's alignment against test CE
+(Figure 3)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import numpy as np
 from zipfit_pipeline.engine.report.statistics import (
     Report,
     RunResult,
+    aligned_runs,
     alignment_fit,
-    equal_budget_runs,
     group_runs,
     losses_at,
     mean_curve,
@@ -74,24 +75,63 @@ def _seed_range(runs: Sequence[RunResult]) -> list[tuple[int, float, float]]:
     return [(t, min(v), max(v)) for t, v in losses_at(runs).items()] if len(runs) > 1 else []
 
 
+def plot_loss_vs_budget(report: Report, path: Path) -> Path:
+    """Final test CE against the token budget per method, each budget's mean over seeds with its 95% interval (a
+    separate fine-tune per budget, each with its own schedule); `all` is one point at its size."""
+    with _figure(path) as axes:
+        for method in sorted({r.method for r in report.rows}):
+            rows = sorted((r for r in report.rows if r.method == method), key=lambda r: r.train_tokens)
+            errors = [[0 if math.isnan(r.test_loss.low) else r.test_loss.mean - r.test_loss.low for r in rows]] * 2
+            axes.errorbar(
+                [r.train_tokens for r in rows],
+                [r.test_loss.mean for r in rows],
+                yerr=errors,
+                marker="o",
+                markersize=4,
+                capsize=3,
+                label=method,
+            )
+        axes.axhline(report.base_loss, color="grey", linestyle=":", label="base model")
+        axes.set_xscale("log")
+        axes.set(xlabel="training tokens (budget)", ylabel="test cross-entropy (95% interval over seeds)")
+        axes.set_title(report.title)
+        axes.legend(fontsize="small", ncols=2)
+    return path
+
+
 def plot_alignment_vs_loss(report: Report, path: Path) -> Path:
-    """Mean alignment of each equal-size training set against the test CE it gave, one point per seed, the fit
-    and its R² (the paper's Figure 3)."""
-    runs = equal_budget_runs(report)
-    x, y, slope, intercept, r2 = alignment_fit(runs)
+    """Mean alignment of each training set against the test CE it gave, one point per seed (marker: budget), and
+    each budget's fit with its R² (the paper's Figure 3)."""
+    runs = aligned_runs(report.runs)
+    budgets = sorted({r.key.budget for r in runs})
+    markers = dict(zip(budgets, "osD^vP*X"))
     with _figure(path) as axes:
         for method in sorted({r.key.method for r in runs}):
-            chosen = [i for i, r in enumerate(runs) if r.key.method == method]
-            axes.scatter(x[chosen], y[chosen], label=method)
-        if np.isfinite(slope):
-            xs = np.linspace(x.min(), x.max(), 10)
-            axes.plot(xs, slope * xs + intercept, color="grey", label=f"fit, R² = {r2:.2f}")
-        budget = runs[0].key.budget if runs else 0
-        axes.set(
-            xlabel=f"mean ZIP-FIT alignment of the training set ({budget:,} tokens)",
-            ylabel="test cross-entropy",
-            title=report.title,
-        )
+            colour = None  # the cycle's next colour for the method's first points, the same for the rest
+            for budget in budgets:
+                members = [r for r in runs if (r.key.method, r.key.budget) == (method, budget)]
+                if members:
+                    points = axes.scatter(
+                        [r.mean_alignment for r in members],
+                        [r.test_loss for r in members],
+                        marker=markers.get(budget, "o"),
+                        color=colour,
+                        label=method if colour is None else None,
+                    )
+                    colour = points.get_facecolor()[0]
+        for budget in budgets:
+            x, _, slope, intercept, r2 = alignment_fit([r for r in runs if r.key.budget == budget])
+            if np.isfinite(slope):
+                xs = np.linspace(x.min(), x.max(), 10)
+                axes.plot(
+                    xs,
+                    slope * xs + intercept,
+                    color="grey",
+                    marker=markers.get(budget, "o"),
+                    markevery=[0, len(xs) - 1],
+                    label=f"{budget:,} tokens: fit, R² = {r2:.2f}",
+                )
+        axes.set(xlabel="mean ZIP-FIT alignment of the training set", ylabel="test cross-entropy", title=report.title)
         if runs:
             axes.legend(fontsize="small", ncols=2)
     return path

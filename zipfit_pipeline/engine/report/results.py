@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from zipfit_pipeline.engine.core.runs import BASE, RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.evaluate import EvalTables
 from zipfit_pipeline.engine.ingest import IngestTables
-from zipfit_pipeline.engine.report.statistics import PassAtKRow, RunResult, interval
+from zipfit_pipeline.engine.report.statistics import LengthProfile, PassAtKRow, RunResult, interval
 from zipfit_pipeline.engine.select import SelectTables
 from zipfit_pipeline.engine.train import TrainTables
 
@@ -153,13 +155,18 @@ def load_pass_at_k(
     return rows_out, list(excluded.values())
 
 
+def _reported_seeds(runs: Sequence[RunResult]) -> dict[tuple[str, int], set[int]]:
+    seeds: dict[tuple[str, int], set[int]] = {}
+    for run in runs:
+        seeds.setdefault((run.key.method, run.key.budget), set()).add(run.key.seed)
+    return seeds
+
+
 def load_composition(
     store: Store, model: str, target: str, runs: Sequence[RunResult]
 ) -> dict[tuple[str, int], dict[str, float]]:
     """Each source's share of the tokens of each reported (method, budget)'s selections, averaged over its seeds."""
-    seeds: dict[tuple[str, int], set[int]] = {}
-    for run in runs:
-        seeds.setdefault((run.key.method, run.key.budget), set()).add(run.key.seed)
+    seeds = _reported_seeds(runs)
     shares: dict[tuple[str, int], dict[str, float]] = {}
     for row in SelectTables(store).token_shares(model, target):
         group = (row["method"], row["budget"])
@@ -167,6 +174,20 @@ def load_composition(
             found = shares.setdefault(group, {})
             found[row["dataset"]] = found.get(row["dataset"], 0.0) + float(row["share"]) / len(seeds[group])
     return shares
+
+
+def load_lengths(
+    store: Store, model: str, target: str, runs: Sequence[RunResult]
+) -> dict[tuple[str, int], LengthProfile]:
+    """How long the texts of each reported (method, budget)'s selections are, in tokens, averaged over its seeds."""
+    seeds = _reported_seeds(runs)
+    sums: dict[tuple[str, int], np.ndarray] = {}
+    for row in SelectTables(store).length_profiles(model, target):
+        group = (row["method"], row["budget"])
+        if row["seed"] in seeds.get(group, ()):
+            values = np.array([row[f] for f in ("texts", "median", "p10", "p90", "mean")], dtype=np.float64)
+            sums[group] = sums.get(group, np.zeros(5)) + values / len(seeds[group])
+    return {group: LengthProfile(*map(float, values)) for group, values in sums.items()}
 
 
 def headline(store: Store) -> list[dict[str, Any]]:

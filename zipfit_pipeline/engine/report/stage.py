@@ -15,8 +15,14 @@ from pathlib import Path
 from zipfit_pipeline.engine.core.runs import RunKey
 from zipfit_pipeline.engine.core.store import Store
 from zipfit_pipeline.engine.report.markdown import render_markdown
-from zipfit_pipeline.engine.report.plots import plot_alignment_vs_loss, plot_loss_vs_tokens
-from zipfit_pipeline.engine.report.results import CurrentInputs, load_composition, load_pass_at_k, load_results
+from zipfit_pipeline.engine.report.plots import plot_alignment_vs_loss, plot_loss_vs_budget, plot_loss_vs_tokens
+from zipfit_pipeline.engine.report.results import (
+    CurrentInputs,
+    load_composition,
+    load_lengths,
+    load_pass_at_k,
+    load_results,
+)
 from zipfit_pipeline.engine.report.statistics import Report, summarize
 from zipfit_pipeline.engine.select import SelectionSettings, SelectTables
 
@@ -31,7 +37,7 @@ def build_report(
     inputs: CurrentInputs,
 ) -> tuple[Report, dict[str, Path]]:
     """The report of `model` on `target` from the store's results made from `inputs` (the project's now): report.md
-    and two PNG plots in `folder`."""
+    and three PNG plots in `folder`."""
     base, runs, excluded = load_results(store, model, target, configured, inputs)
     pass_at_k, pass_at_k_excluded = load_pass_at_k(store, model, target, configured, inputs)
     selections = SelectTables(store)
@@ -48,10 +54,12 @@ def build_report(
         decontamination=selection.decontamination.describe(),
         pass_at_k=pass_at_k,
         composition=load_composition(store, model, target, runs),
+        lengths=load_lengths(store, model, target, runs),
     )
     folder.mkdir(parents=True, exist_ok=True)
     plots = {
         "loss_vs_tokens": plot_loss_vs_tokens(report, folder / "loss_vs_tokens.png"),
+        "loss_vs_budget": plot_loss_vs_budget(report, folder / "loss_vs_budget.png"),
         "alignment_vs_loss": plot_alignment_vs_loss(report, folder / "alignment_vs_loss.png"),
     }
     images = "".join(f"\n\n![]({path.name})" for path in plots.values())

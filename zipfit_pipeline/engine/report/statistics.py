@@ -103,6 +103,29 @@ class PassAtKRow:
 
 
 @dataclass(frozen=True)
+class LengthProfile:
+    """How long a selection's texts are, in tokens, averaged over its seeds: ZIP-FIT favours short texts, and this
+    says whether its selection is made of them."""
+
+    texts: float
+    median: float
+    p10: float
+    p90: float
+    mean: float
+
+
+@dataclass(frozen=True)
+class AlignmentFit:
+    """Test CE fitted on the training set's mean alignment over some runs (the paper's Figure 3): one budget's, or
+    every budget's together (`budget` None), where a larger budget lowers the loss whatever the alignment."""
+
+    budget: int | None
+    runs: int
+    slope: float
+    r2: float
+
+
+@dataclass(frozen=True)
 class Report:
     title: str
     base_loss: float
@@ -117,10 +140,16 @@ class Report:
     pass_at_k: list[PassAtKRow] = field(default_factory=list)
     # (method, budget) -> each source's share of the selection's tokens, averaged over seeds
     composition: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
+    # (method, budget) -> the selected texts' length in tokens (texts, median, p10, p90, mean), averaged over seeds
+    lengths: dict[tuple[str, int], LengthProfile] = field(default_factory=dict)
 
     def alignment_r2(self) -> float:
         """R² of test CE against the training set's mean alignment, over the equal-size runs (the paper's Figure 3)."""
         return alignment_fit(equal_budget_runs(self))[4]
+
+    def alignment_fits(self) -> list[AlignmentFit]:
+        """Test CE against alignment at each budget, then over every budgeted run together."""
+        return alignment_fits(self.runs)
 
     def as_metadata(self) -> dict[str, Any]:
         """Plain JSON (a NaN, as in a one-seed interval, becomes null: browsers cannot parse NaN)."""
@@ -134,6 +163,8 @@ class Report:
                 "composition": [
                     {"method": m, "budget": b, "token_shares": shares} for (m, b), shares in self.composition.items()
                 ],
+                "lengths": [{"method": m, "budget": b, **asdict(p)} for (m, b), p in self.lengths.items()],
+                "alignment_fits": [asdict(f) for f in self.alignment_fits()],
             }
         )
 
@@ -249,11 +280,32 @@ def _t_test(d: Interval) -> float:
     return float(2 * stats.t.sf(abs(d.mean) / se, d.n - 1))
 
 
+def aligned_runs(runs: Sequence[RunResult]) -> list[RunResult]:
+    """The runs of budgeted methods with a known alignment: the points of the alignment-against-loss fits."""
+    return [r for r in runs if is_budgeted(r.key.method) and np.isfinite(r.mean_alignment)]
+
+
 def equal_budget_runs(report: Report) -> list[RunResult]:
     """Every seed's run at the largest token budget: training sets of the same size, one point each."""
-    budgeted = [r for r in report.runs if is_budgeted(r.key.method) and np.isfinite(r.mean_alignment)]
+    budgeted = aligned_runs(report.runs)
     largest = max((r.key.budget for r in budgeted), default=0)
     return [r for r in budgeted if r.key.budget == largest]
+
+
+def alignment_fits(runs: Sequence[RunResult]) -> list[AlignmentFit]:
+    """The alignment-against-loss fit at each budget, and over all budgets together where there are several."""
+    budgeted = aligned_runs(runs)
+    budgets = sorted({r.key.budget for r in budgeted})
+    groups: list[tuple[int | None, list[RunResult]]] = [
+        (b, [r for r in budgeted if r.key.budget == b]) for b in budgets
+    ]
+    if len(budgets) > 1:
+        groups.append((None, budgeted))
+    fits = []
+    for budget, members in groups:
+        _, _, slope, _, r2 = alignment_fit(members)
+        fits.append(AlignmentFit(budget, len(members), slope, r2))
+    return fits
 
 
 def alignment_fit(runs: Sequence[RunResult]) -> tuple[np.ndarray, np.ndarray, float, float, float]:

@@ -286,6 +286,16 @@ ALTER TABLE contaminated_texts ADD COLUMN IF NOT EXISTS rule VARCHAR;"""
             [model, target],
         ).to_pylist()
 
+    def length_profiles(self, model: str, target: str) -> list[dict[str, Any]]:
+        """(method, budget, seed, texts, median, p10, p90, mean): the token lengths of each selection's texts."""
+        return self.query(
+            """SELECT method, budget, seed, count(*) AS texts, quantile_cont(tokens, 0.5) AS median,
+                      quantile_cont(tokens, 0.1) AS p10, quantile_cont(tokens, 0.9) AS p90, avg(tokens) AS mean
+               FROM selections WHERE model = ? AND target = ? GROUP BY method, budget, seed
+               ORDER BY method, budget, seed""",
+            [model, target],
+        ).to_pylist()
+
     def contaminated_texts(self, model: str, target: str) -> list[dict[str, Any]]:
         """The pool texts the last selection found to overlap the test split, best ZIP-FIT rank first."""
         return self.query(
