@@ -18,102 +18,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
 from corpus import real_pool
-from measure import PeakRss, peak_rss_of
+from measure import peak_rss_of
+from pool_project import TEMPLATE, require_model, run_stages, write_project
 
-from zipfit_pipeline.orchestration.asset_keys import ALIGNMENT_SCORES, SELECTIONS, SOURCE_DOCUMENTS, TARGET_DOCUMENTS
-
-REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO / "data" / "models" / "smollm2-135m"
-STAGES = {"ingest": (SOURCE_DOCUMENTS, TARGET_DOCUMENTS), "score": (ALIGNMENT_SCORES,), "select": (SELECTIONS,)}
-TEMPLATE = "Problem description: {prompt} \nCanonical solution: {canonical_solution}"
 REFRESH = 0.01
-
-
-def write_project(folder: Path, pool: dict[str, list[dict[str, str]]], targets: int, methods: list[str]) -> Path:
-    from zipfit_pipeline.demo.inputs import humaneval_rows, write_jsonl
-
-    inputs = folder / "inputs"
-    inputs.mkdir(parents=True)
-    write_jsonl(inputs / "humaneval.jsonl", humaneval_rows())
-    for name, rows in pool.items():
-        write_jsonl(inputs / f"{name}.jsonl", rows)
-    project = {
-        "store": "zipfit.duckdb",
-        "artifacts": "artifacts",
-        "cache": "cache",
-        "sources": [{"name": name, "path": f"inputs/{name}.jsonl", "id_field": "id"} for name in pool],
-        "targets": [
-            {
-                "name": "humaneval",
-                "path": "inputs/humaneval.jsonl",
-                "template": TEMPLATE,
-                "id_field": "task_id",
-                "alignment_rows": [0, targets],
-                "test_rows": [82, 164],
-            }
-        ],
-        "models": [{"name": "smollm2-135m", "pretrained": str(MODEL)}],
-        "scoring": {"compressor": "gzip", "level": 9, "chunk_size": 128},
-        "selection": {
-            "methods": methods,
-            "budgets": [100_000, 1_000_000],
-            "dsir": {"min_example_length": 10},
-        },
-    }
-    (folder / "zipfit.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
-    return folder / "zipfit.yaml"
+SCALE_STAGES = ["ingest", "score", "select"]
 
 
 def append(folder: Path, extra: dict[str, list[dict[str, str]]]) -> None:
     for name, rows in extra.items():
         with open(folder / "inputs" / f"{name}.jsonl", "a", encoding="utf-8") as f:
             f.write("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def run_stages(config: Path) -> list[dict[str, float]]:
-    """In a child process: every stage as real Dagster runs, timed, with its process tree's peak RSS."""
-    env = {**os.environ, "DAGSTER_HOME": str(config.parent / "dagster_home")}
-    (config.parent / "dagster_home").mkdir(exist_ok=True)
-    out = subprocess.run(
-        [sys.executable, __file__, "--stages-child", str(config)],
-        env=env,
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def stages_child(config: str) -> None:
-    import dagster as dg
-
-    from zipfit_pipeline.orchestration.definitions import build_definitions
-    from zipfit_pipeline.orchestration.materialize_all import materialize_all
-
-    defs = build_definitions(config)
-    rows = []
-    with dg.DagsterInstance.get() as instance:
-        for stage, assets in STAGES.items():
-            started = time.perf_counter()
-            with PeakRss() as rss:
-                materialize_all(defs, instance, log=lambda line: print(line, file=sys.stderr), stages=assets)
-            rows.append(
-                {
-                    "stage": stage,
-                    "seconds": time.perf_counter() - started,
-                    "peak_mb": rss.peak / 1e6,
-                    "start_mb": rss.start / 1e6,
-                }
-            )
-    print(json.dumps(rows))
 
 
 def selection_seconds(config: Path) -> dict[str, float]:
@@ -152,22 +73,23 @@ def main() -> None:
     parser.add_argument("--methods", default="zipfit,dsir,bm25,random", help="selection methods, comma-separated")
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary one)")
     parser.add_argument("--skip-package", action="store_true", help="leave out the data-selection package's run")
-    parser.add_argument("--stages-child", help=argparse.SUPPRESS)
     parser.add_argument("--package-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.stages_child:
-        return stages_child(args.stages_child)
     if args.package_child:
         return package_dsir_child(args.package_child)
-    if not (MODEL / "config.json").exists():
-        sys.exit(f"bench/scale.py: the demo model {MODEL} is missing: run `make demo` (or `zipfit prepare-demo`) first")
+    require_model("bench/scale.py")
 
     folder = Path(args.keep or tempfile.mkdtemp(prefix="zipfit-scale-"))
     started = time.perf_counter()
     full_pool = real_pool(round(args.docs * (1 + REFRESH)))
     first = {name: rows[: round(len(rows) / (1 + REFRESH))] for name, rows in full_pool.items()}
     extra = {name: rows[len(first[name]) :] for name, rows in full_pool.items()}
-    config = write_project(folder, first, args.targets, args.methods.split(","))
+    selection = {
+        "methods": args.methods.split(","),
+        "budgets": [100_000, 1_000_000],
+        "dsir": {"min_example_length": 10},
+    }
+    config = write_project(folder, first, args.targets, selection)
     docs, new = sum(map(len, first.values())), sum(map(len, extra.values()))
     mb = sum(len(r["text"].encode()) for rows in first.values() for r in rows) / 1e6
     print(
@@ -176,11 +98,11 @@ def main() -> None:
         f"built in {time.perf_counter() - started:.0f}s in {folder}\n"
     )
 
-    full = run_stages(config)
+    full = run_stages(config, SCALE_STAGES)
     full_methods = selection_seconds(config)
     full_store = (folder / "zipfit.duckdb").stat().st_size / 1e6
     append(folder, extra)
-    refresh = run_stages(config)
+    refresh = run_stages(config, SCALE_STAGES)
     refresh_methods = selection_seconds(config)
     refresh_store = (folder / "zipfit.duckdb").stat().st_size / 1e6
     print(f"store on disk: {full_store:,.0f} MB after the full run, {refresh_store:,.0f} MB after +1%")
