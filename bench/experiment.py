@@ -12,7 +12,10 @@ It prints each stage's wall time and peak RSS, both reports and the chunked-agai
 with the plots to `--out`. A killed run resumes where it stopped when given the same `--keep` folder.
 
 Run: .venv/bin/python bench/experiment.py [--docs 185000] [--budgets 10000,50000] [--seeds 0,1,2]
+     [--methods zipfit,dsir,bm25,random,all] [--batch-size 4] [--curve-points 0] [--chunk-chars 400]
      [--out docs/experiment] [--keep FOLDER]   (needs the demo model: `make demo` builds it)
+On a GPU: --budgets 10000,50000,100000,1000000 --methods zipfit,dsir,bm25,random,all,d4,embedding --batch-size 8
+--curve-points 4 (the report then gives the tokens each method needs to reach the best baseline's loss).
 """
 
 from __future__ import annotations
@@ -33,19 +36,20 @@ from zipfit_pipeline.engine.score import ZIPFIT
 
 MODEL, TARGET = "smollm2-135m", "humaneval"
 STAGES = ["ingest", "score", "select", "train", "eval", "report"]
-METHODS = ["zipfit", "dsir", "bm25", "random", "all"]
+METHODS = "zipfit,dsir,bm25,random,all"
 
 
-def training(seeds: list[int]) -> dict[str, object]:
-    """A full fine-tune, four 256-token blocks a step (1,024 tokens), at the demo's learning rate; no mid-training
-    evals (each costs as much as a 10k-token fine-tune on 2 cores), so the curve is the budgets' final losses."""
+def training(seeds: list[int], batch_size: int, curve_points: int) -> dict[str, object]:
+    """A full fine-tune of 256-token blocks at the demo's learning rate. On 2 CPU cores: four blocks a step (1,024
+    tokens) and no mid-training evals (each costs as much as a 10k-token fine-tune there), so the curve is the
+    budgets' final losses."""
     return {
         "block_size": 256,
-        "batch_size": 4,
+        "batch_size": batch_size,
         "learning_rate": 1.0e-4,
         "warmup_fraction": 0.1,
         "seeds": seeds,
-        "curve_points": 0,
+        "curve_points": curve_points,
     }
 
 
@@ -114,22 +118,32 @@ def main() -> None:
     parser.add_argument("--budgets", default="10000,50000", help="training tokens, comma-separated")
     parser.add_argument("--all-cap", type=int, default=10_000, help="`all`: the whole pool in seeded order, cut here")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument(
+        "--methods", default=METHODS, help="add d4,embedding on a GPU (their embeddings: 1 h on 2 cores)"
+    )
+    parser.add_argument("--batch-size", type=int, default=4, help="256-token blocks per optimizer step")
+    parser.add_argument("--curve-points", type=int, default=0, help="test-loss evals during each fine-tune")
     parser.add_argument("--chunk-chars", type=int, default=400, help="ZIP-FIT on pieces of at most this many chars")
     parser.add_argument("--out", default=None, help="write the reports, plots and timings here (default: the folder)")
-    parser.add_argument("--keep", help="work in this folder and keep it; run again to resume (default: a temp one)")
+    parser.add_argument(
+        "--keep",
+        help="work in this folder and keep it; run again to resume, with the project files it wrote the first time "
+        "(default: a temporary folder)",
+    )
     args = parser.parse_args()
     require_model("bench/experiment.py")
 
     folder = Path(args.keep or tempfile.mkdtemp(prefix="zipfit-experiment-"))
     budgets, seeds = [int(b) for b in args.budgets.split(",")], [int(s) for s in args.seeds.split(",")]
     whole, chunked = folder / "whole" / "zipfit.yaml", folder / "chunked" / "zipfit.yaml"
-    if not whole.exists():
+    if not chunked.exists():  # written last: both projects are whole
         started = time.perf_counter()
         pool = real_pool(args.docs)
         selection = {"budgets": budgets, "all_max_tokens": args.all_cap, "dsir": {"min_example_length": 10}}
-        for config, methods, cut in ((whole, METHODS, None), (chunked, [ZIPFIT], args.chunk_chars)):
+        settings = training(seeds, args.batch_size, args.curve_points)
+        for config, methods, cut in ((whole, args.methods.split(","), None), (chunked, [ZIPFIT], args.chunk_chars)):
             shutil.rmtree(config.parent, ignore_errors=True)  # a folder left half-written by a killed first run
-            write_project(config.parent, pool, 82, {"methods": methods, **selection}, training(seeds), cut)
+            write_project(config.parent, pool, 82, {"methods": methods, **selection}, settings, cut)
         docs = sum(map(len, pool.values()))
         mb = sum(len(r["text"].encode()) for rows in pool.values() for r in rows) / 1e6
         print(
