@@ -150,7 +150,7 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         metadata = event.asset_materialization.metadata
         assert {"pairs_scored", "score_quantiles", "top", "build"} <= set(metadata)
         assert metadata["code_path"].value == native.code_path("gzip", 9)  # the path this process would score on
-        _check_report(config.resolve(config.artifacts) / "reports" / "tiny-gpt2" / "humaneval", evals, instance)
+        _check_report(config.resolve(config.artifacts) / "reports" / "tiny-gpt2" / "humaneval", evals, instance, store)
 
         selected = instance.get_latest_materialization_event(dg.AssetKey(SELECTIONS)).asset_materialization.metadata
         assert selected["dsir_settings"].value["min_example_length"] == 10
@@ -171,9 +171,10 @@ def test_materialize_whole_graph_with_tiny_model(tmp_path: Path, demo_files: dic
         }
 
 
-def _check_report(folder: Path, evals: list[dict], instance: dg.DagsterInstance) -> None:
+def _check_report(folder: Path, evals: list[dict], instance: dg.DagsterInstance, store: Store) -> None:
     """The comparison table has a row per method and budget with the mean over seeds; ZIP-FIT is paired with each
-    baseline; the plots are PNG files, also shown in the UI's metadata."""
+    baseline; each budget has its alignment fit and each selection its length profile; the plots are PNG files,
+    also shown in the UI's metadata."""
     metadata = instance.get_latest_materialization_event(dg.AssetKey(COMPARISON_REPORT)).asset_materialization.metadata
     rows = metadata["rows"].value
     base = next(e["test_loss"] for e in evals if e["method"] == "base")
@@ -196,10 +197,23 @@ def _check_report(folder: Path, evals: list[dict], instance: dg.DagsterInstance)
     assert paired == {(b, budget) for b in ("dsir", "random", "all") for budget in (300, 600)}
     report = (folder / "report.md").read_text()
     assert "| threshold | > 0.190 (" in report and "| all | cap 900 (" in report and "| zipfit | 600 | 2 |" in report
-    for name in ("loss_vs_tokens.png", "alignment_vs_loss.png"):
+    for name in ("loss_vs_tokens.png", "loss_vs_budget.png", "alignment_vs_loss.png"):
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "data:image/png;base64," in metadata[name.removesuffix(".png")].value
     assert -1.0 <= metadata["alignment_vs_loss_r2"].value <= 1.0
+    fits = {f["budget"]: f["runs"] for f in metadata["alignment_fits"].value}
+    assert fits == {300: 6, 600: 6, None: 12}  # zipfit, dsir and random, two seeds each, at each budget
+    assert "Test CE by budget" in report and "| 300 tokens | 600 tokens |" in report
+    # Each selection's length profile: its texts, as the store holds them, averaged over the two seeds.
+    lengths = {(r["method"], r["budget"]): r for r in metadata["lengths"].value}
+    assert set(lengths) == {(r["method"], r["budget"]) for r in rows}
+    for (method, budget), profile in lengths.items():
+        counted = store.query(
+            "SELECT avg(texts) AS texts, avg(mean) AS mean FROM (SELECT seed, count(*) AS texts, avg(tokens) AS mean "
+            "FROM selections WHERE method = ? AND budget = ? GROUP BY seed)",
+            [method, budget],
+        ).to_pylist()[0]
+        assert profile["texts"] == pytest.approx(counted["texts"]) and profile["mean"] == pytest.approx(counted["mean"])
     assert metadata["excluded"].value == []
 
 
