@@ -19,26 +19,18 @@ from typing import Any
 import yaml
 from measure import PeakRss
 
-from zipfit_pipeline.orchestration.asset_keys import (
-    ALIGNMENT_SCORES,
-    COMPARISON_REPORT,
-    EVAL_LOSS,
-    FINETUNED_MODEL,
-    SELECTIONS,
-    SOURCE_DOCUMENTS,
-    TARGET_DOCUMENTS,
-)
+from zipfit_pipeline.orchestration import asset_keys as keys
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "data" / "models" / "smollm2-135m"
 TEMPLATE = "Problem description: {prompt} \nCanonical solution: {canonical_solution}"
 STAGES = {
-    "ingest": (SOURCE_DOCUMENTS, TARGET_DOCUMENTS),
-    "score": (ALIGNMENT_SCORES,),
-    "select": (SELECTIONS,),
-    "train": (FINETUNED_MODEL,),
-    "eval": (EVAL_LOSS,),
-    "report": (COMPARISON_REPORT,),
+    "ingest": (keys.SOURCE_DOCUMENTS, keys.TARGET_DOCUMENTS),
+    "score": (keys.ALIGNMENT_SCORES,),
+    "select": (keys.SELECTIONS,),
+    "train": (keys.FINETUNED_MODEL,),
+    "eval": (keys.EVAL_LOSS,),
+    "report": (keys.COMPARISON_REPORT,),
 }
 
 

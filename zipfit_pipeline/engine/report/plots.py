@@ -21,6 +21,7 @@ from zipfit_pipeline.engine.report.statistics import (
     losses_at,
     mean_curve,
 )
+from zipfit_pipeline.engine.select import is_budgeted
 
 
 @contextmanager
@@ -54,20 +55,20 @@ def plot_loss_vs_tokens(report: Report, path: Path) -> Path:
             spread = _seed_range(groups[largest])
             if spread:
                 axes.fill_between(*zip(*spread), color=line.get_color(), alpha=0.15, linewidth=0)
-            finals = [r for r in report.rows if r.method == method]
-            errors = [[0 if math.isnan(r.test_loss.low) else r.test_loss.mean - r.test_loss.low for r in finals]] * 2
-            axes.errorbar(
-                [r.train_tokens for r in finals],
-                [r.test_loss.mean for r in finals],
-                yerr=errors,
-                fmt="s",
-                color=line.get_color(),
-                capsize=3,
-            )
+            _final_losses(axes, report, method, fmt="s", color=line.get_color())
         axes.axhline(report.base_loss, color="grey", linestyle=":", label="base model")
         axes.set(xlabel="training tokens", ylabel="test cross-entropy", title=report.title)
         axes.legend(fontsize="small", ncols=2)
     return path
+
+
+def _final_losses(axes: Any, report: Report, method: str, shift: float = 1.0, **style: Any) -> None:
+    """Each budget's final mean test CE of `method`, in token order, with its 95% interval (none for one seed); at
+    `shift` times its tokens, so that methods' intervals at one budget stand side by side."""
+    rows = sorted((r for r in report.rows if r.method == method), key=lambda r: r.train_tokens)
+    errors = [[0 if math.isnan(r.test_loss.low) else r.test_loss.mean - r.test_loss.low for r in rows]] * 2
+    tokens = [r.train_tokens * shift for r in rows]
+    axes.errorbar(tokens, [r.test_loss.mean for r in rows], yerr=errors, capsize=3, **style)
 
 
 def _seed_range(runs: Sequence[RunResult]) -> list[tuple[int, float, float]]:
@@ -78,21 +79,16 @@ def _seed_range(runs: Sequence[RunResult]) -> list[tuple[int, float, float]]:
 def plot_loss_vs_budget(report: Report, path: Path) -> Path:
     """Final test CE against the token budget per method, each budget's mean over seeds with its 95% interval (a
     separate fine-tune per budget, each with its own schedule); `all` is one point at its size."""
+    methods = sorted({r.method for r in report.rows})
     with _figure(path) as axes:
-        for method in sorted({r.method for r in report.rows}):
-            rows = sorted((r for r in report.rows if r.method == method), key=lambda r: r.train_tokens)
-            errors = [[0 if math.isnan(r.test_loss.low) else r.test_loss.mean - r.test_loss.low for r in rows]] * 2
-            axes.errorbar(
-                [r.train_tokens for r in rows],
-                [r.test_loss.mean for r in rows],
-                yerr=errors,
-                marker="o",
-                markersize=4,
-                capsize=3,
-                label=method,
-            )
+        for i, method in enumerate(methods):
+            shift = 1.03 ** (i - (len(methods) - 1) / 2)
+            _final_losses(axes, report, method, shift, marker="o", markersize=4, label=method)
         axes.axhline(report.base_loss, color="grey", linestyle=":", label="base model")
         axes.set_xscale("log")
+        budgets = sorted({r.budget for r in report.rows if is_budgeted(r.method)})
+        axes.set_xticks(budgets, [f"{b:,}" for b in budgets])
+        axes.set_xticks([], minor=True)
         axes.set(xlabel="training tokens (budget)", ylabel="test cross-entropy (95% interval over seeds)")
         axes.set_title(report.title)
         axes.legend(fontsize="small", ncols=2)
