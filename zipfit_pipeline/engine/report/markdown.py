@@ -185,7 +185,7 @@ def _alignment_table(report: Report) -> list[str]:
     lines = [
         "",
         "Test CE against the training set's mean ZIP-FIT alignment, one point per run (negative slope: better-aligned "
-        "data gives a lower loss; across budgets, a larger budget also lowers the loss whatever the alignment):",
+        "data gives a lower loss; over every budget, the budget moves the loss too, whatever the alignment):",
         "",
         "| runs of | points | slope | R² |",
         "|---|---:|---:|---:|",

@@ -117,7 +117,7 @@ class LengthProfile:
 @dataclass(frozen=True)
 class AlignmentFit:
     """Test CE fitted on the training set's mean alignment over some runs (the paper's Figure 3): one budget's, or
-    every budget's together (`budget` None), where a larger budget lowers the loss whatever the alignment."""
+    every budget's together (`budget` None), where the budget moves the loss too, whatever the alignment."""
 
     budget: int | None
     runs: int
