@@ -41,7 +41,7 @@ METHODS = "zipfit,dsir,bm25,random,all"
 
 def training(seeds: list[int], batch_size: int, curve_points: int) -> dict[str, object]:
     """A full fine-tune of 256-token blocks at the demo's learning rate. On 2 CPU cores: four blocks a step (1,024
-    tokens) and no mid-training evals (each costs as much as a 10k-token fine-tune there), so the curve is the
+    tokens) and no mid-training evals (each takes 33 s there, half a 10k-token fine-tune), so the curve is the
     budgets' final losses."""
     return {
         "block_size": 256,
