@@ -1,4 +1,4 @@
-"""Report stage: ZIP-FIT against the baselines for one model and target, over seeds, as tables and two plots."""
+"""Report stage: ZIP-FIT against the baselines for one model and target, over seeds, as tables and three plots."""
 
 import base64
 from pathlib import Path
@@ -44,8 +44,9 @@ def build_report_assets(config: ProjectConfig, partitions: ProjectPartitions) ->
         kinds={"duckdb"},
         automation_condition=ON_NEW_DATA_OR_CODE,
         description="Mean test CE over seeds with 95% intervals per selection method and budget, ZIP-FIT paired with "
-        "each baseline, test CE against training tokens and against the training set's alignment (R²); only current "
-        "evals of configured runs; as metadata and as files under <artifacts>/reports/<model>/<target>/.",
+        "each baseline, test CE against training tokens, against the budget and against the training set's alignment "
+        "(R² per budget), each selection's sources and text lengths; only current evals of configured runs; as "
+        "metadata and as files under <artifacts>/reports/<model>/<target>/.",
     )
     def comparison_report(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         model, target = model_and_target(context.partition_key)
