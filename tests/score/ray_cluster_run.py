@@ -74,6 +74,7 @@ def main(project: str, store_path: str, report_path: str, temp: str) -> None:
 
     config = load_project(project, check_owner=False)
     compute, store = config.compute, Store(store_path)
+    assert compute.ray_address, "the project joins the cluster started here"
     _wait_for_nodes(ray, compute.ray_address, 2, ray_files / "worker-node.log")
     report["nodes_before"] = [(n["NodeManagerAddress"], n["Alive"]) for n in ray.nodes()]
 
@@ -118,7 +119,7 @@ def refused_without_token() -> str:
     """What a client without the token gets from the cluster (HOME empty, so no ~/.ray/auth_token either)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"} | {"HOME": "/tmp/no-token-home"}
     client = subprocess.run(
-        [sys.executable, "-c", f"import ray; ray.init(address='{LOOPBACK}:{PORT}')"],
+        [sys.executable, "-c", f"import ray; ray.init(address='{LOOPBACK}:{PORT}', _node_ip_address='{LOOPBACK}')"],
         env=env,
         capture_output=True,
         text=True,
@@ -127,8 +128,11 @@ def refused_without_token() -> str:
     return "" if client.returncode == 0 else client.stderr.strip().splitlines()[-1]
 
 
-def _wait_for_nodes(ray: object, address: str | None, count: int, worker_log: Path) -> None:
-    ray.init(address=address, log_to_driver=False)  # type: ignore[attr-defined]
+def _wait_for_nodes(ray: object, address: str, count: int, worker_log: Path) -> None:
+    """Joins the cluster as the pipeline does (a driver bound to 127.0.0.1, `connect`), then waits for its nodes."""
+    from zipfit_pipeline.engine.core.ray_cluster import connect
+
+    connect(address, 0)
     deadline = time.monotonic() + 60
     while sum(n["Alive"] for n in ray.nodes()) < count:  # type: ignore[attr-defined]
         if time.monotonic() > deadline:

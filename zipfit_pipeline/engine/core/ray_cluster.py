@@ -46,10 +46,18 @@ def connect(address: str | None, workers: int) -> Any:
     ray = _ray(local=not address)
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, **_driver_binding(address))
         else:
             _start_local(ray, workers or len(os.sched_getaffinity(0)))
     return ray
+
+
+def _driver_binding(address: str) -> dict[str, str]:
+    """A driver joining a cluster on this machine's loopback (`127.0.0.1:6379`) binds its own servers to 127.0.0.1
+    too; Ray would otherwise take the machine's address. A remote cluster's driver keeps Ray's choice: the
+    cluster's nodes must reach it (a `ray://` client runs no servers here)."""
+    host = address.rsplit(":", 1)[0]
+    return {"_node_ip_address": LOOPBACK} if host in (LOOPBACK, "localhost") else {}
 
 
 def _start_local(ray: Any, workers: int) -> None:
